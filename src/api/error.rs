@@ -1,0 +1,286 @@
+//! The API's error type, its JSON body, and extractors whose rejections use it.
+//!
+//! Every error answers `{"error": {"code", "message", "field"?}}`; see `docs/api.md` for the table
+//! of statuses and codes.
+
+use axum::body::Body;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use utoipa::ToSchema;
+
+use crate::site::SiteError;
+
+/// An API error: status, stable code, message and the offending field.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub field: Option<String>,
+}
+
+/// The error body.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// The error detail.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code, e.g. `invalid_argument`.
+    pub code: String,
+    /// Human-readable explanation.
+    pub message: String,
+    /// The offending field (`name`, `spec.quotas.vpcs`, `If-Match`, ...), when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    /// Build an error.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, code, message: message.into(), field: None }
+    }
+
+    /// Attach the offending field.
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+
+    /// 400 `bad_request`.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    /// 404 `not_found`.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// 500 `internal`.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+}
+
+impl From<SiteError> for ApiError {
+    fn from(e: SiteError) -> Self {
+        let msg = e.to_string();
+        match e {
+            SiteError::BadRequest { field, .. } => {
+                let mut a = ApiError::bad_request(msg);
+                a.field = field;
+                a
+            }
+            SiteError::InvalidId { .. } => ApiError::new(StatusCode::BAD_REQUEST, "invalid_id", msg).with_field("id"),
+            SiteError::Invalid { field, .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_argument", msg).with_field(field)
+            }
+            SiteError::Unauthenticated(_) => ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", msg),
+            SiteError::Forbidden(_) => ApiError::new(StatusCode::FORBIDDEN, "permission_denied", msg),
+            SiteError::NotFound { .. } => ApiError::not_found(msg),
+            SiteError::AlreadyExists { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "already_exists", msg).with_field("name")
+            }
+            SiteError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", msg),
+            SiteError::QuotaExceeded { kind, .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "quota_exceeded", msg).with_field(format!("quotas.{kind}"))
+            }
+            SiteError::State(_) | SiteError::Internal(_) => ApiError::internal(msg),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::error!(code = self.code, message = %self.message, "request failed");
+        }
+        let body = ErrorBody { error: ErrorDetail { code: self.code.into(), message: self.message, field: self.field } };
+        let json = serde_json::to_vec(&body).unwrap_or_else(|_| b"{\"error\":{\"code\":\"internal\",\"message\":\"\"}}".to_vec());
+        let mut resp = Response::new(Body::from(json));
+        *resp.status_mut() = self.status;
+        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        resp
+    }
+}
+
+/// Decode a JSON body, naming the offending field in errors (via `serde_path_to_error`).
+pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value: T = match serde_path_to_error::deserialize(&mut de) {
+        Ok(v) => v,
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let msg = inner.to_string();
+            let join = |name: &str| {
+                if path == "." || path.is_empty() {
+                    name.to_string()
+                } else if path.ends_with(name) {
+                    path.clone()
+                } else {
+                    format!("{path}.{name}")
+                }
+            };
+            let quoted = || msg.split('`').nth(1).unwrap_or("").to_string();
+            return Err(match inner.classify() {
+                serde_json::error::Category::Data if msg.starts_with("unknown field") => {
+                    let f = join(&quoted());
+                    ApiError::new(StatusCode::BAD_REQUEST, "unknown_field", format!("unknown field {f:?}")).with_field(f)
+                }
+                serde_json::error::Category::Data if msg.starts_with("missing field") => {
+                    let f = join(&quoted());
+                    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_argument", format!("missing field {f:?}"))
+                        .with_field(f)
+                }
+                serde_json::error::Category::Data
+                    if msg.starts_with("unknown variant") || msg.starts_with("invalid value") || msg.starts_with("premature end") =>
+                {
+                    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_argument", msg).with_field(path)
+                }
+                serde_json::error::Category::Data => {
+                    let mut a = ApiError::bad_request(msg);
+                    if path != "." {
+                        a.field = Some(path);
+                    }
+                    a
+                }
+                _ => ApiError::bad_request(format!("malformed JSON: {msg}")),
+            });
+        }
+    };
+    de.end().map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
+    Ok(value)
+}
+
+/// A JSON request body. Rejections: 415 for a non-JSON content type, 413 over the body limit,
+/// 400/422 for malformed or invalid JSON with the field named.
+pub struct ApiJson<T>(pub T);
+
+/// Whether a `Content-Type` value is JSON (`application/json`, `application/*+json`).
+pub fn is_json(ct: Option<&HeaderValue>) -> bool {
+    let ct = ct.and_then(|v| v.to_str().ok()).unwrap_or("");
+    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+}
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        if !is_json(req.headers().get(header::CONTENT_TYPE)) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "the body must be JSON (Content-Type: application/json)",
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
+            } else {
+                ApiError::bad_request(format!("reading the body: {}", e.body_text()))
+            }
+        })?;
+        decode_json(&bytes).map(ApiJson)
+    }
+}
+
+/// A query string; unknown parameters and bad values are 400 `bad_request`.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| ApiQuery(q.0))
+            .map_err(|e| ApiError::bad_request(e.body_text()))
+    }
+}
+
+/// Middleware: turn any error response that is not already JSON (axum's 405, a layer's 413, a
+/// timeout) into the JSON error shape, so clients see one format everywhere.
+pub async fn jsonify_errors(resp: Response) -> Response {
+    let status = resp.status();
+    if status.as_u16() < 400 || is_json(resp.headers().get(header::CONTENT_TYPE)) {
+        return resp;
+    }
+    let (code, msg) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "this method is not allowed on this path"),
+        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "the request body is too large"),
+        StatusCode::NOT_FOUND => ("not_found", "no such route"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "unsupported content type"),
+        StatusCode::UNAUTHORIZED => ("unauthenticated", "authentication required"),
+        StatusCode::REQUEST_TIMEOUT => ("timeout", "the request timed out"),
+        s if s.is_client_error() => ("bad_request", "bad request"),
+        _ => ("internal", "internal error"),
+    };
+    let mut out = ApiError::new(status, code, msg).into_response();
+    if let Some(allow) = resp.headers().get(header::ALLOW) {
+        out.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    out
+}
+
+/// The response for a handler panic: a 500 JSON error (the panic is logged, never shown).
+pub fn panic_response(err: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let detail = err
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| err.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default();
+    tracing::error!(panic = %detail, "handler panicked");
+    ApiError::internal("internal error").into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Inner {
+        role: crate::site::auth::Role,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Outer {
+        name: String,
+        #[serde(default)]
+        spec: Option<Inner>,
+    }
+
+    fn err(s: &str) -> ApiError {
+        decode_json::<Outer>(s.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn decode_errors_name_codes_and_fields() {
+        let e = err(r#"{"name":"a","bogus":1}"#);
+        assert_eq!((e.status.as_u16(), e.code, e.field.as_deref()), (400, "unknown_field", Some("bogus")));
+        let e = err(r#"{"name":"a","spec":{"role":"admin","x":1}}"#);
+        assert_eq!((e.code, e.field.as_deref()), ("unknown_field", Some("spec.x")));
+        let e = err(r#"{"name":"a","spec":{"role":"root"}}"#);
+        assert_eq!((e.status.as_u16(), e.code, e.field.as_deref()), (422, "invalid_argument", Some("spec.role")));
+        let e = err(r#"{"spec":{"role":"admin"}}"#);
+        assert_eq!((e.code, e.field.as_deref()), ("invalid_argument", Some("name")));
+        let e = err(r#"{"name":5}"#);
+        assert_eq!((e.status.as_u16(), e.code, e.field.as_deref()), (400, "bad_request", Some("name")));
+        assert_eq!(err(r#"{"name":"a""#).code, "bad_request");
+        assert_eq!(err(r#"{"name":"a"} trailing"#).code, "bad_request");
+        assert_eq!(err("").code, "bad_request");
+    }
+}

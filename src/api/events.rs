@@ -1,0 +1,199 @@
+//! `/v1/events` (list and Server-Sent Events stream) and `/v1/audit`.
+//!
+//! The stream subscribes to the bus *before* reading the backlog from SQLite and drops
+//! duplicates by cursor, so no event committed around the moment of (re)connection is missed.
+//! SSE resumption follows the WHATWG HTML spec: the client sends `Last-Event-ID`.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, header};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast::error::RecvError;
+use utoipa::{IntoParams, ToSchema};
+
+use super::AppState;
+use super::auth::{Auth, scope};
+use super::error::{ApiError, ApiQuery, ErrorBody};
+use crate::site::auth::Role;
+use crate::site::events::{AuditRecord, MAX_EVENT_PAGE};
+use crate::site::{Event, ProjectCtx, Site};
+
+/// Query of `/v1/events`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct EventsQuery {
+    /// Only this project's events (site admins: any project; default all).
+    pub project: Option<String>,
+    /// Events after this cursor (the SSE `Last-Event-ID` header wins).
+    pub after: Option<i64>,
+    /// Most events in a list answer (1–1000, default 1000).
+    pub limit: Option<usize>,
+    /// Answer a Server-Sent Events stream (same as `Accept: text/event-stream`).
+    pub stream: Option<bool>,
+}
+
+/// A page of events.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventList {
+    pub items: Vec<Event>,
+    /// Pass as `after` to continue.
+    pub next_cursor: i64,
+}
+
+/// Events replayed to a new stream that names no cursor.
+const FRESH_BACKLOG: i64 = 100;
+
+fn sse_of(e: &Event) -> SseEvent {
+    SseEvent::default()
+        .id(e.cursor.to_string())
+        .event(e.event_type.clone())
+        .data(serde_json::to_string(e).unwrap_or_default())
+}
+
+/// List events after a cursor, or stream them as Server-Sent Events.
+#[utoipa::path(get, path = "/v1/events", tag = "events", params(EventsQuery,
+        ("Last-Event-ID" = Option<String>, Header, description = "resume the stream after this cursor")),
+    responses((status = 200, body = EventList, description = "JSON list, or text/event-stream when asked"),
+        (status = 400, body = ErrorBody)))]
+pub async fn events(
+    State(app): State<AppState>,
+    Auth(p): Auth,
+    headers: HeaderMap,
+    ApiQuery(q): ApiQuery<EventsQuery>,
+) -> Result<Response, ApiError> {
+    p.require(Role::Viewer)?;
+    let filter = if p.site_admin && q.project.is_none() { None } else { Some(scope(&app, &p, q.project.as_deref()).await?) };
+    let want_stream = q.stream == Some(true)
+        || headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/event-stream"));
+    let last_id = match headers.get("last-event-id") {
+        None => None,
+        Some(v) => Some(v.to_str().ok().and_then(|s| s.trim().parse::<i64>().ok()).ok_or_else(|| {
+            ApiError::bad_request("Last-Event-ID must be an event cursor").with_field("Last-Event-ID")
+        })?),
+    };
+    let after = last_id.or(q.after);
+    if !want_stream {
+        let limit = q.limit.unwrap_or(MAX_EVENT_PAGE);
+        if limit == 0 || limit > MAX_EVENT_PAGE {
+            return Err(ApiError::bad_request(format!("limit must be 1 to {MAX_EVENT_PAGE}")).with_field("limit"));
+        }
+        let after = after.unwrap_or(0);
+        let items = app.site.run(move |s| s.events_after(after, filter.as_ref(), limit)).await?;
+        let next_cursor = items.last().map(|e| e.cursor).unwrap_or(after);
+        return Ok(Json(EventList { items, next_cursor }).into_response());
+    }
+    let after = match after {
+        Some(a) => a,
+        None => (app.site.run(|s| s.latest_cursor()).await? - FRESH_BACKLOG).max(0),
+    };
+    let stream = event_stream(app.site.clone(), filter, after, app.shutdown.clone());
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response())
+}
+
+/// Read every visible event after `last` from SQLite, in pages.
+async fn backlog(site: &Site, filter: &Option<ProjectCtx>, last: i64) -> Result<Vec<Event>, ApiError> {
+    let mut out = Vec::new();
+    let mut cur = last;
+    loop {
+        let f = filter.clone();
+        let page = site.run(move |s| s.events_after(cur, f.as_ref(), MAX_EVENT_PAGE)).await?;
+        let full = page.len() == MAX_EVENT_PAGE;
+        if let Some(e) = page.last() {
+            cur = e.cursor;
+        }
+        out.extend(page);
+        if !full {
+            return Ok(out);
+        }
+    }
+}
+
+fn event_stream(
+    site: Site,
+    filter: Option<ProjectCtx>,
+    after: i64,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> impl futures_util::Stream<Item = Result<SseEvent, Infallible>> {
+    async_stream::stream! {
+        let mut rx = site.subscribe();
+        let mut last = after;
+        let gap = {
+            let s = site.clone();
+            s.run(move |s| s.events_gap(after)).await.ok().flatten()
+        };
+        if let Some(through) = gap {
+            yield Ok(SseEvent::default().event("gap").data(format!(
+                "{{\"pruned_through\":{through},\"message\":\"events up to cursor {through} were removed by retention\"}}"
+            )));
+        }
+        match backlog(&site, &filter, last).await {
+            Ok(evs) => for e in evs {
+                last = e.cursor;
+                yield Ok(sse_of(&e));
+            },
+            Err(_) => return,
+        }
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                r = rx.recv() => match r {
+                    Ok(e) => {
+                        if e.cursor <= last || !e.visible_to(filter.as_ref()) {
+                            continue;
+                        }
+                        last = e.cursor;
+                        yield Ok(sse_of(&e));
+                    }
+                    Err(RecvError::Lagged(_)) => match backlog(&site, &filter, last).await {
+                        Ok(evs) => for e in evs {
+                            last = e.cursor;
+                            yield Ok(sse_of(&e));
+                        },
+                        Err(_) => return,
+                    },
+                    Err(RecvError::Closed) => return,
+                }
+            }
+        }
+    }
+}
+
+/// Query of `/v1/audit`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// Only this project (site admins: any; default all). Others see their own project.
+    pub project: Option<String>,
+    /// Most records (1–1000, default 100).
+    pub limit: Option<usize>,
+    /// Records with id below this (paging back).
+    pub before: Option<i64>,
+}
+
+/// A page of audit records, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditList {
+    pub items: Vec<AuditRecord>,
+}
+
+/// The audit log of mutating requests (project admins; site admins see every project).
+#[utoipa::path(get, path = "/v1/audit", tag = "audit", params(AuditQuery),
+    responses((status = 200, body = AuditList), (status = 403, body = ErrorBody)))]
+pub async fn audit(State(app): State<AppState>, Auth(p): Auth, ApiQuery(q): ApiQuery<AuditQuery>) -> Result<Response, ApiError> {
+    p.require(Role::Admin)?;
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > 1000 {
+        return Err(ApiError::bad_request("limit must be 1 to 1000").with_field("limit"));
+    }
+    let filter = if p.site_admin && q.project.is_none() { None } else { Some(scope(&app, &p, q.project.as_deref()).await?) };
+    let before = q.before;
+    let items = app.site.run(move |s| s.audit(filter.as_ref(), before, limit)).await?;
+    Ok(Json(AuditList { items }).into_response())
+}

@@ -1,0 +1,109 @@
+//! The REST API (`/v1`): axum routers, request and response types, OpenAPI, auth and errors.
+//!
+//! Handlers are thin: parse, authorize, call the site service, map the result. Every route is
+//! registered through `utoipa-axum`, so the OpenAPI document covers every route by construction.
+
+pub mod auth;
+pub mod error;
+pub mod events;
+pub mod resources;
+pub mod system;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
+use tokio::sync::watch;
+use tower_http::catch_panic::CatchPanicLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::site::Site;
+
+/// State shared by handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// The site service.
+    pub site: Site,
+    /// Turns true at shutdown; long-lived streams end on it.
+    pub shutdown: watch::Receiver<bool>,
+    /// The OpenAPI document, rendered once.
+    pub openapi: Arc<String>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "cloudlet", description = "The site API of cloudlet, an edge cloud in one binary. Conventions: docs/api.md."),
+    components(schemas(error::ErrorBody, error::ErrorDetail, crate::site::model::Condition, crate::node::ProbeReport,
+        crate::site::projects::ProjectSpec, crate::site::nodes::NodeSpec, crate::site::operations::OperationSpec,
+        crate::site::auth::Role)),
+    modifiers(&Security),
+    tags((name = "projects"), (name = "tokens"), (name = "users"), (name = "nodes"), (name = "operations"),
+        (name = "events"), (name = "audit"), (name = "auth"), (name = "system"))
+)]
+struct ApiDoc;
+
+struct Security;
+
+impl utoipa::Modify for Security {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+        let comps = api.components.get_or_insert_with(Default::default);
+        comps.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+        comps.add_security_scheme("session", SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new("cloudlet_session"))));
+        api.security = Some(vec![
+            SecurityRequirement::new("bearer", Vec::<String>::new()),
+            SecurityRequirement::new("session", Vec::<String>::new()),
+        ]);
+    }
+}
+
+/// Every documented route, and the OpenAPI document describing them.
+pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(system::healthz))
+        .routes(routes!(system::readyz))
+        .routes(routes!(system::metrics))
+        .routes(routes!(system::openapi))
+        .routes(routes!(system::site_info))
+        .routes(routes!(system::login))
+        .routes(routes!(system::logout))
+        .routes(routes!(system::whoami))
+        .routes(routes!(resources::list_projects, resources::create_project))
+        .routes(routes!(resources::get_project, resources::update_project, resources::delete_project))
+        .routes(routes!(resources::list_tokens, resources::create_token))
+        .routes(routes!(resources::get_token, resources::delete_token))
+        .routes(routes!(resources::list_users, resources::create_user))
+        .routes(routes!(resources::get_user, resources::delete_user))
+        .routes(routes!(resources::list_nodes))
+        .routes(routes!(resources::get_node, resources::update_node))
+        .routes(routes!(resources::list_operations))
+        .routes(routes!(resources::get_operation))
+        .routes(routes!(events::events))
+        .routes(routes!(events::audit))
+        .split_for_parts()
+}
+
+/// The OpenAPI document as JSON.
+pub fn openapi_json() -> String {
+    api_routes().1.to_pretty_json().unwrap_or_else(|_| "{}".into())
+}
+
+/// The full HTTP application: API, console, and the middleware stack (panic guard, JSON errors,
+/// body limit, metrics, audit).
+pub fn app(site: Site, shutdown: watch::Receiver<bool>) -> Router {
+    let (routes, doc) = api_routes();
+    let openapi = Arc::new(doc.to_pretty_json().unwrap_or_else(|_| "{}".into()));
+    let max_body = site.config().api.max_body_bytes;
+    let state = AppState { site, shutdown, openapi };
+    routes
+        .fallback(crate::console::serve)
+        .layer(middleware::from_fn_with_state(state.clone(), auth::audit))
+        .layer(middleware::from_fn_with_state(state.clone(), auth::metrics))
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::map_response(error::jsonify_errors))
+        .layer(CatchPanicLayer::custom(error::panic_response))
+        .with_state(state)
+}

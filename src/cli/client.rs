@@ -1,0 +1,246 @@
+//! The CLI's HTTP client: HTTP/1.1 (hyper) over the local Unix socket, or over TCP/TLS to
+//! `--remote URL` with a bearer token.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1;
+use hyper::{Method, Request, StatusCode, header};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// Errors of CLI commands.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Could not reach the daemon.
+    #[error("cannot reach the daemon at {target}: {source}")]
+    Connect { target: String, source: std::io::Error },
+    /// TLS set-up or handshake failed.
+    #[error("tls: {0}")]
+    Tls(String),
+    /// HTTP transport failure.
+    #[error("http: {0}")]
+    Http(String),
+    /// The API answered an error.
+    #[error("{code}: {message}{}", field.as_ref().map(|f| format!(" (field: {f})")).unwrap_or_default())]
+    Api { status: u16, code: String, message: String, field: Option<String> },
+    /// Bad command-line input.
+    #[error("{0}")]
+    Usage(String),
+    /// A long action or a check failed.
+    #[error("{0}")]
+    Failed(String),
+    /// Local I/O.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+enum Target {
+    Unix(PathBuf),
+    Tcp { host: String, port: u16, tls: Option<Arc<rustls::ClientConfig>> },
+}
+
+/// A client of the cloudlet API.
+pub struct Client {
+    target: Target,
+    token: Option<String>,
+    project: Option<String>,
+}
+
+/// A raw answer.
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: hyper::HeaderMap,
+    pub body: Bytes,
+}
+
+/// The default local socket.
+pub const DEFAULT_SOCKET: &str = "/run/cloudlet/cloudlet.sock";
+
+fn tls_config(ca: &Path) -> Result<Arc<rustls::ClientConfig>, CliError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(ca).map_err(|e| CliError::Tls(format!("reading {}: {e}", ca.display())))?;
+    for c in certs {
+        let c = c.map_err(|e| CliError::Tls(format!("parsing {}: {e}", ca.display())))?;
+        roots.add(c).map_err(|e| CliError::Tls(e.to_string()))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| CliError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(cfg))
+}
+
+impl Client {
+    /// Build a client: `remote` (`http://` or `https://host:port`) or the Unix socket.
+    /// HTTPS trusts the PEM certificate(s) in `ca_cert`, or else `DATA/tls/cert.pem` of a local
+    /// daemon at the default data dir.
+    pub fn new(
+        remote: Option<&str>,
+        socket: Option<&Path>,
+        token: Option<String>,
+        project: Option<String>,
+        ca_cert: Option<&Path>,
+    ) -> Result<Client, CliError> {
+        let target = match remote {
+            None => Target::Unix(socket.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET))),
+            Some(url) => {
+                let (tls, rest) = if let Some(r) = url.strip_prefix("https://") {
+                    (true, r)
+                } else if let Some(r) = url.strip_prefix("http://") {
+                    (false, r)
+                } else {
+                    return Err(CliError::Usage(format!("--remote {url:?} must start with http:// or https://")));
+                };
+                let hostport = rest.split('/').next().unwrap_or("");
+                let (host, port) = match hostport.rsplit_once(':') {
+                    Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
+                        h.trim_matches(['[', ']']).to_string(),
+                        p.parse::<u16>().map_err(|_| CliError::Usage(format!("bad port in {url:?}")))?,
+                    ),
+                    _ => (hostport.to_string(), if tls { 443 } else { 80 }),
+                };
+                let tls = if tls {
+                    let local = PathBuf::from("/var/lib/cloudlet/tls/cert.pem");
+                    let ca = ca_cert.map(Path::to_path_buf).or_else(|| local.exists().then_some(local)).ok_or_else(|| {
+                        CliError::Usage("HTTPS needs --ca-cert FILE (the daemon's DATA/tls/cert.pem, or your CA)".into())
+                    })?;
+                    Some(tls_config(&ca)?)
+                } else {
+                    None
+                };
+                Target::Tcp { host, port, tls }
+            }
+        };
+        Ok(Client { target, token, project })
+    }
+
+    fn describe(&self) -> String {
+        match &self.target {
+            Target::Unix(p) => p.display().to_string(),
+            Target::Tcp { host, port, tls } => format!("{}://{host}:{port}", if tls.is_some() { "https" } else { "http" }),
+        }
+    }
+
+    async fn handshake<S>(io: S) -> Result<http1::SendRequest<Full<Bytes>>, CliError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (sender, conn) = http1::handshake(TokioIo::new(io)).await.map_err(|e| CliError::Http(e.to_string()))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(sender)
+    }
+
+    async fn connect(&self) -> Result<http1::SendRequest<Full<Bytes>>, CliError> {
+        let conn_err = |source| CliError::Connect { target: self.describe(), source };
+        match &self.target {
+            Target::Unix(p) => Self::handshake(tokio::net::UnixStream::connect(p).await.map_err(conn_err)?).await,
+            Target::Tcp { host, port, tls } => {
+                let tcp = tokio::net::TcpStream::connect((host.as_str(), *port)).await.map_err(conn_err)?;
+                match tls {
+                    None => Self::handshake(tcp).await,
+                    Some(cfg) => {
+                        let name = rustls::pki_types::ServerName::try_from(host.clone())
+                            .map_err(|e| CliError::Tls(format!("server name {host:?}: {e}")))?;
+                        let s = tokio_rustls::TlsConnector::from(cfg.clone())
+                            .connect(name, tcp)
+                            .await
+                            .map_err(|e| CliError::Tls(e.to_string()))?;
+                        Self::handshake(s).await
+                    }
+                }
+            }
+        }
+    }
+
+    fn with_project(&self, path: &str) -> String {
+        match &self.project {
+            Some(p) if path.starts_with("/v1/") && !path.contains("project=") => {
+                format!("{path}{}project={p}", if path.contains('?') { '&' } else { '?' })
+            }
+            _ => path.to_string(),
+        }
+    }
+
+    fn request(&self, method: Method, path: &str, body: Option<&Value>, extra: &[(&str, String)]) -> Result<Request<Full<Bytes>>, CliError> {
+        let host = match &self.target {
+            Target::Unix(_) => "localhost".to_string(),
+            Target::Tcp { host, port, .. } => format!("{host}:{port}"),
+        };
+        let mut b = Request::builder().method(method).uri(self.with_project(path)).header(header::HOST, host);
+        if let Some(t) = &self.token {
+            b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        for (k, v) in extra {
+            b = b.header(*k, v.as_str());
+        }
+        let body = match body {
+            Some(v) => {
+                b = b.header(header::CONTENT_TYPE, "application/json");
+                Full::new(Bytes::from(serde_json::to_vec(v).map_err(|e| CliError::Usage(e.to_string()))?))
+            }
+            None => Full::new(Bytes::new()),
+        };
+        b.body(body).map_err(|e| CliError::Usage(e.to_string()))
+    }
+
+    /// Send a request and read the whole answer.
+    pub async fn send(&self, method: Method, path: &str, body: Option<&Value>, extra: &[(&str, String)]) -> Result<Answer, CliError> {
+        let req = self.request(method, path, body, extra)?;
+        let mut s = self.connect().await?;
+        let resp = s.send_request(req).await.map_err(|e| CliError::Http(e.to_string()))?;
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await.map_err(|e| CliError::Http(e.to_string()))?.to_bytes();
+        Ok(Answer { status: parts.status, headers: parts.headers, body })
+    }
+
+    /// Send a request and parse a JSON answer; API errors become [`CliError::Api`].
+    pub async fn json(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value, CliError> {
+        self.json_with(method, path, body, &[]).await
+    }
+
+    /// Like [`Client::json`] with extra headers.
+    pub async fn json_with(&self, method: Method, path: &str, body: Option<&Value>, extra: &[(&str, String)]) -> Result<Value, CliError> {
+        let a = self.send(method, path, body, extra).await?;
+        if !a.status.is_success() {
+            return Err(api_error(a.status, &a.body));
+        }
+        if a.body.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&a.body).map_err(|e| CliError::Http(format!("answer is not JSON: {e}")))
+    }
+
+    /// Open a streaming GET (for Server-Sent Events); returns the body to read frames from.
+    pub async fn stream(&self, path: &str, extra: &[(&str, String)]) -> Result<hyper::body::Incoming, CliError> {
+        let req = self.request(Method::GET, path, None, extra)?;
+        let mut s = self.connect().await?;
+        let resp = s.send_request(req).await.map_err(|e| CliError::Http(e.to_string()))?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            let body = resp.into_body().collect().await.map_err(|e| CliError::Http(e.to_string()))?.to_bytes();
+            return Err(api_error(status, &body));
+        }
+        Ok(resp.into_body())
+    }
+}
+
+fn api_error(status: StatusCode, body: &[u8]) -> CliError {
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let e = &v["error"];
+    CliError::Api {
+        status: status.as_u16(),
+        code: e["code"].as_str().unwrap_or("http_error").to_string(),
+        message: e["message"].as_str().map(str::to_string).unwrap_or_else(|| format!("HTTP {status}")),
+        field: e["field"].as_str().map(str::to_string),
+    }
+}

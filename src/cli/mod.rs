@@ -1,0 +1,267 @@
+//! The command line: `cloudlet serve`, `cloudlet <noun> <verb>` client commands, and local tools
+//! (`config default`, `node check`, `completion`).
+
+pub mod client;
+pub mod commands;
+pub mod output;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+pub use client::{Client, CliError};
+use output::Format;
+
+/// cloudlet: an edge cloud in one binary.
+#[derive(Debug, Parser)]
+#[command(name = "cloudlet", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options of every client command.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Talk to a daemon at this URL (http:// or https://) instead of the local socket.
+    #[arg(long, global = true, env = "CLOUDLET_REMOTE")]
+    pub remote: Option<String>,
+    /// API token for --remote.
+    #[arg(long, global = true, env = "CLOUDLET_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// The daemon's Unix socket [default: /run/cloudlet/cloudlet.sock]; for `serve`, where to listen.
+    #[arg(long, global = true, env = "CLOUDLET_SOCKET")]
+    pub socket: Option<String>,
+    /// Trust this PEM certificate for https:// (the daemon's DATA/tls/cert.pem).
+    #[arg(long, global = true, env = "CLOUDLET_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
+    /// Act in this project (site admins).
+    #[arg(long, global = true, env = "CLOUDLET_PROJECT")]
+    pub project: Option<String>,
+    /// Output format.
+    #[arg(short = 'o', long, global = true, value_enum, default_value = "table")]
+    pub output: Format,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the site daemon.
+    Serve(ServeArgs),
+    /// Configuration helpers.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// Nodes: list, show, update, and the local acceptance check.
+    #[command(subcommand)]
+    Node(NodeCmd),
+    /// Projects (tenants).
+    #[command(subcommand)]
+    Project(ProjectCmd),
+    /// API tokens of a project.
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// Console users of a project.
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Long-running operations.
+    #[command(subcommand, alias = "op")]
+    Operation(OperationCmd),
+    /// The event stream.
+    #[command(subcommand)]
+    Event(EventCmd),
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+    /// Site summary.
+    Site,
+    /// Print shell completions.
+    Completion {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// `cloudlet serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Config file [default: /etc/cloudlet/config.toml when present].
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Data directory [default: /var/lib/cloudlet].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Serve plain HTTP on ADDR (loopback, tests). Turns HTTPS and the socket off unless
+    /// --https or --socket are also given.
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<String>,
+    /// Serve HTTPS on ADDR [default: 0.0.0.0:8443]; "off" disables.
+    #[arg(long, value_name = "ADDR")]
+    pub https: Option<String>,
+    /// Log format: text or json.
+    #[arg(long)]
+    pub log_format: Option<String>,
+    /// Log filter, e.g. info or cloudlet=debug.
+    #[arg(long)]
+    pub log_level: Option<String>,
+    /// Serve /metrics without authentication.
+    #[arg(long)]
+    pub metrics_public: bool,
+    /// Host probe and heartbeat interval in seconds.
+    #[arg(long)]
+    pub probe_interval: Option<u64>,
+}
+
+/// `cloudlet config ...`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCmd {
+    /// Print the full default configuration with comments.
+    Default,
+}
+
+/// Labels given as `key=value`.
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| format!("{s:?} is not key=value"))
+}
+
+/// `cloudlet node ...`.
+#[derive(Debug, Subcommand)]
+pub enum NodeCmd {
+    /// Probe this host and, with a profile, check it (non-zero exit on failure). Needs no daemon.
+    Check {
+        /// A hardware profile (firmware-profiles/*.toml).
+        #[arg(long)]
+        profile: Option<PathBuf>,
+        /// Where disk space is measured [default: /var/lib/cloudlet].
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// List nodes.
+    #[command(alias = "ls")]
+    List,
+    /// Show a node.
+    Show { name: String },
+    /// Change a node's labels or schedulability.
+    Update {
+        name: String,
+        #[arg(long)]
+        schedulable: Option<bool>,
+        #[arg(long = "label", value_parser = parse_kv)]
+        labels: Vec<(String, String)>,
+    },
+}
+
+/// `cloudlet project ...`.
+#[derive(Debug, Subcommand)]
+pub enum ProjectCmd {
+    /// List projects.
+    #[command(alias = "ls")]
+    List,
+    /// Show a project.
+    Show { name: String },
+    /// Create a project.
+    Create {
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Quota as kind=count, e.g. instances=10.
+        #[arg(long = "quota", value_parser = parse_kv)]
+        quotas: Vec<(String, String)>,
+        #[arg(long = "label", value_parser = parse_kv)]
+        labels: Vec<(String, String)>,
+    },
+    /// Update a project's description or quotas.
+    Update {
+        name: String,
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long = "quota", value_parser = parse_kv)]
+        quotas: Vec<(String, String)>,
+        /// Fail with 409 unless the project is at this generation.
+        #[arg(long)]
+        if_match: Option<i64>,
+    },
+    /// Delete a project (a long action).
+    #[command(alias = "rm")]
+    Delete {
+        name: String,
+        /// Follow the operation to its end with a progress bar.
+        #[arg(long)]
+        wait: bool,
+    },
+}
+
+/// `cloudlet token ...`.
+#[derive(Debug, Subcommand)]
+pub enum TokenCmd {
+    /// List tokens.
+    #[command(alias = "ls")]
+    List,
+    /// Create a token; prints its secret once.
+    Create {
+        name: String,
+        #[arg(long, default_value = "member")]
+        role: String,
+        /// RFC 3339 expiry time.
+        #[arg(long)]
+        expires_at: Option<String>,
+    },
+    /// Revoke a token.
+    #[command(alias = "rm")]
+    Delete { name: String },
+}
+
+/// `cloudlet user ...`.
+#[derive(Debug, Subcommand)]
+pub enum UserCmd {
+    /// List console users.
+    #[command(alias = "ls")]
+    List,
+    /// Create a console user; the password is read from standard input.
+    Create {
+        name: String,
+        #[arg(long, default_value = "member")]
+        role: String,
+    },
+    /// Delete a console user.
+    #[command(alias = "rm")]
+    Delete { name: String },
+}
+
+/// `cloudlet operation ...`.
+#[derive(Debug, Subcommand)]
+pub enum OperationCmd {
+    /// List operations.
+    #[command(alias = "ls")]
+    List,
+    /// Show an operation.
+    Show { id: String },
+    /// Wait for an operation to finish, with a progress bar.
+    Wait { id: String },
+}
+
+/// `cloudlet event ...`.
+#[derive(Debug, Subcommand)]
+pub enum EventCmd {
+    /// List events after a cursor.
+    #[command(alias = "ls")]
+    List {
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+        /// Keep following new events (Server-Sent Events).
+        #[arg(short, long)]
+        follow: bool,
+    },
+}
+
+/// `cloudlet audit ...`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCmd {
+    /// List audit records, newest first.
+    #[command(alias = "ls")]
+    List {
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+}

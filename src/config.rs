@@ -1,0 +1,283 @@
+//! Daemon configuration: a TOML file, then `CLOUDLET_*` environment variables, then flags.
+//!
+//! `cloudlet config default` prints [`DEFAULT_TOML`], the full default with comments; a unit test
+//! keeps it equal to [`Config::default`].
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Errors loading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading config {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    /// The TOML is malformed or has unknown keys.
+    #[error("config {path}: {message}")]
+    Parse { path: String, message: String },
+    /// An environment variable has a value of the wrong type.
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where state, certificates and workload files live.
+    pub data_dir: PathBuf,
+    pub api: ApiConfig,
+    pub log: LogConfig,
+    pub events: EventsConfig,
+    pub reconcile: ReconcileConfig,
+    pub node: NodeConfig,
+}
+
+/// Listeners and request limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// HTTPS listen address (`host:port`); empty disables it.
+    pub https: String,
+    /// Plain HTTP listen address; empty disables it. Meant for loopback (tests, local use).
+    pub http: String,
+    /// Root-only Unix socket for the CLI; empty disables it.
+    pub socket: String,
+    /// Largest request body in bytes.
+    pub max_body_bytes: usize,
+    /// Serve `/metrics` without authentication.
+    pub metrics_public: bool,
+}
+
+/// Logging.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: String,
+    /// A `tracing` filter, e.g. `info` or `cloudlet=debug`.
+    pub level: String,
+}
+
+/// Event retention.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// Keep events (and finished operations) this many hours.
+    pub retention_hours: u64,
+    /// Keep at most this many events.
+    pub max_events: u64,
+}
+
+/// Reconciler timing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReconcileConfig {
+    /// Full pass over every resource this often (drift detection), in seconds.
+    pub resync_seconds: u64,
+    /// Longest back-off after repeated failures, in seconds.
+    pub backoff_max_seconds: u64,
+}
+
+/// This node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// The node's name; empty means the host name.
+    pub name: String,
+    /// Probe the host and heartbeat this often, in seconds.
+    pub probe_interval_seconds: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("/var/lib/cloudlet"),
+            api: ApiConfig::default(),
+            log: LogConfig::default(),
+            events: EventsConfig::default(),
+            reconcile: ReconcileConfig::default(),
+            node: NodeConfig::default(),
+        }
+    }
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            https: "0.0.0.0:8443".into(),
+            http: String::new(),
+            socket: "/run/cloudlet/cloudlet.sock".into(),
+            max_body_bytes: 1024 * 1024,
+            metrics_public: false,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { format: "text".into(), level: "info".into() }
+    }
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig { retention_hours: 168, max_events: 100_000 }
+    }
+}
+
+impl Default for ReconcileConfig {
+    fn default() -> Self {
+        ReconcileConfig { resync_seconds: 300, backoff_max_seconds: 300 }
+    }
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig { name: String::new(), probe_interval_seconds: 30 }
+    }
+}
+
+/// The default configuration, with comments (`cloudlet config default`).
+pub const DEFAULT_TOML: &str = r#"# cloudlet site daemon configuration.
+# Precedence: this file (--config, default /etc/cloudlet/config.toml if present), then
+# CLOUDLET_* environment variables, then command-line flags.
+
+# Where state (SQLite), certificates and workload files live. Env: CLOUDLET_DATA_DIR.
+data_dir = "/var/lib/cloudlet"
+
+[api]
+# HTTPS listener with a self-signed certificate made at first start (DATA/tls/).
+# Empty disables it. Env: CLOUDLET_HTTPS.
+https = "0.0.0.0:8443"
+# Plain HTTP listener, for loopback use and tests. Empty disables it. Env: CLOUDLET_HTTP.
+http = ""
+# Root-only Unix socket for the local CLI (mode 0600). Empty disables it. Env: CLOUDLET_SOCKET.
+socket = "/run/cloudlet/cloudlet.sock"
+# Largest request body, in bytes. Env: CLOUDLET_MAX_BODY_BYTES.
+max_body_bytes = 1048576
+# Serve /metrics without authentication. Env: CLOUDLET_METRICS_PUBLIC.
+metrics_public = false
+
+[log]
+# "text" or "json". Env: CLOUDLET_LOG_FORMAT.
+format = "text"
+# A tracing filter such as "info" or "cloudlet=debug". Env: CLOUDLET_LOG_LEVEL.
+level = "info"
+
+[events]
+# Keep events and finished operations this many hours.
+retention_hours = 168
+# Keep at most this many events.
+max_events = 100000
+
+[reconcile]
+# Full reconcile pass over every resource this often (drift detection), seconds.
+resync_seconds = 300
+# Longest retry back-off after repeated failures, seconds.
+backoff_max_seconds = 300
+
+[node]
+# This node's name; empty means the host name. Env: CLOUDLET_NODE_NAME.
+name = ""
+# Probe the host and heartbeat this often, seconds.
+probe_interval_seconds = 30
+"#;
+
+/// The default config file path, read when it exists and no `--config` is given.
+pub const DEFAULT_PATH: &str = "/etc/cloudlet/config.toml";
+
+impl Config {
+    /// Parse TOML text (`origin` names it in errors).
+    pub fn parse(origin: &str, text: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse { path: origin.into(), message: e.to_string() })
+    }
+
+    /// Load `path`, or [`DEFAULT_PATH`] if it exists, or the defaults; then apply the environment.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let path = path.map(Path::to_path_buf).or_else(|| Some(PathBuf::from(DEFAULT_PATH)).filter(|p| p.exists()));
+        let mut cfg = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(&p)
+                    .map_err(|source| ConfigError::Read { path: p.display().to_string(), source })?;
+                Config::parse(&p.display().to_string(), &text)?
+            }
+            None => Config::default(),
+        };
+        cfg.apply_env(|k| std::env::var(k).ok())?;
+        Ok(cfg)
+    }
+
+    /// Apply `CLOUDLET_*` variables read through `get`.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        let bool_of = |var: &str, v: String| match v.as_str() {
+            "1" | "true" | "yes" => Ok(true),
+            "0" | "false" | "no" => Ok(false),
+            _ => Err(ConfigError::Env { var: var.into(), message: format!("{v:?} is not a boolean") }),
+        };
+        if let Some(v) = get("CLOUDLET_DATA_DIR") {
+            self.data_dir = v.into();
+        }
+        if let Some(v) = get("CLOUDLET_HTTPS") {
+            self.api.https = v;
+        }
+        if let Some(v) = get("CLOUDLET_HTTP") {
+            self.api.http = v;
+        }
+        if let Some(v) = get("CLOUDLET_SOCKET") {
+            self.api.socket = v;
+        }
+        if let Some(v) = get("CLOUDLET_MAX_BODY_BYTES") {
+            self.api.max_body_bytes = v.parse().map_err(|_| ConfigError::Env {
+                var: "CLOUDLET_MAX_BODY_BYTES".into(),
+                message: format!("{v:?} is not a byte count"),
+            })?;
+        }
+        if let Some(v) = get("CLOUDLET_METRICS_PUBLIC") {
+            self.api.metrics_public = bool_of("CLOUDLET_METRICS_PUBLIC", v)?;
+        }
+        if let Some(v) = get("CLOUDLET_LOG_FORMAT") {
+            self.log.format = v;
+        }
+        if let Some(v) = get("CLOUDLET_LOG_LEVEL") {
+            self.log.level = v;
+        }
+        if let Some(v) = get("CLOUDLET_NODE_NAME") {
+            self.node.name = v;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_commented_default_equals_the_built_in_default() {
+        assert_eq!(Config::parse("default", DEFAULT_TOML).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(Config::parse("t", "bogus = 1").is_err());
+        assert!(Config::parse("t", "[api]\nhttps = 5").is_err());
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let mut c = Config::parse("t", "data_dir = '/a'\n[api]\nhttp = '127.0.0.1:1'").unwrap();
+        c.apply_env(|k| match k {
+            "CLOUDLET_DATA_DIR" => Some("/b".into()),
+            "CLOUDLET_METRICS_PUBLIC" => Some("true".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/b"));
+        assert_eq!(c.api.http, "127.0.0.1:1");
+        assert!(c.api.metrics_public);
+        let err = c.apply_env(|k| (k == "CLOUDLET_METRICS_PUBLIC").then(|| "maybe".into()));
+        assert!(err.is_err());
+    }
+}

@@ -1,0 +1,102 @@
+//! The `cloudlet` binary: argument parsing and dispatch only.
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+
+use cloudlet::cli::{Cli, Command, ConfigCmd, NodeCmd, ServeArgs, commands};
+use cloudlet::config::{self, Config};
+
+fn init_logging(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log.level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if cfg.log.format == "json" {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+fn serve_config(a: &ServeArgs, socket: Option<&str>) -> anyhow::Result<Config> {
+    let mut cfg = Config::load(a.config.as_deref())?;
+    if let Some(d) = &a.data_dir {
+        cfg.data_dir = d.clone();
+    }
+    if let Some(h) = &a.http {
+        cfg.api.http = h.clone();
+        // --http is the test and local-use mode: no HTTPS or socket unless asked for.
+        if a.https.is_none() {
+            cfg.api.https.clear();
+        }
+        if socket.is_none() {
+            cfg.api.socket.clear();
+        }
+    }
+    if let Some(h) = &a.https {
+        cfg.api.https = if h == "off" { String::new() } else { h.clone() };
+    }
+    if let Some(s) = socket {
+        cfg.api.socket = if s == "off" { String::new() } else { s.to_string() };
+    }
+    if let Some(f) = &a.log_format {
+        cfg.log.format = f.clone();
+    }
+    if let Some(l) = &a.log_level {
+        cfg.log.level = l.clone();
+    }
+    if a.metrics_public {
+        cfg.api.metrics_public = true;
+    }
+    if let Some(p) = a.probe_interval {
+        cfg.node.probe_interval_seconds = p;
+    }
+    Ok(cfg)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Serve(a) => {
+            let cfg = serve_config(&a, g.socket.as_deref())?;
+            init_logging(&cfg);
+            cloudlet::daemon::serve(cfg).await?;
+        }
+        Command::Config(ConfigCmd::Default) => print!("{}", config::DEFAULT_TOML),
+        Command::Node(NodeCmd::Check { profile, data_dir }) => {
+            let pass = commands::node_check(g, profile.as_deref(), data_dir.as_deref())?;
+            return Ok(if pass { ExitCode::SUCCESS } else { ExitCode::from(1) });
+        }
+        Command::Node(c) => commands::node(g, c).await?,
+        Command::Project(c) => commands::project(g, c).await?,
+        Command::Token(c) => commands::token(g, c).await?,
+        Command::User(c) => commands::user(g, c).await?,
+        Command::Operation(c) => commands::operation(g, c).await?,
+        Command::Event(c) => commands::event(g, c).await?,
+        Command::Audit(c) => commands::audit(g, c).await?,
+        Command::Site => commands::site(g).await?,
+        Command::Completion { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "cloudlet", &mut std::io::stdout());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

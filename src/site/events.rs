@@ -1,0 +1,142 @@
+//! Events: every lifecycle change, with a monotonic cursor, kept for a bounded time.
+//!
+//! Cursors come from SQLite's `AUTOINCREMENT`, so they strictly increase and are never reused,
+//! even after retention deletes old rows. A reader that resumes after cursor `c` gets exactly the
+//! events with cursor > `c` that it may see, in order; if retention already removed some of them,
+//! [`Site::events_gap`] says so.
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::{ProjectCtx, Site, SiteError};
+use crate::state::{EventRow, repo};
+
+/// One event as the API shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Event {
+    /// Monotonic cursor; pass it back as `Last-Event-ID` or `?after=`.
+    pub cursor: i64,
+    /// RFC 3339 UTC.
+    pub time: String,
+    /// The project's name, or null for site events.
+    pub project: Option<String>,
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub project_id: Option<String>,
+    /// Singular kind name.
+    pub kind: String,
+    /// The resource's id.
+    pub resource_id: String,
+    /// The resource's name.
+    pub name: String,
+    /// `created`, `updated`, `deleted`, `status`, ...
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// Human-readable summary.
+    pub message: String,
+}
+
+impl From<EventRow> for Event {
+    fn from(r: EventRow) -> Self {
+        Event {
+            cursor: r.cursor,
+            time: r.time,
+            project: r.project,
+            project_id: r.project_id,
+            kind: r.kind,
+            resource_id: r.resource_id,
+            name: r.name,
+            event_type: r.event_type,
+            message: r.message,
+        }
+    }
+}
+
+impl Event {
+    /// Whether a reader limited to `project` (None = everything) may see this event.
+    pub fn visible_to(&self, project: Option<&ProjectCtx>) -> bool {
+        match project {
+            None => true,
+            Some(p) => self.project_id.as_deref() == Some(p.id.as_str()),
+        }
+    }
+}
+
+/// Most events returned by one list call.
+pub const MAX_EVENT_PAGE: usize = 1000;
+
+impl Site {
+    /// Events after `after`, oldest first, limited to one project when given.
+    pub fn events_after(&self, after: i64, project: Option<&ProjectCtx>, limit: usize) -> Result<Vec<Event>, SiteError> {
+        let rows = self.read(|c| Ok(repo::events_after(c, after, project.map(|p| p.id.as_str()), limit)?))?;
+        Ok(rows.into_iter().map(Event::from).collect())
+    }
+
+    /// Whether events after `after` were already removed by retention: `Some(pruned_through)`.
+    pub fn events_gap(&self, after: i64) -> Result<Option<i64>, SiteError> {
+        let through = self.read(|c| Ok(repo::events_pruned_through(c)?))?;
+        Ok((after < through).then_some(through))
+    }
+
+    /// Apply retention: drop events older than `events.retention_hours` and beyond
+    /// `events.max_events`, and finished operations older than the same age.
+    pub fn prune(&self) -> Result<(), SiteError> {
+        let cfg = &self.config().events;
+        let min_ms = super::model::now_ms() - (cfg.retention_hours as i64) * 3_600_000;
+        self.write(|tx, _| {
+            repo::prune_events(tx, min_ms, cfg.max_events as i64)?;
+            Ok(())
+        })?;
+        super::operations::prune_finished(self, min_ms)?;
+        Ok(())
+    }
+}
+
+/// One audit record as the API shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AuditRecord {
+    /// Increasing id; pass as `before` to page back.
+    pub id: i64,
+    /// RFC 3339 UTC.
+    pub time: String,
+    /// `token:<id>`, `user:<name>@<project>`, `local-socket` or `anonymous`.
+    pub actor: String,
+    /// The caller's project.
+    pub project: Option<String>,
+    pub method: String,
+    pub path: String,
+    /// The HTTP status answered.
+    pub status: u16,
+    /// The resource acted on, when known.
+    pub target: Option<String>,
+}
+
+impl Site {
+    /// Append an audit record.
+    pub fn record_audit(&self, row: &crate::state::AuditRow) -> Result<(), SiteError> {
+        self.write(|tx, _| Ok(repo::append_audit(tx, row).map(|_| ())?))
+    }
+
+    /// Audit records newest first (`project` None: all), with id < `before`.
+    pub fn audit(&self, project: Option<&ProjectCtx>, before: Option<i64>, limit: usize) -> Result<Vec<AuditRecord>, SiteError> {
+        let rows = self.read(|c| Ok(repo::list_audit(c, project.map(|p| p.id.as_str()), before, limit)?))?;
+        Ok(rows
+            .into_iter()
+            .map(|a| AuditRecord {
+                id: a.id,
+                time: a.time,
+                actor: a.actor,
+                project: a.project,
+                method: a.method,
+                path: a.path,
+                status: a.status,
+                target: a.target,
+            })
+            .collect())
+    }
+
+    /// The newest event cursor (0 when there are none).
+    pub fn latest_cursor(&self) -> Result<i64, SiteError> {
+        self.read(|c| Ok(repo::max_event_cursor(c)?))
+    }
+}

@@ -1,0 +1,366 @@
+//! The site service: the domain model and its operations, generic over kinds.
+//!
+//! Every change is one SQLite transaction that also appends its events; the events are published
+//! on an in-process bus in commit order, which wakes the reconcilers and feeds the SSE stream.
+
+pub mod auth;
+pub mod bootstrap;
+pub mod error;
+pub mod events;
+pub mod kind;
+pub mod metrics;
+pub mod model;
+pub mod nodes;
+pub mod operations;
+pub mod projects;
+pub mod reconcile;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rusqlite::{Connection, Transaction};
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+use crate::config::Config;
+use crate::state::{Db, EventRow, NewEvent, ResourceRow, StateError, repo};
+pub use error::SiteError;
+pub use events::Event;
+pub use kind::{Kind, Scope};
+pub use model::{Ref, Resource, Status};
+
+/// The project a request acts in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectCtx {
+    /// `proj-<ULID>`.
+    pub id: String,
+    /// The project's name.
+    pub name: String,
+}
+
+/// The site service handle (cheap to clone).
+#[derive(Clone)]
+pub struct Site {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Db,
+    config: Config,
+    bus: broadcast::Sender<Arc<Event>>,
+    metrics: metrics::Metrics,
+    node_name: String,
+    started_at: String,
+    ready: AtomicBool,
+}
+
+/// Capacity of the in-process event bus; a subscriber that lags further re-reads from SQLite.
+const BUS_CAPACITY: usize = 4096;
+
+impl Site {
+    /// Open the site over an opened database.
+    pub fn new(db: Db, config: Config, node_name: String) -> Self {
+        let (bus, _) = broadcast::channel(BUS_CAPACITY);
+        Site {
+            inner: Arc::new(Inner {
+                db,
+                config,
+                bus,
+                metrics: metrics::Metrics::new(),
+                node_name,
+                started_at: model::now_rfc3339(),
+                ready: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// The effective configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Db {
+        &self.inner.db
+    }
+
+    /// Metrics registry and families.
+    pub fn metrics(&self) -> &metrics::Metrics {
+        &self.inner.metrics
+    }
+
+    /// This node's name.
+    pub fn node_name(&self) -> &str {
+        &self.inner.node_name
+    }
+
+    /// When this daemon started (RFC 3339).
+    pub fn started_at(&self) -> &str {
+        &self.inner.started_at
+    }
+
+    /// Whether every reconciler finished its start-up pass.
+    pub fn is_ready(&self) -> bool {
+        self.inner.ready.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_ready(&self) {
+        self.inner.ready.store(true, Ordering::Release);
+    }
+
+    /// Subscribe to events as they commit.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.inner.bus.subscribe()
+    }
+
+    /// Run blocking site code (SQLite, hashing) off the async runtime.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Site) -> Result<T, SiteError> + Send + 'static,
+    ) -> Result<T, SiteError> {
+        let s = self.clone();
+        tokio::task::spawn_blocking(move || f(&s))
+            .await
+            .map_err(|e| SiteError::Internal(format!("blocking task failed: {e}")))?
+    }
+
+    /// One write transaction; events pushed into the vector are appended in the same transaction
+    /// and published after commit, in commit order.
+    pub fn write<T>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>, &mut Vec<NewEvent>) -> Result<T, SiteError>,
+    ) -> Result<T, SiteError> {
+        let bus = &self.inner.bus;
+        let (out, _) = self.inner.db.write(
+            |tx| {
+                let mut evs = Vec::new();
+                let out = f(tx, &mut evs)?;
+                let (time, ms) = (model::now_rfc3339(), model::now_ms());
+                let rows = evs
+                    .iter()
+                    .map(|e| repo::append_event(tx, e, &time, ms))
+                    .collect::<Result<Vec<EventRow>, StateError>>()?;
+                Ok::<_, SiteError>((out, rows))
+            },
+            |(_, rows)| {
+                for r in rows {
+                    let _ = bus.send(Arc::new(Event::from(r.clone())));
+                }
+            },
+        )?;
+        Ok(out)
+    }
+
+    /// Read with a pooled connection.
+    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T, SiteError>) -> Result<T, SiteError> {
+        self.inner.db.read(f)
+    }
+
+    /// Resolve a reference to a row of `kind`, in `project` for project-scoped kinds.
+    /// Errors: not found (also when it exists in another project).
+    pub fn find(c: &Connection, kind: Kind, project: Option<&ProjectCtx>, r: &Ref) -> Result<ResourceRow, SiteError> {
+        let pid = project.map(|p| p.id.as_str());
+        let row = match r {
+            Ref::Id(id) => repo::get(c, id)?,
+            Ref::Name(n) => repo::get_by_name(c, kind.as_str(), pid, n)?,
+        };
+        let label = match r {
+            Ref::Id(s) | Ref::Name(s) => s.clone(),
+        };
+        match row {
+            Some(row) if row.kind == kind.as_str() && (kind.scope() == Scope::Site || row.project_id.as_deref() == pid) => {
+                Ok(row)
+            }
+            _ => Err(SiteError::not_found(kind.as_str(), label)),
+        }
+    }
+
+    /// Create a resource of `kind` with a validated `spec` and an initial `status`, optionally with
+    /// a secret hash. Checks name, labels, the project's quota and that the project is live.
+    #[allow(clippy::too_many_arguments)]
+    pub fn create(
+        &self,
+        kind: Kind,
+        project: Option<&ProjectCtx>,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+        spec: &Value,
+        status: &Status,
+        secret_hash: Option<&str>,
+    ) -> Result<Resource, SiteError> {
+        model::validate_name("name", name)?;
+        model::validate_labels(labels)?;
+        if kind.scope() == Scope::Project && project.is_none() {
+            return Err(SiteError::Internal(format!("{} needs a project", kind.as_str())));
+        }
+        let project = if kind.scope() == Scope::Project { project } else { None };
+        let row = self.write(|tx, evs| {
+            if let Some(p) = project {
+                projects::check_live_and_quota(tx, p, kind)?;
+            }
+            let now = model::now_rfc3339();
+            let row = ResourceRow {
+                id: kind.new_id(),
+                kind: kind.as_str().to_string(),
+                project_id: project.map(|p| p.id.clone()),
+                project_name: None,
+                name: name.to_string(),
+                labels: serde_json::to_string(labels)?,
+                spec: serde_json::to_string(spec)?,
+                status: serde_json::to_string(status)?,
+                generation: 1,
+                created_at: now.clone(),
+                updated_at: now,
+                deleting: false,
+            };
+            repo::insert(tx, &row).map_err(|e| match e {
+                StateError::Duplicate(_) => {
+                    SiteError::AlreadyExists { kind: kind.as_str().to_string(), name: name.to_string() }
+                }
+                other => other.into(),
+            })?;
+            if let Some(h) = secret_hash {
+                repo::put_secret(tx, &row.id, h)?;
+            }
+            evs.push(event_for(&row, project, "created", format!("{} {} created", kind.as_str(), name)));
+            repo::get(tx, &row.id)?.ok_or_else(|| SiteError::Internal("row vanished".into()))
+        })?;
+        Resource::from_row(row)
+    }
+
+    /// Get one resource by id or name.
+    pub fn get(&self, kind: Kind, project: Option<&ProjectCtx>, r: &str) -> Result<Resource, SiteError> {
+        let r = model::parse_ref(kind, r)?;
+        let row = self.read(|c| Self::find(c, kind, project, &r))?;
+        Resource::from_row(row)
+    }
+
+    /// List resources of `kind` (of one project, or all when `project` is `None`), ordered by
+    /// name, after the name `after`, at most `limit`.
+    pub fn list(
+        &self,
+        kind: Kind,
+        project: Option<&ProjectCtx>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Resource>, SiteError> {
+        let rows = self.read(|c| Ok(repo::list(c, kind.as_str(), project.map(|p| p.id.as_str()), after, limit)?))?;
+        rows.into_iter().map(Resource::from_row).collect()
+    }
+
+    /// Update labels and/or merge-patch the spec (RFC 7386), when `if_match` (if given) equals
+    /// the current generation. `validate` normalizes the patched spec or rejects it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn update(
+        &self,
+        kind: Kind,
+        project: Option<&ProjectCtx>,
+        r: &str,
+        if_match: Option<i64>,
+        labels: Option<&BTreeMap<String, String>>,
+        spec_patch: Option<&Value>,
+        validate: &dyn Fn(Value) -> Result<Value, SiteError>,
+    ) -> Result<Resource, SiteError> {
+        let r = model::parse_ref(kind, r)?;
+        if let Some(l) = labels {
+            model::validate_labels(l)?;
+        }
+        let row = self.write(|tx, evs| {
+            let row = Self::find(tx, kind, project, &r)?;
+            if row.deleting {
+                return Err(SiteError::Conflict(format!("{} {} is being deleted", kind.as_str(), row.name)));
+            }
+            if let Some(g) = if_match
+                && g != row.generation
+            {
+                return Err(SiteError::Conflict(format!(
+                    "generation {g} is stale: {} {} is at generation {}",
+                    kind.as_str(),
+                    row.name,
+                    row.generation
+                )));
+            }
+            let mut spec: Value = serde_json::from_str(&row.spec)?;
+            if let Some(p) = spec_patch {
+                model::merge_patch(&mut spec, p);
+            }
+            let spec = validate(spec)?;
+            let labels = match labels {
+                Some(l) => serde_json::to_string(l)?,
+                None => row.labels.clone(),
+            };
+            let now = model::now_rfc3339();
+            let spec_s = serde_json::to_string(&spec)?;
+            if repo::update_spec(tx, &row.id, row.generation, &labels, &spec_s, &now)?.is_none() {
+                return Err(SiteError::Conflict("concurrent update".into()));
+            }
+            evs.push(event_for(&row, project, "updated", format!("{} {} updated", kind.as_str(), row.name)));
+            repo::get(tx, &row.id)?.ok_or_else(|| SiteError::Internal("row vanished".into()))
+        })?;
+        Resource::from_row(row)
+    }
+
+    /// Delete a resource at once (kinds with no host state to clean up).
+    pub fn delete(&self, kind: Kind, project: Option<&ProjectCtx>, r: &str) -> Result<Resource, SiteError> {
+        let r = model::parse_ref(kind, r)?;
+        let row = self.write(|tx, evs| {
+            let row = Self::find(tx, kind, project, &r)?;
+            repo::delete(tx, &row.id).map_err(|e| match e {
+                StateError::Referenced(_) => {
+                    SiteError::Conflict(format!("{} {} is still in use", kind.as_str(), row.name))
+                }
+                other => other.into(),
+            })?;
+            evs.push(event_for(&row, project, "deleted", format!("{} {} deleted", kind.as_str(), row.name)));
+            Ok(row)
+        })?;
+        Resource::from_row(row)
+    }
+
+    /// Read-modify-write the status of a resource (for reconcilers). Publishes a `status` event
+    /// when the phase changes. Returns `None` when the resource is gone.
+    pub fn set_status(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut Status, &ResourceRow),
+    ) -> Result<Option<Status>, SiteError> {
+        self.write(|tx, evs| {
+            let Some(row) = repo::get(tx, id)? else { return Ok(None) };
+            let old: Status = serde_json::from_str(&row.status).unwrap_or_default();
+            let mut st = old.clone();
+            f(&mut st, &row);
+            if st == old {
+                return Ok(Some(st));
+            }
+            repo::update_status(tx, id, &serde_json::to_string(&st)?, &model::now_rfc3339())?;
+            if st.phase != old.phase {
+                let p = row.project_id.clone().zip(row.project_name.clone()).map(|(id, name)| ProjectCtx { id, name });
+                evs.push(event_for(&row, p.as_ref(), "status", format!("{} {} is {}", row.kind, row.name, st.phase)));
+            }
+            Ok(Some(st))
+        })
+    }
+
+    /// Count resources per kind (in one project, or site-wide).
+    pub fn counts(&self, project: Option<&ProjectCtx>) -> Result<BTreeMap<String, i64>, SiteError> {
+        let v = self.read(|c| Ok(repo::count_by_kind(c, project.map(|p| p.id.as_str()))?))?;
+        Ok(v.into_iter().map(|(k, n)| (Kind::from_name(&k).map(|k| k.plural().to_string()).unwrap_or(k), n)).collect())
+    }
+}
+
+/// Build the event describing a change to `row`.
+pub(crate) fn event_for(row: &ResourceRow, project: Option<&ProjectCtx>, ty: &str, message: String) -> NewEvent {
+    // A project's own events belong to that project, so its members see them.
+    let own = (row.kind == Kind::Project.as_str()).then(|| ProjectCtx { id: row.id.clone(), name: row.name.clone() });
+    let project = project.or(own.as_ref());
+    NewEvent {
+        project_id: project.map(|p| p.id.clone()).or_else(|| row.project_id.clone()),
+        project: project.map(|p| p.name.clone()).or_else(|| row.project_name.clone()),
+        kind: row.kind.clone(),
+        resource_id: row.id.clone(),
+        name: row.name.clone(),
+        event_type: ty.to_string(),
+        message,
+    }
+}

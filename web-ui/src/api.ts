@@ -1,0 +1,225 @@
+// Thin client for the cloudlet REST API (docs/api.md).
+//
+// Every request is same-origin and authenticated by the `cloudlet_session`
+// cookie. Mutating requests always carry `Content-Type: application/json`,
+// which the daemon requires for cookie-authenticated writes.
+
+export interface Condition {
+  type: string;
+  status: string;
+  reason?: string;
+  message?: string;
+  last_transition_time?: string;
+}
+
+export interface Status {
+  phase?: string;
+  observed_generation?: number;
+  conditions?: Condition[];
+  [key: string]: unknown;
+}
+
+export interface Resource<S = Record<string, unknown>, St = Status> {
+  id: string;
+  kind: string;
+  name: string;
+  project?: string | null;
+  labels?: Record<string, string>;
+  generation?: number;
+  created_at?: string;
+  updated_at?: string;
+  spec?: S;
+  status?: St;
+}
+
+export interface List<T> {
+  items: T[];
+  next_page_token?: string | null;
+}
+
+export interface Whoami {
+  actor: string;
+  project: string;
+  role: string;
+  site_admin: boolean;
+}
+
+export interface ProbeFeature {
+  available?: boolean;
+  detail?: string;
+  [key: string]: unknown;
+}
+
+export interface NodeStatus extends Status {
+  heartbeat_at?: string | null;
+  capacity?: {
+    cpus?: number;
+    memory_bytes?: number;
+    memory_available_bytes?: number;
+    disk_bytes?: number;
+    disk_free_bytes?: number;
+    [key: string]: unknown;
+  };
+  probe?: {
+    hostname?: string;
+    kernel?: string;
+    arch?: string;
+    cpu_model?: string;
+    cgroup_version?: number | string;
+    features?: Record<string, ProbeFeature | boolean | string | null>;
+    [key: string]: unknown;
+  };
+}
+
+export type NodeResource = Resource<{ schedulable?: boolean }, NodeStatus>;
+export type ProjectResource = Resource<{ description?: string; quotas?: Record<string, number> }>;
+export type TokenResource = Resource<{ role?: string; expires_at?: string | null }>;
+export type OperationResource = Resource<{ action?: string; target_kind?: string; target_id?: string }>;
+
+export interface CreatedToken extends TokenResource {
+  secret: string;
+}
+
+export interface SiteInfo {
+  version?: string;
+  node_name?: string;
+  started_at?: string;
+  counts?: Record<string, number>;
+}
+
+export interface CloudEvent {
+  cursor?: number;
+  time?: string;
+  project?: string | null;
+  kind?: string;
+  resource_id?: string;
+  name?: string;
+  type: string;
+  message?: string;
+}
+
+export interface AuditRecord {
+  id: string | number;
+  time?: string;
+  actor?: string;
+  project?: string | null;
+  method?: string;
+  path?: string;
+  status?: number;
+  target?: string | null;
+}
+
+/** An error answered by the API (or a transport failure, status 0). */
+export class ApiError extends Error {
+  readonly status: number;
+  readonly code: string;
+  readonly field?: string;
+
+  constructor(status: number, code: string, message: string, field?: string) {
+    super(message);
+    this.name = "ApiError";
+    this.status = status;
+    this.code = code;
+    this.field = field;
+  }
+}
+
+type UnauthorizedHandler = () => void;
+let onUnauthorized: UnauthorizedHandler | null = null;
+
+/** Registers the callback run when a request (other than login) answers 401. */
+export function setUnauthorizedHandler(handler: UnauthorizedHandler | null): void {
+  onUnauthorized = handler;
+}
+
+type Method = "GET" | "POST" | "PATCH" | "PUT" | "DELETE";
+
+export interface RequestOptions {
+  /** Query parameters; undefined/null/empty values are left out. */
+  query?: Record<string, string | number | null | undefined>;
+  body?: unknown;
+  /** Do not trigger the global 401 handler (used by login and whoami). */
+  quiet401?: boolean;
+}
+
+export function withQuery(path: string, query?: RequestOptions["query"]): string {
+  if (!query) return path;
+  const params = new URLSearchParams();
+  for (const [key, value] of Object.entries(query)) {
+    if (value === undefined || value === null || value === "") continue;
+    params.set(key, String(value));
+  }
+  const qs = params.toString();
+  return qs ? `${path}?${qs}` : path;
+}
+
+async function errorFrom(res: Response): Promise<ApiError> {
+  let code = "http_" + res.status;
+  let message = res.statusText || `HTTP ${res.status}`;
+  let field: string | undefined;
+  try {
+    const text = await res.text();
+    if (text) {
+      try {
+        const parsed = JSON.parse(text) as { error?: { code?: string; message?: string; field?: string } };
+        if (parsed && parsed.error) {
+          code = parsed.error.code ?? code;
+          message = parsed.error.message ?? message;
+          field = parsed.error.field ?? undefined;
+        } else {
+          message = text.slice(0, 300);
+        }
+      } catch {
+        message = text.slice(0, 300);
+      }
+    }
+  } catch {
+    // keep the status line
+  }
+  return new ApiError(res.status, code, message, field);
+}
+
+export async function request<T>(method: Method, path: string, opts: RequestOptions = {}): Promise<T> {
+  const headers: Record<string, string> = { Accept: "application/json" };
+  const init: RequestInit = { method, headers, credentials: "same-origin", cache: "no-store" };
+  if (method !== "GET") {
+    headers["Content-Type"] = "application/json";
+    if (opts.body !== undefined) init.body = JSON.stringify(opts.body);
+  }
+  let res: Response;
+  try {
+    res = await fetch(withQuery(path, opts.query), init);
+  } catch (err) {
+    throw new ApiError(0, "network", err instanceof Error ? err.message : String(err));
+  }
+  if (!res.ok) {
+    const error = await errorFrom(res);
+    if (res.status === 401 && !opts.quiet401 && onUnauthorized) onUnauthorized();
+    throw error;
+  }
+  if (res.status === 204) return undefined as T;
+  const text = await res.text();
+  if (!text) return undefined as T;
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    return text as unknown as T;
+  }
+}
+
+export const api = {
+  get: <T>(path: string, opts?: RequestOptions) => request<T>("GET", path, opts),
+  post: <T>(path: string, body?: unknown, opts?: RequestOptions) => request<T>("POST", path, { ...opts, body }),
+  patch: <T>(path: string, body?: unknown, opts?: RequestOptions) => request<T>("PATCH", path, { ...opts, body }),
+  del: <T>(path: string, opts?: RequestOptions) => request<T>("DELETE", path, opts),
+
+  whoami: () => request<Whoami>("GET", "/v1/auth/whoami", { quiet401: true }),
+  login: (username: string, password: string) =>
+    request<unknown>("POST", "/v1/auth/login", { body: { username, password }, quiet401: true }),
+  logout: () => request<unknown>("POST", "/v1/auth/logout", { quiet401: true }),
+};
+
+/** Encodes one path segment (an id or a name). */
+export function seg(value: string): string {
+  return encodeURIComponent(value);
+}
