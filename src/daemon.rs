@@ -243,6 +243,8 @@ pub async fn serve(cfg: Config) -> Result<(), DaemonError> {
             .map_err(|e| DaemonError::Tls(e.to_string()))?;
         let listener = std::net::TcpListener::bind(addr).map_err(|source| DaemonError::Bind { addr: addr.to_string(), source })?;
         listener.set_nonblocking(true).map_err(io("setting the HTTPS listener non-blocking"))?;
+        let addr = listener.local_addr().map_err(io("reading the HTTPS address"))?;
+        std::fs::write(data.join("https.addr"), addr.to_string()).map_err(io("writing https.addr"))?;
         let shown = if addr.ip().is_unspecified() { format!("https://{hostname}:{}", addr.port()) } else { format!("https://{addr}") };
         println!("cloudlet: API and console on {shown}/ (certificate {})", cert.display());
         let handle = axum_server::Handle::new();

@@ -119,7 +119,7 @@ const en = {
   "role.viewer": "viewer",
 
   "audit.title": "Audit log",
-  "audit.subtitle": "Every API request, newest first.",
+  "audit.subtitle": "Every change made through the API, newest first.",
   "audit.time": "Time",
   "audit.actor": "Actor",
   "audit.project": "Project",
@@ -256,7 +256,7 @@ const zhCN: Table = {
   "role.viewer": "只读",
 
   "audit.title": "审计日志",
-  "audit.subtitle": "所有 API 请求，最新的在前。",
+  "audit.subtitle": "通过 API 进行的每一次变更，最新的在前。",
   "audit.time": "时间",
   "audit.actor": "操作者",
   "audit.project": "项目",

@@ -273,8 +273,8 @@ function EventsPanel() {
                   <span className={`badge badge-type badge-type-${event.type}`}>{event.type}</span>
                 </td>
                 <td>{event.kind ?? "—"}</td>
-                <td className="name-cell" data-testid="event-name">
-                  {event.name ?? "—"}
+                <td className="name-cell" data-testid="event-name" title={event.resource_id}>
+                  <span className="event-name">{event.name ?? "—"}</span>
                   {event.project && event.kind !== "project" ? (
                     <span className="muted small event-project"> {event.project}</span>
                   ) : null}

@@ -1,0 +1,234 @@
+//! Test harness: start the real `cloudlet` binary on an ephemeral loopback port with a temporary
+//! data dir, and talk to it over HTTP.
+
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The binary under test.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_cloudlet"))
+}
+
+/// A running daemon.
+pub struct Daemon {
+    pub dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    pub child: Option<Child>,
+    pub addr: String,
+    pub token: String,
+    pub extra_args: Vec<String>,
+    agent: ureq::Agent,
+}
+
+/// A raw HTTP answer.
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+impl Daemon {
+    /// Start on a fresh data dir.
+    pub fn start() -> Daemon {
+        Self::start_with(&[])
+    }
+
+    /// Start on a fresh data dir with extra `serve` arguments.
+    pub fn start_with(args: &[&str]) -> Daemon {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().to_path_buf();
+        let mut d = Daemon {
+            dir,
+            _tmp: Some(tmp),
+            child: None,
+            addr: String::new(),
+            token: String::new(),
+            extra_args: args.iter().map(|s| s.to_string()).collect(),
+            agent: agent(),
+        };
+        d.launch();
+        d
+    }
+
+    /// (Re)start the daemon on its data dir and wait until it is ready.
+    pub fn launch(&mut self) {
+        let _ = std::fs::remove_file(self.dir.join("http.addr"));
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("daemon.log")).expect("log");
+        let child = Command::new(bin())
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .arg("--http")
+            .arg("127.0.0.1:0")
+            .arg("--probe-interval")
+            .arg("1")
+            .args(&self.extra_args)
+            .env("CLOUDLET_LOG_LEVEL", "info")
+            .stdout(Stdio::from(log.try_clone().expect("log")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn cloudlet serve");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(a) = std::fs::read_to_string(self.dir.join("http.addr")) {
+                self.addr = a.trim().to_string();
+                if self.raw("GET", "/readyz", None, &[]).map(|a| a.status == 200).unwrap_or(false) {
+                    break;
+                }
+            }
+            if let Some(c) = self.child.as_mut()
+                && let Ok(Some(st)) = c.try_wait()
+            {
+                panic!("daemon exited early ({st}); log:\n{}", self.log());
+            }
+            assert!(Instant::now() < deadline, "daemon not ready in 60 s; log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.token = std::fs::read_to_string(self.dir.join("admin.token")).expect("admin.token").trim().to_string();
+    }
+
+    /// The daemon's combined stdout and stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
+    }
+
+    pub fn admin_password(&self) -> String {
+        std::fs::read_to_string(self.dir.join("admin.password")).expect("admin.password").trim().to_string()
+    }
+
+    /// SIGKILL the daemon and reap it.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM the daemon and wait for a graceful exit; returns its exit status success.
+    pub fn terminate(&mut self) -> bool {
+        let Some(mut c) = self.child.take() else { return true };
+        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(st)) = c.try_wait() {
+                return st.success();
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Send a request; `None` when the connection failed.
+    pub fn raw(&self, method: &str, path: &str, body: Option<&[u8]>, headers: &[(&str, &str)]) -> Option<Answer> {
+        let url = self.url(path);
+        let mut b = ureq::http::Request::builder().method(method).uri(&url);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        let req = b.body(body.map(|b| b.to_vec()).unwrap_or_default()).ok()?;
+        let resp = self.agent.run(req).ok()?;
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect();
+        let mut body = String::new();
+        let _ = resp.into_body().into_reader().read_to_string(&mut body);
+        Some(Answer { status, headers, body })
+    }
+
+    /// A request with the admin token; JSON body when given.
+    pub fn call(&self, method: &str, path: &str, body: Option<Value>) -> Answer {
+        self.call_as(&self.token.clone(), method, path, body)
+    }
+
+    /// A request with `token`.
+    pub fn call_as(&self, token: &str, method: &str, path: &str, body: Option<Value>) -> Answer {
+        let auth = format!("Bearer {token}");
+        let bytes = body.map(|b| serde_json::to_vec(&b).expect("json"));
+        let mut h = vec![("authorization", auth.as_str())];
+        if bytes.is_some() {
+            h.push(("content-type", "application/json"));
+        }
+        self.raw(method, path, bytes.as_deref(), &h).unwrap_or_else(|| panic!("{method} {path}: connection failed"))
+    }
+
+    /// Poll until `f` returns Some, or panic after `secs`.
+    pub fn wait_for<T>(&self, secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(v) = f() {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}; log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Follow an operation until it ends; returns it.
+    pub fn wait_operation(&self, id: &str) -> Value {
+        self.wait_for(30, "operation", || {
+            let op = self.call("GET", &format!("/v1/operations/{id}"), None).json();
+            matches!(op["status"]["phase"].as_str(), Some("Succeeded" | "Failed")).then_some(op)
+        })
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Run the CLI with arguments; returns (exit code, stdout, stderr).
+pub fn cli(args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    let mut c = Command::new(bin());
+    c.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = c.spawn().expect("spawn cli");
+    if let Some(input) = stdin {
+        use std::io::Write;
+        child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
+    } else {
+        drop(child.stdin.take());
+    }
+    let out = child.wait_with_output().expect("cli output");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+/// Whether a path exists.
+pub fn exists(p: &Path) -> bool {
+    p.exists()
+}
