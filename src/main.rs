@@ -75,6 +75,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Event(c) => commands::event(g, c).await?,
         Command::Audit(c) => commands::audit(g, c).await?,
         Command::Site => commands::site(g).await?,
+        Command::Openapi => println!("{}", cloudlet::api::openapi_json()),
         Command::Completion { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "cloudlet", &mut std::io::stdout());
         }

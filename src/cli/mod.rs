@@ -76,6 +76,8 @@ pub enum Command {
     Audit(AuditCmd),
     /// Site summary.
     Site,
+    /// Print the OpenAPI document of the REST API.
+    Openapi,
     /// Print shell completions.
     Completion {
         /// bash, zsh, fish, elvish or powershell.

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Run every test of cloudlet: unit and integration tests (cargo, against the real binary), the
+# OpenAPI document's validity, and the console's browser end-to-end test (Playwright + Chromium).
+# Installs what is missing first (packaging/install-deps.sh). Exits non-zero if any stage fails.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+failed=()
+stage() {
+  local name="$1"; shift
+  echo "=== $name"
+  if "$@"; then echo "=== $name: ok"; else echo "=== $name: FAILED"; failed+=("$name"); fi
+}
+stage "install dependencies" bash packaging/install-deps.sh || true
+if ((${#failed[@]})); then echo "cannot continue without dependencies"; exit 1; fi
+stage "build console" bash -c 'cd web-ui && npm run build --silent'
+stage "build" cargo build --release --locked
+stage "openapi valid" bash -c 'target/release/cloudlet openapi > target/openapi.json &&
+  python3 -m openapi_spec_validator target/openapi.json'
+stage "cargo tests" cargo test --release --locked -- --test-threads=2
+stage "browser e2e" bash -c 'cd integration/browser && CLOUDLET_BIN="$PWD/../../target/release/cloudlet" npm test --silent'
+if ((${#failed[@]})); then
+  echo "FAILED stages: ${failed[*]}"
+  exit 1
+fi
+echo "all test stages passed"

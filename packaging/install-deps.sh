@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Install everything cloudlet needs to build, run and test on Debian 12, from the project's own
+# files: Debian packages, npm modules (web-ui/ and integration/browser/) and PyPI tools.
+# Idempotent: a second run installs nothing new. Needs root for apt-get.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Runtime: nftables + iproute2 (VPCs), ca-certificates. Build: pkg-config, gcc.
+# Tests: chromium (console e2e), fonts for the Chinese UI screenshot, python3-pip, curl.
+# Benchmarks: wrk (HTTP load from a second process).
+DEBS=(nftables iproute2 ca-certificates pkg-config gcc curl chromium fonts-wqy-microhei python3-pip wrk)
+missing=()
+for p in "${DEBS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "install-deps: apt-get install ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+command -v cargo >/dev/null || { echo "install-deps: cargo (Rust toolchain) is required" >&2; exit 1; }
+command -v node >/dev/null && command -v npm >/dev/null || {
+  echo "install-deps: node and npm are required (Node.js >= 20.19 for Vite 8)" >&2; exit 1; }
+
+# npm modules, exactly as locked.
+for d in web-ui integration/browser; do
+  if [ ! -d "$d/node_modules" ] || [ "$d/package-lock.json" -nt "$d/node_modules/.package-lock.json" ]; then
+    (cd "$d" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+done
+
+# PyPI: the OpenAPI validator used by the test suite.
+python3 -c 'import openapi_spec_validator' 2>/dev/null ||
+  python3 -m pip install --quiet --disable-pip-version-check 'openapi-spec-validator>=0.7,<0.8'
+echo "install-deps: ok"
