@@ -16,6 +16,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use tokio::sync::watch;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -103,6 +104,8 @@ pub fn app(site: Site, shutdown: watch::Receiver<bool>) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), auth::audit))
         .layer(middleware::from_fn_with_state(state.clone(), auth::metrics))
         .layer(DefaultBodyLimit::max(max_body))
+        // Refuse an oversized Content-Length before reading the body (no 100-continue).
+        .layer(RequestBodyLimitLayer::new(max_body))
         .layer(middleware::map_response(error::jsonify_errors))
         .layer(CatchPanicLayer::custom(error::panic_response))
         .with_state(state)

@@ -14,7 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::auth::{Auth, scope};
 use super::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
-use crate::site::auth::{Role, TokenSpec, UserCreateSpec};
+use crate::site::auth::{Principal, Role, TokenSpec, UserCreateSpec};
 use crate::site::projects::ProjectSpec;
 use crate::site::{Kind, ProjectCtx, Resource, nodes, projects};
 
@@ -181,6 +181,28 @@ pub async fn list_kind(app: &AppState, kind: Kind, project: Option<ProjectCtx>, 
     Ok(Json(ListResponse { items, next_page_token }).into_response())
 }
 
+/// List a project-scoped kind that only project admins manage (tokens, users).
+async fn admin_list(app: &AppState, p: &Principal, kind: Kind, q: &ListQuery) -> Result<Response, ApiError> {
+    p.require(Role::Admin)?;
+    let pc = scope(app, p, q.project.as_deref()).await?;
+    list_kind(app, kind, Some(pc), q).await
+}
+
+/// Get one item of a project-scoped kind that only project admins manage.
+async fn admin_get(app: &AppState, p: &Principal, kind: Kind, id: String, q: &ProjectQuery) -> Result<Response, ApiError> {
+    p.require(Role::Admin)?;
+    let pc = scope(app, p, q.project.as_deref()).await?;
+    Ok(item(app.site.run(move |s| s.get(kind, Some(&pc), &id)).await?))
+}
+
+/// Delete one item of a project-scoped kind that only project admins manage.
+async fn admin_delete(app: &AppState, p: &Principal, kind: Kind, id: String, q: &ProjectQuery) -> Result<Response, ApiError> {
+    p.require(Role::Admin)?;
+    let pc = scope(app, p, q.project.as_deref()).await?;
+    app.site.run(move |s| s.delete(kind, Some(&pc), &id)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
 // ---------------------------------------------------------------- projects
 
 /// List projects: every project for site admins, the caller's own otherwise.
@@ -251,9 +273,7 @@ pub async fn delete_project(State(app): State<AppState>, Auth(p): Auth, Path(id)
 /// List the project's API tokens (project admins).
 #[utoipa::path(get, path = "/v1/tokens", tag = "tokens", params(ListQuery), responses((status = 200, body = ListResponse)))]
 pub async fn list_tokens(State(app): State<AppState>, Auth(p): Auth, ApiQuery(q): ApiQuery<ListQuery>) -> Result<Response, ApiError> {
-    p.require(Role::Admin)?;
-    let pc = scope(&app, &p, q.project.as_deref()).await?;
-    list_kind(&app, Kind::Token, Some(pc), &q).await
+    admin_list(&app, &p, Kind::Token, &q).await
 }
 
 /// Create an API token (project admins). The answer carries the secret once.
@@ -281,9 +301,7 @@ pub async fn get_token(
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<ProjectQuery>,
 ) -> Result<Response, ApiError> {
-    p.require(Role::Admin)?;
-    let pc = scope(&app, &p, q.project.as_deref()).await?;
-    Ok(item(app.site.run(move |s| s.get(Kind::Token, Some(&pc), &id)).await?))
+    admin_get(&app, &p, Kind::Token, id, &q).await
 }
 
 /// Revoke an API token (project admins).
@@ -295,10 +313,7 @@ pub async fn delete_token(
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<ProjectQuery>,
 ) -> Result<Response, ApiError> {
-    p.require(Role::Admin)?;
-    let pc = scope(&app, &p, q.project.as_deref()).await?;
-    app.site.run(move |s| s.delete(Kind::Token, Some(&pc), &id)).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    admin_delete(&app, &p, Kind::Token, id, &q).await
 }
 
 // ---------------------------------------------------------------- users
@@ -306,9 +321,7 @@ pub async fn delete_token(
 /// List the project's console users (project admins).
 #[utoipa::path(get, path = "/v1/users", tag = "users", params(ListQuery), responses((status = 200, body = ListResponse)))]
 pub async fn list_users(State(app): State<AppState>, Auth(p): Auth, ApiQuery(q): ApiQuery<ListQuery>) -> Result<Response, ApiError> {
-    p.require(Role::Admin)?;
-    let pc = scope(&app, &p, q.project.as_deref()).await?;
-    list_kind(&app, Kind::User, Some(pc), &q).await
+    admin_list(&app, &p, Kind::User, &q).await
 }
 
 /// Create a console user (project admins). The password is stored only as an Argon2id hash.
@@ -335,9 +348,7 @@ pub async fn get_user(
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<ProjectQuery>,
 ) -> Result<Response, ApiError> {
-    p.require(Role::Admin)?;
-    let pc = scope(&app, &p, q.project.as_deref()).await?;
-    Ok(item(app.site.run(move |s| s.get(Kind::User, Some(&pc), &id)).await?))
+    admin_get(&app, &p, Kind::User, id, &q).await
 }
 
 /// Delete a console user (project admins); their sessions end.
@@ -349,10 +360,7 @@ pub async fn delete_user(
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<ProjectQuery>,
 ) -> Result<Response, ApiError> {
-    p.require(Role::Admin)?;
-    let pc = scope(&app, &p, q.project.as_deref()).await?;
-    app.site.run(move |s| s.delete(Kind::User, Some(&pc), &id)).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    admin_delete(&app, &p, Kind::User, id, &q).await
 }
 
 // ---------------------------------------------------------------- nodes

@@ -136,9 +136,9 @@ pub async fn whoami(Auth(p): Auth) -> Json<Principal> {
     Json(p)
 }
 
-/// The OpenAPI 3.1 document of this API.
+/// The OpenAPI 3.1 document of this API (any authenticated caller; offline: `cloudlet openapi`).
 #[utoipa::path(get, path = "/v1/openapi.json", tag = "system", responses((status = 200, description = "OpenAPI document", body = Object)))]
-pub async fn openapi(State(app): State<AppState>) -> Response {
+pub async fn openapi(State(app): State<AppState>, Auth(_): Auth) -> Response {
     let mut resp = app.openapi.as_str().to_string().into_response();
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp

@@ -76,6 +76,7 @@ fn module_feature(module: &str, symbol: &str, release: &str, kallsyms: &str, wha
 }
 
 /// Detect the cgroup layout mounted at `/sys/fs/cgroup`.
+#[allow(clippy::unnecessary_cast)] // statfs field types differ between architectures
 pub fn cgroup_version() -> String {
     const CGROUP2: i64 = 0x6367_7270;
     let magic = |p: &str| nix::sys::statfs::statfs(p).map(|s| s.filesystem_type().0 as i64).ok();
@@ -99,6 +100,7 @@ fn nftables(release: &str, kallsyms: &str) -> Feature {
     }
 }
 
+#[allow(clippy::unnecessary_cast)] // statvfs field types differ between architectures
 fn disk(path: &Path) -> (String, u64, u64) {
     let mut p = path.to_path_buf();
     while !p.exists() {
