@@ -363,3 +363,38 @@ fn restart_recovers_state_without_duplicates() {
     assert_eq!(d.call("GET", "/v1/nodes", None).json()["items"].as_array().unwrap().len(), 1);
     assert_eq!(d.call("GET", "/v1/projects", None).json()["items"].as_array().unwrap().len(), 3);
 }
+
+#[test]
+fn reconcile_failures_are_reported_retried_with_back_off_and_recover() {
+    let d = Daemon::start();
+    // Break the host: the projects directory becomes a file, so the reconciler cannot create
+    // the new project's directory.
+    let projects = d.dir.join("projects");
+    let aside = d.dir.join("projects.aside");
+    std::fs::rename(&projects, &aside).unwrap();
+    std::fs::write(&projects, b"not a directory").unwrap();
+    assert_eq!(d.call("POST", "/v1/projects", Some(json!({"name": "flaky"}))).status, 201);
+    let failed = d.wait_for(20, "a Reconciled=False condition", || {
+        let p = d.call("GET", "/v1/projects/flaky", None).json();
+        let c = p["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == "Reconciled")?.clone();
+        (c["status"] == "False").then_some(c)
+    });
+    assert!(failed["message"].as_str().unwrap().contains("creating"), "{failed}");
+    let m = d.call("GET", "/metrics", None).body;
+    let errors: f64 = m
+        .lines()
+        .find(|l| l.starts_with("cloudlet_reconcile_errors_total{kind=\"project\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0);
+    assert!(errors >= 1.0, "{m}");
+    // Repair the host: the retry with back-off converges without any new request.
+    std::fs::remove_file(&projects).unwrap();
+    std::fs::rename(&aside, &projects).unwrap();
+    let p = d.wait_for(30, "recovery", || {
+        let p = d.call("GET", "/v1/projects/flaky", None).json();
+        (p["status"]["phase"] == "Ready").then_some(p)
+    });
+    let c = p["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Reconciled").unwrap().clone();
+    assert_eq!(c["status"], "True", "{p}");
+    assert!(d.dir.join("projects").join(p["id"].as_str().unwrap()).is_dir());
+}

@@ -120,12 +120,18 @@ pub async fn run<C: Controller>(
             let result = controller.reconcile(&site, &id).await;
             site.metrics().observe_reconcile(kind, result.is_ok(), started.elapsed());
             match result {
-                Ok(Outcome::Done) => {
-                    failures.remove(&id);
-                }
-                Ok(Outcome::RequeueAfter(d)) => {
-                    failures.remove(&id);
-                    queue.push(id.clone(), Instant::now() + d);
+                Ok(outcome) => {
+                    if failures.remove(&id).is_some() {
+                        let _ = site
+                            .run({
+                                let id = id.clone();
+                                move |s| s.set_status(&id, |st, _| st.set_condition("Reconciled", true, "Recovered", ""))
+                            })
+                            .await;
+                    }
+                    if let Outcome::RequeueAfter(d) = outcome {
+                        queue.push(id.clone(), Instant::now() + d);
+                    }
                 }
                 Err(e) => {
                     let n = failures.entry(id.clone()).or_insert(0);

@@ -423,3 +423,77 @@ pub fn meta_set(c: &Connection, key: &str, value: &str) -> Result<(), StateError
     c.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?.execute(params![key, value])?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> (tempfile::TempDir, crate::state::Db) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::state::Db::open(&dir.path().join("t.db")).unwrap();
+        (dir, db)
+    }
+
+    fn ev(n: usize) -> NewEvent {
+        NewEvent {
+            project_id: None,
+            project: None,
+            kind: "node".into(),
+            resource_id: format!("node-{n}"),
+            name: format!("n{n}"),
+            event_type: "created".into(),
+            message: String::new(),
+        }
+    }
+
+    #[test]
+    fn retention_prunes_by_count_and_age_and_remembers_the_gap() {
+        let (_d, db) = db();
+        db.write(
+            |tx| {
+                for i in 0..10 {
+                    append_event(tx, &ev(i), "t", if i < 2 { 1_000 } else { 5_000 })?;
+                }
+                Ok::<_, StateError>(())
+            },
+            |_| {},
+        )
+        .unwrap();
+        // keep the newest 7, and drop everything older than 2_000 ms
+        let through = db.write(|tx| prune_events(tx, 2_000, 7), |_| {}).unwrap();
+        assert_eq!(through, 3);
+        let left = db.read(|c| events_after(c, 0, None, 100)).unwrap();
+        assert_eq!(left.iter().map(|e| e.cursor).collect::<Vec<_>>(), (4..=10).collect::<Vec<_>>());
+        assert_eq!(db.read(|c| events_pruned_through(c)).unwrap(), 3);
+        // pruning again changes nothing; cursors are never reused
+        assert_eq!(db.write(|tx| prune_events(tx, 2_000, 7), |_| {}).unwrap(), 3);
+        let next = db.write(|tx| append_event(tx, &ev(11), "t", 9_000), |_| {}).unwrap();
+        assert_eq!(next.cursor, 11);
+    }
+
+    #[test]
+    fn names_are_unique_per_kind_and_project_and_projects_cannot_vanish_under_children() {
+        let (_d, db) = db();
+        let row = |id: &str, kind: &str, project: Option<&str>, name: &str| ResourceRow {
+            id: id.into(),
+            kind: kind.into(),
+            project_id: project.map(Into::into),
+            project_name: None,
+            name: name.into(),
+            labels: "{}".into(),
+            spec: "{}".into(),
+            status: "{}".into(),
+            generation: 1,
+            created_at: "t".into(),
+            updated_at: "t".into(),
+            deleting: false,
+        };
+        db.write(|tx| insert(tx, &row("p1", "project", None, "a")), |_| {}).unwrap();
+        assert!(matches!(db.write(|tx| insert(tx, &row("p2", "project", None, "a")), |_| {}), Err(StateError::Duplicate(_))));
+        db.write(|tx| insert(tx, &row("t1", "token", Some("p1"), "a")), |_| {}).unwrap();
+        assert!(matches!(db.write(|tx| insert(tx, &row("t2", "token", Some("p1"), "a")), |_| {}), Err(StateError::Duplicate(_))));
+        assert!(matches!(db.write(|tx| insert(tx, &row("t3", "token", Some("nope"), "b")), |_| {}), Err(StateError::Referenced(_))));
+        assert!(matches!(db.write(|tx| delete(tx, "p1"), |_| {}), Err(StateError::Referenced(_))));
+        assert_eq!(db.read(|c| get(c, "t1")).unwrap().unwrap().project_name.as_deref(), Some("a"));
+    }
+}
