@@ -5,6 +5,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 failed=()
+BIN="$(realpath -m "${CARGO_TARGET_DIR:-target}")/release/cloudlet"
+export CLOUDLET_BIN="$BIN"
 stage() {
   local name="$1"; shift
   echo "=== $name"
@@ -14,10 +16,10 @@ stage "install dependencies" bash packaging/install-deps.sh || true
 if ((${#failed[@]})); then echo "cannot continue without dependencies"; exit 1; fi
 stage "build console" bash -c 'cd web-ui && npm run build --silent'
 stage "build" cargo build --release --locked
-stage "openapi valid" bash -c 'target/release/cloudlet openapi > target/openapi.json &&
-  python3 -m openapi_spec_validator target/openapi.json'
+stage "openapi valid" bash -c '"$CLOUDLET_BIN" openapi > "$(dirname "$CLOUDLET_BIN")/openapi.json" &&
+  python3 -m openapi_spec_validator "$(dirname "$CLOUDLET_BIN")/openapi.json"'
 stage "cargo tests" cargo test --release --locked -- --test-threads=2
-stage "browser e2e" bash -c 'cd integration/browser && CLOUDLET_BIN="$PWD/../../target/release/cloudlet" npm test --silent'
+stage "browser e2e" bash -c 'cd integration/browser && npm test --silent'
 if ((${#failed[@]})); then
   echo "FAILED stages: ${failed[*]}"
   exit 1

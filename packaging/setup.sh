@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 bash packaging/install-deps.sh
 (cd web-ui && npm run build --silent)
 cargo build --release --locked
-install -m 0755 target/release/cloudlet /usr/local/bin/cloudlet
+install -m 0755 "${CARGO_TARGET_DIR:-target}/release/cloudlet" /usr/local/bin/cloudlet
 DATA="${CLOUDLET_DATA_DIR:-/var/lib/cloudlet}"
 if [ -f "$DATA/admin.token" ]; then
   echo "cloudlet: existing site in $DATA; the admin token is in $DATA/admin.token," \

@@ -464,7 +464,7 @@ mod tests {
         assert_eq!(through, 3);
         let left = db.read(|c| events_after(c, 0, None, 100)).unwrap();
         assert_eq!(left.iter().map(|e| e.cursor).collect::<Vec<_>>(), (4..=10).collect::<Vec<_>>());
-        assert_eq!(db.read(|c| events_pruned_through(c)).unwrap(), 3);
+        assert_eq!(db.read(events_pruned_through).unwrap(), 3);
         // pruning again changes nothing; cursors are never reused
         assert_eq!(db.write(|tx| prune_events(tx, 2_000, 7), |_| {}).unwrap(), 3);
         let next = db.write(|tx| append_event(tx, &ev(11), "t", 9_000), |_| {}).unwrap();
