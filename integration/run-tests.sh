@@ -18,6 +18,7 @@ stage "build console" bash -c 'cd web-ui && npm run build --silent'
 stage "build" cargo build --release --locked
 stage "openapi valid" bash -c '"$CLOUDLET_BIN" openapi > "$(dirname "$CLOUDLET_BIN")/openapi.json" &&
   python3 -m openapi_spec_validator "$(dirname "$CLOUDLET_BIN")/openapi.json"'
+stage "api fuzz (schemathesis)" bash integration/fuzz-api.sh
 stage "cargo tests" cargo test --release --locked -- --test-threads=2
 stage "browser e2e" bash -c 'cd integration/browser && npm test --silent'
 if ((${#failed[@]})); then

@@ -31,7 +31,9 @@ for d in web-ui integration/browser; do
   fi
 done
 
-# PyPI: the OpenAPI validator used by the test suite.
+# PyPI: the OpenAPI validator and the API fuzzer (Schemathesis) used by the test suite.
 python3 -c 'import openapi_spec_validator' 2>/dev/null ||
   python3 -m pip install --quiet --disable-pip-version-check 'openapi-spec-validator>=0.7,<0.8'
+python3 -c 'import schemathesis' 2>/dev/null ||
+  python3 -m pip install --quiet --disable-pip-version-check 'schemathesis>=4.32,<5'
 echo "install-deps: ok"
