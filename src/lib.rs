@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod console;
 pub mod daemon;
+pub mod net;
 pub mod node;
 pub mod site;
 pub mod state;

@@ -1,0 +1,281 @@
+//! Host plumbing for VPCs: network namespaces, veth links, addresses, routes (rtnetlink) and
+//! rulesets (nft). Every function is idempotent: it adopts what already exists.
+//!
+//! Work inside a namespace runs on a short-lived thread that `setns()`s into it and drives an
+//! rtnetlink connection on its own current-thread runtime; a netlink socket, and any process the
+//! thread spawns (such as `nft`), belong to the namespace of the thread that created them.
+
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use futures_util::TryStreamExt;
+use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder};
+
+/// Where named network namespaces live (as with `ip netns`).
+pub const NETNS_DIR: &str = "/run/netns";
+const NSFS_MAGIC: i64 = 0x6e73_6673;
+
+/// Errors of host plumbing.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// A file system or process step failed.
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+    /// A namespace system call failed.
+    #[error("{what}: {source}")]
+    Sys { what: String, source: nix::Error },
+    /// A netlink request failed.
+    #[error("{what}: {source}")]
+    Netlink { what: String, source: rtnetlink::Error },
+    /// `nft` refused a ruleset.
+    #[error("nft: {0}")]
+    Nft(String),
+    /// A link that was just created is not there.
+    #[error("{0}")]
+    Missing(String),
+    /// A worker thread panicked.
+    #[error("namespace worker thread panicked")]
+    Thread,
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> HostError {
+    let what = what.into();
+    move |source| HostError::Io { what, source }
+}
+
+fn sys(what: impl Into<String>) -> impl FnOnce(nix::Error) -> HostError {
+    let what = what.into();
+    move |source| HostError::Sys { what, source }
+}
+
+fn nl(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> HostError {
+    let what = what.into();
+    move |source| HostError::Netlink { what, source }
+}
+
+/// The path of a named namespace.
+pub fn netns_path(name: &str) -> PathBuf {
+    Path::new(NETNS_DIR).join(name)
+}
+
+#[allow(clippy::unnecessary_cast)] // statfs field types differ between architectures
+fn is_netns(path: &Path) -> bool {
+    nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type().0 as i64 == NSFS_MAGIC)
+}
+
+/// Create the named namespace unless it exists (a bind mount of a new namespace on
+/// `/run/netns/NAME`, compatible with `ip netns`).
+pub fn ensure_netns(name: &str) -> Result<(), HostError> {
+    let path = netns_path(name);
+    if is_netns(&path) {
+        return Ok(());
+    }
+    std::fs::create_dir_all(NETNS_DIR).map_err(io(format!("creating {NETNS_DIR}")))?;
+    std::fs::File::create(&path).map_err(io(format!("creating {}", path.display())))?;
+    let p = path.clone();
+    let made = std::thread::spawn(move || -> Result<(), HostError> {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).map_err(sys("unshare(CLONE_NEWNET)"))?;
+        nix::mount::mount(Some("/proc/thread-self/ns/net"), &p, None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>)
+            .map_err(sys(format!("bind-mounting the namespace on {}", p.display())))
+    })
+    .join()
+    .map_err(|_| HostError::Thread)?;
+    if made.is_err() {
+        let _ = std::fs::remove_file(&path);
+    }
+    made
+}
+
+/// Remove the named namespace (its interfaces go with it). Absent is fine.
+pub fn delete_netns(name: &str) -> Result<(), HostError> {
+    let path = netns_path(name);
+    if !path.exists() {
+        return Ok(());
+    }
+    if is_netns(&path) {
+        nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH).map_err(sys(format!("unmounting {}", path.display())))?;
+    }
+    std::fs::remove_file(&path).map_err(io(format!("removing {}", path.display())))
+}
+
+/// Names of the namespaces in `/run/netns` that start with `prefix`.
+pub fn list_netns(prefix: &str) -> Vec<String> {
+    std::fs::read_dir(NETNS_DIR)
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| n.starts_with(prefix)).collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Run `f` with an rtnetlink handle inside the namespace `name`, on a dedicated thread.
+pub fn in_netns<T, F, Fut>(name: &str, f: F) -> Result<T, HostError>
+where
+    T: Send + 'static,
+    F: FnOnce(Handle) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<T, HostError>>,
+{
+    let path = netns_path(name);
+    std::thread::spawn(move || -> Result<T, HostError> {
+        let ns = std::fs::File::open(&path).map_err(io(format!("opening {}", path.display())))?;
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(sys(format!("setns {}", path.display())))?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(io("starting a namespace runtime"))?;
+        rt.block_on(async move {
+            let (conn, handle, _) = rtnetlink::new_connection().map_err(io("opening rtnetlink"))?;
+            let task = tokio::spawn(conn);
+            let out = f(handle).await;
+            task.abort();
+            out
+        })
+    })
+    .join()
+    .map_err(|_| HostError::Thread)?
+}
+
+/// Write a sysctl of the calling thread's namespace (`net/ipv4/ip_forward`).
+fn sysctl(key: &str, value: &str) -> Result<(), HostError> {
+    std::fs::write(Path::new("/proc/sys").join(key), value).map_err(io(format!("sysctl {key}={value}")))
+}
+
+/// Index of a link by name, if present.
+pub async fn link_index(h: &Handle, name: &str) -> Result<Option<u32>, HostError> {
+    match h.link().get().match_name(name.to_string()).execute().try_next().await {
+        Ok(Some(m)) => Ok(Some(m.header.index)),
+        Ok(None) => Ok(None),
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
+        Err(e) => Err(nl(format!("looking up link {name}"))(e)),
+    }
+}
+
+async fn set_up(h: &Handle, index: u32) -> Result<(), HostError> {
+    h.link().set(LinkUnspec::new_with_index(index).up().build()).execute().await.map_err(nl("setting a link up"))
+}
+
+async fn add_addr(h: &Handle, index: u32, ip: Ipv4Addr, prefix: u8) -> Result<(), HostError> {
+    match h.address().add(index, IpAddr::V4(ip), prefix).execute().await {
+        Ok(()) => Ok(()),
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => Ok(()),
+        Err(e) => Err(nl(format!("adding address {ip}/{prefix}"))(e)),
+    }
+}
+
+async fn replace_route(h: &Handle, msg: rtnetlink::packet_route::route::RouteMessage, what: &str) -> Result<(), HostError> {
+    h.route().add(msg).replace().execute().await.map_err(nl(what.to_string()))
+}
+
+/// Prepare a VPC router namespace: loopback up and forwarding on.
+pub fn ensure_router(netns: &str) -> Result<(), HostError> {
+    ensure_netns(netns)?;
+    in_netns(netns, |h| async move {
+        sysctl("net/ipv4/ip_forward", "1")?;
+        if let Some(lo) = link_index(&h, "lo").await? {
+            set_up(&h, lo).await?;
+        }
+        Ok(())
+    })
+}
+
+/// A workload interface to attach to a subnet of a VPC router.
+#[derive(Debug, Clone)]
+pub struct Attachment {
+    /// The VPC router's namespace.
+    pub router_netns: String,
+    /// The router end of the veth (`names::ifname(Role::Workload, id)`).
+    pub router_if: String,
+    /// The workload's namespace (a named namespace under `/run/netns`).
+    pub workload_netns: String,
+    /// The name inside the workload (`eth0`).
+    pub workload_if: String,
+    pub ip: Ipv4Addr,
+    /// The subnet's prefix length, as the workload sees it.
+    pub prefix: u8,
+    /// The subnet's gateway (the router's address in it).
+    pub gateway: Ipv4Addr,
+}
+
+/// Attach a workload: a veth pair from the router to the workload, the workload's address and
+/// default route, and on the router a /32 route to it, proxy ARP, and the gateway address.
+/// Adopts an existing attachment.
+pub fn attach(a: &Attachment) -> Result<(), HostError> {
+    let peer_tmp = format!("clp{}", &a.router_if[3..]);
+    let wl_path = netns_path(&a.workload_netns);
+    let r = a.clone();
+    let created = in_netns(&a.router_netns, move |h| async move {
+        let created = match link_index(&h, &r.router_if).await? {
+            Some(_) => false,
+            None => {
+                let wl = std::fs::File::open(&wl_path).map_err(io(format!("opening {}", wl_path.display())))?;
+                h.link()
+                    .add(LinkVeth::new(&r.router_if, &peer_tmp).build())
+                    .execute()
+                    .await
+                    .map_err(nl(format!("creating veth {}", r.router_if)))?;
+                let peer = link_index(&h, &peer_tmp).await?.ok_or_else(|| HostError::Missing("the new veth peer is not there".into()))?;
+                h.link()
+                    .set(LinkUnspec::new_with_index(peer).setns_by_fd(wl.as_raw_fd()).build())
+                    .execute()
+                    .await
+                    .map_err(nl("moving the veth peer into the workload namespace"))?;
+                true
+            }
+        };
+        let idx = link_index(&h, &r.router_if).await?.ok_or_else(|| HostError::Missing("the router end of the veth is not there".into()))?;
+        sysctl(&format!("net/ipv4/conf/{}/proxy_arp", r.router_if), "1")?;
+        // Answer proxy ARP at once (the kernel's default delays replies by up to 0.8 s).
+        sysctl(&format!("net/ipv4/neigh/{}/proxy_delay", r.router_if), "0")?;
+        set_up(&h, idx).await?;
+        if let Some(lo) = link_index(&h, "lo").await? {
+            add_addr(&h, lo, r.gateway, 32).await?;
+        }
+        let route = RouteMessageBuilder::<Ipv4Addr>::new().destination_prefix(r.ip, 32).output_interface(idx).build();
+        replace_route(&h, route, "routing the workload /32").await?;
+        Ok(created)
+    })?;
+    let w = a.clone();
+    let peer_tmp = format!("clp{}", &a.router_if[3..]);
+    in_netns(&a.workload_netns, move |h| async move {
+        if let Some(lo) = link_index(&h, "lo").await? {
+            set_up(&h, lo).await?;
+        }
+        let idx = match link_index(&h, &w.workload_if).await? {
+            Some(i) => i,
+            None => {
+                let i = link_index(&h, &peer_tmp).await?.ok_or_else(|| {
+                    HostError::Missing(format!("the workload end of {} is not there (created now: {created})", w.router_if))
+                })?;
+                h.link()
+                    .set(LinkUnspec::new_with_index(i).name(w.workload_if.clone()).build())
+                    .execute()
+                    .await
+                    .map_err(nl("naming the workload interface"))?;
+                i
+            }
+        };
+        add_addr(&h, idx, w.ip, w.prefix).await?;
+        set_up(&h, idx).await?;
+        let default = RouteMessageBuilder::<Ipv4Addr>::new().gateway(w.gateway).output_interface(idx).build();
+        replace_route(&h, default, "the workload's default route").await
+    })
+}
+
+/// Remove a workload's attachment (the veth pair; both ends go together). Absent is fine.
+pub fn detach(router_netns: &str, router_if: &str) -> Result<(), HostError> {
+    let name = router_if.to_string();
+    in_netns(router_netns, move |h| async move {
+        if let Some(idx) = link_index(&h, &name).await? {
+            h.link().del(idx).execute().await.map_err(nl(format!("deleting {name}")))?;
+        }
+        Ok(())
+    })
+}
+
+/// Apply a rendered ruleset (libnftables JSON) inside a namespace, atomically.
+pub fn apply_ruleset(netns: &str, ruleset: &serde_json::Value) -> Result<(), HostError> {
+    let doc: nftables::schema::Nftables<'static> =
+        serde_json::from_value(ruleset.clone()).map_err(|e| HostError::Nft(format!("ruleset schema: {e}")))?;
+    in_netns(netns, move |_| async move { nftables::helper::apply_ruleset(&doc).map_err(|e| HostError::Nft(e.to_string())) })
+}
