@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod error;
 pub mod events;
+pub mod network;
 pub mod resources;
 pub mod system;
 
@@ -39,9 +40,12 @@ pub struct AppState {
     info(title = "cloudlet", description = "The site API of cloudlet, an edge cloud in one binary. Conventions: docs/api.md."),
     components(schemas(error::ErrorBody, error::ErrorDetail, crate::site::model::Condition, crate::node::ProbeReport,
         crate::site::projects::ProjectSpec, crate::site::nodes::NodeSpec, crate::site::operations::OperationSpec,
-        crate::site::auth::Role)),
+        crate::site::auth::Role, crate::site::network::VpcSpec, crate::site::network::SubnetSpec,
+        crate::site::network::SecurityGroupSpec, crate::site::network::SgRule, crate::site::network::NetworkInterfaceSpec,
+        crate::net::render::Protocol)),
     modifiers(&Security),
     tags((name = "projects"), (name = "tokens"), (name = "users"), (name = "nodes"), (name = "operations"),
+        (name = "vpcs"), (name = "subnets"), (name = "security-groups"), (name = "network-interfaces"),
         (name = "events"), (name = "audit"), (name = "auth"), (name = "system"))
 )]
 struct ApiDoc;
@@ -82,6 +86,14 @@ pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(resources::get_node, resources::update_node))
         .routes(routes!(resources::list_operations))
         .routes(routes!(resources::get_operation))
+        .routes(routes!(network::list_vpcs, network::create_vpc))
+        .routes(routes!(network::get_vpc, network::delete_vpc))
+        .routes(routes!(network::list_subnets, network::create_subnet))
+        .routes(routes!(network::get_subnet, network::delete_subnet))
+        .routes(routes!(network::list_security_groups, network::create_security_group))
+        .routes(routes!(network::get_security_group, network::update_security_group, network::delete_security_group))
+        .routes(routes!(network::list_network_interfaces, network::create_network_interface))
+        .routes(routes!(network::get_network_interface, network::delete_network_interface))
         .routes(routes!(events::events))
         .routes(routes!(events::audit))
         .split_for_parts()

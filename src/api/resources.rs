@@ -253,7 +253,7 @@ pub async fn update_project(
     let gen_ = if_match(&headers)?;
     let r = app
         .site
-        .run(move |s| s.update(Kind::Project, None, &id, gen_, b.labels.as_ref(), b.spec.as_ref(), &projects::validate_spec))
+        .run(move |s| s.update(Kind::Project, None, &id, gen_, b.labels.as_ref(), b.spec.as_ref(), &|_, v| projects::validate_spec(v)))
         .await?;
     Ok(item(r))
 }
@@ -395,7 +395,7 @@ pub async fn update_node(
     let gen_ = if_match(&headers)?;
     let r = app
         .site
-        .run(move |s| s.update(Kind::Node, None, &id, gen_, b.labels.as_ref(), b.spec.as_ref(), &nodes::validate_spec))
+        .run(move |s| s.update(Kind::Node, None, &id, gen_, b.labels.as_ref(), b.spec.as_ref(), &|_, v| nodes::validate_spec(v)))
         .await?;
     Ok(item(r))
 }

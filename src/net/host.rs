@@ -262,6 +262,25 @@ pub fn attach(a: &Attachment) -> Result<(), HostError> {
     })
 }
 
+/// Names of the links in a namespace that start with `prefix`.
+pub fn links_with_prefix(netns: &str, prefix: &str) -> Result<Vec<String>, HostError> {
+    let prefix = prefix.to_string();
+    in_netns(netns, move |h| async move {
+        let mut out = Vec::new();
+        let mut links = h.link().get().execute();
+        while let Some(m) = links.try_next().await.map_err(nl("listing links"))? {
+            for a in m.attributes {
+                if let rtnetlink::packet_route::link::LinkAttribute::IfName(n) = a
+                    && n.starts_with(&prefix)
+                {
+                    out.push(n);
+                }
+            }
+        }
+        Ok(out)
+    })
+}
+
 /// Remove a workload's attachment (the veth pair; both ends go together). Absent is fine.
 pub fn detach(router_netns: &str, router_if: &str) -> Result<(), HostError> {
     let name = router_if.to_string();

@@ -6,8 +6,10 @@
 
 use sha2::{Digest, Sha256};
 
-/// The prefix of every network namespace cloudlet owns.
+/// The prefix of every VPC router namespace cloudlet owns.
 pub const NETNS_PREFIX: &str = "clv-";
+/// The prefix of every network interface (workload) namespace cloudlet owns.
+pub const ENI_NETNS_PREFIX: &str = "cle-";
 /// The nftables table cloudlet owns in each namespace (family `inet`).
 pub const NFT_TABLE: &str = "cloudlet";
 
@@ -40,6 +42,12 @@ pub fn vpc_netns(vpc_id: &str) -> String {
     format!("{NETNS_PREFIX}{}", vpc_id.to_ascii_lowercase())
 }
 
+/// The namespace of a network interface (the workload side): `cle-<eni id, lowercase>`.
+/// Containers and VMs attached to the interface run in (or connect through) it.
+pub fn eni_netns(eni_id: &str) -> String {
+    format!("{ENI_NETNS_PREFIX}{}", eni_id.to_ascii_lowercase())
+}
+
 /// An interface name for `role` and a resource id: 15 bytes, `[a-z0-9]`.
 pub fn ifname(role: Role, id: &str) -> String {
     let digest = hex::encode(Sha256::digest(id.as_bytes()));
@@ -48,7 +56,7 @@ pub fn ifname(role: Role, id: &str) -> String {
 
 /// Whether an interface or namespace name is one of ours.
 pub fn is_ours(name: &str) -> bool {
-    name.starts_with(NETNS_PREFIX) || ["clw", "clt", "clu", "clr"].iter().any(|p| name.starts_with(p) && name.len() == 15)
+    name.starts_with(NETNS_PREFIX) || name.starts_with(ENI_NETNS_PREFIX) || ["clw", "clt", "clu", "clr"].iter().any(|p| name.starts_with(p) && name.len() == 15)
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use super::names::NFT_TABLE;
 
 /// A transport protocol of a rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     Tcp,

@@ -54,6 +54,7 @@ kinds! {
     Bucket => "bucket", "buckets", "bkt", Project;
     AccessKey => "access_key", "access-keys", "ak", Project;
     Instance => "instance", "instances", "i", Project;
+    NetworkInterface => "network_interface", "network-interfaces", "eni", Project;
 }
 
 impl Kind {

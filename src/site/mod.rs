@@ -10,6 +10,7 @@ pub mod events;
 pub mod kind;
 pub mod metrics;
 pub mod model;
+pub mod network;
 pub mod nodes;
 pub mod operations;
 pub mod projects;
@@ -189,6 +190,22 @@ impl Site {
         status: &Status,
         secret_hash: Option<&str>,
     ) -> Result<Resource, SiteError> {
+        self.create_with(kind, project, name, labels, status, secret_hash, |_| Ok(spec.clone()))
+    }
+
+    /// Like [`Site::create`], with the spec built (resolved, checked against other resources) by
+    /// `build` inside the same write transaction, so checks such as CIDR overlap cannot race.
+    #[allow(clippy::too_many_arguments)]
+    pub fn create_with(
+        &self,
+        kind: Kind,
+        project: Option<&ProjectCtx>,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+        status: &Status,
+        secret_hash: Option<&str>,
+        build: impl FnOnce(&Connection) -> Result<Value, SiteError>,
+    ) -> Result<Resource, SiteError> {
         model::validate_name("name", name)?;
         model::validate_labels(labels)?;
         if kind.scope() == Scope::Project && project.is_none() {
@@ -199,6 +216,7 @@ impl Site {
             if let Some(p) = project {
                 projects::check_live_and_quota(tx, p, kind)?;
             }
+            let spec = build(tx)?;
             let now = model::now_rfc3339();
             let row = ResourceRow {
                 id: kind.new_id(),
@@ -207,7 +225,7 @@ impl Site {
                 project_name: None,
                 name: name.to_string(),
                 labels: serde_json::to_string(labels)?,
-                spec: serde_json::to_string(spec)?,
+                spec: serde_json::to_string(&spec)?,
                 status: serde_json::to_string(status)?,
                 generation: 1,
                 created_at: now.clone(),
@@ -260,7 +278,7 @@ impl Site {
         if_match: Option<i64>,
         labels: Option<&BTreeMap<String, String>>,
         spec_patch: Option<&Value>,
-        validate: &dyn Fn(Value) -> Result<Value, SiteError>,
+        validate: &dyn Fn(&Connection, Value) -> Result<Value, SiteError>,
     ) -> Result<Resource, SiteError> {
         let r = model::parse_ref(kind, r)?;
         if let Some(l) = labels {
@@ -285,7 +303,7 @@ impl Site {
             if let Some(p) = spec_patch {
                 model::merge_patch(&mut spec, p);
             }
-            let spec = validate(spec)?;
+            let spec = validate(tx, spec)?;
             let labels = match labels {
                 Some(l) => serde_json::to_string(l)?,
                 None => row.labels.clone(),
@@ -301,11 +319,23 @@ impl Site {
         Resource::from_row(row)
     }
 
-    /// Delete a resource at once (kinds with no host state to clean up).
+    /// Delete a resource at once (its reconciler, if any, cleans host state up afterwards).
     pub fn delete(&self, kind: Kind, project: Option<&ProjectCtx>, r: &str) -> Result<Resource, SiteError> {
+        self.delete_with(kind, project, r, |_, _| Ok(()))
+    }
+
+    /// Like [`Site::delete`], refusing with `check` (inside the transaction), e.g. while in use.
+    pub fn delete_with(
+        &self,
+        kind: Kind,
+        project: Option<&ProjectCtx>,
+        r: &str,
+        check: impl FnOnce(&Connection, &ResourceRow) -> Result<(), SiteError>,
+    ) -> Result<Resource, SiteError> {
         let r = model::parse_ref(kind, r)?;
         let row = self.write(|tx, evs| {
             let row = Self::find(tx, kind, project, &r)?;
+            check(tx, &row)?;
             repo::delete(tx, &row.id).map_err(|e| match e {
                 StateError::Referenced(_) => {
                     SiteError::Conflict(format!("{} {} is still in use", kind.as_str(), row.name))

@@ -34,6 +34,11 @@ pub enum Outcome {
 pub trait Controller: Send + Sync + 'static {
     /// The kind it reconciles.
     fn kind(&self) -> Kind;
+    /// Other kinds whose changes may change this kind's desired state: an event of one of them
+    /// enqueues every resource of this kind (for a VPC: its subnets, groups and interfaces).
+    fn watches(&self) -> &'static [Kind] {
+        &[]
+    }
     /// Converge one resource (which may no longer exist) to its desired state.
     fn reconcile(&self, site: &Site, id: &str) -> impl Future<Output = Result<Outcome, SiteError>> + Send;
 }
@@ -167,6 +172,11 @@ pub async fn run<C: Controller>(
             ev = bus.recv() => match ev {
                 Ok(e) if e.kind == kind.as_str() && e.event_type != "status" => {
                     queue.push(e.resource_id.clone(), Instant::now());
+                }
+                Ok(e) if e.event_type != "status" && controller.watches().iter().any(|k| k.as_str() == e.kind) => {
+                    for id in all_ids(&site, kind).await {
+                        queue.push(id, Instant::now());
+                    }
                 }
                 Ok(_) => {}
                 Err(broadcast::error::RecvError::Lagged(_)) => {

@@ -127,6 +127,18 @@ pub fn ids_of_kind(c: &Connection, kind: &str) -> Result<Vec<String>, StateError
     Ok(ids)
 }
 
+/// Resources of `kind` whose spec field `path` (a JSON path such as `$.vpc`) equals `value`, or,
+/// when `path` names an array, contains it.
+pub fn referencing(c: &Connection, kind: &str, path: &str, value: &str) -> Result<Vec<ResourceRow>, StateError> {
+    let sql = format!(
+        "{SELECT} WHERE r.kind = ?1 AND (json_extract(r.spec, ?2) = ?3 OR EXISTS \
+         (SELECT 1 FROM json_each(r.spec, ?2) j WHERE json_type(r.spec, ?2) = 'array' AND j.value = ?3)) ORDER BY r.id"
+    );
+    let mut st = c.prepare_cached(&sql)?;
+    let rows = st.query_map(params![kind, path, value], map_row)?.collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
 /// Ids of the resources that belong to a project, with their kinds.
 pub fn children_of_project(c: &Connection, project_id: &str) -> Result<Vec<(String, String)>, StateError> {
     let mut st = c.prepare_cached("SELECT id, kind FROM resources WHERE project = ?1 ORDER BY id")?;

@@ -232,3 +232,49 @@ pub fn cli(args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
 pub fn exists(p: &Path) -> bool {
     p.exists()
 }
+
+/// Enter a named network namespace on the calling thread.
+pub fn enter_netns(path: &Path) {
+    let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+}
+
+/// A TCP server on `port` in the namespace at `netns` that answers `identity` to every
+/// connection, until `stop` turns true.
+pub fn serve_identity(netns: &Path, port: u16, identity: &str, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    let (ns, id) = (netns.to_path_buf(), identity.to_string());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        enter_netns(&ns);
+        let l = std::net::TcpListener::bind(("0.0.0.0", port)).expect("bind");
+        l.set_nonblocking(true).expect("nonblocking");
+        tx.send(()).expect("ready");
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            match l.accept() {
+                Ok((mut s, _)) => {
+                    use std::io::Write;
+                    let _ = s.write_all(id.as_bytes());
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    });
+    rx.recv().expect("server ready");
+}
+
+/// Connect from the namespace at `netns` to `ip:port`; the identity answered, or None.
+pub fn fetch_identity(netns: &Path, ip: &str, port: u16) -> Option<String> {
+    let (ns, addr) = (netns.to_path_buf(), format!("{ip}:{port}"));
+    std::thread::spawn(move || {
+        enter_netns(&ns);
+        let addr: std::net::SocketAddr = addr.parse().ok()?;
+        let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        Some(out)
+    })
+    .join()
+    .ok()
+    .flatten()
+}

@@ -1,0 +1,153 @@
+//! Handlers for VPC networking: `/v1/vpcs`, `/v1/subnets`, `/v1/security-groups` and
+//! `/v1/network-interfaces`. Reads need the viewer role, changes the member role.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::auth::{Auth, scope};
+use super::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
+use super::resources::{ListQuery, ListResponse, ProjectQuery, UpdateRequest, created, if_match, item, list_kind};
+use crate::site::Kind;
+use crate::site::auth::{Principal, Role};
+
+/// Body of a create: name, labels, and the kind's spec (`VpcSpec`, `SubnetSpec`,
+/// `SecurityGroupSpec` or `NetworkInterfaceSpec`).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkCreate {
+    pub name: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[schema(value_type = Object)]
+    pub spec: Value,
+}
+
+async fn list(app: &AppState, p: &Principal, kind: Kind, q: &ListQuery) -> Result<Response, ApiError> {
+    p.require(Role::Viewer)?;
+    let pc = scope(app, p, q.project.as_deref()).await?;
+    list_kind(app, kind, Some(pc), q).await
+}
+
+async fn get(app: &AppState, p: &Principal, kind: Kind, id: String, q: &ProjectQuery) -> Result<Response, ApiError> {
+    p.require(Role::Viewer)?;
+    let pc = scope(app, p, q.project.as_deref()).await?;
+    Ok(item(app.site.run(move |s| s.get(kind, Some(&pc), &id)).await?))
+}
+
+async fn create(app: &AppState, p: &Principal, kind: Kind, q: &ProjectQuery, b: NetworkCreate) -> Result<Response, ApiError> {
+    p.require(Role::Member)?;
+    let pc = scope(app, p, q.project.as_deref()).await?;
+    let r = app
+        .site
+        .run(move |s| match kind {
+            Kind::Vpc => s.create_vpc(&pc, &b.name, &b.labels, b.spec),
+            Kind::Subnet => s.create_subnet(&pc, &b.name, &b.labels, b.spec),
+            Kind::SecurityGroup => s.create_security_group(&pc, &b.name, &b.labels, b.spec),
+            _ => s.create_network_interface(&pc, &b.name, &b.labels, b.spec),
+        })
+        .await?;
+    Ok(created(kind, &r))
+}
+
+async fn delete(app: &AppState, p: &Principal, kind: Kind, id: String, q: &ProjectQuery) -> Result<Response, ApiError> {
+    p.require(Role::Member)?;
+    let pc = scope(app, p, q.project.as_deref()).await?;
+    app.site.run(move |s| s.delete_network_resource(kind, &pc, &id)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+macro_rules! network_kind {
+    ($kind:expr, $path:literal, $item:literal, $tag:literal, $list:ident, $create:ident, $get:ident, $delete:ident) => {
+        #[doc = concat!("List ", $tag, " of the project.")]
+        #[utoipa::path(get, path = $path, tag = $tag, params(ListQuery), responses((status = 200, body = ListResponse)))]
+        pub async fn $list(State(app): State<AppState>, Auth(p): Auth, ApiQuery(q): ApiQuery<ListQuery>) -> Result<Response, ApiError> {
+            list(&app, &p, $kind, &q).await
+        }
+
+        #[doc = concat!("Create one of the project's ", $tag, ".")]
+        #[utoipa::path(post, path = $path, tag = $tag, params(ProjectQuery), request_body = NetworkCreate,
+            responses((status = 201, body = crate::site::Resource), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+        pub async fn $create(
+            State(app): State<AppState>,
+            Auth(p): Auth,
+            ApiQuery(q): ApiQuery<ProjectQuery>,
+            ApiJson(b): ApiJson<NetworkCreate>,
+        ) -> Result<Response, ApiError> {
+            create(&app, &p, $kind, &q, b).await
+        }
+
+        #[doc = concat!("Get one of the project's ", $tag, " by id or name.")]
+        #[utoipa::path(get, path = $item, tag = $tag, params(("id" = String, Path, description = "id or name"), ProjectQuery),
+            responses((status = 200, body = crate::site::Resource), (status = 404, body = ErrorBody)))]
+        pub async fn $get(
+            State(app): State<AppState>,
+            Auth(p): Auth,
+            Path(id): Path<String>,
+            ApiQuery(q): ApiQuery<ProjectQuery>,
+        ) -> Result<Response, ApiError> {
+            get(&app, &p, $kind, id, &q).await
+        }
+
+        #[doc = concat!("Delete one of the project's ", $tag, "; 409 while it is in use.")]
+        #[utoipa::path(delete, path = $item, tag = $tag, params(("id" = String, Path, description = "id or name"), ProjectQuery),
+            responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+        pub async fn $delete(
+            State(app): State<AppState>,
+            Auth(p): Auth,
+            Path(id): Path<String>,
+            ApiQuery(q): ApiQuery<ProjectQuery>,
+        ) -> Result<Response, ApiError> {
+            delete(&app, &p, $kind, id, &q).await
+        }
+    };
+}
+
+network_kind!(Kind::Vpc, "/v1/vpcs", "/v1/vpcs/{id}", "vpcs", list_vpcs, create_vpc, get_vpc, delete_vpc);
+network_kind!(Kind::Subnet, "/v1/subnets", "/v1/subnets/{id}", "subnets", list_subnets, create_subnet, get_subnet, delete_subnet);
+network_kind!(
+    Kind::SecurityGroup,
+    "/v1/security-groups",
+    "/v1/security-groups/{id}",
+    "security-groups",
+    list_security_groups,
+    create_security_group,
+    get_security_group,
+    delete_security_group
+);
+network_kind!(
+    Kind::NetworkInterface,
+    "/v1/network-interfaces",
+    "/v1/network-interfaces/{id}",
+    "network-interfaces",
+    list_network_interfaces,
+    create_network_interface,
+    get_network_interface,
+    delete_network_interface
+);
+
+/// Change a security group's rules (RFC 7386 merge patch of the spec; `ingress` is replaced as a
+/// whole) or labels. Takes effect on the VPC router atomically.
+#[utoipa::path(patch, path = "/v1/security-groups/{id}", tag = "security-groups", request_body = UpdateRequest,
+    params(("id" = String, Path, description = "id or name"), ProjectQuery, ("If-Match" = Option<String>, Header, description = "expected generation")),
+    responses((status = 200, body = crate::site::Resource), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn update_security_group(
+    State(app): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<ProjectQuery>,
+    headers: HeaderMap,
+    ApiJson(b): ApiJson<UpdateRequest>,
+) -> Result<Response, ApiError> {
+    p.require(Role::Member)?;
+    let pc = scope(&app, &p, q.project.as_deref()).await?;
+    let g = if_match(&headers)?;
+    let r = app.site.run(move |s| s.update_security_group(&pc, &id, g, b.labels.as_ref(), b.spec.as_ref())).await?;
+    Ok(item(r))
+}

@@ -1,0 +1,407 @@
+//! VPC networking resources: VPCs, subnets, security groups and network interfaces, and the VPC
+//! reconciler that converges each VPC's router namespace, workload attachments and ruleset.
+//!
+//! A network interface (as AWS's ENI) is a workload's network identity: an address in a subnet,
+//! its security groups, and a namespace (`status.netns`) that a container joins or a VM's tap
+//! connects through.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use rusqlite::Connection;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::model::{self, Status};
+use super::reconcile::{Controller, Outcome};
+use super::{Kind, ProjectCtx, Resource, Site, SiteError};
+use crate::net::render::{self, IngressRule, Protocol, Source};
+use crate::net::{host, ipam, names};
+use crate::state::{ResourceRow, repo};
+
+/// Spec of a VPC.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VpcSpec {
+    /// A private IPv4 CIDR, /16 to /28 (RFC 1918 or RFC 6598). Two VPCs may use the same one.
+    pub cidr: String,
+}
+
+/// Spec of a subnet.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubnetSpec {
+    /// The VPC (id or name on create; stored as the id).
+    pub vpc: String,
+    /// Inside the VPC's CIDR, overlapping no other subnet of it.
+    pub cidr: String,
+}
+
+/// One inbound rule of a security group.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SgRule {
+    /// `tcp`, `udp`, `icmp` or `all`.
+    pub protocol: Protocol,
+    /// `"80"` or `"8000-8099"`; absent means every port (TCP/UDP only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ports: Option<String>,
+    /// Source addresses; exactly one of `source_cidr` and `source_group`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_cidr: Option<String>,
+    /// Source security group of the same VPC (id or name on write; stored as the id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_group: Option<String>,
+}
+
+/// Spec of a security group: stateful, default deny inbound, allow outbound.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityGroupSpec {
+    /// The VPC (id or name on create; stored as the id).
+    pub vpc: String,
+    /// Inbound rules (at most 1,000).
+    #[serde(default)]
+    pub ingress: Vec<SgRule>,
+}
+
+/// Spec of a network interface.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkInterfaceSpec {
+    /// The subnet (id or name on create; stored as the id).
+    pub subnet: String,
+    /// A free address of the subnet; assigned automatically when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub private_ip: Option<Ipv4Addr>,
+    /// Security groups of the subnet's VPC (ids or names on write; stored as ids).
+    #[serde(default)]
+    pub security_groups: Vec<String>,
+}
+
+fn bad(field: &str) -> impl Fn(ipam::IpamError) -> SiteError + '_ {
+    move |e| match e {
+        ipam::IpamError::Overlap { .. } => SiteError::Conflict(e.to_string()),
+        ipam::IpamError::Exhausted(_) => SiteError::Conflict(e.to_string()),
+        other => SiteError::invalid(field, other.to_string()),
+    }
+}
+
+/// Resolve a reference to a resource of `kind` in the project, inside a transaction.
+fn resolve(c: &Connection, kind: Kind, p: &ProjectCtx, field: &str, r: &str) -> Result<ResourceRow, SiteError> {
+    let rf = model::parse_ref(kind, r).map_err(|_| SiteError::invalid(field, format!("{r:?} is not a {} id or name", kind.as_str())))?;
+    Site::find(c, kind, Some(p), &rf).map_err(|_| SiteError::invalid(field, format!("no {} {r:?} in this project", kind.as_str())))
+}
+
+fn spec_of<T: for<'de> Deserialize<'de>>(row: &ResourceRow) -> Result<T, SiteError> {
+    Ok(serde_json::from_str(&row.spec)?)
+}
+
+fn parse_ports(field: &str, s: &str) -> Result<(u16, u16), SiteError> {
+    let err = || SiteError::invalid(field, format!("{s:?} is not a port or a range such as 8000-8099"));
+    let (a, b) = s.split_once('-').unwrap_or((s, s));
+    let (a, b): (u16, u16) = (a.trim().parse().map_err(|_| err())?, b.trim().parse().map_err(|_| err())?);
+    if a == 0 || a > b {
+        return Err(err());
+    }
+    Ok((a, b))
+}
+
+/// Normalize a security group spec inside a transaction: resolve the VPC and source groups,
+/// check every rule.
+fn build_sg(c: &Connection, p: &ProjectCtx, v: Value, self_id: Option<&str>) -> Result<Value, SiteError> {
+    let mut spec: SecurityGroupSpec = serde_json::from_value(v).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
+    let vpc = resolve(c, Kind::Vpc, p, "spec.vpc", &spec.vpc)?;
+    spec.vpc = vpc.id.clone();
+    if spec.ingress.len() > 1000 {
+        return Err(SiteError::invalid("spec.ingress", "at most 1,000 rules"));
+    }
+    for (i, r) in spec.ingress.iter_mut().enumerate() {
+        let f = |x: &str| format!("spec.ingress[{i}].{x}");
+        match (&r.source_cidr, &r.source_group) {
+            (Some(cidr), None) => {
+                let net: Ipv4Net = cidr.parse().map_err(|_| SiteError::invalid(f("source_cidr"), format!("{cidr:?} is not an IPv4 CIDR")))?;
+                r.source_cidr = Some(net.trunc().to_string());
+            }
+            (None, Some(g)) if self_id.is_some_and(|s| s == g) => {}
+            (None, Some(g)) => {
+                let row = resolve(c, Kind::SecurityGroup, p, &f("source_group"), g)?;
+                if spec_of::<SecurityGroupSpec>(&row)?.vpc != vpc.id {
+                    return Err(SiteError::invalid(f("source_group"), "the source group belongs to another VPC"));
+                }
+                r.source_group = Some(row.id);
+            }
+            _ => return Err(SiteError::invalid(f("source_cidr"), "give exactly one of source_cidr and source_group")),
+        }
+        match (&r.protocol, &r.ports) {
+            (Protocol::Tcp | Protocol::Udp, Some(ports)) => {
+                parse_ports(&f("ports"), ports)?;
+            }
+            (Protocol::Icmp | Protocol::All, Some(_)) => {
+                return Err(SiteError::invalid(f("ports"), "ports apply to tcp and udp only"));
+            }
+            _ => {}
+        }
+    }
+    Ok(serde_json::to_value(spec)?)
+}
+
+impl Site {
+    /// Create a VPC.
+    pub fn create_vpc(&self, p: &ProjectCtx, name: &str, labels: &BTreeMap<String, String>, spec: Value) -> Result<Resource, SiteError> {
+        let mut s: VpcSpec = serde_json::from_value(spec).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
+        s.cidr = ipam::validate_vpc_cidr("spec.cidr", &s.cidr).map_err(bad("spec.cidr"))?.to_string();
+        self.create(Kind::Vpc, Some(p), name, labels, &serde_json::to_value(s)?, &Status::phase("Pending"), None)
+    }
+
+    /// Create a subnet (checked against its VPC and siblings in the same transaction).
+    pub fn create_subnet(&self, p: &ProjectCtx, name: &str, labels: &BTreeMap<String, String>, spec: Value) -> Result<Resource, SiteError> {
+        let mut s: SubnetSpec = serde_json::from_value(spec).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
+        let pc = p.clone();
+        self.create_with(Kind::Subnet, Some(p), name, labels, &Status::phase("Ready"), None, move |c| {
+            let vpc = resolve(c, Kind::Vpc, &pc, "spec.vpc", &s.vpc)?;
+            let vpc_net: Ipv4Net = spec_of::<VpcSpec>(&vpc)?.cidr.parse().map_err(|_| SiteError::Internal("stored VPC CIDR".into()))?;
+            let others: Vec<Ipv4Net> = repo::referencing(c, Kind::Subnet.as_str(), "$.vpc", &vpc.id)?
+                .iter()
+                .filter_map(|r| spec_of::<SubnetSpec>(r).ok()?.cidr.parse().ok())
+                .collect();
+            s.cidr = ipam::validate_subnet_cidr("spec.cidr", &s.cidr, vpc_net, &others).map_err(bad("spec.cidr"))?.to_string();
+            s.vpc = vpc.id;
+            Ok(serde_json::to_value(&s)?)
+        })
+    }
+
+    /// Create a security group.
+    pub fn create_security_group(&self, p: &ProjectCtx, name: &str, labels: &BTreeMap<String, String>, spec: Value) -> Result<Resource, SiteError> {
+        let pc = p.clone();
+        self.create_with(Kind::SecurityGroup, Some(p), name, labels, &Status::phase("Ready"), None, move |c| build_sg(c, &pc, spec, None))
+    }
+
+    /// Replace a security group's rules (merge patch of the spec; the VPC cannot change).
+    pub fn update_security_group(&self, p: &ProjectCtx, r: &str, if_match: Option<i64>, labels: Option<&BTreeMap<String, String>>, patch: Option<&Value>) -> Result<Resource, SiteError> {
+        let current = self.get(Kind::SecurityGroup, Some(p), r)?;
+        let old: SecurityGroupSpec = current.spec_as()?;
+        let pc = p.clone();
+        let id = current.id.clone();
+        self.update(Kind::SecurityGroup, Some(p), r, if_match, labels, patch, &move |c, v| {
+            let out = build_sg(c, &pc, v, Some(&id))?;
+            if out["vpc"] != Value::String(old.vpc.clone()) {
+                return Err(SiteError::invalid("spec.vpc", "a security group cannot move to another VPC"));
+            }
+            Ok(out)
+        })
+    }
+
+    /// Create a network interface: resolve the subnet and groups and assign the address, in one
+    /// transaction.
+    pub fn create_network_interface(&self, p: &ProjectCtx, name: &str, labels: &BTreeMap<String, String>, spec: Value) -> Result<Resource, SiteError> {
+        let mut s: NetworkInterfaceSpec = serde_json::from_value(spec).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
+        let pc = p.clone();
+        self.create_with(Kind::NetworkInterface, Some(p), name, labels, &Status::phase("Pending"), None, move |c| {
+            let subnet = resolve(c, Kind::Subnet, &pc, "spec.subnet", &s.subnet)?;
+            let sn: SubnetSpec = spec_of(&subnet)?;
+            let net: Ipv4Net = sn.cidr.parse().map_err(|_| SiteError::Internal("stored subnet CIDR".into()))?;
+            let mut groups = Vec::new();
+            for (i, g) in s.security_groups.iter().enumerate() {
+                let row = resolve(c, Kind::SecurityGroup, &pc, &format!("spec.security_groups[{i}]"), g)?;
+                if spec_of::<SecurityGroupSpec>(&row)?.vpc != sn.vpc {
+                    return Err(SiteError::invalid(format!("spec.security_groups[{i}]"), "the group belongs to another VPC"));
+                }
+                groups.push(row.id);
+            }
+            let used: BTreeSet<Ipv4Addr> = repo::referencing(c, Kind::NetworkInterface.as_str(), "$.subnet", &subnet.id)?
+                .iter()
+                .filter_map(|r| spec_of::<NetworkInterfaceSpec>(r).ok()?.private_ip)
+                .collect();
+            s.private_ip = Some(ipam::assign(net, &used, s.private_ip).map_err(bad("spec.private_ip"))?);
+            s.subnet = subnet.id;
+            s.security_groups = groups;
+            Ok(serde_json::to_value(&s)?)
+        })
+    }
+
+    /// Delete a VPC, subnet, security group or network interface; refused (409) while in use.
+    pub fn delete_network_resource(&self, kind: Kind, p: &ProjectCtx, r: &str) -> Result<Resource, SiteError> {
+        self.delete_with(kind, Some(p), r, |c, row| {
+            let users: Vec<(Kind, &str)> = match kind {
+                Kind::Vpc => vec![(Kind::Subnet, "$.vpc"), (Kind::SecurityGroup, "$.vpc")],
+                Kind::Subnet => vec![(Kind::NetworkInterface, "$.subnet")],
+                Kind::SecurityGroup => vec![(Kind::NetworkInterface, "$.security_groups")],
+                _ => vec![],
+            };
+            for (k, path) in users {
+                if let Some(u) = repo::referencing(c, k.as_str(), path, &row.id)?.first() {
+                    return Err(SiteError::Conflict(format!("{} {} is in use by {} {}", kind.as_str(), row.name, k.as_str(), u.name)));
+                }
+            }
+            if kind == Kind::SecurityGroup {
+                let refs = repo::referencing(c, Kind::SecurityGroup.as_str(), "$.vpc", &spec_of::<SecurityGroupSpec>(row)?.vpc)?;
+                if let Some(u) = refs.iter().find(|g| {
+                    g.id != row.id
+                        && spec_of::<SecurityGroupSpec>(g).is_ok_and(|s| s.ingress.iter().any(|r| r.source_group.as_deref() == Some(&row.id)))
+                }) {
+                    return Err(SiteError::Conflict(format!("security group {} is a rule source of {}", row.name, u.name)));
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Everything desired for one VPC, read from state.
+struct Desired {
+    subnets: Vec<(ResourceRow, Ipv4Net)>,
+    groups: Vec<(ResourceRow, SecurityGroupSpec)>,
+    interfaces: Vec<(ResourceRow, NetworkInterfaceSpec, Ipv4Net)>,
+}
+
+fn desired(c: &Connection, vpc_id: &str) -> Result<Desired, SiteError> {
+    let subnets: Vec<(ResourceRow, Ipv4Net)> = repo::referencing(c, Kind::Subnet.as_str(), "$.vpc", vpc_id)?
+        .into_iter()
+        .filter_map(|r| {
+            let n = spec_of::<SubnetSpec>(&r).ok()?.cidr.parse().ok()?;
+            Some((r, n))
+        })
+        .collect();
+    let groups = repo::referencing(c, Kind::SecurityGroup.as_str(), "$.vpc", vpc_id)?
+        .into_iter()
+        .filter_map(|r| Some((r.clone(), spec_of::<SecurityGroupSpec>(&r).ok()?)))
+        .collect();
+    let mut interfaces = Vec::new();
+    for (sn, net) in &subnets {
+        for r in repo::referencing(c, Kind::NetworkInterface.as_str(), "$.subnet", &sn.id)? {
+            let s: NetworkInterfaceSpec = spec_of(&r)?;
+            interfaces.push((r, s, *net));
+        }
+    }
+    Ok(Desired { subnets, groups, interfaces })
+}
+
+fn router_model(d: &Desired) -> render::VpcRouter {
+    let security_groups = d
+        .groups
+        .iter()
+        .map(|(row, s)| render::SecurityGroup {
+            id: row.id.clone(),
+            ingress: s
+                .ingress
+                .iter()
+                .filter_map(|r| {
+                    let source = match (&r.source_cidr, &r.source_group) {
+                        (Some(c), _) => Source::Cidr(c.parse().ok()?),
+                        (_, Some(g)) => Source::Group(g.clone()),
+                        _ => return None,
+                    };
+                    let ports = r.ports.as_deref().and_then(|p| parse_ports("ports", p).ok());
+                    Some(IngressRule { protocol: r.protocol, ports, source })
+                })
+                .collect(),
+        })
+        .collect();
+    let interfaces = d
+        .interfaces
+        .iter()
+        .filter_map(|(row, s, _)| {
+            Some(render::Interface {
+                ifname: names::ifname(names::Role::Workload, &row.id),
+                ip: s.private_ip?,
+                security_groups: s.security_groups.clone(),
+            })
+        })
+        .collect();
+    render::VpcRouter { uplink: "clr-none".into(), security_groups, interfaces, ..Default::default() }
+}
+
+fn host_err(e: host::HostError) -> SiteError {
+    SiteError::Internal(e.to_string())
+}
+
+/// The VPC reconciler: router namespace, workload namespaces and veth links, ruleset; removes
+/// what it owns that state no longer has.
+pub struct VpcController;
+
+impl Controller for VpcController {
+    fn kind(&self) -> Kind {
+        Kind::Vpc
+    }
+
+    fn watches(&self) -> &'static [Kind] {
+        &[Kind::Subnet, Kind::SecurityGroup, Kind::NetworkInterface]
+    }
+
+    async fn reconcile(&self, site: &Site, id: &str) -> Result<Outcome, SiteError> {
+        let id = id.to_string();
+        site.run(move |site| reconcile_vpc(site, &id)).await
+    }
+}
+
+fn reconcile_vpc(site: &Site, id: &str) -> Result<Outcome, SiteError> {
+    let router = names::vpc_netns(id);
+    let Some(row) = site.read(|c| Ok(repo::get(c, id)?))? else {
+        host::delete_netns(&router).map_err(host_err)?;
+        collect_orphan_interfaces(site)?;
+        return Ok(Outcome::Done);
+    };
+    let d = site.read(|c| desired(c, id))?;
+    host::ensure_router(&router).map_err(host_err)?;
+    let mut wanted = BTreeSet::new();
+    for (eni, s, net) in &d.interfaces {
+        let Some(ip) = s.private_ip else { continue };
+        let ns = names::eni_netns(&eni.id);
+        host::ensure_netns(&ns).map_err(host_err)?;
+        let a = host::Attachment {
+            router_netns: router.clone(),
+            router_if: names::ifname(names::Role::Workload, &eni.id),
+            workload_netns: ns.clone(),
+            workload_if: "eth0".into(),
+            ip,
+            prefix: net.prefix_len(),
+            gateway: ipam::gateway(*net),
+        };
+        host::attach(&a).map_err(host_err)?;
+        wanted.insert(a.router_if.clone());
+        site.set_status(&eni.id, |st, row| {
+            st.phase = "Ready".into();
+            st.observed_generation = row.generation;
+            st.set_condition("Ready", true, "Attached", "");
+            st.extra.insert("netns".into(), host::netns_path(&ns).display().to_string().into());
+            st.extra.insert("private_ip".into(), ip.to_string().into());
+            st.extra.insert("gateway".into(), ipam::gateway(*net).to_string().into());
+        })?;
+    }
+    for stale in host::links_with_prefix(&router, "clw").map_err(host_err)? {
+        if !wanted.contains(&stale) {
+            host::detach(&router, &stale).map_err(host_err)?;
+        }
+    }
+    let doc = render::render(&router_model(&d)).map_err(|e| SiteError::Internal(e.to_string()))?;
+    host::apply_ruleset(&router, &doc).map_err(host_err)?;
+    collect_orphan_interfaces(site)?;
+    site.set_status(&row.id, |st, row| {
+        st.phase = "Ready".into();
+        st.observed_generation = row.generation;
+        st.set_condition("Ready", true, "Reconciled", "router namespace, links and ruleset applied");
+        st.extra.insert("netns".into(), host::netns_path(&router).display().to_string().into());
+        st.extra.insert("subnets".into(), d.subnets.len().into());
+        st.extra.insert("network_interfaces".into(), d.interfaces.len().into());
+    })?;
+    Ok(Outcome::Done)
+}
+
+/// Remove interface namespaces whose network interface no longer exists.
+fn collect_orphan_interfaces(site: &Site) -> Result<(), SiteError> {
+    let live: BTreeSet<String> = site
+        .read(|c| Ok(repo::ids_of_kind(c, Kind::NetworkInterface.as_str())?))?
+        .iter()
+        .map(|id| names::eni_netns(id))
+        .collect();
+    for ns in host::list_netns(names::ENI_NETNS_PREFIX) {
+        if !live.contains(&ns) {
+            host::delete_netns(&ns).map_err(host_err)?;
+        }
+    }
+    Ok(())
+}
