@@ -32,6 +32,33 @@ pub struct Config {
     pub events: EventsConfig,
     pub reconcile: ReconcileConfig,
     pub node: NodeConfig,
+    pub network: NetworkConfig,
+}
+
+/// The site uplink and public addresses (VPC networking).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkConfig {
+    /// The named network namespace that holds the uplink; empty means the daemon's own (the host).
+    pub uplink_netns: String,
+    /// The uplink interface toward the outside; empty disables EIPs and NAT gateways.
+    pub uplink: String,
+    /// The public range EIPs are allocated from (routed to the uplink address, or answered by
+    /// proxy ARP on the uplink).
+    pub public_cidr: String,
+    /// Link networks between the uplink namespace and VPC routers: one /30 per VPC.
+    pub transit_cidr: String,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig {
+            uplink_netns: String::new(),
+            uplink: String::new(),
+            public_cidr: String::new(),
+            transit_cidr: "169.254.128.0/17".into(),
+        }
+    }
 }
 
 /// Listeners and request limits.
@@ -99,6 +126,7 @@ impl Default for Config {
             events: EventsConfig::default(),
             reconcile: ReconcileConfig::default(),
             node: NodeConfig::default(),
+            network: NetworkConfig::default(),
         }
     }
 }
@@ -183,6 +211,17 @@ backoff_max_seconds = 300
 name = ""
 # Probe the host and heartbeat this often, seconds.
 probe_interval_seconds = 30
+
+[network]
+# The named network namespace that holds the site uplink; empty means the host's own.
+uplink_netns = ""
+# The uplink interface toward the outside, e.g. "eth0"; empty disables EIPs and NAT gateways.
+uplink = ""
+# The public range elastic IPs come from, e.g. "203.0.113.0/28". Route it to the uplink
+# address upstream (or rely on proxy ARP, which the uplink answers for associated EIPs).
+public_cidr = ""
+# Link networks between the uplink and the VPC routers: one /30 per VPC.
+transit_cidr = "169.254.128.0/17"
 "#;
 
 /// The default config file path, read when it exists and no `--config` is given.

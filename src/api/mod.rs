@@ -42,10 +42,10 @@ pub struct AppState {
         crate::site::projects::ProjectSpec, crate::site::nodes::NodeSpec, crate::site::operations::OperationSpec,
         crate::site::auth::Role, crate::site::network::VpcSpec, crate::site::network::SubnetSpec,
         crate::site::network::SecurityGroupSpec, crate::site::network::SgRule, crate::site::network::NetworkInterfaceSpec,
-        crate::net::render::Protocol)),
+        crate::net::render::Protocol, crate::site::public::EipSpec, crate::site::public::NatGatewaySpec)),
     modifiers(&Security),
     tags((name = "projects"), (name = "tokens"), (name = "users"), (name = "nodes"), (name = "operations"),
-        (name = "vpcs"), (name = "subnets"), (name = "security-groups"), (name = "network-interfaces"),
+        (name = "vpcs"), (name = "subnets"), (name = "security-groups"), (name = "network-interfaces"), (name = "eips"), (name = "nat-gateways"),
         (name = "events"), (name = "audit"), (name = "auth"), (name = "system"))
 )]
 struct ApiDoc;
@@ -94,6 +94,10 @@ pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(network::get_security_group, network::update_security_group, network::delete_security_group))
         .routes(routes!(network::list_network_interfaces, network::create_network_interface))
         .routes(routes!(network::get_network_interface, network::delete_network_interface))
+        .routes(routes!(network::list_eips, network::create_eip))
+        .routes(routes!(network::get_eip, network::update_eip, network::delete_eip))
+        .routes(routes!(network::list_nat_gateways, network::create_nat_gateway))
+        .routes(routes!(network::get_nat_gateway, network::delete_nat_gateway))
         .routes(routes!(events::events))
         .routes(routes!(events::audit))
         .split_for_parts()

@@ -25,8 +25,13 @@ pub struct NetworkCreate {
     pub name: String,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    #[serde(default = "empty_object")]
     #[schema(value_type = Object)]
     pub spec: Value,
+}
+
+fn empty_object() -> Value {
+    Value::Object(Default::default())
 }
 
 async fn list(app: &AppState, p: &Principal, kind: Kind, q: &ListQuery) -> Result<Response, ApiError> {
@@ -50,6 +55,8 @@ async fn create(app: &AppState, p: &Principal, kind: Kind, q: &ProjectQuery, b: 
             Kind::Vpc => s.create_vpc(&pc, &b.name, &b.labels, b.spec),
             Kind::Subnet => s.create_subnet(&pc, &b.name, &b.labels, b.spec),
             Kind::SecurityGroup => s.create_security_group(&pc, &b.name, &b.labels, b.spec),
+            Kind::Eip => s.create_eip(&pc, &b.name, &b.labels, b.spec),
+            Kind::NatGateway => s.create_nat_gateway(&pc, &b.name, &b.labels, b.spec),
             _ => s.create_network_interface(&pc, &b.name, &b.labels, b.spec),
         })
         .await?;
@@ -59,7 +66,12 @@ async fn create(app: &AppState, p: &Principal, kind: Kind, q: &ProjectQuery, b: 
 async fn delete(app: &AppState, p: &Principal, kind: Kind, id: String, q: &ProjectQuery) -> Result<Response, ApiError> {
     p.require(Role::Member)?;
     let pc = scope(app, p, q.project.as_deref()).await?;
-    app.site.run(move |s| s.delete_network_resource(kind, &pc, &id)).await?;
+    app.site
+        .run(move |s| match kind {
+            Kind::Eip | Kind::NatGateway => s.delete_public_resource(kind, &pc, &id),
+            _ => s.delete_network_resource(kind, &pc, &id),
+        })
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -131,6 +143,38 @@ network_kind!(
     get_network_interface,
     delete_network_interface
 );
+
+network_kind!(Kind::Eip, "/v1/eips", "/v1/eips/{id}", "eips", list_eips, create_eip, get_eip, delete_eip);
+network_kind!(
+    Kind::NatGateway,
+    "/v1/nat-gateways",
+    "/v1/nat-gateways/{id}",
+    "nat-gateways",
+    list_nat_gateways,
+    create_nat_gateway,
+    get_nat_gateway,
+    delete_nat_gateway
+);
+
+/// Associate an elastic IP with a network interface (`{"spec": {"network_interface": "a"}}`) or
+/// disassociate it (`null`). 409 when the interface already has one.
+#[utoipa::path(patch, path = "/v1/eips/{id}", tag = "eips", request_body = UpdateRequest,
+    params(("id" = String, Path, description = "id or name"), ProjectQuery, ("If-Match" = Option<String>, Header, description = "expected generation")),
+    responses((status = 200, body = crate::site::Resource), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn update_eip(
+    State(app): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<ProjectQuery>,
+    headers: HeaderMap,
+    ApiJson(b): ApiJson<UpdateRequest>,
+) -> Result<Response, ApiError> {
+    p.require(Role::Member)?;
+    let pc = scope(&app, &p, q.project.as_deref()).await?;
+    let g = if_match(&headers)?;
+    let r = app.site.run(move |s| s.update_eip(&pc, &id, g, b.labels.as_ref(), b.spec.as_ref())).await?;
+    Ok(item(r))
+}
 
 /// Change a security group's rules (RFC 7386 merge patch of the spec; `ingress` is replaced as a
 /// whole) or labels. Takes effect on the VPC router atomically.

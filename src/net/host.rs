@@ -109,17 +109,20 @@ pub fn list_netns(prefix: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Run `f` with an rtnetlink handle inside the namespace `name`, on a dedicated thread.
+/// Run `f` with an rtnetlink handle inside the namespace `name` (empty: the daemon's own), on a
+/// dedicated thread.
 pub fn in_netns<T, F, Fut>(name: &str, f: F) -> Result<T, HostError>
 where
     T: Send + 'static,
     F: FnOnce(Handle) -> Fut + Send + 'static,
     Fut: Future<Output = Result<T, HostError>>,
 {
-    let path = netns_path(name);
+    let path = (!name.is_empty()).then(|| netns_path(name));
     std::thread::spawn(move || -> Result<T, HostError> {
-        let ns = std::fs::File::open(&path).map_err(io(format!("opening {}", path.display())))?;
-        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(sys(format!("setns {}", path.display())))?;
+        if let Some(path) = path {
+            let ns = std::fs::File::open(&path).map_err(io(format!("opening {}", path.display())))?;
+            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(sys(format!("setns {}", path.display())))?;
+        }
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -297,4 +300,94 @@ pub fn apply_ruleset(netns: &str, ruleset: &serde_json::Value) -> Result<(), Hos
     let doc: nftables::schema::Nftables<'static> =
         serde_json::from_value(ruleset.clone()).map_err(|e| HostError::Nft(format!("ruleset schema: {e}")))?;
     in_netns(netns, move |_| async move { nftables::helper::apply_ruleset(&doc).map_err(|e| HostError::Nft(e.to_string())) })
+}
+
+/// The route protocol number that marks routes cloudlet owns (so they can be listed and removed).
+pub const ROUTE_PROTO: u8 = 193;
+
+/// Open a namespace file: `name`, or the calling thread's own namespace when empty.
+fn open_ns(name: &str) -> Result<std::fs::File, HostError> {
+    let path = if name.is_empty() { PathBuf::from("/proc/thread-self/ns/net") } else { netns_path(name) };
+    std::fs::File::open(&path).map_err(io(format!("opening {}", path.display())))
+}
+
+/// The link between the uplink namespace and a VPC router.
+#[derive(Debug, Clone)]
+pub struct Transit {
+    pub uplink_netns: String,
+    pub router_netns: String,
+    /// The uplink-side interface (`names::Role::UplinkHost`).
+    pub host_if: String,
+    /// The router-side interface (`names::Role::UplinkVpc`).
+    pub vpc_if: String,
+    pub host_ip: Ipv4Addr,
+    pub vpc_ip: Ipv4Addr,
+    pub prefix: u8,
+}
+
+/// Ensure the transit veth, its addresses, the router's default route via the uplink side, and
+/// forwarding in the uplink namespace. Adopts what exists.
+pub fn ensure_transit(t: &Transit, uplink_if: &str) -> Result<(), HostError> {
+    let up_fd = open_ns(&t.uplink_netns)?;
+    let r = t.clone();
+    in_netns(&t.router_netns, move |h| async move {
+        if link_index(&h, &r.vpc_if).await?.is_none() {
+            h.link().add(LinkVeth::new(&r.vpc_if, &r.host_if).build()).execute().await.map_err(nl(format!("creating veth {}", r.vpc_if)))?;
+            let peer = link_index(&h, &r.host_if).await?.ok_or_else(|| HostError::Missing("the new transit peer is not there".into()))?;
+            h.link()
+                .set(LinkUnspec::new_with_index(peer).setns_by_fd(up_fd.as_raw_fd()).build())
+                .execute()
+                .await
+                .map_err(nl("moving the transit peer to the uplink namespace"))?;
+        }
+        let idx = link_index(&h, &r.vpc_if).await?.ok_or_else(|| HostError::Missing("the transit link is not there".into()))?;
+        add_addr(&h, idx, r.vpc_ip, r.prefix).await?;
+        set_up(&h, idx).await?;
+        let default = RouteMessageBuilder::<Ipv4Addr>::new().gateway(r.host_ip).output_interface(idx).build();
+        replace_route(&h, default, "the router's default route").await
+    })?;
+    let r = t.clone();
+    let uplink_if = uplink_if.to_string();
+    in_netns(&t.uplink_netns, move |h| async move {
+        sysctl("net/ipv4/ip_forward", "1")?;
+        if link_index(&h, &uplink_if).await?.is_some() {
+            sysctl(&format!("net/ipv4/conf/{uplink_if}/proxy_arp"), "1")?;
+        }
+        let idx = link_index(&h, &r.host_if).await?.ok_or_else(|| HostError::Missing(format!("{} is not in the uplink namespace", r.host_if)))?;
+        add_addr(&h, idx, r.host_ip, r.prefix).await?;
+        set_up(&h, idx).await
+    })
+}
+
+/// Make the uplink namespace's cloudlet routes exactly `routes` (destination /32 → gateway),
+/// replacing changed ones and deleting the rest of ours.
+pub fn sync_uplink_routes(uplink_netns: &str, routes: Vec<(Ipv4Addr, Ipv4Addr)>) -> Result<(), HostError> {
+    use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteProtocol};
+    in_netns(uplink_netns, move |h| async move {
+        let mut existing = Vec::new();
+        let mut stream = h.route().get(RouteMessageBuilder::<Ipv4Addr>::new().build()).execute();
+        while let Some(m) = stream.try_next().await.map_err(nl("listing routes"))? {
+            if m.header.protocol == RouteProtocol::from(ROUTE_PROTO) {
+                existing.push(m);
+            }
+        }
+        for (dst, via) in &routes {
+            let msg = RouteMessageBuilder::<Ipv4Addr>::new()
+                .destination_prefix(*dst, 32)
+                .gateway(*via)
+                .protocol(RouteProtocol::from(ROUTE_PROTO))
+                .build();
+            replace_route(&h, msg, "routing an elastic IP").await?;
+        }
+        for m in existing {
+            let dst = m.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Destination(RouteAddress::Inet(d)) => Some(*d),
+                _ => None,
+            });
+            if dst.is_some_and(|d| !routes.iter().any(|(r, _)| *r == d)) {
+                h.route().del(m).execute().await.map_err(nl("removing a stale elastic IP route"))?;
+            }
+        }
+        Ok(())
+    })
 }

@@ -101,6 +101,8 @@ pub struct VpcRouter {
     pub eips: Vec<EipMapping>,
     pub nat_gateways: Vec<NatGateway>,
     pub port_forwards: Vec<PortForward>,
+    /// Whether traffic may leave through the uplink at all (a site uplink is configured).
+    pub has_uplink: bool,
 }
 
 /// Rendering failures (a model that references what does not exist).
@@ -214,6 +216,23 @@ pub fn render(m: &VpcRouter) -> Result<Value, RenderError> {
     }
     out.push(rule("forward", vec![json!({"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": ["established", "related"]}}), json!({"accept": null})]));
     out.push(rule("forward", vec![json!({"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": "invalid"}}), json!({"drop": null})]));
+    if m.has_uplink {
+        // Only subnets behind a NAT gateway and addresses with an EIP leave through the uplink;
+        // anything else would leak private source addresses.
+        let mut egress: Vec<Ipv4Net> = m.nat_gateways.iter().map(|n| n.subnet).collect();
+        for e in &m.eips {
+            if !egress.iter().any(|n| n.contains(&e.private)) {
+                egress.push(Ipv4Net::from(e.private));
+            }
+        }
+        let mut set = json!({"name": "egress", "type": "ipv4_addr", "flags": ["interval"]});
+        if !egress.is_empty() {
+            set["elem"] = json!(egress.iter().map(|n| json!({"prefix": {"addr": n.network().to_string(), "len": n.prefix_len()}})).collect::<Vec<_>>());
+        }
+        out.push(obj("set", set));
+        out.push(rule("forward", vec![eq(meta("oifname"), json!(m.uplink)), eq(payload("ip", "saddr"), json!("@egress")), json!({"accept": null})]));
+        out.push(rule("forward", vec![eq(meta("oifname"), json!(m.uplink)), json!({"drop": null})]));
+    }
     if !m.interfaces.is_empty() {
         // An anonymous verdict map: a hash lookup, rebuilt with the table on every change.
         let entries: Vec<Value> =
@@ -272,6 +291,27 @@ pub fn render(m: &VpcRouter) -> Result<Value, RenderError> {
     Ok(json!({"nftables": out}))
 }
 
+/// Render the uplink namespace's table: masquerade the transit networks (NAT gateways that use
+/// the uplink address) on the uplink.
+pub fn render_uplink(uplink: &str, transit: Ipv4Net) -> Result<Value, RenderError> {
+    let table = json!({"family": "inet", "name": NFT_TABLE});
+    let out = vec![
+        json!({"add": {"table": table}}),
+        json!({"delete": {"table": table}}),
+        json!({"add": {"table": table}}),
+        obj("chain", json!({"name": "postrouting", "type": "nat", "hook": "postrouting", "prio": 100, "policy": "accept"})),
+        rule("postrouting", vec![
+            eq(meta("oifname"), json!(uplink)),
+            eq(payload("ip", "saddr"), json!({"prefix": {"addr": transit.network().to_string(), "len": transit.prefix_len()}})),
+            json!({"masquerade": null}),
+        ]),
+    ];
+    for o in &out {
+        serde_json::from_value::<nftables::schema::NfObject>(o.clone()).map_err(|e| RenderError::Schema(format!("{e}: {o}")))?;
+    }
+    Ok(json!({"nftables": out}))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,6 +345,7 @@ mod tests {
                 private: "10.0.1.5".parse().unwrap(),
                 private_port: 22,
             }],
+            has_uplink: true,
         }
     }
 

@@ -14,6 +14,7 @@ pub mod network;
 pub mod nodes;
 pub mod operations;
 pub mod projects;
+pub mod public;
 pub mod reconcile;
 
 use std::collections::BTreeMap;

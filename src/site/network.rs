@@ -280,6 +280,68 @@ fn desired(c: &Connection, vpc_id: &str) -> Result<Desired, SiteError> {
     Ok(Desired { subnets, groups, interfaces })
 }
 
+/// The transit link of VPC `index`: (host side, VPC side) of the `index`-th /30 of `transit`.
+fn transit_addrs(transit: Ipv4Net, index: u32) -> Result<(Ipv4Addr, Ipv4Addr), SiteError> {
+    let slots = 1u64 << (32 - transit.prefix_len()).saturating_sub(2);
+    if u64::from(index) >= slots {
+        return Err(SiteError::Internal(format!("network.transit_cidr {transit} has room for {slots} VPCs only")));
+    }
+    let base = u32::from(transit.network()) + 4 * index;
+    Ok((Ipv4Addr::from(base + 1), Ipv4Addr::from(base + 2)))
+}
+
+fn index_of(row: &ResourceRow) -> Option<u32> {
+    serde_json::from_str::<Status>(&row.status).ok()?.extra.get("transit_index")?.as_u64().map(|i| i as u32)
+}
+
+/// The VPC's transit index, allocated once (the lowest free) and kept in its status.
+fn transit_index(site: &Site, row: &ResourceRow) -> Result<u32, SiteError> {
+    if let Some(i) = index_of(row) {
+        return Ok(i);
+    }
+    let used: BTreeSet<u32> = site.read(|c| Ok(repo::list(c, Kind::Vpc.as_str(), None, None, usize::MAX >> 1)?))?.iter().filter_map(index_of).collect();
+    let i = (0u32..).find(|i| !used.contains(i)).unwrap_or(0);
+    site.set_status(&row.id, |st, _| {
+        st.extra.insert("transit_index".into(), i.into());
+    })?;
+    Ok(i)
+}
+
+/// Wire the VPC to the site uplink: transit link, uplink masquerade, EIP routes. Returns the
+/// router's uplink interface, its transit address and the public plan.
+fn wire_uplink(site: &Site, row: &ResourceRow, router: &str) -> Result<Option<(String, Ipv4Addr, super::public::PublicPlan)>, SiteError> {
+    let cfg = site.config().network.clone();
+    if cfg.uplink.is_empty() {
+        return Ok(None);
+    }
+    let transit: Ipv4Net = cfg.transit_cidr.parse().map_err(|_| SiteError::Internal("network.transit_cidr is not a CIDR".into()))?;
+    let (host_ip, vpc_ip) = transit_addrs(transit, transit_index(site, row)?)?;
+    let t = host::Transit {
+        uplink_netns: cfg.uplink_netns.clone(),
+        router_netns: router.to_string(),
+        host_if: names::ifname(names::Role::UplinkHost, &row.id),
+        vpc_if: names::ifname(names::Role::UplinkVpc, &row.id),
+        host_ip,
+        vpc_ip,
+        prefix: 30,
+    };
+    host::ensure_transit(&t, &cfg.uplink).map_err(host_err)?;
+    let up = render::render_uplink(&cfg.uplink, transit).map_err(|e| SiteError::Internal(e.to_string()))?;
+    host::apply_ruleset(&cfg.uplink_netns, &up).map_err(host_err)?;
+    let plan = site.read(|c| super::public::plan(c, &row.id))?;
+    let vpcs = site.read(|c| Ok(repo::list(c, Kind::Vpc.as_str(), None, None, usize::MAX >> 1)?))?;
+    let routes = plan
+        .routes
+        .iter()
+        .filter_map(|(eip, vpc)| {
+            let i = index_of(vpcs.iter().find(|v| &v.id == vpc)?)?;
+            Some((*eip, transit_addrs(transit, i).ok()?.1))
+        })
+        .collect();
+    host::sync_uplink_routes(&cfg.uplink_netns, routes).map_err(host_err)?;
+    Ok(Some((t.vpc_if, vpc_ip, plan)))
+}
+
 fn router_model(d: &Desired) -> render::VpcRouter {
     let security_groups = d
         .groups
@@ -329,7 +391,7 @@ impl Controller for VpcController {
     }
 
     fn watches(&self) -> &'static [Kind] {
-        &[Kind::Subnet, Kind::SecurityGroup, Kind::NetworkInterface]
+        &[Kind::Subnet, Kind::SecurityGroup, Kind::NetworkInterface, Kind::Eip, Kind::NatGateway]
     }
 
     async fn reconcile(&self, site: &Site, id: &str) -> Result<Outcome, SiteError> {
@@ -377,7 +439,18 @@ fn reconcile_vpc(site: &Site, id: &str) -> Result<Outcome, SiteError> {
             host::detach(&router, &stale).map_err(host_err)?;
         }
     }
-    let doc = render::render(&router_model(&d)).map_err(|e| SiteError::Internal(e.to_string()))?;
+    let mut model = router_model(&d);
+    if let Some((uplink, transit_ip, plan)) = wire_uplink(site, &row, &router)? {
+        model.uplink = uplink;
+        model.has_uplink = true;
+        model.eips = plan.eips.iter().map(|(public, private)| render::EipMapping { public: *public, private: *private }).collect();
+        model.nat_gateways = plan
+            .nat_gateways
+            .iter()
+            .map(|(subnet, eip)| render::NatGateway { subnet: *subnet, snat_to: eip.unwrap_or(transit_ip) })
+            .collect();
+    }
+    let doc = render::render(&model).map_err(|e| SiteError::Internal(e.to_string()))?;
     host::apply_ruleset(&router, &doc).map_err(host_err)?;
     collect_orphan_interfaces(site)?;
     site.set_status(&row.id, |st, row| {

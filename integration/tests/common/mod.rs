@@ -278,3 +278,32 @@ pub fn fetch_identity(netns: &Path, ip: &str, port: u16) -> Option<String> {
     .ok()
     .flatten()
 }
+
+/// A TCP server on `port` in the namespace at `netns` that answers each client with the client's
+/// address as it sees it (an "internet" echo of the source address), until `stop` turns true.
+pub fn serve_peer(netns: &Path, port: u16, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    let ns = netns.to_path_buf();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        enter_netns(&ns);
+        let l = std::net::TcpListener::bind(("0.0.0.0", port)).expect("bind");
+        l.set_nonblocking(true).expect("nonblocking");
+        tx.send(()).expect("ready");
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            match l.accept() {
+                Ok((mut s, peer)) => {
+                    use std::io::Write;
+                    let _ = s.write_all(peer.ip().to_string().as_bytes());
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    });
+    rx.recv().expect("server ready");
+}
+
+/// Run a command; panic with its output when it fails.
+pub fn run_ok(args: &[&str]) {
+    let out = Command::new(args[0]).args(&args[1..]).output().expect("spawn");
+    assert!(out.status.success(), "{args:?}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+}

@@ -1,0 +1,209 @@
+//! Public addressing: elastic IPs (allocated from the site's `network.public_cidr`, associated 1:1
+//! with a network interface) and NAT gateways (egress SNAT for a subnet through an EIP or the
+//! uplink address).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use rusqlite::Connection;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::model::Status;
+use super::network::{NetworkInterfaceSpec, SubnetSpec};
+use super::{Kind, ProjectCtx, Resource, Site, SiteError};
+use crate::state::{ResourceRow, repo};
+
+/// Spec of an elastic IP.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EipSpec {
+    /// Allocated by the site from `network.public_cidr`; read-only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub public_ip: Option<Ipv4Addr>,
+    /// The associated network interface (id or name on write; stored as the id), or null.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_interface: Option<String>,
+}
+
+/// Spec of a NAT gateway.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NatGatewaySpec {
+    /// The subnet whose egress it translates (one NAT gateway per subnet).
+    pub subnet: String,
+    /// An unassociated EIP to translate to; absent means the uplink address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eip: Option<String>,
+}
+
+fn spec_of<T: for<'de> Deserialize<'de>>(row: &ResourceRow) -> Result<T, SiteError> {
+    Ok(serde_json::from_str(&row.spec)?)
+}
+
+fn resolve(c: &Connection, kind: Kind, p: &ProjectCtx, field: &str, r: &str) -> Result<ResourceRow, SiteError> {
+    let rf = super::model::parse_ref(kind, r).map_err(|_| SiteError::invalid(field, format!("{r:?} is not a {} id or name", kind.as_str())))?;
+    Site::find(c, kind, Some(p), &rf).map_err(|_| SiteError::invalid(field, format!("no {} {r:?} in this project", kind.as_str())))
+}
+
+fn all(c: &Connection, kind: Kind) -> Result<Vec<ResourceRow>, SiteError> {
+    Ok(repo::list(c, kind.as_str(), None, None, usize::MAX >> 1)?)
+}
+
+/// Check that `eni` can take `eip` (inside a transaction). Errors: 409 when either is taken.
+fn check_association(c: &Connection, eip_id: Option<&str>, eni_id: &str) -> Result<(), SiteError> {
+    for other in repo::referencing(c, Kind::Eip.as_str(), "$.network_interface", eni_id)? {
+        if Some(other.id.as_str()) != eip_id {
+            return Err(SiteError::Conflict(format!("the network interface already has elastic IP {}", other.name)));
+        }
+    }
+    if let Some(id) = eip_id
+        && let Some(n) = repo::referencing(c, Kind::NatGateway.as_str(), "$.eip", id)?.first()
+    {
+        return Err(SiteError::Conflict(format!("the elastic IP is used by NAT gateway {}", n.name)));
+    }
+    Ok(())
+}
+
+impl Site {
+    fn public_cidr(&self) -> Result<Ipv4Net, SiteError> {
+        let c = &self.config().network;
+        if c.uplink.is_empty() || c.public_cidr.is_empty() {
+            return Err(SiteError::invalid("spec", "this site has no uplink and public_cidr configured ([network] in the config)"));
+        }
+        c.public_cidr.parse().map_err(|_| SiteError::Internal("network.public_cidr is not a CIDR".into()))
+    }
+
+    /// Allocate an elastic IP (the lowest free address of the pool), optionally associated.
+    /// Errors: 409 when the pool is exhausted or the interface already has one.
+    pub fn create_eip(&self, p: &ProjectCtx, name: &str, labels: &BTreeMap<String, String>, spec: Value) -> Result<Resource, SiteError> {
+        let pool = self.public_cidr()?;
+        let mut s: EipSpec = serde_json::from_value(spec).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
+        if s.public_ip.is_some() {
+            return Err(SiteError::invalid("spec.public_ip", "the site allocates the address"));
+        }
+        let pc = p.clone();
+        self.create_with(Kind::Eip, Some(p), name, labels, &Status::phase("Allocated"), None, move |c| {
+            let used: BTreeSet<Ipv4Addr> = all(c, Kind::Eip)?.iter().filter_map(|r| spec_of::<EipSpec>(r).ok()?.public_ip).collect();
+            let ip = pool
+                .hosts()
+                .find(|a| !used.contains(a))
+                .ok_or_else(|| SiteError::Conflict(format!("the public pool {pool} is exhausted")))?;
+            s.public_ip = Some(ip);
+            if let Some(eni) = &s.network_interface {
+                let row = resolve(c, Kind::NetworkInterface, &pc, "spec.network_interface", eni)?;
+                check_association(c, None, &row.id)?;
+                s.network_interface = Some(row.id);
+            }
+            Ok(serde_json::to_value(&s)?)
+        })
+    }
+
+    /// Associate (`{"spec": {"network_interface": "a"}}`) or disassociate (`null`) an EIP.
+    pub fn update_eip(&self, p: &ProjectCtx, r: &str, if_match: Option<i64>, labels: Option<&BTreeMap<String, String>>, patch: Option<&Value>) -> Result<Resource, SiteError> {
+        let current = self.get(Kind::Eip, Some(p), r)?;
+        let old: EipSpec = current.spec_as()?;
+        let (pc, id) = (p.clone(), current.id.clone());
+        self.update(Kind::Eip, Some(p), r, if_match, labels, patch, &move |c, v| {
+            let mut s: EipSpec = serde_json::from_value(v).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
+            if s.public_ip != old.public_ip {
+                return Err(SiteError::invalid("spec.public_ip", "the address of an elastic IP cannot change"));
+            }
+            if let Some(eni) = &s.network_interface {
+                let row = resolve(c, Kind::NetworkInterface, &pc, "spec.network_interface", eni)?;
+                check_association(c, Some(&id), &row.id)?;
+                s.network_interface = Some(row.id);
+            }
+            Ok(serde_json::to_value(&s)?)
+        })
+    }
+
+    /// Create a NAT gateway for a subnet. Errors: 409 when the subnet has one or the EIP is taken.
+    pub fn create_nat_gateway(&self, p: &ProjectCtx, name: &str, labels: &BTreeMap<String, String>, spec: Value) -> Result<Resource, SiteError> {
+        self.public_cidr()?;
+        let mut s: NatGatewaySpec = serde_json::from_value(spec).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
+        let pc = p.clone();
+        self.create_with(Kind::NatGateway, Some(p), name, labels, &Status::phase("Ready"), None, move |c| {
+            let subnet = resolve(c, Kind::Subnet, &pc, "spec.subnet", &s.subnet)?;
+            if let Some(n) = repo::referencing(c, Kind::NatGateway.as_str(), "$.subnet", &subnet.id)?.first() {
+                return Err(SiteError::Conflict(format!("subnet {} already has NAT gateway {}", subnet.name, n.name)));
+            }
+            s.subnet = subnet.id;
+            if let Some(e) = &s.eip {
+                let eip = resolve(c, Kind::Eip, &pc, "spec.eip", e)?;
+                if spec_of::<EipSpec>(&eip)?.network_interface.is_some() {
+                    return Err(SiteError::Conflict(format!("elastic IP {} is associated with a network interface", eip.name)));
+                }
+                if let Some(n) = repo::referencing(c, Kind::NatGateway.as_str(), "$.eip", &eip.id)?.first() {
+                    return Err(SiteError::Conflict(format!("elastic IP {} is used by NAT gateway {}", eip.name, n.name)));
+                }
+                s.eip = Some(eip.id);
+            }
+            Ok(serde_json::to_value(&s)?)
+        })
+    }
+
+    /// Release an EIP (409 while associated or used by a NAT gateway) or delete a NAT gateway.
+    pub fn delete_public_resource(&self, kind: Kind, p: &ProjectCtx, r: &str) -> Result<Resource, SiteError> {
+        self.delete_with(kind, Some(p), r, |c, row| {
+            if kind == Kind::Eip {
+                if spec_of::<EipSpec>(row)?.network_interface.is_some() {
+                    return Err(SiteError::Conflict(format!("elastic IP {} is associated; disassociate it first", row.name)));
+                }
+                if let Some(n) = repo::referencing(c, Kind::NatGateway.as_str(), "$.eip", &row.id)?.first() {
+                    return Err(SiteError::Conflict(format!("elastic IP {} is used by NAT gateway {}", row.name, n.name)));
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// What the VPC reconciler needs of public addressing for one VPC, and site-wide.
+pub struct PublicPlan {
+    /// (public, private) for EIPs associated with this VPC's interfaces.
+    pub eips: Vec<(Ipv4Addr, Ipv4Addr)>,
+    /// (subnet CIDR, EIP or None for the uplink address) for this VPC's NAT gateways.
+    pub nat_gateways: Vec<(Ipv4Net, Option<Ipv4Addr>)>,
+    /// Every EIP in use site-wide, with the VPC (id) it routes to.
+    pub routes: Vec<(Ipv4Addr, String)>,
+}
+
+/// Compute the public addressing plan (inside one read).
+pub fn plan(c: &Connection, vpc_id: &str) -> Result<PublicPlan, SiteError> {
+    let mut p = PublicPlan { eips: vec![], nat_gateways: vec![], routes: vec![] };
+    let subnet_of = |id: &str| -> Result<Option<(SubnetSpec, Ipv4Net)>, SiteError> {
+        let Some(row) = repo::get(c, id)? else { return Ok(None) };
+        let s: SubnetSpec = spec_of(&row)?;
+        let net = s.cidr.parse().map_err(|_| SiteError::Internal("stored subnet CIDR".into()))?;
+        Ok(Some((s, net)))
+    };
+    let eip_rows = all(c, Kind::Eip)?;
+    let eip_ip = |id: &str| eip_rows.iter().find(|r| r.id == id).and_then(|r| spec_of::<EipSpec>(r).ok()?.public_ip);
+    for row in &eip_rows {
+        let s: EipSpec = spec_of(row)?;
+        let (Some(public), Some(eni)) = (s.public_ip, s.network_interface) else { continue };
+        let Some(eni_row) = repo::get(c, &eni)? else { continue };
+        let e: NetworkInterfaceSpec = spec_of(&eni_row)?;
+        let (Some(private), Some((sn, _))) = (e.private_ip, subnet_of(&e.subnet)?) else { continue };
+        p.routes.push((public, sn.vpc.clone()));
+        if sn.vpc == vpc_id {
+            p.eips.push((public, private));
+        }
+    }
+    for row in all(c, Kind::NatGateway)? {
+        let s: NatGatewaySpec = spec_of(&row)?;
+        let Some((sn, net)) = subnet_of(&s.subnet)? else { continue };
+        let eip = s.eip.as_deref().and_then(eip_ip);
+        if let Some(ip) = eip {
+            p.routes.push((ip, sn.vpc.clone()));
+        }
+        if sn.vpc == vpc_id {
+            p.nat_gateways.push((net, eip));
+        }
+    }
+    Ok(p)
+}
