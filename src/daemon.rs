@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, watch};
 use crate::api::auth::Transport;
 use crate::config::Config;
 use crate::site::bootstrap::write_secret_file;
-use crate::site::network::VpcController;
+use crate::site::network::{NetworkInterfaceController, VpcController};
 use crate::site::nodes::NodeController;
 use crate::site::projects::ProjectController;
 use crate::site::{Kind, Site, SiteError, reconcile};
@@ -180,6 +180,7 @@ pub async fn serve(cfg: Config) -> Result<(), DaemonError> {
     tasks.push(tokio::spawn(reconcile::run(site.clone(), ProjectController, done_tx.clone(), shutdown_rx.clone())));
     tasks.push(tokio::spawn(reconcile::run(site.clone(), NodeController, done_tx.clone(), shutdown_rx.clone())));
     tasks.push(tokio::spawn(reconcile::run(site.clone(), VpcController, done_tx.clone(), shutdown_rx.clone())));
+    tasks.push(tokio::spawn(reconcile::run(site.clone(), NetworkInterfaceController, done_tx.clone(), shutdown_rx.clone())));
     let controllers = tasks.len();
     drop(done_tx);
     {

@@ -3,7 +3,8 @@
 // Starts the real daemon (`cloudlet serve --http 127.0.0.1:0` on a fresh data
 // dir), drives Debian's Chromium through playwright-core and checks the main
 // console flows: login, overview with the live node and events, token
-// creation, the audit log and the language switch.
+// creation, the audit log, networking (VPC, subnet, security group) and the
+// language switch.
 //
 //   cd integration/browser && npm ci && npm test
 //
@@ -344,6 +345,94 @@ test("the audit log records the token creation", { timeout: 60_000 }, async () =
       20_000,
       500,
     );
+  });
+});
+
+test("networking: a VPC, a subnet and a security group are created, checked and deleted", { timeout: 120_000 }, async () => {
+  await step("network", async () => {
+    const p = page();
+    await p.click(byTestId("nav-network"));
+    await p.waitForURL((url) => url.pathname === "/network");
+    await p.locator(byTestId("vpc-form")).waitFor();
+
+    // A site admin picks the project; the choice is kept in ?project= across a reload.
+    await p.selectOption(byTestId("network-project"), "default");
+    await p.waitForURL((url) => url.searchParams.get("project") === "default");
+
+    const row = (kind, name) => p.locator(`${byTestId(`${kind}-row`)}[data-name="${name}"]`);
+
+    // VPC
+    await p.fill(byTestId("vpc-name"), "e2e-vpc");
+    await p.fill(byTestId("vpc-cidr"), "10.20.0.0/16");
+    await p.click(byTestId("vpc-create"));
+    await row("vpc", "e2e-vpc").waitFor();
+    assert.match((await row("vpc", "e2e-vpc").textContent()) ?? "", /10\.20\.0\.0\/16/);
+
+    // Subnet in it (the VPC select shows names)
+    await p.fill(byTestId("subnet-name"), "e2e-subnet");
+    await p.selectOption(byTestId("subnet-vpc"), { label: "e2e-vpc" });
+    await p.fill(byTestId("subnet-cidr"), "10.20.1.0/24");
+    await p.click(byTestId("subnet-create"));
+    await row("subnet", "e2e-subnet").waitFor();
+    const subnetText = (await row("subnet", "e2e-subnet").textContent()) ?? "";
+    assert.match(subnetText, /e2e-vpc/, "the subnet row names its VPC");
+    assert.match(subnetText, /10\.20\.1\.0\/24/);
+
+    // Security group with one rule: tcp 80 from anywhere
+    await p.fill(byTestId("sg-name"), "e2e-sg");
+    await p.selectOption(byTestId("sg-vpc"), { label: "e2e-vpc" });
+    await p.click(byTestId("sg-create"));
+    const sg = row("sg", "e2e-sg");
+    await sg.waitFor();
+    assert.equal((await sg.locator(byTestId("sg-rule-count")).textContent())?.trim(), "0");
+    await sg.locator(byTestId("sg-rules-toggle")).click();
+    const editor = p.locator(`${byTestId("sg-rules")}[data-group="e2e-sg"]`);
+    await editor.waitFor();
+    await editor.locator(byTestId("sg-rule-protocol")).selectOption("tcp");
+    await editor.locator(byTestId("sg-rule-ports")).fill("80");
+    await editor.locator(byTestId("sg-rule-source-kind")).selectOption("cidr");
+    await editor.locator(byTestId("sg-rule-source-cidr")).fill("0.0.0.0/0");
+    await editor.locator(byTestId("sg-rule-add")).click();
+    await editor.locator(byTestId("sg-rule")).first().waitFor();
+    await editor.locator(byTestId("sg-rules-save")).click();
+    await sg.locator(byTestId("sg-rule-count"), { hasText: /^\s*1\s*$/ }).waitFor();
+
+    // After a reload the stored rule is still there (and the project choice too).
+    await p.reload();
+    await p.locator(byTestId("vpc-form")).waitFor();
+    assert.equal(await p.locator(byTestId("network-project")).inputValue(), "default");
+    await row("sg", "e2e-sg").locator(byTestId("sg-rule-count"), { hasText: /^\s*1\s*$/ }).waitFor();
+    await row("sg", "e2e-sg").locator(byTestId("sg-rules-toggle")).click();
+    const rule = p.locator(`${byTestId("sg-rules")}[data-group="e2e-sg"] ${byTestId("sg-rule")}`);
+    await rule.first().waitFor();
+    assert.equal(await rule.count(), 1);
+    const ruleText = (await rule.first().textContent()) ?? "";
+    assert.match(ruleText, /TCP/);
+    assert.match(ruleText, /80/);
+    assert.match(ruleText, /0\.0\.0\.0\/0/);
+
+    // An overlapping subnet is refused: the banner shows the API's 409.
+    await p.fill(byTestId("subnet-name"), "e2e-subnet-2");
+    await p.selectOption(byTestId("subnet-vpc"), { label: "e2e-vpc" });
+    await p.fill(byTestId("subnet-cidr"), "10.20.1.128/25");
+    await p.click(byTestId("subnet-create"));
+    const banner = p.locator(`${byTestId("subnet-card")} ${byTestId("error-banner")}`);
+    await banner.waitFor();
+    const bannerText = (await banner.textContent()) ?? "";
+    assert.match(bannerText, /409/, `the banner shows HTTP 409 (got ${JSON.stringify(bannerText)})`);
+    assert.match(bannerText, /overlap/i, "the banner shows the API's message");
+    assert.equal(await row("subnet", "e2e-subnet-2").count(), 0, "no row for the refused subnet");
+    fs.mkdirSync(ARTIFACTS, { recursive: true });
+    await p.screenshot({ path: path.join(ARTIFACTS, "network.png"), fullPage: true });
+
+    // Delete the group, the subnet and the VPC, in that order.
+    for (const [kind, name] of [["sg", "e2e-sg"], ["subnet", "e2e-subnet"], ["vpc", "e2e-vpc"]]) {
+      const r = row(kind, name);
+      await r.locator(byTestId(`delete-${kind}-${name}`)).click();
+      await r.locator(byTestId(`delete-${kind}-${name}-confirm`)).click();
+      await r.waitFor({ state: "detached" });
+    }
+    assert.equal(await p.locator(byTestId("vpc-row")).count(), 0, "no VPC is left");
   });
 });
 

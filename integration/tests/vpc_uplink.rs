@@ -20,10 +20,14 @@ impl Drop for Cleanup {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         if let Ok(db) = cloudlet::state::Db::open(&self.data.join("cloudlet.db")) {
-            for (kind, f) in [("vpc", cloudlet::net::names::vpc_netns as fn(&str) -> String), ("network_interface", cloudlet::net::names::eni_netns)] {
-                for id in db.read(|c| cloudlet::state::repo::ids_of_kind(c, kind)).unwrap_or_default() {
-                    let _ = cloudlet::net::host::delete_netns(&f(&id));
-                }
+            // every VPC and interface that ever existed, deleted ones included
+            for e in db.read(|c| cloudlet::state::repo::events_after(c, 0, None, usize::MAX >> 1)).unwrap_or_default() {
+                let ns = match e.kind.as_str() {
+                    "vpc" => cloudlet::net::names::vpc_netns(&e.resource_id),
+                    "network_interface" => cloudlet::net::names::eni_netns(&e.resource_id),
+                    _ => continue,
+                };
+                let _ = cloudlet::net::host::delete_netns(&ns);
             }
         }
         for ns in &self.extra {

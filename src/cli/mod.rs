@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod commands;
+pub mod network;
 pub mod output;
 
 use std::path::PathBuf;
@@ -65,6 +66,24 @@ pub enum Command {
     /// Console users of a project.
     #[command(subcommand)]
     User(UserCmd),
+    /// VPCs.
+    #[command(subcommand)]
+    Vpc(network::VpcCmd),
+    /// Subnets of VPCs.
+    #[command(subcommand)]
+    Subnet(network::SubnetCmd),
+    /// Security groups.
+    #[command(subcommand)]
+    Sg(network::SgCmd),
+    /// Network interfaces (a workload's address, groups and namespace).
+    #[command(subcommand)]
+    Eni(network::EniCmd),
+    /// Elastic IPs.
+    #[command(subcommand)]
+    Eip(network::EipCmd),
+    /// NAT gateways.
+    #[command(subcommand)]
+    Natgw(network::NatGwCmd),
     /// Long-running operations.
     #[command(subcommand, alias = "op")]
     Operation(OperationCmd),

@@ -400,13 +400,40 @@ impl Controller for VpcController {
     }
 }
 
+/// The network interface reconciler: attachment is the VPC reconciler's work; this one removes
+/// the namespace of an interface as soon as it is deleted.
+pub struct NetworkInterfaceController;
+
+impl Controller for NetworkInterfaceController {
+    fn kind(&self) -> Kind {
+        Kind::NetworkInterface
+    }
+
+    async fn reconcile(&self, site: &Site, id: &str) -> Result<Outcome, SiteError> {
+        let id = id.to_string();
+        site.run(move |site| {
+            if site.read(|c| Ok(repo::get(c, &id)?))?.is_none() {
+                host::delete_netns(&names::eni_netns(&id)).map_err(host_err)?;
+            }
+            Ok(Outcome::Done)
+        })
+        .await
+    }
+}
+
 fn reconcile_vpc(site: &Site, id: &str) -> Result<Outcome, SiteError> {
     let router = names::vpc_netns(id);
     let Some(row) = site.read(|c| Ok(repo::get(c, id)?))? else {
         host::delete_netns(&router).map_err(host_err)?;
-        collect_orphan_interfaces(site)?;
         return Ok(Outcome::Done);
     };
+    // Interfaces this VPC attached before (kept in its status): the ones gone from state have
+    // their namespaces removed. Only what this daemon recorded is ever removed.
+    let before: BTreeSet<String> = serde_json::from_str::<Status>(&row.status)
+        .ok()
+        .and_then(|s| s.extra.get("attached").cloned())
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default();
     let d = site.read(|c| desired(c, id))?;
     host::ensure_router(&router).map_err(host_err)?;
     let mut wanted = BTreeSet::new();
@@ -452,7 +479,10 @@ fn reconcile_vpc(site: &Site, id: &str) -> Result<Outcome, SiteError> {
     }
     let doc = render::render(&model).map_err(|e| SiteError::Internal(e.to_string()))?;
     host::apply_ruleset(&router, &doc).map_err(host_err)?;
-    collect_orphan_interfaces(site)?;
+    let attached: BTreeSet<String> = d.interfaces.iter().map(|(r, _, _)| r.id.clone()).collect();
+    for gone in before.difference(&attached) {
+        host::delete_netns(&names::eni_netns(gone)).map_err(host_err)?;
+    }
     site.set_status(&row.id, |st, row| {
         st.phase = "Ready".into();
         st.observed_generation = row.generation;
@@ -460,21 +490,8 @@ fn reconcile_vpc(site: &Site, id: &str) -> Result<Outcome, SiteError> {
         st.extra.insert("netns".into(), host::netns_path(&router).display().to_string().into());
         st.extra.insert("subnets".into(), d.subnets.len().into());
         st.extra.insert("network_interfaces".into(), d.interfaces.len().into());
+        st.extra.insert("attached".into(), serde_json::json!(attached));
     })?;
     Ok(Outcome::Done)
 }
 
-/// Remove interface namespaces whose network interface no longer exists.
-fn collect_orphan_interfaces(site: &Site) -> Result<(), SiteError> {
-    let live: BTreeSet<String> = site
-        .read(|c| Ok(repo::ids_of_kind(c, Kind::NetworkInterface.as_str())?))?
-        .iter()
-        .map(|id| names::eni_netns(id))
-        .collect();
-    for ns in host::list_netns(names::ENI_NETNS_PREFIX) {
-        if !live.contains(&ns) {
-            host::delete_netns(&ns).map_err(host_err)?;
-        }
-    }
-    Ok(())
-}

@@ -11,6 +11,7 @@ import { OverviewPage } from "./pages/Overview";
 import { ProjectsPage } from "./pages/Projects";
 import { TokensPage } from "./pages/Tokens";
 import { AuditPage } from "./pages/Audit";
+import { NetworkPage } from "./pages/Network";
 
 type Auth =
   | { state: "checking" }
@@ -21,6 +22,7 @@ const NAV: { path: string; label: MessageKey; icon: IconName; testId: string; ad
   { path: "/", label: "nav.overview", icon: "overview", testId: "nav-overview" },
   { path: "/projects", label: "nav.projects", icon: "projects", testId: "nav-projects" },
   { path: "/tokens", label: "nav.tokens", icon: "tokens", testId: "nav-tokens" },
+  { path: "/network", label: "nav.network", icon: "network", testId: "nav-network" },
   { path: "/audit", label: "nav.audit", icon: "audit", testId: "nav-audit", adminOnly: true },
 ];
 
@@ -132,6 +134,8 @@ function Route({ path }: { path: string }) {
       return <TokensPage />;
     case "/audit":
       return <AuditPage />;
+    case "/network":
+      return <NetworkPage />;
     default:
       return (
         <div className="empty-page">

@@ -76,6 +76,25 @@ export type ProjectResource = Resource<{ description?: string; quotas?: Record<s
 export type TokenResource = Resource<{ role?: string; expires_at?: string | null }>;
 export type OperationResource = Resource<{ action?: string; target_kind?: string; target_id?: string }>;
 
+// ---- VPC networking (docs/api.md, "VPC networking"). References are stored as ids.
+
+export type SgProtocol = "tcp" | "udp" | "icmp" | "all";
+
+/** One inbound rule of a security group: exactly one of source_cidr and source_group. */
+export interface SgRule {
+  protocol: SgProtocol;
+  ports?: string;
+  source_cidr?: string;
+  source_group?: string;
+}
+
+export type VpcResource = Resource<{ cidr?: string }>;
+export type SubnetResource = Resource<{ vpc?: string; cidr?: string }>;
+export type SecurityGroupResource = Resource<{ vpc?: string; ingress?: SgRule[] }>;
+export type NetworkInterfaceResource = Resource<{ subnet?: string; private_ip?: string; security_groups?: string[] }>;
+export type EipResource = Resource<{ public_ip?: string; network_interface?: string | null }>;
+export type NatGatewayResource = Resource<{ subnet?: string; eip?: string | null }>;
+
 export interface CreatedToken extends TokenResource {
   secret: string;
 }

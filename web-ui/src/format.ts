@@ -64,7 +64,7 @@ export function formatAgo(value: unknown, lang: Lang, now: number = Date.now()):
 /** CSS modifier for a phase badge. */
 export function phaseTone(phase: unknown): string {
   const p = typeof phase === "string" ? phase.toLowerCase() : "";
-  if (["ready", "running", "active", "succeeded", "available", "bound"].includes(p)) return "ok";
+  if (["ready", "running", "active", "succeeded", "available", "bound", "allocated", "attached"].includes(p)) return "ok";
   if (["failed", "error", "notready", "unreachable", "degraded", "lost"].includes(p)) return "bad";
   if (["deleting", "terminating", "expired", "revoked", "deleted"].includes(p)) return "muted";
   if (!p) return "muted";

@@ -4,6 +4,8 @@ const PATHS = {
   projects: "M2 5.5A1.5 1.5 0 0 1 3.5 4H8l1.5 2h7A1.5 1.5 0 0 1 18 7.5v7a1.5 1.5 0 0 1-1.5 1.5h-13A1.5 1.5 0 0 1 2 14.5z",
   tokens: "M12.5 3a4.5 4.5 0 1 1-2.9 7.95L8 12.5V14H6.5v1.5H5V17H2v-3l5.55-5.55A4.5 4.5 0 0 1 12.5 3zm1 2.5a1 1 0 1 0 0 2 1 1 0 0 0 0-2z",
   audit: "M5 2h7l4 4v12H5zM12 2v4h4M7.5 9h6M7.5 12h6M7.5 15h4",
+  network:
+    "M8 4a2 2 0 1 0 4 0a2 2 0 1 0-4 0M2 16a2 2 0 1 0 4 0a2 2 0 1 0-4 0M14 16a2 2 0 1 0 4 0a2 2 0 1 0-4 0M10 6v4M4 14v-4h12v4",
 } as const;
 
 export type IconName = keyof typeof PATHS;
