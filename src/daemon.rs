@@ -176,11 +176,12 @@ pub async fn serve(cfg: Config) -> Result<(), DaemonError> {
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Kind>();
-    let mut tasks = Vec::new();
-    tasks.push(tokio::spawn(reconcile::run(site.clone(), ProjectController, done_tx.clone(), shutdown_rx.clone())));
-    tasks.push(tokio::spawn(reconcile::run(site.clone(), NodeController, done_tx.clone(), shutdown_rx.clone())));
-    tasks.push(tokio::spawn(reconcile::run(site.clone(), VpcController, done_tx.clone(), shutdown_rx.clone())));
-    tasks.push(tokio::spawn(reconcile::run(site.clone(), NetworkInterfaceController, done_tx.clone(), shutdown_rx.clone())));
+    let mut tasks = vec![
+        tokio::spawn(reconcile::run(site.clone(), ProjectController, done_tx.clone(), shutdown_rx.clone())),
+        tokio::spawn(reconcile::run(site.clone(), NodeController, done_tx.clone(), shutdown_rx.clone())),
+        tokio::spawn(reconcile::run(site.clone(), VpcController, done_tx.clone(), shutdown_rx.clone())),
+        tokio::spawn(reconcile::run(site.clone(), NetworkInterfaceController, done_tx.clone(), shutdown_rx.clone())),
+    ];
     let controllers = tasks.len();
     drop(done_tx);
     {
