@@ -87,7 +87,7 @@ fn vpcs_through_the_api_with_traffic_drift_repair_and_recovery() {
     create(&d, "/v1/subnets", json!({"name": "web", "spec": {"vpc": "prod", "cidr": "10.0.1.0/24"}}));
     // Bad input: overlap, out of range, public CIDR, unknown VPC — each names its field.
     for (body, status, field) in [
-        (json!({"name": "x", "spec": {"vpc": "prod", "cidr": "10.0.1.128/25"}}), 409, None),
+        (json!({"name": "x", "spec": {"vpc": "prod", "cidr": "10.0.1.128/25"}}), 409, Some("spec.cidr")),
         (json!({"name": "x", "spec": {"vpc": "prod", "cidr": "10.1.0.0/24"}}), 422, Some("spec.cidr")),
         (json!({"name": "x", "spec": {"vpc": "prod", "cidr": "10.0.2.1/24"}}), 422, Some("spec.cidr")),
         (json!({"name": "x", "spec": {"vpc": "nope", "cidr": "10.0.2.0/24"}}), 422, Some("spec.vpc")),

@@ -118,6 +118,10 @@ fn nat_gateways_and_elastic_ips_through_the_uplink() {
     assert_eq!(r.status, 409, "{}", r.body);
     let r = d.call("DELETE", "/v1/eips/e1", None);
     assert_eq!(r.status, 409, "an associated EIP is not released: {}", r.body);
+    let r = d.call("DELETE", "/v1/network-interfaces/b", None);
+    assert_eq!(r.status, 409, "an interface with an EIP is not deleted: {}", r.body);
+    let r = d.call("DELETE", "/v1/subnets/web", None);
+    assert_eq!(r.status, 409, "a subnet with a NAT gateway or interfaces is not deleted: {}", r.body);
     // Disassociate: the EIP no longer reaches b.
     let r = d.call("PATCH", "/v1/eips/e1", Some(json!({"spec": {"network_interface": null}})));
     assert_eq!(r.status, 200, "{}", r.body);

@@ -89,6 +89,7 @@ impl From<SiteError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "already_exists", msg).with_field("name")
             }
             SiteError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", msg),
+            SiteError::ConflictOn { field, .. } => ApiError::new(StatusCode::CONFLICT, "conflict", msg).with_field(field),
             SiteError::QuotaExceeded { kind, .. } => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "quota_exceeded", msg).with_field(format!("quotas.{kind}"))
             }

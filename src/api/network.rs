@@ -1,5 +1,6 @@
-//! Handlers for VPC networking: `/v1/vpcs`, `/v1/subnets`, `/v1/security-groups` and
-//! `/v1/network-interfaces`. Reads need the viewer role, changes the member role.
+//! Handlers for VPC networking: `/v1/vpcs`, `/v1/subnets`, `/v1/security-groups`,
+//! `/v1/network-interfaces`, `/v1/eips` and `/v1/nat-gateways`. Reads need the viewer role,
+//! changes the member role.
 
 use std::collections::BTreeMap;
 

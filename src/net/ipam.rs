@@ -16,16 +16,16 @@ use ipnet::Ipv4Net;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IpamError {
     /// Not a CIDR, or a forbidden range or prefix.
-    #[error("{field}: {message}")]
+    #[error("{message}")]
     Invalid { field: &'static str, message: String },
     /// Overlaps another subnet of the VPC.
-    #[error("{field}: {cidr} overlaps subnet {other}")]
+    #[error("{cidr} overlaps subnet {other}")]
     Overlap { field: &'static str, cidr: Ipv4Net, other: Ipv4Net },
     /// No free address is left.
     #[error("subnet {0} has no free address left")]
     Exhausted(Ipv4Net),
     /// The requested address is taken or reserved.
-    #[error("{field}: {addr} is {why}")]
+    #[error("{addr} is {why}")]
     Unavailable { field: &'static str, addr: Ipv4Addr, why: &'static str },
 }
 

@@ -29,6 +29,10 @@ pub enum SiteError {
     /// Stale generation, resource in use, or being deleted (409 `conflict`).
     #[error("{0}")]
     Conflict(String),
+    /// A value that collides with another resource's (409 `conflict`, naming the field), such as
+    /// an overlapping CIDR.
+    #[error("{message}")]
+    ConflictOn { field: String, message: String },
     /// The project's quota for a kind is used up (422 `quota_exceeded`).
     #[error("quota exceeded: project allows at most {limit} {kind}")]
     QuotaExceeded { kind: String, limit: u64 },

@@ -84,8 +84,9 @@ pub struct NetworkInterfaceSpec {
 
 fn bad(field: &str) -> impl Fn(ipam::IpamError) -> SiteError + '_ {
     move |e| match e {
-        ipam::IpamError::Overlap { .. } => SiteError::Conflict(e.to_string()),
-        ipam::IpamError::Exhausted(_) => SiteError::Conflict(e.to_string()),
+        ipam::IpamError::Overlap { .. } | ipam::IpamError::Exhausted(_) => {
+            SiteError::ConflictOn { field: field.to_string(), message: e.to_string() }
+        }
         other => SiteError::invalid(field, other.to_string()),
     }
 }
@@ -228,7 +229,8 @@ impl Site {
         self.delete_with(kind, Some(p), r, |c, row| {
             let users: Vec<(Kind, &str)> = match kind {
                 Kind::Vpc => vec![(Kind::Subnet, "$.vpc"), (Kind::SecurityGroup, "$.vpc")],
-                Kind::Subnet => vec![(Kind::NetworkInterface, "$.subnet")],
+                Kind::Subnet => vec![(Kind::NetworkInterface, "$.subnet"), (Kind::NatGateway, "$.subnet")],
+                Kind::NetworkInterface => vec![(Kind::Eip, "$.network_interface")],
                 Kind::SecurityGroup => vec![(Kind::NetworkInterface, "$.security_groups")],
                 _ => vec![],
             };
