@@ -8,7 +8,18 @@ BIN="${CLOUDLET_BIN:-target/release/cloudlet}"
 DATA="$(mktemp -d)"
 "$BIN" serve --data-dir "$DATA" --http 127.0.0.1:0 > "$DATA/daemon.log" 2>&1 &
 PID=$!
-trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$DATA"' EXIT
+cleanup() {
+  kill "$PID" 2>/dev/null; wait "$PID" 2>/dev/null
+  # Remove the namespaces of any VPC or network interface the fuzzer managed to create.
+  python3 - "$DATA/cloudlet.db" <<'PY' | while read -r ns; do ip netns del "$ns" 2>/dev/null || true; done
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+for kind, rid in db.execute("SELECT DISTINCT kind, resource_id FROM events WHERE kind IN ('vpc', 'network_interface')"):
+    print(("clv-" if kind == "vpc" else "cle-") + rid.lower())
+PY
+  rm -rf "$DATA"
+}
+trap cleanup EXIT
 for _ in $(seq 1 200); do [ -s "$DATA/http.addr" ] && break; sleep 0.05; done
 ADDR="$(cat "$DATA/http.addr")"
 for _ in $(seq 1 200); do curl -sf "http://$ADDR/readyz" >/dev/null && break; sleep 0.05; done

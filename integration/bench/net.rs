@@ -5,6 +5,7 @@
 //!    transit link, VPC router DNAT, security group) vs a plain veth pair with no rules;
 //! 2. the same EIP path with 10,000 security group rules and 10,000 group members vs with none;
 //! 3. time to render and apply a change to a VPC router that holds 1,000 EIPs.
+//!
 //! Prints a Markdown table; no figure is asserted.
 
 use std::net::Ipv4Addr;

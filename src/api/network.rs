@@ -64,6 +64,20 @@ async fn create(app: &AppState, p: &Principal, kind: Kind, q: &ProjectQuery, b: 
     Ok(created(kind, &r))
 }
 
+async fn update(app: &AppState, p: &Principal, kind: Kind, id: String, q: &ProjectQuery, headers: &HeaderMap, b: UpdateRequest) -> Result<Response, ApiError> {
+    p.require(Role::Member)?;
+    let pc = scope(app, p, q.project.as_deref()).await?;
+    let g = if_match(headers)?;
+    let r = app
+        .site
+        .run(move |s| match kind {
+            Kind::Eip => s.update_eip(&pc, &id, g, b.labels.as_ref(), b.spec.as_ref()),
+            _ => s.update_security_group(&pc, &id, g, b.labels.as_ref(), b.spec.as_ref()),
+        })
+        .await?;
+    Ok(item(r))
+}
+
 async fn delete(app: &AppState, p: &Principal, kind: Kind, id: String, q: &ProjectQuery) -> Result<Response, ApiError> {
     p.require(Role::Member)?;
     let pc = scope(app, p, q.project.as_deref()).await?;
@@ -170,11 +184,7 @@ pub async fn update_eip(
     headers: HeaderMap,
     ApiJson(b): ApiJson<UpdateRequest>,
 ) -> Result<Response, ApiError> {
-    p.require(Role::Member)?;
-    let pc = scope(&app, &p, q.project.as_deref()).await?;
-    let g = if_match(&headers)?;
-    let r = app.site.run(move |s| s.update_eip(&pc, &id, g, b.labels.as_ref(), b.spec.as_ref())).await?;
-    Ok(item(r))
+    update(&app, &p, Kind::Eip, id, &q, &headers, b).await
 }
 
 /// Change a security group's rules (RFC 7386 merge patch of the spec; `ingress` is replaced as a
@@ -190,9 +200,5 @@ pub async fn update_security_group(
     headers: HeaderMap,
     ApiJson(b): ApiJson<UpdateRequest>,
 ) -> Result<Response, ApiError> {
-    p.require(Role::Member)?;
-    let pc = scope(&app, &p, q.project.as_deref()).await?;
-    let g = if_match(&headers)?;
-    let r = app.site.run(move |s| s.update_security_group(&pc, &id, g, b.labels.as_ref(), b.spec.as_ref())).await?;
-    Ok(item(r))
+    update(&app, &p, Kind::SecurityGroup, id, &q, &headers, b).await
 }

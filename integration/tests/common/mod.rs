@@ -239,10 +239,15 @@ pub fn enter_netns(path: &Path) {
     nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
 }
 
-/// A TCP server on `port` in the namespace at `netns` that answers `identity` to every
-/// connection, until `stop` turns true.
-pub fn serve_identity(netns: &Path, port: u16, identity: &str, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
-    let (ns, id) = (netns.to_path_buf(), identity.to_string());
+/// A TCP server on `port` in the namespace at `netns` that writes `answer(client address)` to
+/// every connection, until `stop` turns true.
+pub fn serve_with(
+    netns: &Path,
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    answer: impl Fn(std::net::SocketAddr) -> String + Send + 'static,
+) {
+    let ns = netns.to_path_buf();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         enter_netns(&ns);
@@ -251,15 +256,21 @@ pub fn serve_identity(netns: &Path, port: u16, identity: &str, stop: std::sync::
         tx.send(()).expect("ready");
         while !stop.load(std::sync::atomic::Ordering::SeqCst) {
             match l.accept() {
-                Ok((mut s, _)) => {
+                Ok((mut s, peer)) => {
                     use std::io::Write;
-                    let _ = s.write_all(id.as_bytes());
+                    let _ = s.write_all(answer(peer).as_bytes());
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(5)),
             }
         }
     });
     rx.recv().expect("server ready");
+}
+
+/// A server that answers `identity` to every connection.
+pub fn serve_identity(netns: &Path, port: u16, identity: &str, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    let id = identity.to_string();
+    serve_with(netns, port, stop, move |_| id.clone());
 }
 
 /// Connect from the namespace at `netns` to `ip:port`; the identity answered, or None.
@@ -279,27 +290,10 @@ pub fn fetch_identity(netns: &Path, ip: &str, port: u16) -> Option<String> {
     .flatten()
 }
 
-/// A TCP server on `port` in the namespace at `netns` that answers each client with the client's
-/// address as it sees it (an "internet" echo of the source address), until `stop` turns true.
+/// A server that answers each client with the client's address as it sees it (an "internet"
+/// echo of the source address).
 pub fn serve_peer(netns: &Path, port: u16, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
-    let ns = netns.to_path_buf();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        enter_netns(&ns);
-        let l = std::net::TcpListener::bind(("0.0.0.0", port)).expect("bind");
-        l.set_nonblocking(true).expect("nonblocking");
-        tx.send(()).expect("ready");
-        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-            match l.accept() {
-                Ok((mut s, peer)) => {
-                    use std::io::Write;
-                    let _ = s.write_all(peer.ip().to_string().as_bytes());
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(5)),
-            }
-        }
-    });
-    rx.recv().expect("server ready");
+    serve_with(netns, port, stop, |peer| peer.ip().to_string());
 }
 
 /// Run a command; panic with its output when it fails.
