@@ -23,6 +23,7 @@ trap cleanup EXIT
 for _ in $(seq 1 200); do [ -s "$DATA/http.addr" ] && break; sleep 0.05; done
 ADDR="$(cat "$DATA/http.addr")"
 for _ in $(seq 1 200); do curl -sf "http://$ADDR/readyz" >/dev/null && break; sleep 0.05; done
+cd "$DATA"  # Schemathesis writes its cache (.schemathesis/, .hypothesis/) into the working dir
 python3 -c "import sys; from schemathesis.cli import schemathesis; sys.argv[0] = 'st'; sys.exit(schemathesis())" run "http://$ADDR/v1/openapi.json" -H "Authorization: Bearer $(cat "$DATA/admin.token")" \
   --checks not_a_server_error --max-examples 25 --continue-on-failure --seed 1
 if grep -q panicked "$DATA/daemon.log"; then echo "the daemon panicked"; exit 1; fi

@@ -21,7 +21,11 @@ struct Cleanup {
 /// Every namespace of a VPC or network interface that ever existed in this daemon's state
 /// (deleted ones included, from the events table).
 fn owned_netns(data: &std::path::Path) -> Vec<String> {
-    let Ok(db) = cloudlet::state::Db::open(&data.join("cloudlet.db")) else { return vec![] };
+    let path = data.join("cloudlet.db");
+    if !path.is_file() {
+        return vec![];
+    }
+    let Ok(db) = cloudlet::state::Db::open(&path) else { return vec![] };
     let events = db.read(|c| cloudlet::state::repo::events_after(c, 0, None, usize::MAX >> 1)).unwrap_or_default();
     let mut out: Vec<String> = events
         .iter()

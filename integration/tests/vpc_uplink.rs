@@ -19,7 +19,10 @@ struct Cleanup {
 impl Drop for Cleanup {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        if let Ok(db) = cloudlet::state::Db::open(&self.data.join("cloudlet.db")) {
+        let db_path = self.data.join("cloudlet.db");
+        if db_path.is_file()
+            && let Ok(db) = cloudlet::state::Db::open(&db_path)
+        {
             // every VPC and interface that ever existed, deleted ones included
             for e in db.read(|c| cloudlet::state::repo::events_after(c, 0, None, usize::MAX >> 1)).unwrap_or_default() {
                 let ns = match e.kind.as_str() {

@@ -11,7 +11,7 @@ import { OverviewPage } from "./pages/Overview";
 import { ProjectsPage } from "./pages/Projects";
 import { TokensPage } from "./pages/Tokens";
 import { AuditPage } from "./pages/Audit";
-import { NetworkPage } from "./pages/Network";
+import { NetworkPage } from "./pages/network";
 
 type Auth =
   | { state: "checking" }
