@@ -95,9 +95,9 @@ fn rendered_rulesets_apply_atomically_and_idempotently() {
     let doc = render(&m).unwrap().to_string();
     let (ok, out) = ns.nft(&["-j", "-f", "-"], Some(&doc));
     assert!(ok, "the kernel refused the rendered ruleset: {out}");
-    // forward: 3 rules + 2 egress rules; each interface chain: its groups' rules + drop; nat: 2 + 1 NAT gateway.
+    // forward: 4 rules + 2 egress rules; each interface chain: its groups' rules + drop; nat: 2 + 1 NAT gateway.
     let per_if: usize = m.interfaces.iter().map(|i| if i.security_groups[0] == "sg-web" { 3 } else { 2 }).sum();
-    let expected = 5 + per_if + 3;
+    let expected = 6 + per_if + 3;
     assert_eq!(rule_count(&ns), expected);
     // Re-applying replaces, never duplicates.
     let (ok, out) = ns.nft(&["-j", "-f", "-"], Some(&doc));

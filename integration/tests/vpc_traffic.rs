@@ -79,6 +79,61 @@ fn fetch(ns: &str, ip: Ipv4Addr) -> Option<String> {
     .unwrap()
 }
 
+/// Like [`fetch`], binding the client to `source` first (to forge a source address).
+fn fetch_from(ns: &str, source: Ipv4Addr, ip: Ipv4Addr) -> Option<String> {
+    let ns = ns.to_string();
+    std::thread::spawn(move || {
+        enter(&ns);
+        let sock = socket2_free_connect(source, ip)?;
+        let mut s = sock;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        Some(out)
+    })
+    .join()
+    .unwrap()
+}
+
+/// Connect to `ip:8080` from `source` with plain libc calls (bind before connect), 2 s timeout.
+fn socket2_free_connect(source: Ipv4Addr, ip: Ipv4Addr) -> Option<TcpStream> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain socket calls on a descriptor we own; it is handed to TcpStream on success.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        if fd < 0 {
+            return None;
+        }
+        let tv = libc::timeval { tv_sec: 2, tv_usec: 0 };
+        libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_SNDTIMEO, &tv as *const _ as *const libc::c_void, std::mem::size_of::<libc::timeval>() as u32);
+        let addr = |a: Ipv4Addr, port: u16| libc::sockaddr_in {
+            sin_family: libc::AF_INET as u16,
+            sin_port: port.to_be(),
+            sin_addr: libc::in_addr { s_addr: u32::from(a).to_be() },
+            sin_zero: [0; 8],
+        };
+        let src = addr(source, 0);
+        let dst = addr(ip, 8080);
+        let len = std::mem::size_of::<libc::sockaddr_in>() as u32;
+        if libc::bind(fd, &src as *const _ as *const libc::sockaddr, len) != 0
+            || libc::connect(fd, &dst as *const _ as *const libc::sockaddr, len) != 0
+        {
+            libc::close(fd);
+            return None;
+        }
+        Some(TcpStream::from_raw_fd(fd))
+    }
+}
+
+/// The router's count of packets dropped by reverse-path filtering (`TcpExt: IPReversePathFilter`).
+fn rpf_drops(ns: &str) -> u64 {
+    let out = std::process::Command::new("ip").args(["netns", "exec", ns, "cat", "/proc/net/netstat"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("TcpExt:")).collect();
+    let (names, values) = (lines[0].split_whitespace(), lines[1].split_whitespace());
+    names.zip(values).find(|(n, _)| *n == "IPReversePathFilter").and_then(|(_, v)| v.parse().ok()).unwrap_or(0)
+}
+
 fn rule_count(ns: &str) -> usize {
     let out = std::process::Command::new("ip").args(["netns", "exec", ns, "nft", "-j", "list", "table", "inet", "cloudlet"]).output().unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -185,6 +240,30 @@ fn security_groups_and_overlapping_vpcs_with_real_traffic() {
     host::apply_ruleset(&vpc1, &doc).unwrap();
     assert_eq!(rule_count(&vpc1), rules);
     assert_eq!(fetch(&a, ip5).as_deref(), Some("B"));
+
+    // Anti-spoofing: B forges A's address as its source; the router drops the packet by strict
+    // reverse-path filtering (its IPReversePathFilter counter grows).
+    let st = std::process::Command::new("ip").args(["netns", "exec", &b, "ip", "addr", "add", "10.0.1.4/32", "dev", "eth0"]).status().unwrap();
+    assert!(st.success());
+    // Pin the gateway's MAC on B, so the forged SYN is sent at all (the router also refuses ARP
+    // requests that carry the forged sender address, which would stop it earlier).
+    let mac = std::process::Command::new("ip").args(["netns", "exec", &vpc1, "cat", &format!("/sys/class/net/{b_if}/address")]).output().unwrap();
+    let mac = String::from_utf8_lossy(&mac.stdout).trim().to_string();
+    let st = std::process::Command::new("ip")
+        .args(["netns", "exec", &b, "ip", "neigh", "replace", "10.0.1.1", "lladdr", &mac, "dev", "eth0", "nud", "permanent"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let before = rpf_drops(&vpc1);
+    assert_eq!(fetch_from(&b, ip4, gw), None, "a forged source must be dropped");
+    assert!(rpf_drops(&vpc1) > before, "the router's reverse-path filter did not drop the forged packet");
+    let st = std::process::Command::new("ip").args(["netns", "exec", &b, "ip", "addr", "del", "10.0.1.4/32", "dev", "eth0"]).status().unwrap();
+    assert!(st.success());
+
+    // A workload attached before its VPC's ruleset names it is denied, not open.
+    let (e, _) = attach(&vpc1, "we", Ipv4Addr::new(10, 0, 1, 6));
+    serve(&e, "E", stop.clone());
+    assert_eq!(fetch(&b, Ipv4Addr::new(10, 0, 1, 6)), None, "an unknown workload port must get nothing");
 
     // Detach removes the link; B is unreachable afterwards.
     host::detach(&vpc1, &b_if).unwrap();

@@ -170,11 +170,15 @@ async fn replace_route(h: &Handle, msg: rtnetlink::packet_route::route::RouteMes
     h.route().add(msg).replace().execute().await.map_err(nl(what.to_string()))
 }
 
-/// Prepare a VPC router namespace: loopback up and forwarding on.
+/// Prepare a VPC router namespace: loopback up, forwarding on, strict reverse-path filtering.
 pub fn ensure_router(netns: &str) -> Result<(), HostError> {
     ensure_netns(netns)?;
     in_netns(netns, |h| async move {
         sysctl("net/ipv4/ip_forward", "1")?;
+        // Strict reverse-path filtering: with a /32 route per workload port, a workload that
+        // forges another's source address is dropped (anti-spoofing).
+        sysctl("net/ipv4/conf/all/rp_filter", "1")?;
+        sysctl("net/ipv4/conf/default/rp_filter", "1")?;
         if let Some(lo) = link_index(&h, "lo").await? {
             set_up(&h, lo).await?;
         }

@@ -239,6 +239,9 @@ pub fn render(m: &VpcRouter) -> Result<Value, RenderError> {
             m.interfaces.iter().map(|i| json!([i.ifname, {"jump": {"target": format!("in_{}", i.ifname)}}])).collect();
         out.push(rule("forward", vec![json!({"vmap": {"key": meta("oifname"), "data": {"set": entries}}})]));
     }
+    // A workload port the map does not know yet (attached before its ruleset, or not ours to
+    // allow) gets nothing: default deny holds even between attach and apply.
+    out.push(rule("forward", vec![eq(meta("oifname"), json!("clw*")), json!({"drop": null})]));
     for i in &m.interfaces {
         let chain = format!("in_{}", i.ifname);
         for sg in m.security_groups.iter().filter(|s| i.security_groups.contains(&s.id)) {
