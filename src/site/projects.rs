@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::auth::SYSTEM_PROJECT;
-use super::model::{self, Ref, Status};
+use super::model::{self, Status};
 use super::operations::{self, OpPhase};
 use super::reconcile::{Controller, Outcome};
 use super::{Kind, ProjectCtx, Resource, Scope, Site, SiteError};
@@ -175,7 +175,7 @@ fn finalize_deletion(site: &Site, id: &str, name: &str, dir: &std::path::Path) -
             return Ok(Outcome::Done);
         }
         let pc = ProjectCtx { id: id.to_string(), name: name.to_string() };
-        site.delete(k, Some(&pc), &Ref::Id(child.clone()).to_string_ref())?;
+        site.delete(k, Some(&pc), child)?;
         if let Some(op) = &op {
             let pct = 5 + (85 * (n + 1) / total) as u8;
             operations::set_progress(site, &op.id, OpPhase::Running, pct, &format!("removed {kind} {child}"))?;
@@ -191,15 +191,6 @@ fn finalize_deletion(site: &Site, id: &str, name: &str, dir: &std::path::Path) -
         operations::set_progress(site, &op.id, OpPhase::Succeeded, 100, &format!("project {name} deleted"))?;
     }
     Ok(Outcome::Done)
-}
-
-impl Ref {
-    /// The id or name as written.
-    pub fn to_string_ref(&self) -> String {
-        match self {
-            Ref::Id(s) | Ref::Name(s) => s.clone(),
-        }
-    }
 }
 
 #[cfg(test)]

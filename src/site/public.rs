@@ -12,7 +12,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::model::Status;
-use super::network::{NetworkInterfaceSpec, SubnetSpec};
+use super::network::{NetworkInterfaceSpec, SubnetSpec, resolve, spec_of};
 use super::{Kind, ProjectCtx, Resource, Site, SiteError};
 use crate::state::{ResourceRow, repo};
 
@@ -38,15 +38,6 @@ pub struct NatGatewaySpec {
     /// An unassociated EIP to translate to; absent means the uplink address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eip: Option<String>,
-}
-
-fn spec_of<T: for<'de> Deserialize<'de>>(row: &ResourceRow) -> Result<T, SiteError> {
-    Ok(serde_json::from_str(&row.spec)?)
-}
-
-fn resolve(c: &Connection, kind: Kind, p: &ProjectCtx, field: &str, r: &str) -> Result<ResourceRow, SiteError> {
-    let rf = super::model::parse_ref(kind, r).map_err(|_| SiteError::invalid(field, format!("{r:?} is not a {} id or name", kind.as_str())))?;
-    Site::find(c, kind, Some(p), &rf).map_err(|_| SiteError::invalid(field, format!("no {} {r:?} in this project", kind.as_str())))
 }
 
 fn all(c: &Connection, kind: Kind) -> Result<Vec<ResourceRow>, SiteError> {
