@@ -61,13 +61,13 @@ fn cli_over_the_socket_and_https() {
     assert!(err.contains("unauthenticated"), "{err}");
     // Without trusting the certificate, TLS refuses.
     let other = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(other.path(), rcgen_free_pem()).unwrap();
+    std::fs::write(other.path(), foreign_cert_pem()).unwrap();
     let (code, _, err) = cli(&["--remote", &remote, "--ca-cert", other.path().to_str().unwrap(), "--token", &d.token, "site"], None);
     assert_ne!(code, 0, "{err}");
 }
 
 /// A syntactically valid certificate that did not sign the daemon's.
-fn rcgen_free_pem() -> String {
+fn foreign_cert_pem() -> String {
     let ck = rcgen::generate_simple_self_signed(vec!["example.invalid".into()]).unwrap();
     ck.cert.pem()
 }

@@ -4,7 +4,6 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -77,10 +76,9 @@ fn is_test_token(m: &Msg) -> bool {
 fn reconnecting_with_last_event_id_misses_nothing() {
     let d = Arc::new(Daemon::start());
     // A writer creates tokens the whole time, across the disconnect.
-    let done = Arc::new(AtomicBool::new(false)); // set when the writer finished
     let created = Arc::new(Mutex::new(Vec::<String>::new()));
     let writer = {
-        let (d, done, created) = (d.clone(), done.clone(), created.clone());
+        let (d, created) = (d.clone(), created.clone());
         std::thread::spawn(move || {
             for i in 0..60 {
                 let r = d.call("POST", "/v1/tokens", Some(json!({"name": format!("t{i}"), "spec": {"role": "viewer"}})));
@@ -88,7 +86,6 @@ fn reconnecting_with_last_event_id_misses_nothing() {
                 created.lock().unwrap().push(r.json()["id"].as_str().unwrap().to_string());
                 std::thread::sleep(Duration::from_millis(15));
             }
-            done.store(true, Ordering::SeqCst);
         })
     };
     // First connection: take about 10 events, then drop the connection mid-stream.

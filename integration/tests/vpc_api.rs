@@ -9,60 +9,8 @@ use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use common::{Daemon, fetch_identity, serve_identity};
+use common::{Daemon, NetnsGuard, create, fetch_identity, owned_netns, ready_netns, serve_identity};
 use serde_json::{Value, json};
-
-/// Deletes every namespace this daemon owns (found from its state), even when the test fails.
-struct Cleanup {
-    data: std::path::PathBuf,
-    stop: Arc<AtomicBool>,
-}
-
-/// Every namespace of a VPC or network interface that ever existed in this daemon's state
-/// (deleted ones included, from the events table).
-fn owned_netns(data: &std::path::Path) -> Vec<String> {
-    let path = data.join("cloudlet.db");
-    if !path.is_file() {
-        return vec![];
-    }
-    let Ok(db) = cloudlet::state::Db::open(&path) else { return vec![] };
-    let events = db.read(|c| cloudlet::state::repo::events_after(c, 0, None, usize::MAX >> 1)).unwrap_or_default();
-    let mut out: Vec<String> = events
-        .iter()
-        .filter_map(|e| match e.kind.as_str() {
-            "vpc" => Some(cloudlet::net::names::vpc_netns(&e.resource_id)),
-            "network_interface" => Some(cloudlet::net::names::eni_netns(&e.resource_id)),
-            _ => None,
-        })
-        .collect();
-    out.sort();
-    out.dedup();
-    out
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        for ns in owned_netns(&self.data) {
-            let _ = cloudlet::net::host::delete_netns(&ns);
-        }
-    }
-}
-
-fn create(d: &Daemon, path: &str, body: Value) -> Value {
-    let r = d.call("POST", path, Some(body));
-    assert_eq!(r.status, 201, "POST {path}: {}", r.body);
-    r.json()
-}
-
-fn ready_netns(d: &Daemon, eni: &str) -> (std::path::PathBuf, String) {
-    d.wait_for(30, "network interface Ready", || {
-        let v = d.call("GET", &format!("/v1/network-interfaces/{eni}"), None).json();
-        (v["status"]["phase"] == "Ready").then(|| {
-            (v["status"]["netns"].as_str().unwrap().into(), v["spec"]["private_ip"].as_str().unwrap().to_string())
-        })
-    })
-}
 
 fn rules(netns: &str) -> usize {
     let out = Command::new("ip").args(["netns", "exec", netns, "nft", "-j", "list", "table", "inet", "cloudlet"]).output().unwrap();
@@ -85,7 +33,7 @@ fn vpcs_through_the_api_with_traffic_drift_repair_and_recovery() {
     std::fs::write(cfg.path(), "[reconcile]\nresync_seconds = 2\n").unwrap();
     let mut d = Daemon::start_with(&["--config", cfg.path().to_str().unwrap()]);
     let stop = Arc::new(AtomicBool::new(false));
-    let _cleanup = Cleanup { data: d.dir.clone(), stop: stop.clone() };
+    let _cleanup = NetnsGuard { data: Some(d.dir.clone()), extra: vec![], stop: stop.clone() };
 
     let prod = create(&d, "/v1/vpcs", json!({"name": "prod", "spec": {"cidr": "10.0.0.0/16"}}));
     create(&d, "/v1/subnets", json!({"name": "web", "spec": {"vpc": "prod", "cidr": "10.0.1.0/24"}}));
@@ -206,7 +154,7 @@ fn networking_cli_round_trip() {
         return;
     }
     let d = Daemon::start();
-    let _cleanup = Cleanup { data: d.dir.clone(), stop: Arc::new(AtomicBool::new(false)) };
+    let _cleanup = NetnsGuard { data: Some(d.dir.clone()), extra: vec![], stop: Arc::new(AtomicBool::new(false)) };
     let remote = format!("http://{}", d.addr);
     let cli = |args: &[&str]| {
         let mut a = vec!["--remote", remote.as_str(), "--token", d.token.as_str()];

@@ -4,8 +4,10 @@
 //! - two VPCs with the same CIDR and the same addresses never cross;
 //! - a ruleset update takes effect, and a flush is repaired by re-applying.
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+mod common;
+
+use std::io::Read;
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -38,65 +40,35 @@ impl Drop for Topology {
     }
 }
 
-fn enter(ns: &str) {
-    let f = std::fs::File::open(host::netns_path(ns)).unwrap();
-    nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-}
-
-/// A TCP server on port 8080 in `ns` that answers `identity` to every connection.
-fn serve(ns: &str, identity: &'static str, stop: Arc<AtomicBool>) {
-    let ns = ns.to_string();
-    let (tx, rx) = std::sync::mpsc::channel();
+/// Connect from `ns` to `ip:8080`, from `source` when given (bound first, to forge an address);
+/// the server's identity, or None when the connection fails.
+fn connect(ns: &str, source: Option<Ipv4Addr>, ip: Ipv4Addr) -> Option<String> {
+    let path = host::netns_path(ns);
     std::thread::spawn(move || {
-        enter(&ns);
-        let l = TcpListener::bind("0.0.0.0:8080").unwrap();
-        l.set_nonblocking(true).unwrap();
-        tx.send(()).unwrap();
-        while !stop.load(Ordering::SeqCst) {
-            match l.accept() {
-                Ok((mut s, _)) => {
-                    let _ = s.write_all(identity.as_bytes());
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(5)),
-            }
-        }
-    });
-    rx.recv().unwrap();
+        common::enter_netns(&path);
+        let mut s = match source {
+            Some(src) => bound_connect(src, ip)?,
+            None => TcpStream::connect_timeout(&SocketAddr::from((ip, 8080)), Duration::from_secs(2)).ok()?,
+        };
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        Some(out)
+    })
+    .join()
+    .unwrap()
 }
 
-/// Connect from `ns` to `ip:8080`; the server's identity, or None when the connection fails.
 fn fetch(ns: &str, ip: Ipv4Addr) -> Option<String> {
-    let ns = ns.to_string();
-    std::thread::spawn(move || {
-        enter(&ns);
-        let mut s = TcpStream::connect_timeout(&SocketAddr::from((ip, 8080)), Duration::from_secs(2)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).ok()?;
-        Some(out)
-    })
-    .join()
-    .unwrap()
+    connect(ns, None, ip)
 }
 
-/// Like [`fetch`], binding the client to `source` first (to forge a source address).
-fn fetch_from(ns: &str, source: Ipv4Addr, ip: Ipv4Addr) -> Option<String> {
-    let ns = ns.to_string();
-    std::thread::spawn(move || {
-        enter(&ns);
-        let sock = socket2_free_connect(source, ip)?;
-        let mut s = sock;
-        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).ok()?;
-        Some(out)
-    })
-    .join()
-    .unwrap()
+fn serve(ns: &str, identity: &str, stop: Arc<AtomicBool>) {
+    common::serve_identity(&host::netns_path(ns), 8080, identity, stop);
 }
 
 /// Connect to `ip:8080` from `source` with plain libc calls (bind before connect), 2 s timeout.
-fn socket2_free_connect(source: Ipv4Addr, ip: Ipv4Addr) -> Option<TcpStream> {
+fn bound_connect(source: Ipv4Addr, ip: Ipv4Addr) -> Option<TcpStream> {
     use std::os::fd::FromRawFd;
     // SAFETY: plain socket calls on a descriptor we own; it is handed to TcpStream on success.
     unsafe {
@@ -255,7 +227,7 @@ fn security_groups_and_overlapping_vpcs_with_real_traffic() {
         .unwrap();
     assert!(st.success());
     let before = rpf_drops(&vpc1);
-    assert_eq!(fetch_from(&b, ip4, gw), None, "a forged source must be dropped");
+    assert_eq!(connect(&b, Some(ip4), gw), None, "a forged source must be dropped");
     assert!(rpf_drops(&vpc1) > before, "the router's reverse-path filter did not drop the forged packet");
     let st = std::process::Command::new("ip").args(["netns", "exec", &b, "ip", "addr", "del", "10.0.1.4/32", "dev", "eth0"]).status().unwrap();
     assert!(st.success());

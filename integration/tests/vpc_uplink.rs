@@ -3,54 +3,11 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
-use common::{Daemon, fetch_identity, run_ok, serve_identity, serve_peer};
-use serde_json::{Value, json};
-
-struct Cleanup {
-    data: PathBuf,
-    extra: Vec<String>,
-    stop: Arc<AtomicBool>,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let db_path = self.data.join("cloudlet.db");
-        if db_path.is_file()
-            && let Ok(db) = cloudlet::state::Db::open(&db_path)
-        {
-            // every VPC and interface that ever existed, deleted ones included
-            for e in db.read(|c| cloudlet::state::repo::events_after(c, 0, None, usize::MAX >> 1)).unwrap_or_default() {
-                let ns = match e.kind.as_str() {
-                    "vpc" => cloudlet::net::names::vpc_netns(&e.resource_id),
-                    "network_interface" => cloudlet::net::names::eni_netns(&e.resource_id),
-                    _ => continue,
-                };
-                let _ = cloudlet::net::host::delete_netns(&ns);
-            }
-        }
-        for ns in &self.extra {
-            let _ = cloudlet::net::host::delete_netns(ns);
-        }
-    }
-}
-
-fn create(d: &Daemon, path: &str, body: Value) -> Value {
-    let r = d.call("POST", path, Some(body));
-    assert_eq!(r.status, 201, "POST {path}: {}", r.body);
-    r.json()
-}
-
-fn ready_netns(d: &Daemon, eni: &str) -> PathBuf {
-    d.wait_for(30, "network interface Ready", || {
-        let v = d.call("GET", &format!("/v1/network-interfaces/{eni}"), None).json();
-        (v["status"]["phase"] == "Ready").then(|| v["status"]["netns"].as_str().unwrap().into())
-    })
-}
+use common::{Daemon, NetnsGuard, create, fetch_identity, ready_netns, run_ok, serve_identity, serve_peer};
+use serde_json::json;
 
 #[test]
 fn nat_gateways_and_elastic_ips_through_the_uplink() {
@@ -62,7 +19,7 @@ fn nat_gateways_and_elastic_ips_through_the_uplink() {
     let (up, inet) = (format!("cltest-up-{pid}"), format!("cltest-inet-{pid}"));
     let stop = Arc::new(AtomicBool::new(false));
     let tmp = tempfile::tempdir().unwrap();
-    let _topology = Cleanup { data: PathBuf::new(), extra: vec![up.clone(), inet.clone()], stop: stop.clone() };
+    let _topology = NetnsGuard { data: None, extra: vec![up.clone(), inet.clone()], stop: stop.clone() };
     // The site's uplink side and the internet, joined by a veth; the public block is routed to
     // the uplink address.
     for ns in [&up, &inet] {
@@ -85,7 +42,7 @@ fn nat_gateways_and_elastic_ips_through_the_uplink() {
     .unwrap();
     let d = Daemon::start_with(&["--config", cfg.to_str().unwrap()]);
     // Declared after the daemon, so it runs before the daemon's data dir is removed.
-    let _owned = Cleanup { data: d.dir.clone(), extra: vec![], stop: stop.clone() };
+    let _owned = NetnsGuard { data: Some(d.dir.clone()), extra: vec![], stop: stop.clone() };
 
     create(&d, "/v1/vpcs", json!({"name": "prod", "spec": {"cidr": "10.0.0.0/16"}}));
     create(&d, "/v1/subnets", json!({"name": "web", "spec": {"vpc": "prod", "cidr": "10.0.1.0/24"}}));
@@ -94,7 +51,7 @@ fn nat_gateways_and_elastic_ips_through_the_uplink() {
     for n in ["a", "b"] {
         create(&d, "/v1/network-interfaces", json!({"name": n, "spec": {"subnet": "web", "security_groups": ["open"]}}));
     }
-    let (a, b) = (ready_netns(&d, "a"), ready_netns(&d, "b"));
+    let (a, b) = (ready_netns(&d, "a").0, ready_netns(&d, "b").0);
     serve_identity(&b, 8080, "B", stop.clone());
 
     // No NAT gateway and no EIP: private sources never leave.

@@ -228,10 +228,6 @@ pub fn cli(args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
 }
 
-/// Whether a path exists.
-pub fn exists(p: &Path) -> bool {
-    p.exists()
-}
 
 /// Enter a named network namespace on the calling thread.
 pub fn enter_netns(path: &Path) {
@@ -300,4 +296,62 @@ pub fn serve_peer(netns: &Path, port: u16, stop: std::sync::Arc<std::sync::atomi
 pub fn run_ok(args: &[&str]) {
     let out = Command::new(args[0]).args(&args[1..]).output().expect("spawn");
     assert!(out.status.success(), "{args:?}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+}
+
+/// POST a create and return the created resource (asserting 201).
+pub fn create(d: &Daemon, path: &str, body: Value) -> Value {
+    let r = d.call("POST", path, Some(body));
+    assert_eq!(r.status, 201, "POST {path}: {}", r.body);
+    r.json()
+}
+
+/// Wait until a network interface is Ready; its namespace path and private address.
+pub fn ready_netns(d: &Daemon, eni: &str) -> (PathBuf, String) {
+    d.wait_for(30, "network interface Ready", || {
+        let v = d.call("GET", &format!("/v1/network-interfaces/{eni}"), None).json();
+        (v["status"]["phase"] == "Ready").then(|| {
+            (v["status"]["netns"].as_str().unwrap_or_default().into(), v["spec"]["private_ip"].as_str().unwrap_or_default().to_string())
+        })
+    })
+}
+
+/// Every namespace of a VPC or network interface that ever existed in a daemon's state
+/// (deleted ones included, from the events table); empty when there is no database.
+pub fn owned_netns(data: &Path) -> Vec<String> {
+    let path = data.join("cloudlet.db");
+    if !path.is_file() {
+        return vec![];
+    }
+    let Ok(db) = cloudlet::state::Db::open(&path) else { return vec![] };
+    let events = db.read(|c| cloudlet::state::repo::events_after(c, 0, None, usize::MAX >> 1)).unwrap_or_default();
+    let mut out: Vec<String> = events
+        .iter()
+        .filter_map(|e| match e.kind.as_str() {
+            "vpc" => Some(cloudlet::net::names::vpc_netns(&e.resource_id)),
+            "network_interface" => Some(cloudlet::net::names::eni_netns(&e.resource_id)),
+            _ => None,
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// On drop (even when a test fails): stops test servers, and deletes the namespaces a daemon
+/// owns (`data`) plus `extra` ones the test made itself. Declare it after the `Daemon`, so it
+/// runs before the daemon's data dir is removed.
+pub struct NetnsGuard {
+    pub data: Option<PathBuf>,
+    pub extra: Vec<String>,
+    pub stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for NetnsGuard {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let owned = self.data.as_deref().map(owned_netns).unwrap_or_default();
+        for ns in owned.iter().chain(&self.extra) {
+            let _ = cloudlet::net::host::delete_netns(ns);
+        }
+    }
 }
