@@ -8,8 +8,8 @@ cd "$(dirname "$0")/.."
 # Runtime: nftables + iproute2 (VPCs), ca-certificates. Build: pkg-config, gcc.
 # Tests: chromium (console e2e), fonts for the Chinese UI screenshot, python3-pip, curl.
 # Benchmarks: wrk (HTTP load from a second process), etcd-server (the peer of the API benchmark),
-# iperf3 (network throughput).
-DEBS=(nftables iproute2 ca-certificates pkg-config gcc curl chromium fonts-wqy-microhei python3-pip wrk etcd-server iperf3)
+# iperf3 (network throughput). busybox: its udhcpc is the DHCP client of the VPC tests.
+DEBS=(nftables iproute2 ca-certificates pkg-config gcc curl chromium fonts-wqy-microhei python3-pip wrk etcd-server iperf3 busybox)
 missing=()
 for p in "${DEBS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

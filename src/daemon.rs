@@ -183,6 +183,8 @@ pub async fn serve(cfg: Config) -> Result<(), DaemonError> {
         tokio::spawn(reconcile::run(site.clone(), NetworkInterfaceController, done_tx.clone(), shutdown_rx.clone())),
     ];
     let controllers = tasks.len();
+    // Load balancer health checks: not a reconciler, so not part of the start-up pass.
+    tasks.push(tokio::spawn(crate::site::health::run(site.clone(), shutdown_rx.clone())));
     drop(done_tx);
     {
         let site = site.clone();

@@ -89,6 +89,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Eni(c) => cloudlet::cli::network::eni(g, c).await?,
         Command::Eip(c) => cloudlet::cli::network::eip(g, c).await?,
         Command::Natgw(c) => cloudlet::cli::network::natgw(g, c).await?,
+        Command::Portforward(c) => cloudlet::cli::balancing::portforward(g, c).await?,
+        Command::Lb(c) => cloudlet::cli::balancing::lb(g, c).await?,
         Command::Event(c) => commands::event(g, c).await?,
         Command::Audit(c) => commands::audit(g, c).await?,
         Command::Site => commands::site(g).await?,

@@ -127,7 +127,7 @@ fn main() {
     };
     host::ensure_transit(&t, "up0").unwrap();
     host::sync_uplink_routes(&up, vec![(Ipv4Addr::new(203, 0, 113, 1), t.vpc_ip)]).unwrap();
-    host::apply_ruleset(&up, &render_uplink("up0", "169.254.128.0/17".parse().unwrap()).unwrap()).unwrap();
+    host::apply_ruleset(&up, &render_uplink("up0", "169.254.128.0/17".parse().unwrap(), &[]).unwrap()).unwrap();
 
     let plain = iperf(&b, &a, "10.99.0.2");
     host::apply_ruleset(&vpc, &render(&router(1, 0, 0, &wl_if)).unwrap()).unwrap();

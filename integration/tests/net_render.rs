@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use cloudlet::net::render::{EipMapping, IngressRule, Interface, NatGateway, Protocol, SecurityGroup, Source, VpcRouter, render};
+use cloudlet::net::render::{Backend, EipMapping, LoadBalancer, IngressRule, Interface, NatGateway, Protocol, SecurityGroup, Source, VpcRouter, render};
 
 /// A network namespace removed on drop, even when the test fails.
 struct Netns(String);
@@ -74,6 +74,26 @@ fn model(members: usize) -> VpcRouter {
             .collect(),
         nat_gateways: vec![NatGateway { subnet: "10.0.0.0/16".parse().unwrap(), snat_to: "169.254.100.2".parse().unwrap() }],
         port_forwards: vec![],
+        load_balancers: vec![
+            LoadBalancer {
+                protocol: Protocol::Tcp,
+                address: "10.0.1.200".parse().unwrap(),
+                port: 80,
+                public: false,
+                backends: (0..3).map(|n| Backend { ip: std::net::Ipv4Addr::from(0x0a00_0004u32 + n), port: 8080, weight: n + 1 }).collect(),
+                affinity: false,
+                seed: 0,
+            },
+            LoadBalancer {
+                protocol: Protocol::Udp,
+                address: "203.0.113.9".parse().unwrap(),
+                port: 53,
+                public: true,
+                backends: vec![Backend { ip: "10.0.0.4".parse().unwrap(), port: 5353, weight: 1 }],
+                affinity: true,
+                seed: 99,
+            },
+        ],
         has_uplink: true,
     }
 }
@@ -95,9 +115,10 @@ fn rendered_rulesets_apply_atomically_and_idempotently() {
     let doc = render(&m).unwrap().to_string();
     let (ok, out) = ns.nft(&["-j", "-f", "-"], Some(&doc));
     assert!(ok, "the kernel refused the rendered ruleset: {out}");
-    // forward: 4 rules + 2 egress rules; each interface chain: its groups' rules + drop; nat: 2 + 1 NAT gateway.
+    // forward: 4 rules + 2 egress rules; each interface chain: its groups' rules + drop; nat: 2 +
+    // 1 NAT gateway + 2 load balancer listeners.
     let per_if: usize = m.interfaces.iter().map(|i| if i.security_groups[0] == "sg-web" { 3 } else { 2 }).sum();
-    let expected = 6 + per_if + 3;
+    let expected = 6 + per_if + 5;
     assert_eq!(rule_count(&ns), expected);
     // Re-applying replaces, never duplicates.
     let (ok, out) = ns.nft(&["-j", "-f", "-"], Some(&doc));
@@ -109,6 +130,10 @@ fn rendered_rulesets_apply_atomically_and_idempotently() {
     let (ok, out) = ns.nft(&["-j", "-f", "-"], Some(&doc));
     assert!(ok, "{out}");
     assert_eq!(rule_count(&ns), expected);
+    // The load balancer maps are in the kernel as rendered: weights as ranges, affinity by jhash.
+    let (ok, out) = ns.nft(&["list", "chain", "inet", "cloudlet", "prerouting"], None);
+    assert!(ok && out.contains("numgen random mod 6 map { 0 : 10.0.0.4 . 8080, 1-2 : 10.0.0.5 . 8080, 3-5 : 10.0.0.6 . 8080 }"), "{out}");
+    assert!(out.contains("jhash ip saddr mod 1 seed 0x63"), "{out}");
     // Set membership is in the kernel.
     let (ok, out) = ns.nft(&["list", "set", "inet", "cloudlet", "sg_web"], None);
     assert!(ok && out.contains("10.0.0.4"), "{out}");

@@ -42,10 +42,13 @@ pub struct AppState {
         crate::site::projects::ProjectSpec, crate::site::nodes::NodeSpec, crate::site::operations::OperationSpec,
         crate::site::auth::Role, crate::site::network::VpcSpec, crate::site::network::SubnetSpec,
         crate::site::network::SecurityGroupSpec, crate::site::network::SgRule, crate::site::network::NetworkInterfaceSpec,
-        crate::net::render::Protocol, crate::site::public::EipSpec, crate::site::public::NatGatewaySpec)),
+        crate::net::render::Protocol, crate::site::public::EipSpec, crate::site::public::NatGatewaySpec,
+        crate::site::balancing::PortForwardSpec, crate::site::balancing::LoadBalancerSpec, crate::site::balancing::Listener,
+        crate::site::balancing::BackendSpec, crate::site::balancing::Affinity, crate::site::balancing::HealthCheck)),
     modifiers(&Security),
     tags((name = "projects"), (name = "tokens"), (name = "users"), (name = "nodes"), (name = "operations"),
         (name = "vpcs"), (name = "subnets"), (name = "security-groups"), (name = "network-interfaces"), (name = "eips"), (name = "nat-gateways"),
+        (name = "port-forwards"), (name = "load-balancers"),
         (name = "events"), (name = "audit"), (name = "auth"), (name = "system"))
 )]
 struct ApiDoc;
@@ -98,6 +101,10 @@ pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(network::get_eip, network::update_eip, network::delete_eip))
         .routes(routes!(network::list_nat_gateways, network::create_nat_gateway))
         .routes(routes!(network::get_nat_gateway, network::delete_nat_gateway))
+        .routes(routes!(network::list_port_forwards, network::create_port_forward))
+        .routes(routes!(network::get_port_forward, network::delete_port_forward))
+        .routes(routes!(network::list_load_balancers, network::create_load_balancer))
+        .routes(routes!(network::get_load_balancer, network::update_load_balancer, network::delete_load_balancer))
         .routes(routes!(events::events))
         .routes(routes!(events::audit))
         .split_for_parts()

@@ -1,5 +1,6 @@
 //! Handlers for VPC networking: `/v1/vpcs`, `/v1/subnets`, `/v1/security-groups`,
-//! `/v1/network-interfaces`, `/v1/eips` and `/v1/nat-gateways`. Reads need the viewer role,
+//! `/v1/network-interfaces`, `/v1/eips`, `/v1/nat-gateways`, `/v1/port-forwards` and
+//! `/v1/load-balancers`. Reads need the viewer role,
 //! changes the member role.
 
 use std::collections::BTreeMap;
@@ -58,6 +59,8 @@ async fn create(app: &AppState, p: &Principal, kind: Kind, q: &ProjectQuery, b: 
             Kind::SecurityGroup => s.create_security_group(&pc, &b.name, &b.labels, b.spec),
             Kind::Eip => s.create_eip(&pc, &b.name, &b.labels, b.spec),
             Kind::NatGateway => s.create_nat_gateway(&pc, &b.name, &b.labels, b.spec),
+            Kind::PortForward => s.create_port_forward(&pc, &b.name, &b.labels, b.spec),
+            Kind::LoadBalancer => s.create_load_balancer(&pc, &b.name, &b.labels, b.spec),
             _ => s.create_network_interface(&pc, &b.name, &b.labels, b.spec),
         })
         .await?;
@@ -72,6 +75,7 @@ async fn update(app: &AppState, p: &Principal, kind: Kind, id: String, q: &Proje
         .site
         .run(move |s| match kind {
             Kind::Eip => s.update_eip(&pc, &id, g, b.labels.as_ref(), b.spec.as_ref()),
+            Kind::LoadBalancer => s.update_load_balancer(&pc, &id, g, b.labels.as_ref(), b.spec.as_ref()),
             _ => s.update_security_group(&pc, &id, g, b.labels.as_ref(), b.spec.as_ref()),
         })
         .await?;
@@ -83,7 +87,7 @@ async fn delete(app: &AppState, p: &Principal, kind: Kind, id: String, q: &Proje
     let pc = scope(app, p, q.project.as_deref()).await?;
     app.site
         .run(move |s| match kind {
-            Kind::Eip | Kind::NatGateway => s.delete_public_resource(kind, &pc, &id),
+            Kind::Eip | Kind::NatGateway | Kind::PortForward | Kind::LoadBalancer => s.delete_public_resource(kind, &pc, &id),
             _ => s.delete_network_resource(kind, &pc, &id),
         })
         .await?;
@@ -170,6 +174,43 @@ network_kind!(
     get_nat_gateway,
     delete_nat_gateway
 );
+
+network_kind!(
+    Kind::PortForward,
+    "/v1/port-forwards",
+    "/v1/port-forwards/{id}",
+    "port-forwards",
+    list_port_forwards,
+    create_port_forward,
+    get_port_forward,
+    delete_port_forward
+);
+network_kind!(
+    Kind::LoadBalancer,
+    "/v1/load-balancers",
+    "/v1/load-balancers/{id}",
+    "load-balancers",
+    list_load_balancers,
+    create_load_balancer,
+    get_load_balancer,
+    delete_load_balancer
+);
+
+/// Change a load balancer's backends, affinity or health check (RFC 7386 merge patch of the
+/// spec; `backends` is replaced as a whole). The VPC and listener are fixed.
+#[utoipa::path(patch, path = "/v1/load-balancers/{id}", tag = "load-balancers", request_body = UpdateRequest,
+    params(("id" = String, Path, description = "id or name"), ProjectQuery, ("If-Match" = Option<String>, Header, description = "expected generation")),
+    responses((status = 200, body = crate::site::Resource), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn update_load_balancer(
+    State(app): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<ProjectQuery>,
+    headers: HeaderMap,
+    ApiJson(b): ApiJson<UpdateRequest>,
+) -> Result<Response, ApiError> {
+    update(&app, &p, Kind::LoadBalancer, id, &q, &headers, b).await
+}
 
 /// Associate an elastic IP with a network interface (`{"spec": {"network_interface": "a"}}`) or
 /// disassociate it (`null`). 409 when the interface already has one.

@@ -1,6 +1,7 @@
 //! The command line: `cloudlet serve`, `cloudlet <noun> <verb>` client commands, and local tools
 //! (`config default`, `node check`, `completion`).
 
+pub mod balancing;
 pub mod client;
 pub mod commands;
 pub mod network;
@@ -84,6 +85,12 @@ pub enum Command {
     /// NAT gateways.
     #[command(subcommand)]
     Natgw(network::NatGwCmd),
+    /// Port forwards (a public port to a network interface).
+    #[command(subcommand, alias = "pf")]
+    Portforward(balancing::PortForwardCmd),
+    /// L4 load balancers.
+    #[command(subcommand)]
+    Lb(balancing::LbCmd),
     /// Long-running operations.
     #[command(subcommand, alias = "op")]
     Operation(OperationCmd),

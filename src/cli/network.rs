@@ -173,24 +173,24 @@ fn rules(v: &[String]) -> Result<Value, CliError> {
     Ok(Value::Array(v.iter().map(|r| parse_rule(r)).collect::<Result<_, _>>()?))
 }
 
-async fn list(g: &Global, path: &str, cols: &[Col]) -> Result<(), CliError> {
+pub(super) async fn list(g: &Global, path: &str, cols: &[Col]) -> Result<(), CliError> {
     let v = client(g)?.json(Method::GET, path, None).await?;
     let items = v["items"].as_array().cloned().unwrap_or_default();
     output::rows(&v, &items, cols, g.output);
     Ok(())
 }
 
-async fn show(g: &Global, path: &str, name: &str) -> Result<(), CliError> {
+pub(super) async fn show(g: &Global, path: &str, name: &str) -> Result<(), CliError> {
     output::one(&client(g)?.json(Method::GET, &format!("{path}/{name}"), None).await?, g.output);
     Ok(())
 }
 
-async fn send(g: &Global, method: Method, path: &str, body: Value) -> Result<(), CliError> {
+pub(super) async fn send(g: &Global, method: Method, path: &str, body: Value) -> Result<(), CliError> {
     output::one(&client(g)?.json(method, path, Some(&body)).await?, g.output);
     Ok(())
 }
 
-async fn delete(g: &Global, path: &str, name: &str) -> Result<(), CliError> {
+pub(super) async fn delete(g: &Global, path: &str, name: &str) -> Result<(), CliError> {
     client(g)?.json(Method::DELETE, &format!("{path}/{name}"), None).await?;
     println!("deleted {name}");
     Ok(())

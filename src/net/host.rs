@@ -32,6 +32,9 @@ pub enum HostError {
     /// `nft` refused a ruleset.
     #[error("nft: {0}")]
     Nft(String),
+    /// A command-line tool (iproute2's `tc`) refused a request.
+    #[error("{what}: {stderr}")]
+    Tool { what: String, stderr: String },
     /// A link that was just created is not there.
     #[error("{0}")]
     Missing(String),

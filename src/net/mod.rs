@@ -1,8 +1,11 @@
-//! VPC networking engine (in progress, issue 3): address management, host object names, the VPC
-//! router's nftables ruleset, and the host plumbing (namespaces, veth links, routes) that applies
-//! them. The VPC resources and their reconcilers come next; see `docs/design.md` §12.
+//! VPC networking engine (issue 3): address management, host object names, the VPC router's
+//! nftables ruleset, the host plumbing (namespaces, veth links, routes) that applies them, the
+//! router's services (local addresses, health probes, bandwidth caps) and its DHCPv4 server. The
+//! resources and reconcilers that drive it are in `site::network`; see `docs/design.md` §12.
 
+pub mod dhcp;
 pub mod host;
 pub mod ipam;
 pub mod names;
 pub mod render;
+pub mod services;

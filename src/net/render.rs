@@ -91,6 +91,33 @@ pub struct PortForward {
     pub private_port: u16,
 }
 
+/// A load balancer backend: where a share of the listener's connections goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backend {
+    pub ip: Ipv4Addr,
+    pub port: u16,
+    /// Relative share (1-100).
+    pub weight: u32,
+}
+
+/// An L4 load balancer listener in the router: new flows to `address:port` are DNATed to one
+/// backend, picked by `numgen random` (or by `jhash` of the source address with affinity) over
+/// the sum of the weights, through an anonymous map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadBalancer {
+    pub protocol: Protocol,
+    pub address: Ipv4Addr,
+    pub port: u16,
+    /// An EIP listener takes traffic from the uplink only; an internal VIP from anywhere.
+    pub public: bool,
+    /// The backends in service (an empty list renders no rule).
+    pub backends: Vec<Backend>,
+    /// Source affinity: the same client address always lands on the same backend.
+    pub affinity: bool,
+    /// Seed of the affinity hash.
+    pub seed: u32,
+}
+
 /// Everything the VPC router's ruleset is rendered from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct VpcRouter {
@@ -101,6 +128,7 @@ pub struct VpcRouter {
     pub eips: Vec<EipMapping>,
     pub nat_gateways: Vec<NatGateway>,
     pub port_forwards: Vec<PortForward>,
+    pub load_balancers: Vec<LoadBalancer>,
     /// Whether traffic may leave through the uplink at all (a site uplink is configured).
     pub has_uplink: bool,
 }
@@ -265,6 +293,11 @@ pub fn render(m: &VpcRouter) -> Result<Value, RenderError> {
             json!({"dnat": {"family": "ip", "addr": pf.private.to_string(), "port": pf.private_port}}),
         ]));
     }
+    for lb in &m.load_balancers {
+        if let Some(r) = lb_rule(&m.uplink, lb) {
+            out.push(r);
+        }
+    }
     let mut dnat = json!({"name": "eip_dnat", "type": "ipv4_addr", "map": "ipv4_addr"});
     let mut snat = json!({"name": "eip_snat", "type": "ipv4_addr", "map": "ipv4_addr"});
     if !m.eips.is_empty() {
@@ -294,14 +327,58 @@ pub fn render(m: &VpcRouter) -> Result<Value, RenderError> {
     Ok(json!({"nftables": out}))
 }
 
+/// The DNAT rule of one load balancer listener, or `None` without backends in service.
+fn lb_rule(uplink: &str, lb: &LoadBalancer) -> Option<Value> {
+    let total: u32 = lb.backends.iter().map(|b| b.weight.max(1)).sum();
+    if total == 0 {
+        return None;
+    }
+    let mut start = 0u32;
+    let entries: Vec<Value> = lb
+        .backends
+        .iter()
+        .map(|b| {
+            let end = start + b.weight.max(1) - 1;
+            let key = if start == end { json!(start) } else { json!({"range": [start, end]}) };
+            start = end + 1;
+            json!([key, {"concat": [b.ip.to_string(), b.port]}])
+        })
+        .collect();
+    let pick = if lb.affinity {
+        json!({"jhash": {"mod": total, "seed": lb.seed, "expr": payload("ip", "saddr")}})
+    } else {
+        json!({"numgen": {"mode": "random", "mod": total, "offset": 0}})
+    };
+    let p = proto_name(lb.protocol);
+    let mut e = Vec::new();
+    if lb.public {
+        e.push(eq(meta("iifname"), json!(uplink)));
+    }
+    e.push(eq(payload("ip", "daddr"), json!(lb.address.to_string())));
+    e.push(eq(meta("l4proto"), json!(p)));
+    e.push(eq(payload(p, "dport"), json!(lb.port)));
+    e.push(json!({"dnat": {"family": "ip", "addr": {"map": {"key": pick, "data": {"set": entries}}}}}));
+    Some(rule("prerouting", e))
+}
+
+/// A port forward on the uplink address: new flows to a local address of the uplink namespace
+/// on `port` go to a VPC router's transit address (the router forwards them on).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UplinkForward {
+    pub protocol: Protocol,
+    pub port: u16,
+    pub to: Ipv4Addr,
+}
+
 /// Render the uplink namespace's table: masquerade the transit networks (NAT gateways that use
-/// the uplink address) on the uplink.
-pub fn render_uplink(uplink: &str, transit: Ipv4Net) -> Result<Value, RenderError> {
+/// the uplink address) on the uplink, and DNAT port forwards of the uplink address.
+pub fn render_uplink(uplink: &str, transit: Ipv4Net, forwards: &[UplinkForward]) -> Result<Value, RenderError> {
     let table = json!({"family": "inet", "name": NFT_TABLE});
-    let out = vec![
+    let mut out = vec![
         json!({"add": {"table": table}}),
         json!({"delete": {"table": table}}),
         json!({"add": {"table": table}}),
+        obj("chain", json!({"name": "prerouting", "type": "nat", "hook": "prerouting", "prio": -100, "policy": "accept"})),
         obj("chain", json!({"name": "postrouting", "type": "nat", "hook": "postrouting", "prio": 100, "policy": "accept"})),
         rule("postrouting", vec![
             eq(meta("oifname"), json!(uplink)),
@@ -309,6 +386,16 @@ pub fn render_uplink(uplink: &str, transit: Ipv4Net) -> Result<Value, RenderErro
             json!({"masquerade": null}),
         ]),
     ];
+    for f in forwards {
+        let p = proto_name(f.protocol);
+        out.push(rule("prerouting", vec![
+            eq(meta("iifname"), json!(uplink)),
+            eq(json!({"fib": {"result": "type", "flags": ["daddr"]}}), json!("local")),
+            eq(meta("l4proto"), json!(p)),
+            eq(payload(p, "dport"), json!(f.port)),
+            json!({"dnat": {"family": "ip", "addr": f.to.to_string()}}),
+        ]));
+    }
     for o in &out {
         serde_json::from_value::<nftables::schema::NfObject>(o.clone()).map_err(|e| RenderError::Schema(format!("{e}: {o}")))?;
     }
@@ -348,6 +435,38 @@ mod tests {
                 private: "10.0.1.5".parse().unwrap(),
                 private_port: 22,
             }],
+            load_balancers: vec![
+                LoadBalancer {
+                    protocol: Protocol::Tcp,
+                    address: "10.0.1.200".parse().unwrap(),
+                    port: 80,
+                    public: false,
+                    backends: vec![
+                        Backend { ip: "10.0.1.4".parse().unwrap(), port: 8080, weight: 1 },
+                        Backend { ip: "10.0.1.5".parse().unwrap(), port: 8080, weight: 3 },
+                    ],
+                    affinity: false,
+                    seed: 0,
+                },
+                LoadBalancer {
+                    protocol: Protocol::Udp,
+                    address: "203.0.113.12".parse().unwrap(),
+                    port: 53,
+                    public: true,
+                    backends: vec![Backend { ip: "10.0.1.5".parse().unwrap(), port: 5353, weight: 1 }],
+                    affinity: true,
+                    seed: 7,
+                },
+                LoadBalancer {
+                    protocol: Protocol::Tcp,
+                    address: "10.0.1.201".parse().unwrap(),
+                    port: 80,
+                    public: false,
+                    backends: vec![],
+                    affinity: false,
+                    seed: 0,
+                },
+            ],
             has_uplink: true,
         }
     }
@@ -362,6 +481,24 @@ mod tests {
         }
         let want = std::fs::read_to_string(&path).unwrap();
         assert_eq!(got, want, "rendered ruleset changed; review and run with UPDATE_GOLDEN=1");
+    }
+
+    #[test]
+    fn the_uplink_table_forwards_local_ports_to_routers() {
+        let f = [UplinkForward { protocol: Protocol::Udp, port: 5000, to: "169.254.100.2".parse().unwrap() }];
+        let doc = render_uplink("eth0", "169.254.100.0/22".parse().unwrap(), &f).unwrap();
+        let text = doc.to_string();
+        assert!(text.contains(r#"{"dnat":{"addr":"169.254.100.2","family":"ip"}}"#), "{text}");
+        assert!(text.contains(r#""right":"local""#) && text.contains(r#""right":5000"#), "{text}");
+    }
+
+    #[test]
+    fn weights_become_contiguous_ranges() {
+        let m = model();
+        let r = lb_rule("up", &m.load_balancers[0]).unwrap().to_string();
+        assert!(r.contains(r#""mod":4"#) && r.contains(r#"[0,{"concat":["10.0.1.4",8080]}]"#), "{r}");
+        assert!(r.contains(r#"[{"range":[1,3]},{"concat":["10.0.1.5",8080]}]"#), "{r}");
+        assert_eq!(lb_rule("up", &m.load_balancers[2]), None);
     }
 
     #[test]

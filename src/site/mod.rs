@@ -4,9 +4,11 @@
 //! on an in-process bus in commit order, which wakes the reconcilers and feeds the SSE stream.
 
 pub mod auth;
+pub mod balancing;
 pub mod bootstrap;
 pub mod error;
 pub mod events;
+pub mod health;
 pub mod kind;
 pub mod metrics;
 pub mod model;

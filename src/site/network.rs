@@ -18,7 +18,7 @@ use super::model::{self, Status};
 use super::reconcile::{Controller, Outcome};
 use super::{Kind, ProjectCtx, Resource, Site, SiteError};
 use crate::net::render::{self, IngressRule, Protocol, Source};
-use crate::net::{host, ipam, names};
+use crate::net::{dhcp, host, ipam, names, services};
 use crate::state::{ResourceRow, repo};
 
 /// Spec of a VPC.
@@ -82,7 +82,7 @@ pub struct NetworkInterfaceSpec {
     pub security_groups: Vec<String>,
 }
 
-fn bad(field: &str) -> impl Fn(ipam::IpamError) -> SiteError + '_ {
+pub(super) fn bad(field: &str) -> impl Fn(ipam::IpamError) -> SiteError + '_ {
     move |e| match e {
         ipam::IpamError::Overlap { .. } | ipam::IpamError::Exhausted(_) => {
             SiteError::ConflictOn { field: field.to_string(), message: e.to_string() }
@@ -96,6 +96,20 @@ fn bad(field: &str) -> impl Fn(ipam::IpamError) -> SiteError + '_ {
 pub(super) fn resolve(c: &Connection, kind: Kind, p: &ProjectCtx, field: &str, r: &str) -> Result<ResourceRow, SiteError> {
     let rf = model::parse_ref(kind, r).map_err(|_| SiteError::invalid(field, format!("{r:?} is not a {} id or name", kind.as_str())))?;
     Site::find(c, kind, Some(p), &rf).map_err(|_| SiteError::invalid(field, format!("no {} {r:?} in this project", kind.as_str())))
+}
+
+/// Addresses of a subnet already taken: its interfaces' and its internal load balancer VIPs.
+pub(super) fn used_addresses(c: &Connection, subnet_id: &str) -> Result<BTreeSet<Ipv4Addr>, SiteError> {
+    let mut used: BTreeSet<Ipv4Addr> = repo::referencing(c, Kind::NetworkInterface.as_str(), "$.subnet", subnet_id)?
+        .iter()
+        .filter_map(|r| spec_of::<NetworkInterfaceSpec>(r).ok()?.private_ip)
+        .collect();
+    for r in repo::referencing(c, Kind::LoadBalancer.as_str(), "$.listener.subnet", subnet_id)? {
+        if let Some(vip) = spec_of::<super::balancing::LoadBalancerSpec>(&r)?.listener.vip {
+            used.insert(vip);
+        }
+    }
+    Ok(used)
 }
 
 /// Parse a stored spec.
@@ -215,10 +229,7 @@ impl Site {
                 }
                 groups.push(row.id);
             }
-            let used: BTreeSet<Ipv4Addr> = repo::referencing(c, Kind::NetworkInterface.as_str(), "$.subnet", &subnet.id)?
-                .iter()
-                .filter_map(|r| spec_of::<NetworkInterfaceSpec>(r).ok()?.private_ip)
-                .collect();
+            let used = used_addresses(c, &subnet.id)?;
             s.private_ip = Some(ipam::assign(net, &used, s.private_ip).map_err(bad("spec.private_ip"))?);
             s.subnet = subnet.id;
             s.security_groups = groups;
@@ -230,9 +241,9 @@ impl Site {
     pub fn delete_network_resource(&self, kind: Kind, p: &ProjectCtx, r: &str) -> Result<Resource, SiteError> {
         self.delete_with(kind, Some(p), r, |c, row| {
             let users: Vec<(Kind, &str)> = match kind {
-                Kind::Vpc => vec![(Kind::Subnet, "$.vpc"), (Kind::SecurityGroup, "$.vpc")],
-                Kind::Subnet => vec![(Kind::NetworkInterface, "$.subnet"), (Kind::NatGateway, "$.subnet")],
-                Kind::NetworkInterface => vec![(Kind::Eip, "$.network_interface")],
+                Kind::Vpc => vec![(Kind::Subnet, "$.vpc"), (Kind::SecurityGroup, "$.vpc"), (Kind::LoadBalancer, "$.vpc")],
+                Kind::Subnet => vec![(Kind::NetworkInterface, "$.subnet"), (Kind::NatGateway, "$.subnet"), (Kind::LoadBalancer, "$.listener.subnet")],
+                Kind::NetworkInterface => vec![(Kind::Eip, "$.network_interface"), (Kind::PortForward, "$.network_interface")],
                 Kind::SecurityGroup => vec![(Kind::NetworkInterface, "$.security_groups")],
                 _ => vec![],
             };
@@ -311,12 +322,19 @@ fn transit_index(site: &Site, row: &ResourceRow) -> Result<u32, SiteError> {
     Ok(i)
 }
 
-/// Wire the VPC to the site uplink: transit link, uplink masquerade, EIP routes. Returns the
-/// router's uplink interface, its transit address and the public plan.
-fn wire_uplink(site: &Site, row: &ResourceRow, router: &str) -> Result<Option<(String, Ipv4Addr, super::public::PublicPlan)>, SiteError> {
+/// What the router of a VPC with an uplink renders besides its own groups and interfaces.
+struct Uplinked {
+    uplink: String,
+    transit_ip: Ipv4Addr,
+    public: super::public::PublicPlan,
+}
+
+/// Wire the VPC to the site uplink: transit link, the uplink table (masquerade, uplink port
+/// forwards), EIP routes. `bal` is the VPC's balancing plan with the transit address.
+fn wire_uplink(site: &Site, row: &ResourceRow, router: &str) -> Result<(Option<Uplinked>, super::balancing::BalancingPlan), SiteError> {
     let cfg = site.config().network.clone();
     if cfg.uplink.is_empty() {
-        return Ok(None);
+        return Ok((None, site.read(|c| super::balancing::plan(c, &row.id, None))?));
     }
     let transit: Ipv4Net = cfg.transit_cidr.parse().map_err(|_| SiteError::Internal("network.transit_cidr is not a CIDR".into()))?;
     let (host_ip, vpc_ip) = transit_addrs(transit, transit_index(site, row)?)?;
@@ -330,20 +348,32 @@ fn wire_uplink(site: &Site, row: &ResourceRow, router: &str) -> Result<Option<(S
         prefix: 30,
     };
     host::ensure_transit(&t, &cfg.uplink).map_err(host_err)?;
-    let up = render::render_uplink(&cfg.uplink, transit).map_err(|e| SiteError::Internal(e.to_string()))?;
-    host::apply_ruleset(&cfg.uplink_netns, &up).map_err(host_err)?;
-    let plan = site.read(|c| super::public::plan(c, &row.id))?;
+    let (public, bal) = site.read(|c| Ok((super::public::plan(c, &row.id)?, super::balancing::plan(c, &row.id, Some(vpc_ip))?)))?;
     let vpcs = site.read(|c| Ok(repo::list(c, Kind::Vpc.as_str(), None, None, usize::MAX >> 1)?))?;
-    let routes = plan
+    let router_ip = |vpc: &str| Some(transit_addrs(transit, index_of(vpcs.iter().find(|v| v.id == vpc)?)?).ok()?.1);
+    let forwards: Vec<render::UplinkForward> = bal
+        .uplink_forwards
+        .iter()
+        .filter_map(|(protocol, port, vpc)| Some(render::UplinkForward { protocol: *protocol, port: *port, to: router_ip(vpc)? }))
+        .collect();
+    let up = render::render_uplink(&cfg.uplink, transit, &forwards).map_err(|e| SiteError::Internal(e.to_string()))?;
+    host::apply_ruleset(&cfg.uplink_netns, &up).map_err(host_err)?;
+    let routes = public.routes.iter().chain(&bal.routes).filter_map(|(eip, vpc)| Some((*eip, router_ip(vpc)?))).collect();
+    host::sync_uplink_routes(&cfg.uplink_netns, routes).map_err(host_err)?;
+    // Bandwidth caps of the EIPs routed here: uploads leave the router by its transit port
+    // (after SNAT), downloads leave the uplink side toward it (before DNAT).
+    let caps: Vec<services::Cap> = public
         .routes
         .iter()
-        .filter_map(|(eip, vpc)| {
-            let i = index_of(vpcs.iter().find(|v| &v.id == vpc)?)?;
-            Some((*eip, transit_addrs(transit, i).ok()?.1))
-        })
+        .chain(&bal.routes)
+        .filter(|(_, vpc)| *vpc == row.id)
+        .filter_map(|(ip, _)| Some(services::Cap { ip: *ip, mbit: *public.caps.get(ip)? }))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
         .collect();
-    host::sync_uplink_routes(&cfg.uplink_netns, routes).map_err(host_err)?;
-    Ok(Some((t.vpc_if, vpc_ip, plan)))
+    services::sync_caps(router, &t.vpc_if, services::Direction::Source, &caps).map_err(host_err)?;
+    services::sync_caps(&cfg.uplink_netns, &t.host_if, services::Direction::Destination, &caps).map_err(host_err)?;
+    Ok((Some(Uplinked { uplink: t.vpc_if, transit_ip: vpc_ip, public }), bal))
 }
 
 fn router_model(d: &Desired) -> render::VpcRouter {
@@ -395,7 +425,7 @@ impl Controller for VpcController {
     }
 
     fn watches(&self) -> &'static [Kind] {
-        &[Kind::Subnet, Kind::SecurityGroup, Kind::NetworkInterface, Kind::Eip, Kind::NatGateway]
+        &[Kind::Subnet, Kind::SecurityGroup, Kind::NetworkInterface, Kind::Eip, Kind::NatGateway, Kind::PortForward, Kind::LoadBalancer]
     }
 
     async fn reconcile(&self, site: &Site, id: &str) -> Result<Outcome, SiteError> {
@@ -416,6 +446,7 @@ impl Controller for NetworkInterfaceController {
     async fn reconcile(&self, site: &Site, id: &str) -> Result<Outcome, SiteError> {
         let id = id.to_string();
         site.run(move |site| {
+            let _host = host_lock();
             if site.read(|c| Ok(repo::get(c, &id)?))?.is_none() {
                 host::delete_netns(&names::eni_netns(&id)).map_err(host_err)?;
             }
@@ -425,9 +456,22 @@ impl Controller for NetworkInterfaceController {
     }
 }
 
+/// Lease time the DHCP server gives (the address never changes while the interface exists).
+const DHCP_LEASE_SECONDS: u32 = 86_400;
+
+/// Serializes host network changes of the VPC and interface reconcilers. Without it, a VPC pass
+/// that read an interface just before its deletion could recreate the interface's namespace after
+/// the interface reconciler removed it, leaking the namespace.
+fn host_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn reconcile_vpc(site: &Site, id: &str) -> Result<Outcome, SiteError> {
+    let _host = host_lock();
     let router = names::vpc_netns(id);
     let Some(row) = site.read(|c| Ok(repo::get(c, id)?))? else {
+        dhcp::servers().stop(&router);
         host::delete_netns(&router).map_err(host_err)?;
         return Ok(Outcome::Done);
     };
@@ -465,22 +509,39 @@ fn reconcile_vpc(site: &Site, id: &str) -> Result<Outcome, SiteError> {
             st.extra.insert("gateway".into(), ipam::gateway(*net).to_string().into());
         })?;
     }
+    let leases = d
+        .interfaces
+        .iter()
+        .filter_map(|(eni, s, net)| {
+            let lease = dhcp::Lease { ip: s.private_ip?, prefix: net.prefix_len(), gateway: ipam::gateway(*net), hostname: eni.name.clone(), lease_seconds: DHCP_LEASE_SECONDS };
+            Some((names::ifname(names::Role::Workload, &eni.id), lease))
+        })
+        .collect();
+    dhcp::servers().sync(&router, leases).map_err(host_err)?;
     for stale in host::links_with_prefix(&router, "clw").map_err(host_err)? {
         if !wanted.contains(&stale) {
             host::detach(&router, &stale).map_err(host_err)?;
         }
     }
     let mut model = router_model(&d);
-    if let Some((uplink, transit_ip, plan)) = wire_uplink(site, &row, &router)? {
-        model.uplink = uplink;
+    let (uplinked, bal) = wire_uplink(site, &row, &router)?;
+    if let Some(u) = uplinked {
+        model.uplink = u.uplink;
         model.has_uplink = true;
-        model.eips = plan.eips.iter().map(|(public, private)| render::EipMapping { public: *public, private: *private }).collect();
-        model.nat_gateways = plan
+        model.eips = u.public.eips.iter().map(|(public, private)| render::EipMapping { public: *public, private: *private }).collect();
+        model.nat_gateways = u
+            .public
             .nat_gateways
             .iter()
-            .map(|(subnet, eip)| render::NatGateway { subnet: *subnet, snat_to: eip.unwrap_or(transit_ip) })
+            .map(|(subnet, eip)| render::NatGateway { subnet: *subnet, snat_to: eip.unwrap_or(u.transit_ip) })
             .collect();
     }
+    // Gateways and internal VIPs are the router's own addresses (on lo): proxy ARP answers for
+    // them on every port, and local DNAT serves the VIPs.
+    let local: Vec<Ipv4Addr> = d.subnets.iter().map(|(_, n)| ipam::gateway(*n)).chain(bal.vips.iter().copied()).collect();
+    services::sync_local_addresses(&router, local).map_err(host_err)?;
+    model.port_forwards = bal.port_forwards;
+    model.load_balancers = bal.load_balancers;
     let doc = render::render(&model).map_err(|e| SiteError::Internal(e.to_string()))?;
     host::apply_ruleset(&router, &doc).map_err(host_err)?;
     let attached: BTreeSet<String> = d.interfaces.iter().map(|(r, _, _)| r.id.clone()).collect();

@@ -27,6 +27,17 @@ pub struct EipSpec {
     /// The associated network interface (id or name on write; stored as the id), or null.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_interface: Option<String>,
+    /// Bandwidth cap in Mbit/s (1-100000) for each direction through the uplink; none when
+    /// absent. Shaped with tc HTB on the VPC's transit link.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bandwidth_mbps: Option<u32>,
+}
+
+fn check_cap(s: &EipSpec) -> Result<(), SiteError> {
+    match s.bandwidth_mbps {
+        Some(m) if !(1..=100_000).contains(&m) => Err(SiteError::invalid("spec.bandwidth_mbps", "must be 1-100000 (Mbit/s)")),
+        _ => Ok(()),
+    }
 }
 
 /// Spec of a NAT gateway.
@@ -51,10 +62,19 @@ fn check_association(c: &Connection, eip_id: Option<&str>, eni_id: &str) -> Resu
             return Err(SiteError::Conflict(format!("the network interface already has elastic IP {}", other.name)));
         }
     }
-    if let Some(id) = eip_id
-        && let Some(n) = repo::referencing(c, Kind::NatGateway.as_str(), "$.eip", id)?.first()
-    {
-        return Err(SiteError::Conflict(format!("the elastic IP is used by NAT gateway {}", n.name)));
+    if let Some(id) = eip_id {
+        if let Some(n) = repo::referencing(c, Kind::NatGateway.as_str(), "$.eip", id)?.first() {
+            return Err(SiteError::Conflict(format!("the elastic IP is used by NAT gateway {}", n.name)));
+        }
+        listeners_free(c, id)?;
+    }
+    Ok(())
+}
+
+/// Refuse (409) while port forwards or load balancers listen on the EIP.
+fn listeners_free(c: &Connection, eip_id: &str) -> Result<(), SiteError> {
+    if let Some((k, name, _)) = super::balancing::eip_listeners(c, eip_id)?.first() {
+        return Err(SiteError::Conflict(format!("the elastic IP is the listener of {} {name}", k.as_str())));
     }
     Ok(())
 }
@@ -76,6 +96,7 @@ impl Site {
         if s.public_ip.is_some() {
             return Err(SiteError::invalid("spec.public_ip", "the site allocates the address"));
         }
+        check_cap(&s)?;
         let pc = p.clone();
         self.create_with(Kind::Eip, Some(p), name, labels, &Status::phase("Allocated"), None, move |c| {
             let used: BTreeSet<Ipv4Addr> = all(c, Kind::Eip)?.iter().filter_map(|r| spec_of::<EipSpec>(r).ok()?.public_ip).collect();
@@ -103,6 +124,7 @@ impl Site {
             if s.public_ip != old.public_ip {
                 return Err(SiteError::invalid("spec.public_ip", "the address of an elastic IP cannot change"));
             }
+            check_cap(&s)?;
             if let Some(eni) = &s.network_interface {
                 let row = resolve(c, Kind::NetworkInterface, &pc, "spec.network_interface", eni)?;
                 check_association(c, Some(&id), &row.id)?;
@@ -131,13 +153,15 @@ impl Site {
                 if let Some(n) = repo::referencing(c, Kind::NatGateway.as_str(), "$.eip", &eip.id)?.first() {
                     return Err(SiteError::Conflict(format!("elastic IP {} is used by NAT gateway {}", eip.name, n.name)));
                 }
+                listeners_free(c, &eip.id)?;
                 s.eip = Some(eip.id);
             }
             Ok(serde_json::to_value(&s)?)
         })
     }
 
-    /// Release an EIP (409 while associated or used by a NAT gateway) or delete a NAT gateway.
+    /// Release an EIP (409 while associated, used by a NAT gateway or listened on) or delete a NAT
+/// gateway, port forward or load balancer.
     pub fn delete_public_resource(&self, kind: Kind, p: &ProjectCtx, r: &str) -> Result<Resource, SiteError> {
         self.delete_with(kind, Some(p), r, |c, row| {
             if kind == Kind::Eip {
@@ -147,6 +171,7 @@ impl Site {
                 if let Some(n) = repo::referencing(c, Kind::NatGateway.as_str(), "$.eip", &row.id)?.first() {
                     return Err(SiteError::Conflict(format!("elastic IP {} is used by NAT gateway {}", row.name, n.name)));
                 }
+                listeners_free(c, &row.id)?;
             }
             Ok(())
         })
@@ -161,11 +186,13 @@ pub struct PublicPlan {
     pub nat_gateways: Vec<(Ipv4Net, Option<Ipv4Addr>)>,
     /// Every EIP in use site-wide, with the VPC (id) it routes to.
     pub routes: Vec<(Ipv4Addr, String)>,
+    /// Bandwidth caps (Mbit/s) of every EIP that has one, site-wide.
+    pub caps: BTreeMap<Ipv4Addr, u32>,
 }
 
 /// Compute the public addressing plan (inside one read).
 pub fn plan(c: &Connection, vpc_id: &str) -> Result<PublicPlan, SiteError> {
-    let mut p = PublicPlan { eips: vec![], nat_gateways: vec![], routes: vec![] };
+    let mut p = PublicPlan { eips: vec![], nat_gateways: vec![], routes: vec![], caps: BTreeMap::new() };
     let subnet_of = |id: &str| -> Result<Option<(SubnetSpec, Ipv4Net)>, SiteError> {
         let Some(row) = repo::get(c, id)? else { return Ok(None) };
         let s: SubnetSpec = spec_of(&row)?;
@@ -176,6 +203,9 @@ pub fn plan(c: &Connection, vpc_id: &str) -> Result<PublicPlan, SiteError> {
     let eip_ip = |id: &str| eip_rows.iter().find(|r| r.id == id).and_then(|r| spec_of::<EipSpec>(r).ok()?.public_ip);
     for row in &eip_rows {
         let s: EipSpec = spec_of(row)?;
+        if let (Some(ip), Some(m)) = (s.public_ip, s.bandwidth_mbps) {
+            p.caps.insert(ip, m);
+        }
         let (Some(public), Some(eni)) = (s.public_ip, s.network_interface) else { continue };
         let Some(eni_row) = repo::get(c, &eni)? else { continue };
         let e: NetworkInterfaceSpec = spec_of(&eni_row)?;

@@ -1,0 +1,235 @@
+//! Privileged lane: load balancers (internal VIP and EIP listeners, spreading, health checks),
+//! port forwards (uplink address and EIP), DHCP leases, EIP bandwidth caps, and their recovery
+//! after a simulated reboot. Topology as in `vpc_uplink`: an "internet" namespace beyond the
+//! site's uplink namespace.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use common::{Daemon, NetnsGuard, create, fetch_identity, ready_netns, run_ok, serve_identity};
+use serde_json::{Value, json};
+
+/// Tally of which backend answered `n` connections to `ip:port` from `from`; failures as "".
+fn spread(from: &Path, ip: &str, port: u16, n: usize) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for _ in 0..n {
+        *out.entry(fetch_identity(from, ip, port).unwrap_or_default()).or_insert(0) += 1;
+    }
+    out
+}
+
+/// Backends of a load balancer as `ip:port` → healthy.
+fn health(d: &Daemon, lb: &str) -> BTreeMap<String, bool> {
+    let v = d.call("GET", &format!("/v1/load-balancers/{lb}"), None).json();
+    v["status"]["backends"]
+        .as_array()
+        .map(|a| a.iter().map(|b| (format!("{}:{}", b["ip"].as_str().unwrap_or(""), b["port"]), b["healthy"] == true)).collect())
+        .unwrap_or_default()
+}
+
+/// Run busybox's DHCP client on `eth0` of the namespace; the lease it got, as its script saw it.
+fn dhcp_lease(netns: &Path, dir: &Path) -> String {
+    let name = netns.file_name().unwrap().to_str().unwrap();
+    let out = dir.join(format!("lease-{name}"));
+    let script = dir.join("udhcpc.sh");
+    std::fs::write(&script, format!("#!/bin/sh\n[ \"$1\" = bound ] && echo \"ip=$ip mask=$subnet router=$router hostname=$hostname\" > {}\nexit 0\n", out.display())).unwrap();
+    run_ok(&["chmod", "+x", script.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&out);
+    run_ok(&["ip", "netns", "exec", name, "busybox", "udhcpc", "-i", "eth0", "-f", "-q", "-n", "-t", "5", "-T", "1", "-s", script.to_str().unwrap()]);
+    std::fs::read_to_string(&out).unwrap_or_default().trim().to_string()
+}
+
+/// Mbit/s iperf3 measured from the namespace `client` to `ip` (`reverse`: the server sends).
+fn iperf(client: &str, ip: &str, reverse: bool) -> f64 {
+    let mut args = vec!["ip", "netns", "exec", client, "iperf3", "-c", ip, "-t", "2", "-J"];
+    if reverse {
+        args.push("-R");
+    }
+    let out = std::process::Command::new(args[0]).args(&args[1..]).output().unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v["end"]["sum_received"]["bits_per_second"].as_f64().unwrap_or(0.0) / 1e6
+}
+
+struct Topology {
+    up: String,
+    inet: String,
+    inet_path: PathBuf,
+}
+
+fn topology(pid: u32) -> Topology {
+    let (up, inet) = (format!("cltest-sup-{pid}"), format!("cltest-sinet-{pid}"));
+    for ns in [&up, &inet] {
+        cloudlet::net::host::ensure_netns(ns).unwrap();
+    }
+    run_ok(&["ip", "netns", "exec", &up, "ip", "link", "add", "up0", "type", "veth", "peer", "name", "inet0", "netns", &inet]);
+    run_ok(&["ip", "netns", "exec", &up, "ip", "addr", "add", "198.51.100.1/24", "dev", "up0"]);
+    run_ok(&["ip", "netns", "exec", &up, "ip", "link", "set", "up0", "up"]);
+    run_ok(&["ip", "netns", "exec", &inet, "ip", "addr", "add", "198.51.100.2/24", "dev", "inet0"]);
+    run_ok(&["ip", "netns", "exec", &inet, "ip", "link", "set", "inet0", "up"]);
+    run_ok(&["ip", "netns", "exec", &inet, "ip", "route", "add", "203.0.113.0/28", "via", "198.51.100.1"]);
+    let inet_path = cloudlet::net::host::netns_path(&inet);
+    Topology { up, inet, inet_path }
+}
+
+#[test]
+fn load_balancers_port_forwards_dhcp_and_caps_with_recovery() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIPPED: needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN) for namespaces, veth, nftables and tc");
+        return;
+    }
+    let t = topology(std::process::id());
+    let stop = Arc::new(AtomicBool::new(false));
+    let tmp = tempfile::tempdir().unwrap();
+    let _topology = NetnsGuard { data: None, extra: vec![t.up.clone(), t.inet.clone()], stop: stop.clone() };
+    let cfg = tmp.path().join("config.toml");
+    std::fs::write(
+        &cfg,
+        format!("[reconcile]\nresync_seconds = 2\n[network]\nuplink_netns = \"{}\"\nuplink = \"up0\"\npublic_cidr = \"203.0.113.0/28\"\n", t.up),
+    )
+    .unwrap();
+    let mut d = Daemon::start_with(&["--config", cfg.to_str().unwrap()]);
+    let _owned = NetnsGuard { data: Some(d.dir.clone()), extra: vec![], stop: stop.clone() };
+
+    create(&d, "/v1/vpcs", json!({"name": "prod", "spec": {"cidr": "10.0.0.0/16"}}));
+    create(&d, "/v1/subnets", json!({"name": "web", "spec": {"vpc": "prod", "cidr": "10.0.1.0/24"}}));
+    create(&d, "/v1/security-groups", json!({"name": "open", "spec": {"vpc": "prod", "ingress": [
+        {"protocol": "tcp", "source_cidr": "0.0.0.0/0"}]}}));
+    for n in ["b1", "b2", "b3", "c"] {
+        create(&d, "/v1/network-interfaces", json!({"name": n, "spec": {"subnet": "web", "security_groups": ["open"]}}));
+    }
+    let (b1, b2, b3, c) = (ready_netns(&d, "b1"), ready_netns(&d, "b2"), ready_netns(&d, "b3"), ready_netns(&d, "c"));
+    let b2_stop = Arc::new(AtomicBool::new(false));
+    serve_identity(&b1.0, 8080, "B1", stop.clone());
+    serve_identity(&b2.0, 8080, "B2", b2_stop.clone());
+    serve_identity(&b3.0, 8080, "B3", stop.clone());
+    serve_identity(&c.0, 8080, "C", stop.clone());
+    let backends: Vec<Value> = [&b1, &b2, &b3].iter().map(|b| json!({"ip": b.1, "port": 8080})).collect();
+
+    // An internal load balancer: 300 connections spread over the three backends.
+    let check = json!({"interval_seconds": 1, "timeout_seconds": 1, "healthy_threshold": 1, "unhealthy_threshold": 2});
+    let lb = create(&d, "/v1/load-balancers", json!({"name": "int", "spec": {"vpc": "prod",
+        "listener": {"protocol": "tcp", "port": 80, "subnet": "web"}, "backends": backends, "health_check": check}}));
+    let vip = lb["spec"]["listener"]["vip"].as_str().unwrap().to_string();
+    assert_eq!(lb["status"]["address"], vip.as_str());
+    d.wait_for(30, "the VIP answers", || fetch_identity(&c.0, &vip, 80));
+    let tally = spread(&c.0, &vip, 80, 300);
+    eprintln!("300 connections through the VIP: {tally:?}");
+    assert_eq!(tally.get(""), None, "every connection is answered: {tally:?}");
+    for b in ["B1", "B2", "B3"] {
+        assert!(tally.get(b).copied().unwrap_or(0) >= 50, "{b} gets a share: {tally:?}");
+    }
+    // An interface cannot take the VIP; a backend outside the VPC is refused, naming the field.
+    let r = d.call("POST", "/v1/network-interfaces", Some(json!({"name": "dup", "spec": {"subnet": "web", "private_ip": vip}})));
+    assert_eq!(r.status, 422, "{}", r.body);
+    let r = d.call("PATCH", "/v1/load-balancers/int", Some(json!({"spec": {"backends": [{"ip": "192.168.9.9", "port": 80}]}})));
+    assert_eq!((r.status, r.json()["error"]["field"].as_str()), (422, Some("spec.backends[0].ip")), "{}", r.body);
+
+    // Stop b2: health checks take it out (2 failures at 1 s), then every connection lands.
+    b2_stop.store(true, Ordering::SeqCst);
+    let t0 = Instant::now();
+    let b2_key = format!("{}:8080", b2.1);
+    d.wait_for(30, "b2 marked unhealthy", || (health(&d, "int").get(&b2_key) == Some(&false)).then_some(()));
+    let out_after = t0.elapsed();
+    d.wait_for(30, "b2 out of the map", || {
+        let t = spread(&c.0, &vip, 80, 30);
+        (t.get("B2").is_none() && t.get("").is_none()).then_some(())
+    });
+    eprintln!("b2 marked unhealthy after {out_after:?}");
+    assert!(out_after.as_secs() <= 8, "taken out within interval x threshold + timeout + slack: {out_after:?}");
+    let events = d.call("GET", "/v1/events?limit=1000", None).body;
+    assert!(events.contains("unhealthy"), "a health event was recorded: {events}");
+    // It comes back when it recovers.
+    serve_identity(&b2.0, 8080, "B2", stop.clone());
+    d.wait_for(30, "b2 back in service", || spread(&c.0, &vip, 80, 30).contains_key("B2").then_some(()));
+
+    // A public load balancer on an EIP, reached from the internet.
+    let e_lb = create(&d, "/v1/eips", json!({"name": "e-lb"}));
+    let e_lb_ip = e_lb["spec"]["public_ip"].as_str().unwrap().to_string();
+    create(&d, "/v1/load-balancers", json!({"name": "pub", "spec": {"vpc": "prod",
+        "listener": {"protocol": "tcp", "port": 80, "eip": "e-lb"}, "backends": backends, "affinity": "source_ip"}}));
+    d.wait_for(30, "the EIP listener answers", || fetch_identity(&t.inet_path, &e_lb_ip, 80));
+    let tally = spread(&t.inet_path, &e_lb_ip, 80, 20);
+    assert_eq!(tally.len(), 1, "source affinity keeps one client on one backend: {tally:?}");
+    let r = d.call("PATCH", "/v1/eips/e-lb", Some(json!({"spec": {"network_interface": "c"}})));
+    assert_eq!(r.status, 409, "an EIP with a listener is not associated: {}", r.body);
+    assert_eq!(d.call("DELETE", "/v1/eips/e-lb", None).status, 409, "nor released");
+
+    // Port forwards: the uplink address, and an EIP.
+    create(&d, "/v1/port-forwards", json!({"name": "ssh", "spec": {"protocol": "tcp", "public_port": 2222, "network_interface": "c", "private_port": 8080}}));
+    create(&d, "/v1/port-forwards", json!({"name": "alt", "spec": {"protocol": "tcp", "public_port": 8081, "eip": "e-lb", "network_interface": "b1", "private_port": 8080}}));
+    assert_eq!(d.wait_for(30, "uplink port forward", || fetch_identity(&t.inet_path, "198.51.100.1", 2222)), "C");
+    assert_eq!(d.wait_for(30, "EIP port forward", || fetch_identity(&t.inet_path, &e_lb_ip, 8081)), "B1");
+    let r = d.call("POST", "/v1/port-forwards", Some(json!({"name": "dup", "spec": {"protocol": "tcp", "public_port": 2222, "network_interface": "b1", "private_port": 1}})));
+    assert_eq!((r.status, r.json()["error"]["field"].as_str()), (409, Some("spec.public_port")), "{}", r.body);
+    let r = d.call("POST", "/v1/port-forwards", Some(json!({"name": "dup", "spec": {"protocol": "tcp", "public_port": 80, "eip": "e-lb", "network_interface": "b1", "private_port": 1}})));
+    assert_eq!(r.status, 409, "the load balancer has that listener: {}", r.body);
+    let r = d.call("POST", "/v1/port-forwards", Some(json!({"name": "bad", "spec": {"protocol": "icmp", "public_port": 1, "network_interface": "b1", "private_port": 1}})));
+    assert_eq!((r.status, r.json()["error"]["field"].as_str()), (422, Some("spec.protocol")), "{}", r.body);
+    assert_eq!(d.call("DELETE", "/v1/network-interfaces/c", None).status, 409, "a forwarded interface is in use");
+
+    // DHCP: each interface's port answers with exactly its IPAM lease.
+    let lease = dhcp_lease(&c.0, tmp.path());
+    assert_eq!(lease, format!("ip={} mask=255.255.255.0 router=10.0.1.1 hostname=c", c.1));
+    let lease = dhcp_lease(&b1.0, tmp.path());
+    assert!(lease.starts_with(&format!("ip={} ", b1.1)), "{lease}");
+
+    // A bandwidth cap on an EIP, both directions, then lifted.
+    let b3_name = b3.0.file_name().unwrap().to_str().unwrap().to_string();
+    let iperf_stop = std::process::Command::new("ip").args(["netns", "exec", &b3_name, "iperf3", "-s"]).stdout(std::process::Stdio::null()).spawn().unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _iperf = Kill(iperf_stop);
+    let e_bw = create(&d, "/v1/eips", json!({"name": "e-bw", "spec": {"network_interface": "b3", "bandwidth_mbps": 20}}));
+    let e_bw_ip = e_bw["spec"]["public_ip"].as_str().unwrap().to_string();
+    d.wait_for(30, "the capped EIP answers", || fetch_identity(&t.inet_path, &e_bw_ip, 8080));
+    let (down, up) = (iperf(&t.inet, &e_bw_ip, false), iperf(&t.inet, &e_bw_ip, true));
+    eprintln!("capped at 20 Mbit/s: to the workload {down:.1}, from it {up:.1}");
+    assert!(down > 1.0 && down < 40.0 && up > 1.0 && up < 40.0, "the cap holds: {down:.1} / {up:.1} Mbit/s");
+    let r = d.call("PATCH", "/v1/eips/e-bw", Some(json!({"spec": {"bandwidth_mbps": 0}})));
+    assert_eq!((r.status, r.json()["error"]["field"].as_str()), (422, Some("spec.bandwidth_mbps")), "{}", r.body);
+    assert_eq!(d.call("PATCH", "/v1/eips/e-bw", Some(json!({"spec": {"bandwidth_mbps": null}}))).status, 200);
+    let free = d.wait_for(30, "the cap lifted", || Some(iperf(&t.inet, &e_bw_ip, false)).filter(|m| *m > 100.0));
+    eprintln!("uncapped: {free:.1} Mbit/s");
+    assert_eq!(d.call("PATCH", "/v1/eips/e-bw", Some(json!({"spec": {"bandwidth_mbps": 20}}))).status, 200);
+
+    // A simulated reboot: the daemon dies, every namespace and table of ours goes, it starts.
+    d.kill9();
+    stop.store(true, Ordering::SeqCst);
+    for n in common::owned_netns(&d.dir) {
+        let _ = cloudlet::net::host::delete_netns(&n);
+    }
+    run_ok(&["ip", "netns", "exec", &t.up, "nft", "flush", "ruleset"]);
+    d.launch();
+    let stop2 = Arc::new(AtomicBool::new(false));
+    let _servers = NetnsGuard { data: None, extra: vec![], stop: stop2.clone() };
+    let (b1, b2, b3, c) = (ready_netns(&d, "b1"), ready_netns(&d, "b2"), ready_netns(&d, "b3"), ready_netns(&d, "c"));
+    for (n, id) in [(&b1, "B1"), (&b2, "B2"), (&b3, "B3"), (&c, "C")] {
+        d.wait_for(30, "the namespace is back", || n.0.exists().then_some(()));
+        serve_identity(&n.0, 8080, id, stop2.clone());
+    }
+    d.wait_for(60, "the VIP spreads again", || {
+        let t = spread(&c.0, &vip, 80, 60);
+        (t.len() == 3 && !t.contains_key("")).then_some(())
+    });
+    assert_eq!(d.wait_for(30, "uplink port forward after reboot", || fetch_identity(&t.inet_path, "198.51.100.1", 2222)), "C");
+    assert_eq!(d.wait_for(30, "EIP listener after reboot", || fetch_identity(&t.inet_path, &e_lb_ip, 8081)), "B1");
+    assert!(dhcp_lease(&c.0, tmp.path()).starts_with(&format!("ip={} ", c.1)));
+    // Nothing doubled: one DNAT rule per listener, one shaping class per capped EIP.
+    let vpc_id = d.call("GET", "/v1/vpcs/prod", None).json()["id"].as_str().unwrap().to_string();
+    let router = cloudlet::net::names::vpc_netns(&vpc_id);
+    let rules = String::from_utf8(std::process::Command::new("ip").args(["netns", "exec", &router, "nft", "list", "ruleset"]).output().unwrap().stdout).unwrap();
+    assert_eq!(rules.matches(&format!("ip daddr {vip} tcp dport 80")).count(), 1, "{rules}");
+    assert_eq!(rules.matches("dport 8081").count(), 1, "{rules}");
+    let classes = String::from_utf8(std::process::Command::new("tc").args(["-n", &router, "class", "show", "dev", &cloudlet::net::names::ifname(cloudlet::net::names::Role::UplinkVpc, &vpc_id)]).output().unwrap().stdout).unwrap();
+    assert_eq!(classes.lines().filter(|l| l.starts_with("class htb")).count(), 1, "{classes}");
+}

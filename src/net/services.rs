@@ -1,0 +1,141 @@
+//! Router services besides links and rules: the router's own addresses (gateways and VIPs),
+//! TCP health probes from inside a namespace, and per-address bandwidth caps (tc).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::process::Command;
+use std::time::Duration;
+
+use futures_util::TryStreamExt;
+use rtnetlink::packet_route::address::AddressAttribute;
+
+use super::host::{HostError, in_netns, link_index, netns_path};
+
+/// Make the /32 addresses on the router's `lo` exactly `want` (loopback's own `127.0.0.1/8`
+/// stays): adds what is missing, removes stale gateways and VIPs.
+pub fn sync_local_addresses(netns: &str, want: Vec<Ipv4Addr>) -> Result<(), HostError> {
+    in_netns(netns, move |h| async move {
+        let Some(lo) = link_index(&h, "lo").await? else { return Ok(()) };
+        let mut have = Vec::new();
+        let mut stream = h.address().get().set_link_index_filter(lo).execute();
+        while let Some(m) = stream.try_next().await.map_err(|e| HostError::Netlink { what: "listing addresses".into(), source: e })? {
+            let addr = m.attributes.iter().find_map(|a| match a {
+                AddressAttribute::Address(IpAddr::V4(ip)) => Some(*ip),
+                _ => None,
+            });
+            if let Some(ip) = addr
+                && m.header.prefix_len == 32
+            {
+                have.push((ip, m));
+            }
+        }
+        for ip in &want {
+            if !have.iter().any(|(a, _)| a == ip) {
+                match h.address().add(lo, IpAddr::V4(*ip), 32).execute().await {
+                    Ok(()) => {}
+                    Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => {}
+                    Err(e) => return Err(HostError::Netlink { what: format!("adding {ip}/32"), source: e }),
+                }
+            }
+        }
+        for (ip, m) in have {
+            if !want.contains(&ip) {
+                h.address().del(m).execute().await.map_err(|e| HostError::Netlink { what: format!("removing {ip}/32"), source: e })?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Whether a TCP connection to `to` opens within `timeout`, made from inside namespace `netns`
+/// (a socket keeps the namespace it was created in).
+pub fn tcp_probe(netns: &str, to: SocketAddr, timeout: Duration) -> bool {
+    let path = netns_path(netns);
+    std::thread::spawn(move || {
+        let Ok(ns) = std::fs::File::open(&path) else { return false };
+        if nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).is_err() {
+            return false;
+        }
+        TcpStream::connect_timeout(&to, timeout).is_ok()
+    })
+    .join()
+    .unwrap_or(false)
+}
+
+/// One bandwidth cap: traffic matching `ip` (as source or destination, per the device) limited
+/// to `mbit` Mbit/s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Cap {
+    pub ip: Ipv4Addr,
+    pub mbit: u32,
+}
+
+/// Which address of a packet a cap matches on a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Packets leaving from the address (upload).
+    Source,
+    /// Packets going to the address (download).
+    Destination,
+}
+
+fn tc(netns: &str, args: &[&str]) -> Result<String, HostError> {
+    let mut cmd = Command::new("tc");
+    if !netns.is_empty() {
+        cmd.args(["-n", netns]);
+    }
+    let out = cmd.args(args).output().map_err(|e| HostError::Io { what: "running tc (iproute2)".into(), source: e })?;
+    if !out.status.success() {
+        return Err(HostError::Tool { what: format!("tc {}", args.join(" ")), stderr: String::from_utf8_lossy(&out.stderr).trim().to_string() });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Make the egress shaping of `dev` in `netns` exactly `caps`: an HTB root (`1:`) with one class
+/// per cap (`1:N`, rate = ceil = the cap) and a u32 filter on the address; unmatched traffic
+/// bypasses HTB's classes unshaped. No caps: no qdisc of ours. Rebuilt only when what the kernel
+/// reports differs from `caps` (after a change, or drift such as `tc qdisc del`).
+///
+/// The kernel of the test machines has HTB and u32 but no policing action, so shaping is on
+/// egress: the router's transit port for uploads, the uplink side of it for downloads. iproute2's
+/// `tc` is used because the `rtnetlink` crate cannot build HTB or u32 messages.
+pub fn sync_caps(netns: &str, dev: &str, dir: Direction, caps: &[Cap]) -> Result<(), HostError> {
+    let qdiscs = tc(netns, &["qdisc", "show", "dev", dev])?;
+    let ours = qdiscs.lines().any(|l| l.starts_with("qdisc htb 1: root"));
+    if caps.is_empty() {
+        if ours {
+            tc(netns, &["qdisc", "del", "dev", dev, "root"])?;
+        }
+        return Ok(());
+    }
+    let classes = tc(netns, &["class", "show", "dev", dev])?;
+    let filters = tc(netns, &["filter", "show", "dev", dev])?;
+    let (field, hex_of) = match dir {
+        Direction::Source => ("src", "at 12"),
+        Direction::Destination => ("dst", "at 16"),
+    };
+    let in_sync = ours
+        && classes.lines().filter(|l| l.starts_with("class htb")).count() == caps.len()
+        && caps.iter().enumerate().all(|(i, c)| {
+            let class = format!("class htb 1:{:x} ", i + 1);
+            let rate = format!("rate {}Mbit ", c.mbit);
+            let key = format!("{:08x}/ffffffff {hex_of}", u32::from(c.ip));
+            classes.lines().any(|l| l.starts_with(&class) && l.contains(&rate)) && filters.contains(&key)
+        });
+    if in_sync {
+        return Ok(());
+    }
+    if ours {
+        tc(netns, &["qdisc", "del", "dev", dev, "root"])?;
+    }
+    tc(netns, &["qdisc", "add", "dev", dev, "root", "handle", "1:", "htb"])?;
+    for (i, c) in caps.iter().enumerate() {
+        let id = format!("1:{:x}", i + 1);
+        let rate = format!("{}mbit", c.mbit);
+        // Burst: at least 10 ms at the rate, so TCP is not starved by a tiny bucket.
+        let burst = format!("{}k", (c.mbit as u64 * 10 / 8).max(16));
+        tc(netns, &["class", "add", "dev", dev, "parent", "1:", "classid", &id, "htb", "rate", &rate, "ceil", &rate, "burst", &burst, "cburst", &burst])?;
+        let m = format!("{}/32", c.ip);
+        tc(netns, &["filter", "add", "dev", dev, "parent", "1:", "protocol", "ip", "prio", "1", "u32", "match", "ip", field, &m, "flowid", &id])?;
+    }
+    Ok(())
+}

@@ -1,0 +1,487 @@
+//! Port forwards and L4 load balancers.
+//!
+//! - A **port forward** sends new flows to a public address and port (the site's uplink address,
+//!   or an elastic IP) to a network interface's address and port.
+//! - A **load balancer** listens on an elastic IP or on an internal VIP of one of its VPC's
+//!   subnets, and spreads new flows over weighted backends (`ip:port` in the VPC) through an nft
+//!   map. The daemon health-checks the backends over TCP from the VPC router (see `health`) and
+//!   keeps the unhealthy ones out of the map.
+//!
+//! Elastic IPs: one used by port forwards or load balancers serves that role only (it is not
+//! associated with an interface nor a NAT gateway's), and all its users are in one VPC, which
+//! its /32 route points to. A listener (address, protocol, port) is taken once.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use rusqlite::Connection;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::model::Status;
+use super::network::{NetworkInterfaceSpec, SubnetSpec, VpcSpec, resolve, spec_of, used_addresses};
+use super::public::EipSpec;
+use super::{Kind, ProjectCtx, Resource, Site, SiteError};
+use crate::net::render::{self, Protocol};
+use crate::net::ipam;
+use crate::state::{ResourceRow, repo};
+
+/// Spec of a port forward.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PortForwardSpec {
+    /// `tcp` or `udp`.
+    pub protocol: Protocol,
+    /// The public port (1-65535).
+    pub public_port: u16,
+    /// An elastic IP to listen on (id or name on write; stored as the id); absent means the
+    /// site's uplink address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eip: Option<String>,
+    /// The target network interface (id or name on write; stored as the id).
+    pub network_interface: String,
+    /// The target port (1-65535).
+    pub private_port: u16,
+}
+
+/// Where a load balancer listens.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    /// `tcp` or `udp`.
+    pub protocol: Protocol,
+    /// 1-65535.
+    pub port: u16,
+    /// A public listener on this elastic IP (id or name on write; stored as the id), or
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eip: Option<String>,
+    /// an internal listener on a VIP of this subnet of the VPC (id or name; stored as the id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet: Option<String>,
+    /// The internal VIP: a free address of `subnet`, assigned by IPAM when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub vip: Option<Ipv4Addr>,
+}
+
+/// A load balancer backend.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BackendSpec {
+    /// An address inside the VPC.
+    #[schema(value_type = String)]
+    pub ip: Ipv4Addr,
+    /// 1-65535.
+    pub port: u16,
+    /// Relative share of new flows, 1-100 (default 1).
+    #[serde(default = "one")]
+    pub weight: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// How flows pick a backend.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Affinity {
+    /// Each new flow picks at random, in proportion to the weights (`numgen random`).
+    #[default]
+    None,
+    /// A client address always lands on the same backend while the set is unchanged (`jhash`).
+    SourceIp,
+}
+
+/// TCP connect health checks, run by the daemon from the VPC router.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    /// The port to connect to; the backend's own port when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Seconds between checks, 1-300 (default 5).
+    #[serde(default = "five")]
+    pub interval_seconds: u32,
+    /// Seconds a connect may take, 1-60 and at most the interval (default 2).
+    #[serde(default = "two")]
+    pub timeout_seconds: u32,
+    /// Consecutive successes that put a backend back in service, 1-10 (default 2).
+    #[serde(default = "two")]
+    pub healthy_threshold: u32,
+    /// Consecutive failures that take a backend out of service, 1-10 (default 2).
+    #[serde(default = "two")]
+    pub unhealthy_threshold: u32,
+}
+
+fn five() -> u32 {
+    5
+}
+
+fn two() -> u32 {
+    2
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        HealthCheck { port: None, interval_seconds: 5, timeout_seconds: 2, healthy_threshold: 2, unhealthy_threshold: 2 }
+    }
+}
+
+fn default_health_check() -> Option<HealthCheck> {
+    Some(HealthCheck::default())
+}
+
+/// Spec of a load balancer.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoadBalancerSpec {
+    /// The VPC (id or name on create; stored as the id).
+    pub vpc: String,
+    pub listener: Listener,
+    /// At most 64, each `ip:port` once.
+    #[serde(default)]
+    pub backends: Vec<BackendSpec>,
+    #[serde(default)]
+    pub affinity: Affinity,
+    /// `null` turns health checks off (every backend stays in service).
+    #[serde(default = "default_health_check")]
+    pub health_check: Option<HealthCheck>,
+}
+
+/// Most backends of one load balancer.
+pub const MAX_BACKENDS: usize = 64;
+
+fn l4(field: &str, p: Protocol) -> Result<Protocol, SiteError> {
+    match p {
+        Protocol::Tcp | Protocol::Udp => Ok(p),
+        _ => Err(SiteError::invalid(field, "must be tcp or udp")),
+    }
+}
+
+fn port(field: &str, p: u16) -> Result<u16, SiteError> {
+    if p == 0 { Err(SiteError::invalid(field, "must be 1-65535")) } else { Ok(p) }
+}
+
+fn all(c: &Connection, kind: Kind) -> Result<Vec<ResourceRow>, SiteError> {
+    Ok(repo::list(c, kind.as_str(), None, None, usize::MAX >> 1)?)
+}
+
+/// The VPC (id) a network interface belongs to.
+fn vpc_of_interface(c: &Connection, eni_id: &str) -> Result<Option<String>, SiteError> {
+    let Some(eni) = repo::get(c, eni_id)? else { return Ok(None) };
+    let s: NetworkInterfaceSpec = spec_of(&eni)?;
+    let Some(sn) = repo::get(c, &s.subnet)? else { return Ok(None) };
+    Ok(Some(spec_of::<SubnetSpec>(&sn)?.vpc))
+}
+
+/// What uses an elastic IP as a listener address: `(kind, name, vpc id)` of each port forward
+/// and load balancer on it.
+pub(super) fn eip_listeners(c: &Connection, eip_id: &str) -> Result<Vec<(Kind, String, String)>, SiteError> {
+    let mut out = Vec::new();
+    for row in repo::referencing(c, Kind::PortForward.as_str(), "$.eip", eip_id)? {
+        let s: PortForwardSpec = spec_of(&row)?;
+        out.push((Kind::PortForward, row.name.clone(), vpc_of_interface(c, &s.network_interface)?.unwrap_or_default()));
+    }
+    for row in repo::referencing(c, Kind::LoadBalancer.as_str(), "$.listener.eip", eip_id)? {
+        out.push((Kind::LoadBalancer, row.name.clone(), spec_of::<LoadBalancerSpec>(&row)?.vpc));
+    }
+    Ok(out)
+}
+
+/// Refuse an elastic IP as a listener address unless it is free for that role: not associated,
+/// not a NAT gateway's, and used only by listeners of `vpc`. Returns the EIP's id.
+fn check_listener_eip(c: &Connection, p: &ProjectCtx, field: &str, r: &str, vpc: &str) -> Result<String, SiteError> {
+    let eip = resolve(c, Kind::Eip, p, field, r)?;
+    if spec_of::<EipSpec>(&eip)?.network_interface.is_some() {
+        return Err(SiteError::ConflictOn { field: field.into(), message: format!("elastic IP {} is associated with a network interface", eip.name) });
+    }
+    if let Some(n) = repo::referencing(c, Kind::NatGateway.as_str(), "$.eip", &eip.id)?.first() {
+        return Err(SiteError::ConflictOn { field: field.into(), message: format!("elastic IP {} is used by NAT gateway {}", eip.name, n.name) });
+    }
+    if let Some((k, name, _)) = eip_listeners(c, &eip.id)?.into_iter().find(|(_, _, v)| v != vpc) {
+        return Err(SiteError::ConflictOn {
+            field: field.into(),
+            message: format!("elastic IP {} serves {} {name} of another VPC", eip.name, k.as_str()),
+        });
+    }
+    Ok(eip.id)
+}
+
+/// Refuse a listener (address key, protocol, port) another port forward or load balancer has.
+/// `eip` None is the uplink address (port forwards only).
+fn check_listener_free(c: &Connection, self_id: Option<&str>, eip: Option<&str>, proto: Protocol, p: u16, field: &str) -> Result<(), SiteError> {
+    let forwards = match eip {
+        Some(e) => repo::referencing(c, Kind::PortForward.as_str(), "$.eip", e)?,
+        None => all(c, Kind::PortForward)?,
+    };
+    for row in forwards.iter().filter(|r| Some(r.id.as_str()) != self_id) {
+        let s: PortForwardSpec = spec_of(row)?;
+        if s.eip.as_deref() == eip && s.protocol == proto && s.public_port == p {
+            return Err(SiteError::ConflictOn { field: field.into(), message: format!("port forward {} already listens there", row.name) });
+        }
+    }
+    if let Some(e) = eip {
+        for row in repo::referencing(c, Kind::LoadBalancer.as_str(), "$.listener.eip", e)?.iter().filter(|r| Some(r.id.as_str()) != self_id) {
+            let s: LoadBalancerSpec = spec_of(row)?;
+            if s.listener.protocol == proto && s.listener.port == p {
+                return Err(SiteError::ConflictOn { field: field.into(), message: format!("load balancer {} already listens there", row.name) });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn vpc_net(row: &ResourceRow) -> Result<Ipv4Net, SiteError> {
+    spec_of::<VpcSpec>(row)?.cidr.parse().map_err(|_| SiteError::Internal("stored VPC CIDR".into()))
+}
+
+/// Validate the mutable part of a load balancer spec against its VPC.
+fn check_backends(s: &mut LoadBalancerSpec, net: Ipv4Net) -> Result<(), SiteError> {
+    if s.backends.len() > MAX_BACKENDS {
+        return Err(SiteError::invalid("spec.backends", format!("at most {MAX_BACKENDS} backends")));
+    }
+    let mut seen = BTreeSet::new();
+    for (i, b) in s.backends.iter().enumerate() {
+        if !net.contains(&b.ip) {
+            return Err(SiteError::invalid(format!("spec.backends[{i}].ip"), format!("{} is outside the VPC's {net}", b.ip)));
+        }
+        port(&format!("spec.backends[{i}].port"), b.port)?;
+        if !(1..=100).contains(&b.weight) {
+            return Err(SiteError::invalid(format!("spec.backends[{i}].weight"), "must be 1-100"));
+        }
+        if !seen.insert((b.ip, b.port)) {
+            return Err(SiteError::invalid(format!("spec.backends[{i}]"), format!("{}:{} is listed twice", b.ip, b.port)));
+        }
+    }
+    if let Some(h) = &s.health_check {
+        let bad = |f: &str, m: &str| Err(SiteError::invalid(format!("spec.health_check.{f}"), m.to_string()));
+        if h.port == Some(0) {
+            return bad("port", "must be 1-65535");
+        }
+        if !(1..=300).contains(&h.interval_seconds) {
+            return bad("interval_seconds", "must be 1-300");
+        }
+        if !(1..=60).contains(&h.timeout_seconds) || h.timeout_seconds > h.interval_seconds {
+            return bad("timeout_seconds", "must be 1-60 and at most interval_seconds");
+        }
+        if !(1..=10).contains(&h.healthy_threshold) {
+            return bad("healthy_threshold", "must be 1-10");
+        }
+        if !(1..=10).contains(&h.unhealthy_threshold) {
+            return bad("unhealthy_threshold", "must be 1-10");
+        }
+    }
+    Ok(())
+}
+
+fn lb_status(s: &LoadBalancerSpec, address: Ipv4Addr) -> Status {
+    let mut st = Status::phase("Ready");
+    st.extra.insert("address".into(), address.to_string().into());
+    st.extra.insert("backends".into(), backends_status(&s.backends, &[]));
+    st
+}
+
+/// `status.backends`: each backend with its health (`true` until checks say otherwise).
+pub(super) fn backends_status(backends: &[BackendSpec], unhealthy: &[(Ipv4Addr, u16)]) -> Value {
+    Value::Array(
+        backends
+            .iter()
+            .map(|b| serde_json::json!({"ip": b.ip.to_string(), "port": b.port, "weight": b.weight, "healthy": !unhealthy.contains(&(b.ip, b.port))}))
+            .collect(),
+    )
+}
+
+impl Site {
+    fn require_uplink(&self) -> Result<(), SiteError> {
+        if self.config().network.uplink.is_empty() {
+            return Err(SiteError::invalid("spec", "this site has no uplink configured ([network] uplink in the config)"));
+        }
+        Ok(())
+    }
+
+    /// Create a port forward. Errors: 422 for a bad protocol, port or reference; 409 when the
+    /// listener is taken or the EIP serves another role or VPC.
+    pub fn create_port_forward(&self, p: &ProjectCtx, name: &str, labels: &BTreeMap<String, String>, spec: Value) -> Result<Resource, SiteError> {
+        self.require_uplink()?;
+        let mut s: PortForwardSpec = serde_json::from_value(spec).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
+        l4("spec.protocol", s.protocol)?;
+        port("spec.public_port", s.public_port)?;
+        port("spec.private_port", s.private_port)?;
+        let pc = p.clone();
+        self.create_with(Kind::PortForward, Some(p), name, labels, &Status::phase("Ready"), None, move |c| {
+            let eni = resolve(c, Kind::NetworkInterface, &pc, "spec.network_interface", &s.network_interface)?;
+            let vpc = vpc_of_interface(c, &eni.id)?.ok_or_else(|| SiteError::invalid("spec.network_interface", "the interface has no subnet"))?;
+            s.network_interface = eni.id;
+            if let Some(e) = &s.eip {
+                s.eip = Some(check_listener_eip(c, &pc, "spec.eip", e, &vpc)?);
+            }
+            check_listener_free(c, None, s.eip.as_deref(), s.protocol, s.public_port, "spec.public_port")?;
+            Ok(serde_json::to_value(&s)?)
+        })
+    }
+
+    /// Create a load balancer: resolve the VPC and listener, assign an internal VIP, check the
+    /// backends, in one transaction. Errors: 422 naming the field; 409 for a taken listener.
+    pub fn create_load_balancer(&self, p: &ProjectCtx, name: &str, labels: &BTreeMap<String, String>, spec: Value) -> Result<Resource, SiteError> {
+        let mut s: LoadBalancerSpec = serde_json::from_value(spec).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
+        l4("spec.listener.protocol", s.listener.protocol)?;
+        port("spec.listener.port", s.listener.port)?;
+        let pc = p.clone();
+        let mut address = Ipv4Addr::UNSPECIFIED;
+        let out = self.create_with(Kind::LoadBalancer, Some(p), name, labels, &Status::phase("Ready"), None, |c| {
+            let vpc = resolve(c, Kind::Vpc, &pc, "spec.vpc", &s.vpc)?;
+            s.vpc = vpc.id.clone();
+            check_backends(&mut s, vpc_net(&vpc)?)?;
+            match (&s.listener.eip, &s.listener.subnet) {
+                (Some(e), None) => {
+                    self.require_uplink()?;
+                    if s.listener.vip.is_some() {
+                        return Err(SiteError::invalid("spec.listener.vip", "a VIP belongs to an internal listener (with subnet)"));
+                    }
+                    let id = check_listener_eip(c, &pc, "spec.listener.eip", e, &vpc.id)?;
+                    check_listener_free(c, None, Some(&id), s.listener.protocol, s.listener.port, "spec.listener.port")?;
+                    address = repo::get(c, &id)?.and_then(|r| spec_of::<EipSpec>(&r).ok()?.public_ip).unwrap_or(address);
+                    s.listener.eip = Some(id);
+                }
+                (None, Some(sn)) => {
+                    let subnet = resolve(c, Kind::Subnet, &pc, "spec.listener.subnet", sn)?;
+                    let ss: SubnetSpec = spec_of(&subnet)?;
+                    if ss.vpc != vpc.id {
+                        return Err(SiteError::invalid("spec.listener.subnet", "the subnet belongs to another VPC"));
+                    }
+                    let net: Ipv4Net = ss.cidr.parse().map_err(|_| SiteError::Internal("stored subnet CIDR".into()))?;
+                    let used = used_addresses(c, &subnet.id)?;
+                    let vip = ipam::assign(net, &used, s.listener.vip).map_err(super::network::bad("spec.listener.vip"))?;
+                    s.listener.vip = Some(vip);
+                    s.listener.subnet = Some(subnet.id);
+                    address = vip;
+                }
+                _ => return Err(SiteError::invalid("spec.listener", "give exactly one of eip (public) and subnet (internal)")),
+            }
+            Ok(serde_json::to_value(&s)?)
+        })?;
+        let st = lb_status(&s, address);
+        self.set_status(&out.id, |x, _| *x = st)?;
+        self.get(Kind::LoadBalancer, Some(p), &out.id)
+    }
+
+    /// Change a load balancer's backends, affinity or health check (merge patch of the spec; the
+    /// VPC and listener are fixed).
+    pub fn update_load_balancer(&self, p: &ProjectCtx, r: &str, if_match: Option<i64>, labels: Option<&BTreeMap<String, String>>, patch: Option<&Value>) -> Result<Resource, SiteError> {
+        let current = self.get(Kind::LoadBalancer, Some(p), r)?;
+        let old: LoadBalancerSpec = current.spec_as()?;
+        self.update(Kind::LoadBalancer, Some(p), r, if_match, labels, patch, &move |c, v| {
+            let mut s: LoadBalancerSpec = serde_json::from_value(v).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
+            if s.vpc != old.vpc {
+                return Err(SiteError::invalid("spec.vpc", "a load balancer cannot move to another VPC"));
+            }
+            if s.listener != old.listener {
+                return Err(SiteError::invalid("spec.listener", "the listener cannot change; create another load balancer"));
+            }
+            let vpc = repo::get(c, &s.vpc)?.ok_or_else(|| SiteError::invalid("spec.vpc", "the VPC is gone"))?;
+            check_backends(&mut s, vpc_net(&vpc)?)?;
+            Ok(serde_json::to_value(&s)?)
+        })
+    }
+}
+
+/// What one VPC's router renders for port forwards and load balancers, and what the uplink
+/// needs site-wide.
+#[derive(Default)]
+pub struct BalancingPlan {
+    /// Router DNAT of port forwards (`public` is the EIP or, for the uplink address, the
+    /// router's transit address, passed in).
+    pub port_forwards: Vec<render::PortForward>,
+    pub load_balancers: Vec<render::LoadBalancer>,
+    /// Internal VIPs, to hold as local addresses in the router.
+    pub vips: Vec<Ipv4Addr>,
+    /// Every EIP serving listeners site-wide, with the VPC (id) it routes to.
+    pub routes: Vec<(Ipv4Addr, String)>,
+    /// Every port forward on the uplink address site-wide: protocol, port, VPC id.
+    pub uplink_forwards: Vec<(Protocol, u16, String)>,
+}
+
+/// Stable affinity seed of a load balancer (from its id).
+fn seed_of(id: &str) -> u32 {
+    id.bytes().fold(2_166_136_261u32, |h, b| (h ^ u32::from(b)).wrapping_mul(16_777_619))
+}
+
+/// Backends out of service per `status.backends` (health checks).
+pub(super) fn unhealthy(row: &ResourceRow) -> Vec<(Ipv4Addr, u16)> {
+    let st: Status = serde_json::from_str(&row.status).unwrap_or_default();
+    let Some(Value::Array(list)) = st.extra.get("backends") else { return vec![] };
+    list.iter()
+        .filter(|b| b["healthy"] == Value::Bool(false))
+        .filter_map(|b| Some((b["ip"].as_str()?.parse().ok()?, u16::try_from(b["port"].as_u64()?).ok()?)))
+        .collect()
+}
+
+/// Compute the plan for `vpc_id` (inside one read). `transit_ip` is the router's transit
+/// address, the inner target of uplink port forwards.
+pub fn plan(c: &Connection, vpc_id: &str, transit_ip: Option<Ipv4Addr>) -> Result<BalancingPlan, SiteError> {
+    let mut out = BalancingPlan::default();
+    let eip_ip = |id: &str| -> Result<Option<Ipv4Addr>, SiteError> { Ok(repo::get(c, id)?.and_then(|r| spec_of::<EipSpec>(&r).ok()?.public_ip)) };
+    for row in all(c, Kind::PortForward)? {
+        let s: PortForwardSpec = spec_of(&row)?;
+        let Some(vpc) = vpc_of_interface(c, &s.network_interface)? else { continue };
+        let public = match &s.eip {
+            Some(e) => {
+                let Some(ip) = eip_ip(e)? else { continue };
+                out.routes.push((ip, vpc.clone()));
+                Some(ip)
+            }
+            None => {
+                out.uplink_forwards.push((s.protocol, s.public_port, vpc.clone()));
+                transit_ip
+            }
+        };
+        if vpc != vpc_id {
+            continue;
+        }
+        let Some(eni) = repo::get(c, &s.network_interface)? else { continue };
+        let (Some(public), Some(private)) = (public, spec_of::<NetworkInterfaceSpec>(&eni)?.private_ip) else { continue };
+        out.port_forwards.push(render::PortForward { protocol: s.protocol, public, public_port: s.public_port, private, private_port: s.private_port });
+    }
+    for row in all(c, Kind::LoadBalancer)? {
+        let s: LoadBalancerSpec = spec_of(&row)?;
+        let (address, public) = match (&s.listener.eip, s.listener.vip) {
+            (Some(e), _) => {
+                let Some(ip) = eip_ip(e)? else { continue };
+                out.routes.push((ip, s.vpc.clone()));
+                (ip, true)
+            }
+            (None, Some(vip)) => (vip, false),
+            _ => continue,
+        };
+        if s.vpc != vpc_id {
+            continue;
+        }
+        if !public {
+            out.vips.push(address);
+        }
+        let down = unhealthy(&row);
+        let mut backends: Vec<render::Backend> = s
+            .backends
+            .iter()
+            .filter(|b| !down.contains(&(b.ip, b.port)))
+            .map(|b| render::Backend { ip: b.ip, port: b.port, weight: b.weight })
+            .collect();
+        if backends.is_empty() {
+            // Fail open, as cloud load balancers do: with no backend healthy, try them all.
+            backends = s.backends.iter().map(|b| render::Backend { ip: b.ip, port: b.port, weight: b.weight }).collect();
+        }
+        out.load_balancers.push(render::LoadBalancer {
+            protocol: s.listener.protocol,
+            address,
+            port: s.listener.port,
+            public,
+            backends,
+            affinity: s.affinity == Affinity::SourceIp,
+            seed: seed_of(&row.id),
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,129 @@
+//! Load balancer health checks.
+//!
+//! Once a second the checker looks for load balancers whose check is due (each has its own
+//! `interval_seconds`) and opens a TCP connection to every backend from inside the VPC's router
+//! namespace, where the backends are reachable. A backend leaves service after
+//! `unhealthy_threshold` consecutive failures and returns after `healthy_threshold` consecutive
+//! successes; backends start in service. A change is written to the load balancer's
+//! `status.backends` with a `health` event, which makes the VPC reconciler re-render the map.
+//! Counters live in memory; health itself is in state, so a restarted daemon keeps a dead backend
+//! out until it recovers.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::balancing::{LoadBalancerSpec, backends_status, unhealthy};
+use super::model::Status;
+use super::network::spec_of;
+use super::{Kind, ProjectCtx, Site, SiteError};
+use crate::net::{names, services};
+use crate::state::repo;
+
+/// Consecutive results of one backend.
+#[derive(Default, Clone, Copy)]
+struct Streak {
+    ok: u32,
+    failed: u32,
+}
+
+/// Run the checker until `shutdown` turns true.
+pub async fn run(site: Site, mut shutdown: watch::Receiver<bool>) {
+    let mut due: HashMap<String, Instant> = HashMap::new();
+    let mut streaks: HashMap<(String, Ipv4Addr, u16), Streak> = HashMap::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tick.tick() => {}
+        }
+        let rows = match site.run(|s| s.read(|c| Ok(repo::list(c, Kind::LoadBalancer.as_str(), None, None, usize::MAX >> 1)?))).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "listing load balancers for health checks failed");
+                continue;
+            }
+        };
+        due.retain(|id, _| rows.iter().any(|r| &r.id == id));
+        streaks.retain(|(id, _, _), _| rows.iter().any(|r| &r.id == id));
+        for row in rows {
+            let Ok(spec) = spec_of::<LoadBalancerSpec>(&row) else { continue };
+            let mut down = unhealthy(&row);
+            down.retain(|d| spec.backends.iter().any(|b| (b.ip, b.port) == *d));
+            if let Some(hc) = &spec.health_check
+                && due.get(&row.id).is_none_or(|t| *t <= Instant::now())
+            {
+                due.insert(row.id.clone(), Instant::now() + Duration::from_secs(u64::from(hc.interval_seconds)));
+                let netns = names::vpc_netns(&spec.vpc);
+                let timeout = Duration::from_secs(u64::from(hc.timeout_seconds));
+                let probes: Vec<_> = spec
+                    .backends
+                    .iter()
+                    .map(|b| {
+                        let to = SocketAddr::from((b.ip, hc.port.unwrap_or(b.port)));
+                        let ns = netns.clone();
+                        (b.ip, b.port, tokio::task::spawn_blocking(move || services::tcp_probe(&ns, to, timeout)))
+                    })
+                    .collect();
+                for (ip, port, probe) in probes {
+                    let ok = probe.await.unwrap_or(false);
+                    let s = streaks.entry((row.id.clone(), ip, port)).or_default();
+                    if ok {
+                        s.ok += 1;
+                        s.failed = 0;
+                    } else {
+                        s.failed += 1;
+                        s.ok = 0;
+                    }
+                    let is_down = down.contains(&(ip, port));
+                    if is_down && s.ok >= hc.healthy_threshold {
+                        down.retain(|d| *d != (ip, port));
+                    } else if !is_down && s.failed >= hc.unhealthy_threshold {
+                        down.push((ip, port));
+                    }
+                }
+            } else if spec.health_check.is_none() {
+                down.clear();
+            }
+            let want = backends_status(&spec.backends, &down);
+            let id = row.id.clone();
+            if let Err(e) = site.run(move |s| record(s, &id, want)).await {
+                tracing::warn!(load_balancer = %row.name, error = %e, "recording backend health failed");
+            }
+        }
+    }
+}
+
+/// Write `status.backends` when it differs; a change of health also gets a `health` event (not
+/// a `status` one), which re-renders the VPC's map.
+fn record(site: &Site, id: &str, want: serde_json::Value) -> Result<(), SiteError> {
+    site.write(|tx, evs| {
+        let Some(row) = repo::get(tx, id)? else { return Ok(()) };
+        let mut st: Status = serde_json::from_str(&row.status).unwrap_or_default();
+        let before = st.extra.get("backends").cloned().unwrap_or_default();
+        if before == want {
+            return Ok(());
+        }
+        let health = |v: &serde_json::Value| -> Vec<(String, bool)> {
+            v.as_array()
+                .map(|a| a.iter().map(|b| (format!("{}:{}", b["ip"].as_str().unwrap_or(""), b["port"]), b["healthy"] != false)).collect())
+                .unwrap_or_default()
+        };
+        let (old, new) = (health(&before), health(&want));
+        st.extra.insert("backends".into(), want);
+        repo::update_status(tx, id, &serde_json::to_string(&st)?, &super::model::now_rfc3339())?;
+        let flips: Vec<String> = new
+            .iter()
+            .filter(|(addr, ok)| old.iter().any(|(a, o)| a == addr && o != ok))
+            .map(|(addr, ok)| format!("{addr} {}", if *ok { "healthy" } else { "unhealthy" }))
+            .collect();
+        if !flips.is_empty() {
+            let p = row.project_id.clone().zip(row.project_name.clone()).map(|(id, name)| ProjectCtx { id, name });
+            evs.push(super::event_for(&row, p.as_ref(), "health", format!("load balancer {}: {}", row.name, flips.join(", "))));
+        }
+        Ok(())
+    })
+}
