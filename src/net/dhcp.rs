@@ -133,12 +133,15 @@ fn lock(m: &Mutex<HashMap<(String, String), Port>>) -> std::sync::MutexGuard<'_,
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// A port seen inside a namespace: its name, interface index, and a socket when one was asked.
+type Bound = (String, u32, Option<std::net::UdpSocket>);
+
 /// Sockets for the ports that need one, made inside the namespace: for each of `ports`, its
-/// interface index, and a socket when `make` says so.
-fn bind_in(netns: &str, ports: Vec<(String, bool)>) -> Result<(u64, Vec<(String, u32, Option<std::net::UdpSocket>)>), HostError> {
+/// interface index, and a socket when `make` says so. Also the namespace's inode.
+fn bind_in(netns: &str, ports: Vec<(String, bool)>) -> Result<(u64, Vec<Bound>), HostError> {
     let path = netns_path(netns);
     let inode = std::fs::metadata(&path).map_err(|e| HostError::Io { what: format!("stat {}", path.display()), source: e })?.ino();
-    let out = std::thread::spawn(move || -> Result<Vec<(String, u32, Option<std::net::UdpSocket>)>, HostError> {
+    let out = std::thread::spawn(move || -> Result<Vec<Bound>, HostError> {
         let ns = std::fs::File::open(&path).map_err(|e| HostError::Io { what: format!("opening {}", path.display()), source: e })?;
         nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| HostError::Sys { what: "setns".into(), source: e })?;
         let mut out = Vec::new();
