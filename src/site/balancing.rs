@@ -330,8 +330,8 @@ impl Site {
         l4("spec.listener.protocol", s.listener.protocol)?;
         port("spec.listener.port", s.listener.port)?;
         let pc = p.clone();
-        let mut address = Ipv4Addr::UNSPECIFIED;
-        let out = self.create_with(Kind::LoadBalancer, Some(p), name, labels, &Status::phase("Ready"), None, |c| {
+        self.create_with_status(Kind::LoadBalancer, Some(p), name, labels, None, |c| {
+            let mut address = Ipv4Addr::UNSPECIFIED;
             let vpc = resolve(c, Kind::Vpc, &pc, "spec.vpc", &s.vpc)?;
             s.vpc = vpc.id.clone();
             check_backends(&mut s, vpc_net(&vpc)?)?;
@@ -361,11 +361,8 @@ impl Site {
                 }
                 _ => return Err(SiteError::invalid("spec.listener", "give exactly one of eip (public) and subnet (internal)")),
             }
-            Ok(serde_json::to_value(&s)?)
-        })?;
-        let st = lb_status(&s, address);
-        self.set_status(&out.id, |x, _| *x = st)?;
-        self.get(Kind::LoadBalancer, Some(p), &out.id)
+            Ok((serde_json::to_value(&s)?, lb_status(&s, address)))
+        })
     }
 
     /// Change a load balancer's backends, affinity or health check (merge patch of the spec; the

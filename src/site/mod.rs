@@ -209,6 +209,20 @@ impl Site {
         secret_hash: Option<&str>,
         build: impl FnOnce(&Connection) -> Result<Value, SiteError>,
     ) -> Result<Resource, SiteError> {
+        self.create_with_status(kind, project, name, labels, secret_hash, |c| Ok((build(c)?, status.clone())))
+    }
+
+    /// Like [`Site::create_with`], with the initial status also built inside the transaction
+    /// (for status that depends on what the build assigned, such as a load balancer's VIP).
+    pub fn create_with_status(
+        &self,
+        kind: Kind,
+        project: Option<&ProjectCtx>,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+        secret_hash: Option<&str>,
+        build: impl FnOnce(&Connection) -> Result<(Value, Status), SiteError>,
+    ) -> Result<Resource, SiteError> {
         model::validate_name("name", name)?;
         model::validate_labels(labels)?;
         if kind.scope() == Scope::Project && project.is_none() {
@@ -219,7 +233,7 @@ impl Site {
             if let Some(p) = project {
                 projects::check_live_and_quota(tx, p, kind)?;
             }
-            let spec = build(tx)?;
+            let (spec, status) = build(tx)?;
             let now = model::now_rfc3339();
             let row = ResourceRow {
                 id: kind.new_id(),
@@ -229,7 +243,7 @@ impl Site {
                 name: name.to_string(),
                 labels: serde_json::to_string(labels)?,
                 spec: serde_json::to_string(&spec)?,
-                status: serde_json::to_string(status)?,
+                status: serde_json::to_string(&status)?,
                 generation: 1,
                 created_at: now.clone(),
                 updated_at: now,
