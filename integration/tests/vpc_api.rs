@@ -182,9 +182,38 @@ fn networking_cli_round_trip() {
     let (code, _, err) = cli(&["sg", "create", "bad", "--vpc", "net", "--rule", "tcp:80"]);
     assert_ne!(code, 0);
     assert!(err.contains("PROTO:PORTS:SOURCE"), "{err}");
-    let vpc_id = d.call("GET", "/v1/vpcs/net", None).json()["id"].as_str().unwrap().to_string();
+    // Load balancers: an internal VIP with weighted backends; backends replaced; bad input named.
+    let (code, out, err) = cli(&["lb", "create", "front", "--vpc", "net", "--subnet", "app", "--port", "80",
+        "--backend", "10.9.1.10:8080", "--backend", "10.9.1.11:8080*3", "-o", "json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let lb: Value = serde_json::from_str(&out).unwrap();
+    let vip = lb["status"]["address"].as_str().unwrap().to_string();
+    assert_eq!(lb["spec"]["backends"][1]["weight"], 3);
+    let (_, out, _) = cli(&["lb", "ls"]);
+    assert!(out.contains(&vip) && out.contains("10.9.1.11:8080 ok"), "{out}");
+    let (code, out, err) = cli(&["lb", "set-backends", "front", "--backend", "10.9.1.12:9000"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, _, err) = cli(&["lb", "set-backends", "front", "--backend", "10.8.0.1:80"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("spec.backends[0].ip"), "{err}");
+    let (code, _, err) = cli(&["lb", "create", "x", "--vpc", "net", "--subnet", "app", "--port", "80", "--backend", "nope"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("IP:PORT"), "{err}");
+    // Without a site uplink there is nothing to forward from: a clear 422.
+    let (code, _, err) = cli(&["portforward", "create", "ssh", "--port", "2222", "--eni", "nic", "--to-port", "22"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("uplink"), "{err}");
     let eni_id = v["id"].as_str().unwrap().to_string();
-    for args in [&["eni", "rm", "nic"][..], &["subnet", "rm", "app"], &["sg", "rm", "web"], &["vpc", "rm", "net"]] {
+    let (code, out, err) = cli(&["eni", "rm", "nic"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, _, err) = cli(&["subnet", "rm", "app"]);
+    assert_eq!(code, 1, "a subnet holding a VIP is in use");
+    assert!(err.contains("load_balancer front"), "{err}");
+    let (code, out, err) = cli(&["lb", "rm", "front"]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    let vpc_id = d.call("GET", "/v1/vpcs/net", None).json()["id"].as_str().unwrap().to_string();
+    for args in [&["subnet", "rm", "app"][..], &["sg", "rm", "web"], &["vpc", "rm", "net"]] {
         let (code, out, err) = cli(args);
         assert_eq!(code, 0, "{args:?}: {out}{err}");
     }

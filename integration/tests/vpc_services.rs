@@ -140,7 +140,9 @@ fn load_balancers_port_forwards_dhcp_and_caps_with_recovery() {
         (!t.contains_key("B2") && !t.contains_key("")).then_some(())
     });
     eprintln!("b2 marked unhealthy after {out_after:?}");
-    assert!(out_after.as_secs() <= 8, "taken out within interval x threshold + timeout + slack: {out_after:?}");
+    // The documented bound is (interval + timeout) x unhealthy_threshold + the checker's 1 s
+    // tick = 5 s here; 5 s more of slack for a loaded CI machine.
+    assert!(out_after.as_secs() <= 10, "taken out within the documented bound: {out_after:?}");
     let events = d.call("GET", "/v1/events?limit=1000", None).body;
     assert!(events.contains("unhealthy"), "a health event was recorded: {events}");
     // It comes back when it recovers.
