@@ -19,6 +19,9 @@ pub enum ConfigError {
     /// An environment variable has a value of the wrong type.
     #[error("environment variable {var}: {message}")]
     Env { var: String, message: String },
+    /// A value is well-typed but unusable.
+    #[error("config key {key}: {message}")]
+    Invalid { key: String, message: String },
 }
 
 /// The whole configuration.
@@ -48,6 +51,9 @@ pub struct NetworkConfig {
     pub public_cidr: String,
     /// Link networks between the uplink namespace and VPC routers: one /30 per VPC.
     pub transit_cidr: String,
+    /// Ports of the uplink address that tenants may forward (`"LOW-HIGH"`), kept clear of the
+    /// host's own services (SSH, the API).
+    pub forward_ports: String,
 }
 
 impl Default for NetworkConfig {
@@ -57,6 +63,7 @@ impl Default for NetworkConfig {
             uplink: String::new(),
             public_cidr: String::new(),
             transit_cidr: "169.254.128.0/17".into(),
+            forward_ports: "10000-60999".into(),
         }
     }
 }
@@ -222,6 +229,9 @@ uplink = ""
 public_cidr = ""
 # Link networks between the uplink and the VPC routers: one /30 per VPC.
 transit_cidr = "169.254.128.0/17"
+# Ports of the uplink address that port forwards may use, "LOW-HIGH". Keep the host's own
+# services (SSH, the API on 8443) outside it.
+forward_ports = "10000-60999"
 "#;
 
 /// The default config file path, read when it exists and no `--config` is given.
@@ -245,7 +255,26 @@ impl Config {
             None => Config::default(),
         };
         cfg.apply_env(|k| std::env::var(k).ok())?;
+        cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// Check values that parse but could not work: the network's CIDRs and port range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, message: String| ConfigError::Invalid { key: key.into(), message };
+        let n = &self.network;
+        if !n.public_cidr.is_empty() {
+            n.public_cidr.parse::<ipnet::Ipv4Net>().map_err(|e| bad("network.public_cidr", e.to_string()))?;
+        }
+        let t: ipnet::Ipv4Net = n.transit_cidr.parse().map_err(|e| bad("network.transit_cidr", format!("{e}")))?;
+        if t.prefix_len() > 30 {
+            return Err(bad("network.transit_cidr", "needs room for at least one /30".into()));
+        }
+        let ports = n.forward_ports.split_once('-').and_then(|(a, b)| Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?)));
+        match ports {
+            Some((lo, hi)) if lo >= 1 && lo <= hi => Ok(()),
+            _ => Err(bad("network.forward_ports", format!("{:?} is not LOW-HIGH within 1-65535", n.forward_ports))),
+        }
     }
 
     /// Apply `CLOUDLET_*` variables read through `get`.
@@ -317,6 +346,13 @@ mod tests {
         assert_eq!(c.api.http, "127.0.0.1:1");
         assert!(c.api.metrics_public);
         let err = c.apply_env(|k| (k == "CLOUDLET_METRICS_PUBLIC").then(|| "maybe".into()));
+        let mut n = Config::default();
+        n.network.forward_ports = "9000-80".into();
+        assert!(matches!(n.validate(), Err(ConfigError::Invalid { key, .. }) if key == "network.forward_ports"));
+        n.network.forward_ports = "1-65535".into();
+        n.network.public_cidr = "203.0.113.0/33".into();
+        assert!(matches!(n.validate(), Err(ConfigError::Invalid { key, .. }) if key == "network.public_cidr"));
+        assert!(Config::default().validate().is_ok());
         assert!(err.is_err());
     }
 }

@@ -162,14 +162,16 @@ fn load_balancers_port_forwards_dhcp_and_caps_with_recovery() {
     assert_eq!(d.call("DELETE", "/v1/eips/e-lb", None).status, 409, "nor released");
 
     // Port forwards: the uplink address, and an EIP.
-    create(&d, "/v1/port-forwards", json!({"name": "ssh", "spec": {"protocol": "tcp", "public_port": 2222, "network_interface": "c", "private_port": 8080}}));
+    create(&d, "/v1/port-forwards", json!({"name": "ssh", "spec": {"protocol": "tcp", "public_port": 12222, "network_interface": "c", "private_port": 8080}}));
     create(&d, "/v1/port-forwards", json!({"name": "alt", "spec": {"protocol": "tcp", "public_port": 8081, "eip": "e-lb", "network_interface": "b1", "private_port": 8080}}));
-    assert_eq!(d.wait_for(30, "uplink port forward", || fetch_identity(&t.inet_path, "198.51.100.1", 2222)), "C");
+    assert_eq!(d.wait_for(30, "uplink port forward", || fetch_identity(&t.inet_path, "198.51.100.1", 12222)), "C");
     assert_eq!(d.wait_for(30, "EIP port forward", || fetch_identity(&t.inet_path, &e_lb_ip, 8081)), "B1");
-    let r = d.call("POST", "/v1/port-forwards", Some(json!({"name": "dup", "spec": {"protocol": "tcp", "public_port": 2222, "network_interface": "b1", "private_port": 1}})));
+    let r = d.call("POST", "/v1/port-forwards", Some(json!({"name": "dup", "spec": {"protocol": "tcp", "public_port": 12222, "network_interface": "b1", "private_port": 1}})));
     assert_eq!((r.status, r.json()["error"]["field"].as_str()), (409, Some("spec.public_port")), "{}", r.body);
     let r = d.call("POST", "/v1/port-forwards", Some(json!({"name": "dup", "spec": {"protocol": "tcp", "public_port": 80, "eip": "e-lb", "network_interface": "b1", "private_port": 1}})));
     assert_eq!(r.status, 409, "the load balancer has that listener: {}", r.body);
+    let r = d.call("POST", "/v1/port-forwards", Some(json!({"name": "host", "spec": {"protocol": "tcp", "public_port": 22, "network_interface": "b1", "private_port": 22}})));
+    assert_eq!((r.status, r.json()["error"]["field"].as_str()), (422, Some("spec.public_port")), "the host's own ports stay its own: {}", r.body);
     let r = d.call("POST", "/v1/port-forwards", Some(json!({"name": "bad", "spec": {"protocol": "icmp", "public_port": 1, "network_interface": "b1", "private_port": 1}})));
     assert_eq!((r.status, r.json()["error"]["field"].as_str()), (422, Some("spec.protocol")), "{}", r.body);
     assert_eq!(d.call("DELETE", "/v1/network-interfaces/c", None).status, 409, "a forwarded interface is in use");
@@ -223,7 +225,7 @@ fn load_balancers_port_forwards_dhcp_and_caps_with_recovery() {
         let t = spread(&c.0, &vip, 80, 60);
         (t.len() == 3 && !t.contains_key("")).then_some(())
     });
-    assert_eq!(d.wait_for(30, "uplink port forward after reboot", || fetch_identity(&t.inet_path, "198.51.100.1", 2222)), "C");
+    assert_eq!(d.wait_for(30, "uplink port forward after reboot", || fetch_identity(&t.inet_path, "198.51.100.1", 12222)), "C");
     assert_eq!(d.wait_for(30, "EIP listener after reboot", || fetch_identity(&t.inet_path, &e_lb_ip, 8081)), "B1");
     assert!(dhcp_lease(&c.0, tmp.path()).starts_with(&format!("ip={} ", c.1)));
     // Nothing doubled: one DNAT rule per listener, one shaping class per capped EIP.

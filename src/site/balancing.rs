@@ -302,6 +302,15 @@ impl Site {
         Ok(())
     }
 
+    /// The uplink ports tenants may forward (`network.forward_ports`).
+    fn forward_ports(&self) -> Result<(u16, u16), SiteError> {
+        let r = &self.config().network.forward_ports;
+        r.split_once('-')
+            .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)))
+            .filter(|(a, b): &(u16, u16)| *a >= 1 && a <= b)
+            .ok_or_else(|| SiteError::Internal(format!("network.forward_ports {r:?} is not LOW-HIGH")))
+    }
+
     /// Create a port forward. Errors: 422 for a bad protocol, port or reference; 409 when the
     /// listener is taken or the EIP serves another role or VPC.
     pub fn create_port_forward(&self, p: &ProjectCtx, name: &str, labels: &BTreeMap<String, String>, spec: Value) -> Result<Resource, SiteError> {
@@ -310,13 +319,18 @@ impl Site {
         l4("spec.protocol", s.protocol)?;
         port("spec.public_port", s.public_port)?;
         port("spec.private_port", s.private_port)?;
+        let (lo, hi) = self.forward_ports()?;
         let pc = p.clone();
         self.create_with(Kind::PortForward, Some(p), name, labels, &Status::phase("Ready"), None, move |c| {
             let eni = resolve(c, Kind::NetworkInterface, &pc, "spec.network_interface", &s.network_interface)?;
             let vpc = vpc_of_interface(c, &eni.id)?.ok_or_else(|| SiteError::invalid("spec.network_interface", "the interface has no subnet"))?;
             s.network_interface = eni.id;
-            if let Some(e) = &s.eip {
-                s.eip = Some(check_listener_eip(c, &pc, "spec.eip", e, &vpc)?);
+            match &s.eip {
+                Some(e) => s.eip = Some(check_listener_eip(c, &pc, "spec.eip", e, &vpc)?),
+                None if !(lo..=hi).contains(&s.public_port) => {
+                    return Err(SiteError::invalid("spec.public_port", format!("the uplink address forwards ports {lo}-{hi} only (network.forward_ports)")));
+                }
+                None => {}
             }
             check_listener_free(c, None, s.eip.as_deref(), s.protocol, s.public_port, "spec.public_port")?;
             Ok(serde_json::to_value(&s)?)
