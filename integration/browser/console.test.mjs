@@ -3,8 +3,8 @@
 // Starts the real daemon (`cloudlet serve --http 127.0.0.1:0` on a fresh data
 // dir), drives Debian's Chromium through playwright-core and checks the main
 // console flows: login, overview with the live node and events, token
-// creation, the audit log, networking (VPC, subnet, security group) and the
-// language switch.
+// creation, the audit log, networking (VPC, subnet, security group, load
+// balancer, port forward) and the language switch.
 //
 //   cd integration/browser && npm ci && npm test
 //
@@ -433,6 +433,70 @@ test("networking: a VPC, a subnet and a security group are created, checked and 
       await r.waitFor({ state: "detached" });
     }
     assert.equal(await p.locator(byTestId("vpc-row")).count(), 0, "no VPC is left");
+  });
+});
+
+test("networking: a load balancer spreads to backends, a port forward needs an uplink", { timeout: 120_000 }, async () => {
+  await step("load-balancer", async () => {
+    const p = page();
+    await p.locator(byTestId("vpc-form")).waitFor();
+    const row = (kind, name) => p.locator(`${byTestId(`${kind}-row`)}[data-name="${name}"]`);
+
+    await p.fill(byTestId("vpc-name"), "lb-vpc");
+    await p.fill(byTestId("vpc-cidr"), "10.30.0.0/16");
+    await p.click(byTestId("vpc-create"));
+    await row("vpc", "lb-vpc").waitFor();
+    await p.fill(byTestId("subnet-name"), "lb-subnet");
+    await p.selectOption(byTestId("subnet-vpc"), { label: "lb-vpc" });
+    await p.fill(byTestId("subnet-cidr"), "10.30.1.0/24");
+    await p.click(byTestId("subnet-create"));
+    await row("subnet", "lb-subnet").waitFor();
+
+    // A malformed backend is caught in the form and named; nothing is created.
+    await p.fill(byTestId("lb-name"), "web-lb");
+    await p.selectOption(byTestId("lb-vpc"), { label: "lb-vpc" });
+    await p.fill(byTestId("lb-port"), "80");
+    await p.fill(byTestId("lb-backends"), "10.30.1.10:8080, 10.30.1.11:notaport");
+    await p.click(byTestId("lb-create"));
+    const lbBanner = p.locator(`${byTestId("lb-card")} ${byTestId("error-banner")}`);
+    await lbBanner.waitFor();
+    assert.match((await lbBanner.textContent()) ?? "", /10\.30\.1\.11:notaport/);
+    // A backend outside the VPC: the API's 422 names the field.
+    await p.fill(byTestId("lb-backends"), "10.99.0.1:8080");
+    await p.click(byTestId("lb-create"));
+    await p.locator(`${byTestId("lb-card")} ${byTestId("error-field")}`, { hasText: "spec.backends[0].ip" }).waitFor();
+    assert.equal(await row("lb", "web-lb").count(), 0, "no row for the refused load balancer");
+
+    // An internal VIP with two weighted backends.
+    await p.fill(byTestId("lb-backends"), "10.30.1.10:8080, 10.30.1.11:8080*2");
+    await p.click(byTestId("lb-create"));
+    const lb = row("lb", "web-lb");
+    await lb.waitFor();
+    const lbText = (await lb.textContent()) ?? "";
+    assert.match(lbText, /10\.30\.1\.\d+:80\/tcp/, `the row shows the VIP listener (got ${JSON.stringify(lbText)})`);
+    assert.equal(await lb.locator(byTestId("lb-backend")).count(), 2, "both backends are listed with their health");
+
+    // A port forward on the uplink address: this site has no uplink, and the banner says so.
+    await p.fill(byTestId("eni-name"), "lb-eni");
+    await p.selectOption(byTestId("eni-subnet"), { label: "lb-subnet (10.30.1.0/24)" });
+    await p.click(byTestId("eni-create"));
+    await row("eni", "lb-eni").waitFor();
+    await p.fill(byTestId("pf-name"), "ssh");
+    await p.fill(byTestId("pf-public-port"), "12222");
+    await p.fill(byTestId("pf-private-port"), "22");
+    await p.click(byTestId("pf-create"));
+    const pfBanner = p.locator(`${byTestId("pf-card")} ${byTestId("error-banner")}`);
+    await pfBanner.waitFor();
+    assert.match((await pfBanner.textContent()) ?? "", /uplink/);
+    fs.mkdirSync(ARTIFACTS, { recursive: true });
+    await p.screenshot({ path: path.join(ARTIFACTS, "load-balancer.png"), fullPage: true });
+
+    for (const [kind, name] of [["lb", "web-lb"], ["eni", "lb-eni"], ["subnet", "lb-subnet"], ["vpc", "lb-vpc"]]) {
+      const r = row(kind, name);
+      await r.locator(byTestId(`delete-${kind}-${name}`)).click();
+      await r.locator(byTestId(`delete-${kind}-${name}-confirm`)).click();
+      await r.waitFor({ state: "detached" });
+    }
   });
 });
 

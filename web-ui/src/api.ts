@@ -94,6 +94,25 @@ export type SecurityGroupResource = Resource<{ vpc?: string; ingress?: SgRule[] 
 export type NetworkInterfaceResource = Resource<{ subnet?: string; private_ip?: string; security_groups?: string[] }>;
 export type EipResource = Resource<{ public_ip?: string; network_interface?: string | null }>;
 export type NatGatewayResource = Resource<{ subnet?: string; eip?: string | null }>;
+export type PortForwardResource = Resource<{
+  protocol?: string;
+  public_port?: number;
+  eip?: string | null;
+  network_interface?: string;
+  private_port?: number;
+}>;
+export interface BackendSpec {
+  ip: string;
+  port: number;
+  weight?: number;
+}
+export type LoadBalancerResource = Resource<{
+  vpc?: string;
+  listener?: { protocol?: string; port?: number; eip?: string; subnet?: string; vip?: string };
+  backends?: BackendSpec[];
+  affinity?: string;
+  health_check?: { interval_seconds?: number } | null;
+}>;
 
 export interface CreatedToken extends TokenResource {
   secret: string;

@@ -1,5 +1,6 @@
 // Networking: the VPCs of a project and what lives in them (subnets, security
-// groups, network interfaces, elastic IPs, NAT gateways). Every section is a
+// groups, network interfaces, elastic IPs, NAT gateways, port forwards, load
+// balancers). Every section is a
 // card with a create form, a table and per-row actions; API errors show in the
 // section's own banner, next to the form that caused them. The sections live
 // in this folder, one file each; what they share is in shared.tsx.
@@ -12,7 +13,9 @@ import { useSession } from "../../session";
 import { ErrorBanner, PageHeader, useLoad, type Loaded } from "../../components/ui";
 import { EipSection } from "./ElasticIps";
 import { NatSection } from "./NatGateways";
+import { LoadBalancerSection } from "./LoadBalancers";
 import { InterfaceSection } from "./NetworkInterfaces";
+import { PortForwardSection } from "./PortForwards";
 import { SecurityGroupSection } from "./SecurityGroups";
 import { SubnetSection } from "./Subnets";
 import { VpcSection } from "./Vpcs";
@@ -55,6 +58,8 @@ export function NetworkPage() {
     interfaces: useNetworkList("/v1/network-interfaces", "network_interface", scope, deps),
     eips: useNetworkList("/v1/eips", "eip", scope, deps),
     nats: useNetworkList("/v1/nat-gateways", "nat_gateway", scope, deps),
+    pfs: useNetworkList("/v1/port-forwards", "port_forward", scope, deps),
+    lbs: useNetworkList("/v1/load-balancers", "load_balancer", scope, deps),
   };
 
   const lists: Lists = {
@@ -64,6 +69,8 @@ export function NetworkPage() {
     interfaces: loads.interfaces.data?.items ?? [],
     eips: loads.eips.data?.items ?? [],
     nats: loads.nats.data?.items ?? [],
+    pfs: loads.pfs.data?.items ?? [],
+    lbs: loads.lbs.data?.items ?? [],
   };
 
   const datas = Object.values(loads).map((l) => l.data);
@@ -81,6 +88,8 @@ export function NetworkPage() {
     interfaces: loads.interfaces.reload,
     eips: loads.eips.reload,
     nats: loads.nats.reload,
+    pfs: loads.pfs.reload,
+    lbs: loads.lbs.reload,
   };
   const reloadAll = () => Object.values(reload).forEach((r) => r());
 
@@ -130,6 +139,8 @@ export function NetworkPage() {
       <InterfaceSection key={`eni-${project}`} ctx={ctx} />
       <EipSection key={`eip-${project}`} ctx={ctx} />
       <NatSection key={`nat-${project}`} ctx={ctx} />
+      <PortForwardSection key={`pf-${project}`} ctx={ctx} />
+      <LoadBalancerSection key={`lb-${project}`} ctx={ctx} />
     </div>
   );
 }

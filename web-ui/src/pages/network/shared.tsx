@@ -6,8 +6,10 @@ import {
   api,
   seg,
   type EipResource,
+  type LoadBalancerResource,
   type NatGatewayResource,
   type NetworkInterfaceResource,
+  type PortForwardResource,
   type Resource,
   type SecurityGroupResource,
   type SubnetResource,
@@ -25,6 +27,8 @@ export interface Lists {
   interfaces: NetworkInterfaceResource[];
   eips: EipResource[];
   nats: NatGatewayResource[];
+  pfs: PortForwardResource[];
+  lbs: LoadBalancerResource[];
 }
 
 /** What every section needs: the lists, id → name lookups, the scope and reloaders. */
