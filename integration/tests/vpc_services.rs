@@ -6,7 +6,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -21,6 +21,42 @@ fn spread(from: &Path, ip: &str, port: u16, n: usize) -> BTreeMap<String, usize>
         *out.entry(fetch_identity(from, ip, port).unwrap_or_default()).or_insert(0) += 1;
     }
     out
+}
+
+/// A UDP server on `port` in the namespace that answers every datagram with `identity`.
+fn serve_udp(netns: &Path, port: u16, identity: &'static str, stop: Arc<AtomicBool>) {
+    let ns = netns.to_path_buf();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        common::enter_netns(&ns);
+        let s = std::net::UdpSocket::bind(("0.0.0.0", port)).expect("bind udp");
+        s.set_read_timeout(Some(std::time::Duration::from_millis(100))).expect("timeout");
+        tx.send(()).expect("ready");
+        let mut buf = [0u8; 64];
+        while !stop.load(Ordering::SeqCst) {
+            if let Ok((_, peer)) = s.recv_from(&mut buf) {
+                let _ = s.send_to(identity.as_bytes(), peer);
+            }
+        }
+    });
+    rx.recv().expect("udp server ready");
+}
+
+/// Send one datagram from a fresh socket (a new flow) in the namespace; the answer, if any.
+fn ask_udp(netns: &Path, to: &str) -> Option<String> {
+    let (ns, to) = (netns.to_path_buf(), to.to_string());
+    std::thread::spawn(move || {
+        common::enter_netns(&ns);
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+        s.set_read_timeout(Some(std::time::Duration::from_secs(1))).ok()?;
+        s.send_to(b"who", &to).ok()?;
+        let mut buf = [0u8; 64];
+        let n = s.recv(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    })
+    .join()
+    .ok()
+    .flatten()
 }
 
 /// Backends of a load balancer as `ip:port` → healthy.
@@ -55,43 +91,17 @@ fn iperf(client: &str, ip: &str, reverse: bool) -> f64 {
     v["end"]["sum_received"]["bits_per_second"].as_f64().unwrap_or(0.0) / 1e6
 }
 
-struct Topology {
-    up: String,
-    inet: String,
-    inet_path: PathBuf,
-}
-
-fn topology(pid: u32) -> Topology {
-    let (up, inet) = (format!("cltest-sup-{pid}"), format!("cltest-sinet-{pid}"));
-    for ns in [&up, &inet] {
-        cloudlet::net::host::ensure_netns(ns).unwrap();
-    }
-    run_ok(&["ip", "netns", "exec", &up, "ip", "link", "add", "up0", "type", "veth", "peer", "name", "inet0", "netns", &inet]);
-    run_ok(&["ip", "netns", "exec", &up, "ip", "addr", "add", "198.51.100.1/24", "dev", "up0"]);
-    run_ok(&["ip", "netns", "exec", &up, "ip", "link", "set", "up0", "up"]);
-    run_ok(&["ip", "netns", "exec", &inet, "ip", "addr", "add", "198.51.100.2/24", "dev", "inet0"]);
-    run_ok(&["ip", "netns", "exec", &inet, "ip", "link", "set", "inet0", "up"]);
-    run_ok(&["ip", "netns", "exec", &inet, "ip", "route", "add", "203.0.113.0/28", "via", "198.51.100.1"]);
-    let inet_path = cloudlet::net::host::netns_path(&inet);
-    Topology { up, inet, inet_path }
-}
-
 #[test]
 fn load_balancers_port_forwards_dhcp_and_caps_with_recovery() {
     if !nix::unistd::geteuid().is_root() {
         eprintln!("SKIPPED: needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN) for namespaces, veth, nftables and tc");
         return;
     }
-    let t = topology(std::process::id());
+    let t = common::internet("s");
     let stop = Arc::new(AtomicBool::new(false));
     let tmp = tempfile::tempdir().unwrap();
     let _topology = NetnsGuard { data: None, extra: vec![t.up.clone(), t.inet.clone()], stop: stop.clone() };
-    let cfg = tmp.path().join("config.toml");
-    std::fs::write(
-        &cfg,
-        format!("[reconcile]\nresync_seconds = 2\n[network]\nuplink_netns = \"{}\"\nuplink = \"up0\"\npublic_cidr = \"203.0.113.0/28\"\n", t.up),
-    )
-    .unwrap();
+    let cfg = common::uplink_config(tmp.path(), &t);
     let mut d = Daemon::start_with(&["--config", cfg.to_str().unwrap()]);
     let _owned = NetnsGuard { data: Some(d.dir.clone()), extra: vec![], stop: stop.clone() };
 
@@ -148,6 +158,23 @@ fn load_balancers_port_forwards_dhcp_and_caps_with_recovery() {
     // It comes back when it recovers.
     serve_identity(&b2.0, 8080, "B2", stop.clone());
     d.wait_for(30, "b2 back in service", || spread(&c.0, &vip, 80, 30).contains_key("B2").then_some(()));
+
+    // A UDP listener (no health check: the backends speak UDP only): new flows spread.
+    let r = d.call("PATCH", "/v1/security-groups/open", Some(json!({"spec": {"ingress": [
+        {"protocol": "tcp", "source_cidr": "0.0.0.0/0"}, {"protocol": "udp", "source_cidr": "10.0.0.0/16"}]}})));
+    assert_eq!(r.status, 200, "{}", r.body);
+    serve_udp(&b1.0, 5353, "U1", stop.clone());
+    serve_udp(&b3.0, 5353, "U3", stop.clone());
+    let udp = create(&d, "/v1/load-balancers", json!({"name": "dns", "spec": {"vpc": "prod", "health_check": null,
+        "listener": {"protocol": "udp", "port": 53, "subnet": "web"},
+        "backends": [{"ip": b1.1, "port": 5353}, {"ip": b3.1, "port": 5353}]}}));
+    let udp_vip = format!("{}:53", udp["status"]["address"].as_str().unwrap());
+    d.wait_for(30, "the UDP VIP answers", || ask_udp(&c.0, &udp_vip));
+    let mut seen = BTreeMap::new();
+    for _ in 0..60 {
+        *seen.entry(ask_udp(&c.0, &udp_vip).unwrap_or_default()).or_insert(0) += 1;
+    }
+    assert!(seen.get("U1").copied().unwrap_or(0) >= 10 && seen.get("U3").copied().unwrap_or(0) >= 10, "UDP flows spread: {seen:?}");
 
     // A public load balancer on an EIP, reached from the internet.
     let e_lb = create(&d, "/v1/eips", json!({"name": "e-lb"}));

@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use common::{Daemon, NetnsGuard, create, fetch_identity, ready_netns, run_ok, serve_identity, serve_peer};
+use common::{Daemon, NetnsGuard, create, fetch_identity, ready_netns, serve_identity, serve_peer};
 use serde_json::json;
 
 #[test]
@@ -15,31 +15,11 @@ fn nat_gateways_and_elastic_ips_through_the_uplink() {
         eprintln!("SKIPPED: needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN) for namespaces, veth and nftables");
         return;
     }
-    let pid = std::process::id();
-    let (up, inet) = (format!("cltest-up-{pid}"), format!("cltest-inet-{pid}"));
-    let stop = Arc::new(AtomicBool::new(false));
-    let tmp = tempfile::tempdir().unwrap();
-    let _topology = NetnsGuard { data: None, extra: vec![up.clone(), inet.clone()], stop: stop.clone() };
-    // The site's uplink side and the internet, joined by a veth; the public block is routed to
-    // the uplink address.
-    for ns in [&up, &inet] {
-        cloudlet::net::host::ensure_netns(ns).unwrap();
-    }
-    run_ok(&["ip", "netns", "exec", &up, "ip", "link", "add", "up0", "type", "veth", "peer", "name", "inet0", "netns", &inet]);
-    run_ok(&["ip", "netns", "exec", &up, "ip", "addr", "add", "198.51.100.1/24", "dev", "up0"]);
-    run_ok(&["ip", "netns", "exec", &up, "ip", "link", "set", "up0", "up"]);
-    run_ok(&["ip", "netns", "exec", &inet, "ip", "addr", "add", "198.51.100.2/24", "dev", "inet0"]);
-    run_ok(&["ip", "netns", "exec", &inet, "ip", "link", "set", "inet0", "up"]);
-    run_ok(&["ip", "netns", "exec", &inet, "ip", "route", "add", "203.0.113.0/28", "via", "198.51.100.1"]);
-    let inet_path = cloudlet::net::host::netns_path(&inet);
+    let net = common::internet("");
+    let (inet_path, stop, tmp) = (net.inet_path.clone(), Arc::new(AtomicBool::new(false)), tempfile::tempdir().unwrap());
+    let _topology = NetnsGuard { data: None, extra: vec![net.up.clone(), net.inet.clone()], stop: stop.clone() };
     serve_peer(&inet_path, 9000, stop.clone());
-
-    let cfg = tmp.path().join("config.toml");
-    std::fs::write(
-        &cfg,
-        format!("[reconcile]\nresync_seconds = 2\n[network]\nuplink_netns = \"{up}\"\nuplink = \"up0\"\npublic_cidr = \"203.0.113.0/28\"\n"),
-    )
-    .unwrap();
+    let cfg = common::uplink_config(tmp.path(), &net);
     let d = Daemon::start_with(&["--config", cfg.to_str().unwrap()]);
     // Declared after the daemon, so it runs before the daemon's data dir is removed.
     let _owned = NetnsGuard { data: Some(d.dir.clone()), extra: vec![], stop: stop.clone() };

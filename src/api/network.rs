@@ -196,50 +196,43 @@ network_kind!(
     delete_load_balancer
 );
 
-/// Change a load balancer's backends, affinity or health check (RFC 7386 merge patch of the
-/// spec; `backends` is replaced as a whole). The VPC and listener are fixed.
-#[utoipa::path(patch, path = "/v1/load-balancers/{id}", tag = "load-balancers", request_body = UpdateRequest,
-    params(("id" = String, Path, description = "id or name"), ProjectQuery, ("If-Match" = Option<String>, Header, description = "expected generation")),
-    responses((status = 200, body = crate::site::Resource), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn update_load_balancer(
-    State(app): State<AppState>,
-    Auth(p): Auth,
-    Path(id): Path<String>,
-    ApiQuery(q): ApiQuery<ProjectQuery>,
-    headers: HeaderMap,
-    ApiJson(b): ApiJson<UpdateRequest>,
-) -> Result<Response, ApiError> {
-    update(&app, &p, Kind::LoadBalancer, id, &q, &headers, b).await
+macro_rules! network_patch {
+    ($kind:expr, $item:literal, $tag:literal, $name:ident, $doc:literal) => {
+        #[doc = $doc]
+        #[utoipa::path(patch, path = $item, tag = $tag, request_body = UpdateRequest,
+            params(("id" = String, Path, description = "id or name"), ProjectQuery, ("If-Match" = Option<String>, Header, description = "expected generation")),
+            responses((status = 200, body = crate::site::Resource), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+        pub async fn $name(
+            State(app): State<AppState>,
+            Auth(p): Auth,
+            Path(id): Path<String>,
+            ApiQuery(q): ApiQuery<ProjectQuery>,
+            headers: HeaderMap,
+            ApiJson(b): ApiJson<UpdateRequest>,
+        ) -> Result<Response, ApiError> {
+            update(&app, &p, $kind, id, &q, &headers, b).await
+        }
+    };
 }
 
-/// Associate an elastic IP with a network interface (`{"spec": {"network_interface": "a"}}`) or
-/// disassociate it (`null`). 409 when the interface already has one.
-#[utoipa::path(patch, path = "/v1/eips/{id}", tag = "eips", request_body = UpdateRequest,
-    params(("id" = String, Path, description = "id or name"), ProjectQuery, ("If-Match" = Option<String>, Header, description = "expected generation")),
-    responses((status = 200, body = crate::site::Resource), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn update_eip(
-    State(app): State<AppState>,
-    Auth(p): Auth,
-    Path(id): Path<String>,
-    ApiQuery(q): ApiQuery<ProjectQuery>,
-    headers: HeaderMap,
-    ApiJson(b): ApiJson<UpdateRequest>,
-) -> Result<Response, ApiError> {
-    update(&app, &p, Kind::Eip, id, &q, &headers, b).await
-}
-
-/// Change a security group's rules (RFC 7386 merge patch of the spec; `ingress` is replaced as a
-/// whole) or labels. Takes effect on the VPC router atomically.
-#[utoipa::path(patch, path = "/v1/security-groups/{id}", tag = "security-groups", request_body = UpdateRequest,
-    params(("id" = String, Path, description = "id or name"), ProjectQuery, ("If-Match" = Option<String>, Header, description = "expected generation")),
-    responses((status = 200, body = crate::site::Resource), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn update_security_group(
-    State(app): State<AppState>,
-    Auth(p): Auth,
-    Path(id): Path<String>,
-    ApiQuery(q): ApiQuery<ProjectQuery>,
-    headers: HeaderMap,
-    ApiJson(b): ApiJson<UpdateRequest>,
-) -> Result<Response, ApiError> {
-    update(&app, &p, Kind::SecurityGroup, id, &q, &headers, b).await
-}
+network_patch!(
+    Kind::LoadBalancer,
+    "/v1/load-balancers/{id}",
+    "load-balancers",
+    update_load_balancer,
+    "Change a load balancer's backends, affinity or health check (RFC 7386 merge patch of the spec; `backends` is replaced as a whole). The VPC and listener are fixed."
+);
+network_patch!(
+    Kind::Eip,
+    "/v1/eips/{id}",
+    "eips",
+    update_eip,
+    "Associate an elastic IP with a network interface (`{\"spec\": {\"network_interface\": \"a\"}}`), disassociate it (`null`) or change its `bandwidth_mbps`. 409 when the interface already has one."
+);
+network_patch!(
+    Kind::SecurityGroup,
+    "/v1/security-groups/{id}",
+    "security-groups",
+    update_security_group,
+    "Change a security group's rules (RFC 7386 merge patch of the spec; `ingress` is replaced as a whole) or labels. Takes effect on the VPC router atomically."
+);

@@ -90,6 +90,11 @@ fn tc(netns: &str, args: &[&str]) -> Result<String, HostError> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// How `tc class show` prints a rate of `mbit` Mbit/s: whole gigabits as `NGbit`, else `NMbit`.
+fn tc_rate(mbit: u32) -> String {
+    if mbit.is_multiple_of(1000) { format!("{}Gbit", mbit / 1000) } else { format!("{mbit}Mbit") }
+}
+
 /// Make the egress shaping of `dev` in `netns` exactly `caps`: an HTB root (`1:`) with one class
 /// per cap (`1:N`, rate = ceil = the cap) and a u32 filter on the address; unmatched traffic
 /// bypasses HTB's classes unshaped. No caps: no qdisc of ours. Rebuilt only when what the kernel
@@ -117,7 +122,7 @@ pub fn sync_caps(netns: &str, dev: &str, dir: Direction, caps: &[Cap]) -> Result
         && classes.lines().filter(|l| l.starts_with("class htb")).count() == caps.len()
         && caps.iter().enumerate().all(|(i, c)| {
             let class = format!("class htb 1:{:x} ", i + 1);
-            let rate = format!("rate {}Mbit ", c.mbit);
+            let rate = format!("rate {} ", tc_rate(c.mbit));
             let key = format!("{:08x}/ffffffff {hex_of}", u32::from(c.ip));
             classes.lines().any(|l| l.starts_with(&class) && l.contains(&rate)) && filters.contains(&key)
         });
@@ -138,4 +143,18 @@ pub fn sync_caps(netns: &str, dev: &str, dir: Direction, caps: &[Cap]) -> Result
         tc(netns, &["filter", "add", "dev", dev, "parent", "1:", "protocol", "ip", "prio", "1", "u32", "match", "ip", field, &m, "flowid", &id])?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_are_compared_as_tc_prints_them() {
+        assert_eq!(tc_rate(20), "20Mbit");
+        assert_eq!(tc_rate(999), "999Mbit");
+        assert_eq!(tc_rate(1000), "1Gbit");
+        assert_eq!(tc_rate(1500), "1500Mbit");
+        assert_eq!(tc_rate(100_000), "100Gbit");
+    }
 }

@@ -330,7 +330,8 @@ struct Uplinked {
 }
 
 /// Wire the VPC to the site uplink: transit link, the uplink table (masquerade, uplink port
-/// forwards), EIP routes. `bal` is the VPC's balancing plan with the transit address.
+/// forwards), EIP routes and bandwidth caps. Returns the uplink part of the router's model (none
+/// without a site uplink) and the VPC's port forwards and load balancers.
 fn wire_uplink(site: &Site, row: &ResourceRow, router: &str) -> Result<(Option<Uplinked>, super::balancing::BalancingPlan), SiteError> {
     let cfg = site.config().network.clone();
     if cfg.uplink.is_empty() {

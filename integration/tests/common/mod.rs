@@ -292,6 +292,44 @@ pub fn serve_peer(netns: &Path, port: u16, stop: std::sync::Arc<std::sync::atomi
     serve_with(netns, port, stop, |peer| peer.ip().to_string());
 }
 
+/// A site uplink namespace (`up`, holding `up0` = 198.51.100.1/24) and an "internet" namespace
+/// beyond it (`inet`, `inet0` = 198.51.100.2/24) that routes the public block 203.0.113.0/28 to
+/// the uplink address. `tag` keeps the names of concurrent tests apart.
+pub struct Internet {
+    pub up: String,
+    pub inet: String,
+    pub inet_path: PathBuf,
+}
+
+/// Build an [`Internet`]; the caller removes both namespaces (a [`NetnsGuard`]'s `extra`).
+pub fn internet(tag: &str) -> Internet {
+    let pid = std::process::id();
+    let (up, inet) = (format!("cltest-{tag}up-{pid}"), format!("cltest-{tag}inet-{pid}"));
+    for ns in [&up, &inet] {
+        cloudlet::net::host::ensure_netns(ns).expect("namespace");
+    }
+    run_ok(&["ip", "netns", "exec", &up, "ip", "link", "add", "up0", "type", "veth", "peer", "name", "inet0", "netns", &inet]);
+    run_ok(&["ip", "netns", "exec", &up, "ip", "addr", "add", "198.51.100.1/24", "dev", "up0"]);
+    run_ok(&["ip", "netns", "exec", &up, "ip", "link", "set", "up0", "up"]);
+    run_ok(&["ip", "netns", "exec", &inet, "ip", "addr", "add", "198.51.100.2/24", "dev", "inet0"]);
+    run_ok(&["ip", "netns", "exec", &inet, "ip", "link", "set", "inet0", "up"]);
+    run_ok(&["ip", "netns", "exec", &inet, "ip", "route", "add", "203.0.113.0/28", "via", "198.51.100.1"]);
+    let inet_path = cloudlet::net::host::netns_path(&inet);
+    Internet { up, inet, inet_path }
+}
+
+/// The config of a daemon whose uplink is `up0` in `net.up`, with EIPs from 203.0.113.0/28 and
+/// a 2 s resync; written under `dir`, returned as its path.
+pub fn uplink_config(dir: &Path, net: &Internet) -> PathBuf {
+    let cfg = dir.join("config.toml");
+    std::fs::write(
+        &cfg,
+        format!("[reconcile]\nresync_seconds = 2\n[network]\nuplink_netns = \"{}\"\nuplink = \"up0\"\npublic_cidr = \"203.0.113.0/28\"\n", net.up),
+    )
+    .expect("config");
+    cfg
+}
+
 /// Run a command; panic with its output when it fails.
 pub fn run_ok(args: &[&str]) {
     let out = Command::new(args[0]).args(&args[1..]).output().expect("spawn");
