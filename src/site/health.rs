@@ -100,6 +100,14 @@ pub async fn run(site: Site, mut shutdown: watch::Receiver<bool>) {
 /// Write `status.backends` when it differs; a change of health also gets a `health` event (not
 /// a `status` one), which re-renders the VPC's map.
 fn record(site: &Site, id: &str, want: serde_json::Value) -> Result<(), SiteError> {
+    // Most passes change nothing: look first, so they take no write transaction.
+    let current = site.read(|c| Ok(repo::get(c, id)?))?;
+    let same = current.is_none_or(|row| {
+        serde_json::from_str::<Status>(&row.status).ok().and_then(|st| st.extra.get("backends").cloned()).as_ref() == Some(&want)
+    });
+    if same {
+        return Ok(());
+    }
     site.write(|tx, evs| {
         let Some(row) = repo::get(tx, id)? else { return Ok(()) };
         let mut st: Status = serde_json::from_str(&row.status).unwrap_or_default();
