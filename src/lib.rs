@@ -1,13 +1,14 @@
 //! cloudlet: an edge cloud in one binary.
 //!
-//! Imports go one way: [`api`] → [`site`] → engines ([`node`], and later `net`, `container`,
-//! `function`, `vmm`, `storage`) → [`state`] and OS helpers. See `docs/design.md`.
+//! Imports go one way: [`api`] → [`site`] → engines ([`node`], [`net`], [`image`], and later
+//! `container`, `function`, `vmm`, `storage`) → [`state`] and OS helpers. See `docs/design.md`.
 
 pub mod api;
 pub mod cli;
 pub mod config;
 pub mod console;
 pub mod daemon;
+pub mod image;
 pub mod net;
 pub mod node;
 pub mod site;

@@ -88,7 +88,11 @@ fn iperf(client: &str, ip: &str, reverse: bool) -> f64 {
     }
     let out = std::process::Command::new(args[0]).args(&args[1..]).output().unwrap();
     let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    v["end"]["sum_received"]["bits_per_second"].as_f64().unwrap_or(0.0) / 1e6
+    let mbit = v["end"]["sum_received"]["bits_per_second"].as_f64().unwrap_or(0.0) / 1e6;
+    if mbit == 0.0 {
+        eprintln!("iperf3 to {ip} measured nothing: {} {}", v["error"], String::from_utf8_lossy(&out.stderr));
+    }
+    mbit
 }
 
 #[test]
@@ -223,7 +227,9 @@ fn load_balancers_port_forwards_dhcp_and_caps_with_recovery() {
     let e_bw = create(&d, "/v1/eips", json!({"name": "e-bw", "spec": {"network_interface": "b3", "bandwidth_mbps": 20}}));
     let e_bw_ip = e_bw["spec"]["public_ip"].as_str().unwrap().to_string();
     d.wait_for(30, "the capped EIP answers", || fetch_identity(&t.inet_path, &e_bw_ip, 8080));
-    let (down, up) = (iperf(&t.inet, &e_bw_ip, false), iperf(&t.inet, &e_bw_ip, true));
+    // A run can fail outright (the server not listening yet): retry until one measures.
+    let measure = |reverse| d.wait_for(30, "an iperf3 run through the capped EIP", || Some(iperf(&t.inet, &e_bw_ip, reverse)).filter(|m| *m > 0.0));
+    let (down, up) = (measure(false), measure(true));
     eprintln!("capped at 20 Mbit/s: to the workload {down:.1}, from it {up:.1}");
     assert!(down > 1.0 && down < 40.0 && up > 1.0 && up < 40.0, "the cap holds: {down:.1} / {up:.1} Mbit/s");
     let r = d.call("PATCH", "/v1/eips/e-bw", Some(json!({"spec": {"bandwidth_mbps": 0}})));
