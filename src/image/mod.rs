@@ -1,6 +1,8 @@
-//! The OCI image engine (issue 4, in progress): a content-addressed blob store and safe layer
-//! unpacking. Pulls (`oci-client`), imports and the container runtime build on these.
+//! The OCI image engine (issue 4, in progress): a content-addressed blob store, safe layer
+//! unpacking, and import of OCI image layouts. Registry pulls (`oci-client`) and the container
+//! runtime build on these.
 
+pub mod layout;
 pub mod store;
 pub mod unpack;
 
@@ -38,4 +40,7 @@ pub enum ImageError {
     /// A malformed archive or entry.
     #[error("bad archive: {0}")]
     BadArchive(String),
+    /// Well-formed but not supported here (a zstd layer, say).
+    #[error("unsupported: {0}")]
+    Unsupported(String),
 }

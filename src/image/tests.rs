@@ -149,3 +149,67 @@ fn decompression_bombs_stop_at_the_limits() {
     let err = unpack(&many[..], false, root.path(), Limits { max_bytes: 1000, max_entries: 10 }).unwrap_err();
     assert!(matches!(err, ImageError::TooLarge { limit: 10 }), "{err}");
 }
+
+/// Write `data` as a blob of the layout at `dir`; its descriptor JSON.
+fn blob(dir: &Path, media_type: &str, data: &[u8]) -> serde_json::Value {
+    use sha2::Digest as _;
+    let hex = hex::encode(sha2::Sha256::digest(data));
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    std::fs::write(blobs.join(&hex), data).unwrap();
+    serde_json::json!({"mediaType": media_type, "digest": format!("sha256:{hex}"), "size": data.len()})
+}
+
+/// An OCI layout holding one image tagged `v1`: two layers (the upper gzip'd, with a whiteout).
+fn oci_layout(dir: &Path) -> serde_json::Value {
+    use tar::EntryType::*;
+    let lower = layer(|b| {
+        entry(b, "bin/sh", Regular, b"#!", None);
+        entry(b, "etc/motd", Regular, b"hi", None);
+    });
+    let upper = layer(|b| {
+        entry(b, "etc/.wh.motd", Regular, b"", None);
+        entry(b, "srv/index.html", Regular, b"<h1>cloudlet</h1>", None);
+    });
+    let l1 = blob(dir, "application/vnd.oci.image.layer.v1.tar", &lower);
+    let l2 = blob(dir, "application/vnd.oci.image.layer.v1.tar+gzip", &gz(&upper));
+    let config = serde_json::json!({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["/bin/sh"]},
+        "rootfs": {"type": "layers", "diff_ids": []}});
+    let c = blob(dir, "application/vnd.oci.image.config.v1+json", config.to_string().as_bytes());
+    let manifest = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": c, "layers": [l1, l2]});
+    let mut m = blob(dir, "application/vnd.oci.image.manifest.v1+json", manifest.to_string().as_bytes());
+    m["annotations"] = serde_json::json!({"org.opencontainers.image.ref.name": "v1"});
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [m]});
+    std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion": "1.0.0"}"#).unwrap();
+    l2
+}
+
+#[test]
+fn an_oci_layout_imports_verified_and_unpacks_to_a_rootfs() {
+    let (src, store_dir, root) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let upper = oci_layout(src.path());
+    let store = super::store::BlobStore::open(store_dir.path()).unwrap();
+    let err = super::layout::import(&store, src.path(), Some("v2")).unwrap_err();
+    assert!(matches!(err, ImageError::BadArchive(_)), "{err}");
+    let image = super::layout::import(&store, src.path(), Some("v1")).unwrap();
+    assert_eq!(image.layers.len(), 2);
+    assert_eq!(store.list().unwrap().len(), 4, "manifest, config and two layers");
+    assert_eq!(image.config.config().as_ref().and_then(|c| c.cmd().clone()), Some(vec!["/bin/sh".to_string()]));
+    super::layout::unpack_image(&store, &image, root.path(), Limits::default()).unwrap();
+    assert_eq!(tree(root.path()), ["bin", "bin/sh", "etc", "srv", "srv/index.html"]);
+
+    // A tampered layer is refused on import, and nothing of it enters a fresh store.
+    let hex = upper["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string();
+    let path = src.path().join("blobs/sha256").join(&hex);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&path, bytes).unwrap();
+    let fresh_dir = tempfile::tempdir().unwrap();
+    let fresh = super::store::BlobStore::open(fresh_dir.path()).unwrap();
+    let err = super::layout::import(&fresh, src.path(), None).unwrap_err();
+    assert!(matches!(err, ImageError::DigestMismatch { .. }), "{err}");
+    assert!(!fresh.list().unwrap().iter().any(|d| d.hex() == hex));
+}

@@ -1,0 +1,108 @@
+//! Importing an OCI image layout directory (image-spec "image-layout": `oci-layout`,
+//! `index.json`, `blobs/sha256/…`) into the blob store, and unpacking an imported image's layers
+//! into a root filesystem. Manifests, indexes and configs are parsed with the `oci-spec` crate.
+
+use std::path::Path;
+
+use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest, MediaType};
+
+use super::ImageError;
+use super::store::{BlobStore, Digest};
+use super::unpack::{self, Limits, Stats};
+
+/// The annotation that names a manifest of an index (a tag).
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+/// Largest manifest, index or config accepted (they are small JSON documents).
+const MAX_JSON: u64 = 4 << 20;
+/// Largest layer blob accepted.
+const MAX_LAYER: u64 = 16 << 30;
+
+/// An image in the store: its manifest's digest, its config, and its layers in order.
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub manifest: Digest,
+    pub config: ImageConfiguration,
+    /// (digest, gzip-compressed) of each layer, bottom first.
+    pub layers: Vec<(Digest, bool)>,
+}
+
+fn bad(m: impl Into<String>) -> ImageError {
+    ImageError::BadArchive(m.into())
+}
+
+/// Copy one blob of the layout into the store, verifying its digest.
+fn copy_blob(store: &BlobStore, dir: &Path, d: &Descriptor, max: u64) -> Result<Digest, ImageError> {
+    let digest = Digest::parse(d.digest().as_ref())?;
+    if store.has(&digest) {
+        return Ok(digest);
+    }
+    // The path is built from the checked hex digits only.
+    let path = dir.join("blobs").join("sha256").join(digest.hex());
+    let mut f = std::fs::File::open(&path).map_err(|_| ImageError::MissingBlob(digest.to_string()))?;
+    store.put(&mut f, Some(&digest), max)?;
+    Ok(digest)
+}
+
+fn is_layer(m: &MediaType) -> Result<bool, ImageError> {
+    match m {
+        MediaType::ImageLayer => Ok(false),
+        MediaType::ImageLayerGzip => Ok(true),
+        MediaType::Other(s) if s == "application/vnd.docker.image.rootfs.diff.tar.gzip" => Ok(true),
+        other => Err(ImageError::Unsupported(format!("layer media type {other}"))),
+    }
+}
+
+/// Import the image named `reference` (the `org.opencontainers.image.ref.name` annotation; the
+/// only manifest when `None`) from the layout at `dir`. Nested indexes (multi-platform images)
+/// resolve to linux/amd64. Every blob is verified on the way in.
+pub fn import(store: &BlobStore, dir: &Path, reference: Option<&str>) -> Result<Image, ImageError> {
+    let index_path = dir.join("index.json");
+    let len = std::fs::metadata(&index_path).map_err(|_| bad("index.json is missing"))?.len();
+    if len > MAX_JSON {
+        return Err(ImageError::TooLarge { limit: MAX_JSON });
+    }
+    let index = ImageIndex::from_file(&index_path).map_err(|e| bad(format!("index.json: {e}")))?;
+    let named = |d: &&Descriptor| match reference {
+        Some(r) => d.annotations().as_ref().and_then(|a| a.get(REF_NAME)).is_some_and(|n| n == r),
+        None => true,
+    };
+    let candidates: Vec<&Descriptor> = index.manifests().iter().filter(named).collect();
+    let mut desc = match candidates.as_slice() {
+        [one] => (*one).clone(),
+        [] => return Err(bad(format!("no image {} in the layout", reference.unwrap_or("at all")))),
+        _ => return Err(bad("the layout holds several images: name one")),
+    };
+    if *desc.media_type() == MediaType::ImageIndex {
+        let d = copy_blob(store, dir, &desc, MAX_JSON)?;
+        let nested = ImageIndex::from_reader(store.open_blob(&d)?).map_err(|e| bad(format!("nested index: {e}")))?;
+        desc = nested
+            .manifests()
+            .iter()
+            .find(|m| m.platform().as_ref().is_some_and(|p| p.os().to_string() == "linux" && p.architecture().to_string() == "amd64"))
+            .cloned()
+            .ok_or_else(|| bad("the index has no linux/amd64 image"))?;
+    }
+    let manifest_digest = copy_blob(store, dir, &desc, MAX_JSON)?;
+    let manifest = ImageManifest::from_reader(store.open_blob(&manifest_digest)?).map_err(|e| bad(format!("manifest: {e}")))?;
+    let config_digest = copy_blob(store, dir, manifest.config(), MAX_JSON)?;
+    let config = ImageConfiguration::from_reader(store.open_blob(&config_digest)?).map_err(|e| bad(format!("config: {e}")))?;
+    let mut layers = Vec::new();
+    for l in manifest.layers() {
+        let gzip = is_layer(l.media_type())?;
+        layers.push((copy_blob(store, dir, l, MAX_LAYER)?, gzip));
+    }
+    Ok(Image { manifest: manifest_digest, config, layers })
+}
+
+/// Unpack every layer of `image`, bottom first, onto `root`.
+pub fn unpack_image(store: &BlobStore, image: &Image, root: &Path, limits: Limits) -> Result<Stats, ImageError> {
+    let mut total = Stats::default();
+    for (d, gzip) in &image.layers {
+        let s = unpack::unpack(store.open_blob(d)?, *gzip, root, limits)?;
+        total.entries += s.entries;
+        total.bytes += s.bytes;
+        total.whiteouts += s.whiteouts;
+    }
+    Ok(total)
+}
