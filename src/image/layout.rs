@@ -106,3 +106,70 @@ pub fn unpack_image(store: &BlobStore, image: &Image, root: &Path, limits: Limit
     }
     Ok(total)
 }
+
+/// One image of a `docker save` archive's `manifest.json`.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct SavedImage {
+    config: String,
+    #[serde(default)]
+    repo_tags: Vec<String>,
+    layers: Vec<String>,
+}
+
+/// Open a file of an unpacked archive by its archive-relative name: inside `root`, reached
+/// without symlinks, and not itself a symlink.
+fn open_inside(root: &Path, name: &str) -> Result<std::fs::File, ImageError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let rel = unpack::clean(Path::new(name))?;
+    let full = unpack::parents(root, &rel, false)?;
+    std::fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&full)
+        .map_err(|_| bad(format!("{name}: missing, or a symlink")))
+}
+
+/// Whether a stored blob starts with the gzip magic bytes.
+fn gzipped(store: &BlobStore, d: &Digest) -> Result<bool, ImageError> {
+    use std::io::Read;
+    let mut magic = [0u8; 2];
+    let n = store.open_blob(d)?.read(&mut magic).map_err(|e| ImageError::Io { what: "reading a layer".into(), source: e })?;
+    Ok(n == 2 && magic == [0x1f, 0x8b])
+}
+
+/// Import an image archive: a `docker save` tar (its `manifest.json`; `reference` picks a repo
+/// tag, else the only image) or a tar of an OCI layout. The archive is unpacked into `scratch`
+/// with the same hostile-archive rules as layers, then its blobs enter the store verified. A
+/// `docker save` image gets an OCI manifest written for it.
+pub fn import_archive(store: &BlobStore, archive: impl std::io::Read, scratch: &Path, reference: Option<&str>) -> Result<Image, ImageError> {
+    unpack::unpack(archive, false, scratch, Limits::default())?;
+    let Ok(mut f) = open_inside(scratch, "manifest.json") else {
+        return import(store, scratch, reference);
+    };
+    let saved: Vec<SavedImage> = serde_json::from_reader(&mut f).map_err(|e| bad(format!("manifest.json: {e}")))?;
+    let picked: Vec<&SavedImage> = saved.iter().filter(|s| reference.is_none_or(|r| s.repo_tags.iter().any(|t| t == r))).collect();
+    let [img] = picked.as_slice() else {
+        return Err(bad(format!("{} images match {}", picked.len(), reference.unwrap_or("(no tag given)"))));
+    };
+    let (config_digest, config_size) = store.put(&mut open_inside(scratch, &img.config)?, None, MAX_JSON)?;
+    let config = ImageConfiguration::from_reader(store.open_blob(&config_digest)?).map_err(|e| bad(format!("config: {e}")))?;
+    let mut layers = Vec::new();
+    let mut descriptors = Vec::new();
+    for name in &img.layers {
+        let (d, size) = store.put(&mut open_inside(scratch, name)?, None, MAX_LAYER)?;
+        let gzip = gzipped(store, &d)?;
+        let media = if gzip { "application/vnd.oci.image.layer.v1.tar+gzip" } else { "application/vnd.oci.image.layer.v1.tar" };
+        descriptors.push(serde_json::json!({"mediaType": media, "digest": d.as_str(), "size": size}));
+        layers.push((d, gzip));
+    }
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest.as_str(), "size": config_size},
+        "layers": descriptors,
+    });
+    let bytes = serde_json::to_vec(&manifest).map_err(|e| bad(e.to_string()))?;
+    let (manifest_digest, _) = store.put(&mut &bytes[..], None, MAX_JSON)?;
+    Ok(Image { manifest: manifest_digest, config, layers })
+}

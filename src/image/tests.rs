@@ -213,3 +213,50 @@ fn an_oci_layout_imports_verified_and_unpacks_to_a_rootfs() {
     assert!(matches!(err, ImageError::DigestMismatch { .. }), "{err}");
     assert!(!fresh.list().unwrap().iter().any(|d| d.hex() == hex));
 }
+
+/// A `docker save` archive of one image tagged `demo:1` whose manifest lists `layers`; `files`
+/// are the archive's other entries (name, kind, bytes, link target).
+fn docker_save(layers: &[&str], files: &[(&str, tar::EntryType, Vec<u8>, Option<&str>)]) -> Vec<u8> {
+    use tar::EntryType::*;
+    let config = serde_json::json!({"architecture": "amd64", "os": "linux", "config": {"Env": ["A=1"]},
+        "rootfs": {"type": "layers", "diff_ids": []}});
+    let manifest = serde_json::json!([{"Config": "cfg.json", "RepoTags": ["demo:1"], "Layers": layers}]);
+    layer(|b| {
+        entry(b, "manifest.json", Regular, manifest.to_string().as_bytes(), None);
+        entry(b, "cfg.json", Regular, config.to_string().as_bytes(), None);
+        for (n, kind, data, link) in files {
+            entry(b, n, *kind, data, *link);
+        }
+    })
+}
+
+#[test]
+fn docker_save_archives_import_and_hostile_ones_are_refused() {
+    use sha2::Digest as _;
+    use tar::EntryType::*;
+    let lower = layer(|b| entry(b, "bin/sh", Regular, b"#!", None));
+    let upper = gz(&layer(|b| entry(b, "srv/app", Regular, b"app", None)));
+    let files = [("l1/layer.tar", Regular, lower.clone(), None), ("l2/layer.tar", Regular, upper, None)];
+    let archive = docker_save(&["l1/layer.tar", "l2/layer.tar"], &files);
+    let (store_dir, scratch, root) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let store = super::store::BlobStore::open(store_dir.path()).unwrap();
+    let image = super::layout::import_archive(&store, &archive[..], scratch.path(), Some("demo:1")).unwrap();
+    assert_eq!(image.layers.iter().map(|(_, gz)| *gz).collect::<Vec<_>>(), [false, true], "gzip detected by magic");
+    assert!(store.has(&image.manifest), "an OCI manifest was written for it");
+    super::layout::unpack_image(&store, &image, root.path(), Limits::default()).unwrap();
+    assert_eq!(tree(root.path()), ["bin", "bin/sh", "srv", "srv/app"]);
+
+    // A layer path out of the archive is refused.
+    let escape = docker_save(&["../../etc/passwd"], &[]);
+    let err = super::layout::import_archive(&store, &escape[..], tempfile::tempdir().unwrap().path(), None).unwrap_err();
+    assert!(matches!(err, ImageError::Escape(_)), "{err}");
+    // A layer that is a symlink to a host file is refused, and the file never enters the store.
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(secret.path(), b"host secret").unwrap();
+    let target = secret.path().display().to_string();
+    let linked = docker_save(&["evil.tar"], &[("evil.tar", Symlink, vec![], Some(target.as_str()))]);
+    let err = super::layout::import_archive(&store, &linked[..], tempfile::tempdir().unwrap().path(), None).unwrap_err();
+    assert!(matches!(err, ImageError::BadArchive(_)), "{err}");
+    let leaked = super::store::Digest::parse(&format!("sha256:{}", hex::encode(sha2::Sha256::digest(b"host secret")))).unwrap();
+    assert!(!store.has(&leaked), "no host file entered the store");
+}

@@ -70,7 +70,7 @@ pub fn clean(path: &Path) -> Result<PathBuf, ImageError> {
 
 /// Walk the parents of `rel` under `root` without following symlinks; with `create`, make the
 /// missing ones (replacing a non-directory). Returns the full path.
-fn parents(root: &Path, rel: &Path, create: bool) -> Result<PathBuf, ImageError> {
+pub(super) fn parents(root: &Path, rel: &Path, create: bool) -> Result<PathBuf, ImageError> {
     let mut cur = root.to_path_buf();
     let n = rel.components().count();
     for c in rel.components().take(n.saturating_sub(1)) {
