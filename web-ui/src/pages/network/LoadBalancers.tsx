@@ -3,7 +3,7 @@
 import { useState } from "react";
 import type { BackendSpec, LoadBalancerResource } from "../../api";
 import { useI18n, type Translate } from "../../i18n";
-import { CreateButton, Field, Mono, NameField, ParentSelect, ResourceRow, ResourceSection, pick, useResource, type Ctx } from "./shared";
+import { CreateButton, Field, Mono, NameField, ParentSelect, ResourceRow, ResourceSection, listenerEips, pick, useResource, type Ctx } from "./shared";
 
 /** Parse "10.0.1.5:8080, 10.0.1.6:8080*2" into backends; throws naming the bad entry. */
 export function parseBackends(text: string, t: Translate): BackendSpec[] {
@@ -39,8 +39,7 @@ export function LoadBalancerSection({ ctx }: { ctx: Ctx }) {
 
   // Listen on a subnet of the VPC (internal VIP) or on a free elastic IP.
   const subnets = ctx.lists.subnets.filter((s) => s.spec?.vpc === vpc);
-  const natEips = new Set(ctx.lists.nats.map((n) => n.spec?.eip).filter((x): x is string => !!x));
-  const freeEips = ctx.lists.eips.filter((e) => !e.spec?.network_interface && !natEips.has(e.id));
+  const freeEips = listenerEips(ctx);
   const places = [...subnets.map((s) => ({ id: `subnet:${s.id}`, label: `${t("network.internalVip")} ${s.name}` })),
     ...freeEips.map((e) => ({ id: `eip:${e.id}`, label: `${t("network.eip")} ${e.name} (${e.spec?.public_ip})` }))];
   const place = pick(where, places);

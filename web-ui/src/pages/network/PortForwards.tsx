@@ -3,7 +3,7 @@
 import { useState } from "react";
 import { formatTime } from "../../format";
 import { useI18n } from "../../i18n";
-import { CreateButton, Field, Mono, NameField, ResourceRow, ResourceSection, pick, useResource, type Ctx } from "./shared";
+import { CreateButton, Field, Mono, NameField, ResourceRow, ResourceSection, listenerEips, pick, useResource, type Ctx } from "./shared";
 
 export function PortForwardSection({ ctx }: { ctx: Ctx }) {
   const { t, lang } = useI18n();
@@ -17,9 +17,7 @@ export function PortForwardSection({ ctx }: { ctx: Ctx }) {
   const [privatePort, setPrivatePort] = useState("");
   const eni = pick(eniChoice, ctx.lists.interfaces);
 
-  // A listener EIP is one that is neither associated nor a NAT gateway's.
-  const natEips = new Set(ctx.lists.nats.map((n) => n.spec?.eip).filter((x): x is string => !!x));
-  const freeEips = ctx.lists.eips.filter((e) => !e.spec?.network_interface && !natEips.has(e.id));
+  const freeEips = listenerEips(ctx);
   const eipValue = freeEips.some((e) => e.id === eip) ? eip : "";
   const eipIp = (id: string | null | undefined) => ctx.lists.eips.find((e) => e.id === id)?.spec?.public_ip ?? ctx.name(id);
 

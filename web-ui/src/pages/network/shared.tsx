@@ -107,6 +107,12 @@ export function toggled(set: ReadonlySet<string>, id: string): ReadonlySet<strin
   return next;
 }
 
+/** EIPs that can serve as a listener: neither associated with an interface nor a NAT gateway's. */
+export function listenerEips(ctx: Ctx): EipResource[] {
+  const nat = new Set(ctx.lists.nats.map((n) => n.spec?.eip).filter((x): x is string => !!x));
+  return ctx.lists.eips.filter((e) => !e.spec?.network_interface && !nat.has(e.id));
+}
+
 export function protocolLabel(t: Translate, p: string): string {
   return p === "all" ? t("network.protocolAll") : p.toUpperCase();
 }
