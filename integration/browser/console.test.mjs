@@ -455,6 +455,8 @@ test("networking: a load balancer spreads to backends, a port forward needs an u
     // A malformed backend is caught in the form and named; nothing is created.
     await p.fill(byTestId("lb-name"), "web-lb");
     await p.selectOption(byTestId("lb-vpc"), { label: "lb-vpc" });
+    await p.selectOption(byTestId("lb-listen"), { label: "Internal VIP in subnet lb-subnet" });
+    await p.fill(byTestId("lb-vip"), "10.30.1.200");
     await p.fill(byTestId("lb-port"), "80");
     await p.fill(byTestId("lb-backends"), "10.30.1.10:8080, 10.30.1.11:notaport");
     await p.click(byTestId("lb-create"));
@@ -465,16 +467,25 @@ test("networking: a load balancer spreads to backends, a port forward needs an u
     await p.fill(byTestId("lb-backends"), "10.99.0.1:8080");
     await p.click(byTestId("lb-create"));
     await p.locator(`${byTestId("lb-card")} ${byTestId("error-field")}`, { hasText: "spec.backends[0].ip" }).waitFor();
+    assert.match((await lbBanner.textContent()) ?? "", /422/, "the banner shows HTTP 422");
     assert.equal(await row("lb", "web-lb").count(), 0, "no row for the refused load balancer");
 
-    // An internal VIP with two weighted backends.
+    // An internal VIP with two backends, one weighted.
     await p.fill(byTestId("lb-backends"), "10.30.1.10:8080, 10.30.1.11:8080*2");
     await p.click(byTestId("lb-create"));
     const lb = row("lb", "web-lb");
     await lb.waitFor();
-    const lbText = (await lb.textContent()) ?? "";
-    assert.match(lbText, /10\.30\.1\.\d+:80\/tcp/, `the row shows the VIP listener (got ${JSON.stringify(lbText)})`);
-    assert.equal(await lb.locator(byTestId("lb-backend")).count(), 2, "both backends are listed with their health");
+    await lbBanner.waitFor({ state: "detached" });
+    const listener = (await lb.locator(byTestId("lb-listener")).textContent()) ?? "";
+    assert.equal(listener.trim(), "10.30.1.200:80/tcp", "the row shows the VIP listener");
+    const backends = lb.locator(byTestId("lb-backend"));
+    await backends.nth(1).waitFor();
+    assert.equal(await backends.count(), 2, "both backends are listed");
+    assert.match((await backends.nth(0).textContent()) ?? "", /^10\.30\.1\.10:8080 /);
+    assert.match((await backends.nth(1).textContent()) ?? "", /^10\.30\.1\.11:8080\*2 /);
+    for (let i = 0; i < 2; i++) {
+      assert.match((await backends.nth(i).textContent()) ?? "", /(healthy|down|not checked yet)$/, "each backend shows its health");
+    }
 
     // A port forward on the uplink address: this site has no uplink, and the banner says so.
     await p.fill(byTestId("eni-name"), "lb-eni");
@@ -487,7 +498,11 @@ test("networking: a load balancer spreads to backends, a port forward needs an u
     await p.click(byTestId("pf-create"));
     const pfBanner = p.locator(`${byTestId("pf-card")} ${byTestId("error-banner")}`);
     await pfBanner.waitFor();
-    assert.match((await pfBanner.textContent()) ?? "", /uplink/);
+    const pfText = (await pfBanner.textContent()) ?? "";
+    assert.match(pfText, /422/, `the banner shows HTTP 422 (got ${JSON.stringify(pfText)})`);
+    assert.match(pfText, /uplink/, "the banner shows the API's message");
+    assert.match((await pfBanner.locator(byTestId("error-field")).textContent()) ?? "", /:\s*spec\s*$/, "the banner names the field spec");
+    assert.equal(await row("pf", "ssh").count(), 0, "no row for the refused port forward");
     fs.mkdirSync(ARTIFACTS, { recursive: true });
     await p.screenshot({ path: path.join(ARTIFACTS, "load-balancer.png"), fullPage: true });
 

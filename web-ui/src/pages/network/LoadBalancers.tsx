@@ -12,15 +12,26 @@ export function parseBackends(text: string, t: Translate): BackendSpec[] {
     .filter((x) => x)
     .map((entry) => {
       const m = /^(\d{1,3}(?:\.\d{1,3}){3}):(\d{1,5})(?:\*(\d{1,3}))?$/.exec(entry);
-      if (!m) throw new Error(t("network.backendsBad", { entry }));
-      return { ip: m[1], port: Number(m[2]), weight: m[3] ? Number(m[3]) : 1 };
+      const port = Number(m?.[2]);
+      const weight = m?.[3] ? Number(m[3]) : 1;
+      const ok = m && m[1].split(".").every((o) => Number(o) <= 255) && port >= 1 && port <= 65535 && weight >= 1 && weight <= 100;
+      if (!ok) throw new Error(t("network.backendsBad", { entry }));
+      return { ip: m[1], port, weight };
     });
 }
 
-interface BackendStatus {
-  ip?: string;
-  port?: number;
+/** A backend as the row shows it: the spec's address and weight, with the health from the status if known. */
+interface BackendView {
+  ip: string;
+  port: number;
+  weight?: number;
   healthy?: boolean;
+}
+
+function backendViews(lb: LoadBalancerResource): BackendView[] {
+  const health = (lb.status?.backends as BackendView[] | undefined) ?? [];
+  const spec = lb.spec?.backends ?? health;
+  return spec.map((b) => ({ ...b, healthy: health.find((h) => h.ip === b.ip && h.port === b.port)?.healthy }));
 }
 
 export function LoadBalancerSection({ ctx }: { ctx: Ctx }) {
@@ -34,7 +45,8 @@ export function LoadBalancerSection({ ctx }: { ctx: Ctx }) {
   const [port, setPort] = useState("80");
   const [backends, setBackends] = useState("");
   const [affinity, setAffinity] = useState("none");
-  const [interval, setInterval] = useState("5");
+  const [vip, setVip] = useState("");
+  const [interval, setHealthInterval] = useState("5");
   const vpc = pick(vpcChoice, ctx.lists.vpcs);
 
   // Listen on a subnet of the VPC (internal VIP) or on a free elastic IP.
@@ -48,6 +60,7 @@ export function LoadBalancerSection({ ctx }: { ctx: Ctx }) {
     () => {
       const [kind, id] = place.split(":");
       const listener: Record<string, unknown> = { protocol, port: Number(port), [kind]: id };
+      if (kind === "subnet" && vip.trim()) listener.vip = vip.trim();
       const health = interval === "off" ? null : { interval_seconds: Number(interval), timeout_seconds: Math.min(2, Number(interval)) };
       return {
         name: name.trim(),
@@ -56,6 +69,7 @@ export function LoadBalancerSection({ ctx }: { ctx: Ctx }) {
     },
     () => {
       setName("");
+      setVip("");
       setBackends("");
     },
   );
@@ -84,6 +98,7 @@ export function LoadBalancerSection({ ctx }: { ctx: Ctx }) {
           <ParentSelect ctx={ctx} of="vpc" value={vpc} onChange={setVpc} testId="lb-vpc" />
           <Field label={t("network.listenOn")}>
             <select value={place} onChange={(e) => setWhere(e.target.value)} required data-testid="lb-listen">
+              {places.length === 0 ? <option value="">{t("network.noSubnet")}</option> : null}
               {places.map((p) => (
                 <option key={p.id} value={p.id}>
                   {p.label}
@@ -91,6 +106,11 @@ export function LoadBalancerSection({ ctx }: { ctx: Ctx }) {
               ))}
             </select>
           </Field>
+          {place.startsWith("subnet:") ? (
+            <Field label={t("network.vip")}>
+              <input value={vip} onChange={(e) => setVip(e.target.value)} placeholder={t("network.vipAuto")} data-testid="lb-vip" />
+            </Field>
+          ) : null}
           <Field label={t("network.protocol")}>
             <select value={protocol} onChange={(e) => setProtocol(e.target.value)} data-testid="lb-protocol">
               <option value="tcp">TCP</option>
@@ -110,7 +130,7 @@ export function LoadBalancerSection({ ctx }: { ctx: Ctx }) {
             </select>
           </Field>
           <Field label={t("network.healthCheck")}>
-            <select value={interval} onChange={(e) => setInterval(e.target.value)} data-testid="lb-health">
+            <select value={interval} onChange={(e) => setHealthInterval(e.target.value)} data-testid="lb-health">
               {["1", "5", "10", "30"].map((s) => (
                 <option key={s} value={s}>
                   {s}
@@ -130,23 +150,33 @@ export function LoadBalancerSection({ ctx }: { ctx: Ctx }) {
   );
 }
 
+/** A backend's badge: green when healthy, red when down, grey before the first check reports. */
+function healthBadge(t: Translate, healthy: boolean | undefined): [string, string] {
+  if (healthy === undefined) return ["badge badge-muted", t("network.healthUnknown")];
+  return healthy ? ["badge badge-ok", t("network.healthy")] : ["badge badge-bad", t("network.unhealthy")];
+}
+
 function LbRow({ lb, ctx, busy, onRemove }: { lb: LoadBalancerResource; ctx: Ctx; busy: boolean; onRemove: () => void }) {
   const { t } = useI18n();
   const l = lb.spec?.listener ?? {};
+  const backends = backendViews(lb);
   const address = (lb.status?.address as string | undefined) ?? l.vip ?? "";
-  const health = (lb.status?.backends as BackendStatus[] | undefined) ?? [];
   return (
     <ResourceRow kind="lb" item={lb} ctx={ctx} busy={busy} onDelete={onRemove}>
       <td className="name-cell">{lb.name}</td>
-      <td>
+      <td data-testid="lb-listener">
         <Mono>{`${address}:${l.port ?? ""}/${l.protocol ?? ""}`}</Mono>
       </td>
-      <td data-testid="lb-backend-list">
-        {health.map((b) => (
-          <span key={`${b.ip}:${b.port}`} className={b.healthy === false ? "badge badge-bad" : "badge badge-ok"} data-testid="lb-backend">
-            {`${b.ip}:${b.port}`} {b.healthy === false ? t("network.unhealthy") : t("network.healthy")}
-          </span>
-        ))}
+      <td className="net-badges" data-testid="lb-backend-list">
+        {backends.length === 0 ? <span className="muted">—</span> : null}
+        {backends.map((b) => {
+          const [className, health] = healthBadge(t, b.healthy);
+          return (
+            <span key={`${b.ip}:${b.port}`} className={className} data-testid="lb-backend" data-healthy={String(b.healthy ?? "")}>
+              {`${b.ip}:${b.port}${(b.weight ?? 1) > 1 ? `*${b.weight}` : ""}`} {health}
+            </span>
+          );
+        })}
       </td>
       <td>{lb.spec?.affinity === "source_ip" ? t("network.affinitySource") : t("network.affinityNone")}</td>
     </ResourceRow>

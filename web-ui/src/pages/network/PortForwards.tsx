@@ -1,6 +1,7 @@
 // Port forwards: a public port of the uplink address (or of a free elastic IP)
 // to a port of a network interface.
 import { useState } from "react";
+import type { PortForwardResource } from "../../api";
 import { formatTime } from "../../format";
 import { useI18n } from "../../i18n";
 import { CreateButton, Field, Mono, NameField, ResourceRow, ResourceSection, listenerEips, pick, useResource, type Ctx } from "./shared";
@@ -20,6 +21,7 @@ export function PortForwardSection({ ctx }: { ctx: Ctx }) {
   const freeEips = listenerEips(ctx);
   const eipValue = freeEips.some((e) => e.id === eip) ? eip : "";
   const eipIp = (id: string | null | undefined) => ctx.lists.eips.find((e) => e.id === id)?.spec?.public_ip ?? ctx.name(id);
+  const publicIp = (f: PortForwardResource) => (f.spec?.eip ? eipIp(f.spec.eip) : t("network.uplink"));
 
   const create = res.onCreate(
     () => {
@@ -71,6 +73,7 @@ export function PortForwardSection({ ctx }: { ctx: Ctx }) {
           </Field>
           <Field label={t("network.interface")}>
             <select value={eni} onChange={(e) => setEni(e.target.value)} required data-testid="pf-interface">
+              {ctx.lists.interfaces.length === 0 ? <option value="">{t("network.noInterface")}</option> : null}
               {ctx.lists.interfaces.map((n) => (
                 <option key={n.id} value={n.id}>
                   {n.name} ({n.spec?.private_ip})
@@ -90,7 +93,7 @@ export function PortForwardSection({ ctx }: { ctx: Ctx }) {
           <td className="name-cell">{f.name}</td>
           <td>{(f.spec?.protocol ?? "").toUpperCase()}</td>
           <td>
-            <Mono>{`${f.spec?.eip ? eipIp(f.spec.eip) : t("network.uplink")}:${f.spec?.public_port ?? ""}`}</Mono>
+            <Mono>{`${publicIp(f)}:${f.spec?.public_port ?? ""}`}</Mono>
           </td>
           <td>
             <Mono>{`${ctx.name(f.spec?.network_interface)}:${f.spec?.private_port ?? ""}`}</Mono>
