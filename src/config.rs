@@ -56,6 +56,15 @@ pub struct NetworkConfig {
     pub forward_ports: String,
 }
 
+impl NetworkConfig {
+    /// `forward_ports` as an inclusive range, or `None` when it is not `LOW-HIGH` within 1-65535.
+    pub fn forward_range(&self) -> Option<(u16, u16)> {
+        let (a, b) = self.forward_ports.split_once('-')?;
+        let (lo, hi): (u16, u16) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+        (lo >= 1 && lo <= hi).then_some((lo, hi))
+    }
+}
+
 impl Default for NetworkConfig {
     fn default() -> Self {
         NetworkConfig {
@@ -270,10 +279,9 @@ impl Config {
         if t.prefix_len() > 30 {
             return Err(bad("network.transit_cidr", "needs room for at least one /30".into()));
         }
-        let ports = n.forward_ports.split_once('-').and_then(|(a, b)| Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?)));
-        match ports {
-            Some((lo, hi)) if lo >= 1 && lo <= hi => Ok(()),
-            _ => Err(bad("network.forward_ports", format!("{:?} is not LOW-HIGH within 1-65535", n.forward_ports))),
+        match n.forward_range() {
+            Some(_) => Ok(()),
+            None => Err(bad("network.forward_ports", format!("{:?} is not LOW-HIGH within 1-65535", n.forward_ports))),
         }
     }
 

@@ -239,7 +239,7 @@ fn vpc_net(row: &ResourceRow) -> Result<Ipv4Net, SiteError> {
 }
 
 /// Validate the mutable part of a load balancer spec against its VPC.
-fn check_backends(s: &mut LoadBalancerSpec, net: Ipv4Net) -> Result<(), SiteError> {
+fn check_backends(s: &LoadBalancerSpec, net: Ipv4Net) -> Result<(), SiteError> {
     if s.backends.len() > MAX_BACKENDS {
         return Err(SiteError::invalid("spec.backends", format!("at most {MAX_BACKENDS} backends")));
     }
@@ -304,11 +304,8 @@ impl Site {
 
     /// The uplink ports tenants may forward (`network.forward_ports`).
     fn forward_ports(&self) -> Result<(u16, u16), SiteError> {
-        let r = &self.config().network.forward_ports;
-        r.split_once('-')
-            .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)))
-            .filter(|(a, b): &(u16, u16)| *a >= 1 && a <= b)
-            .ok_or_else(|| SiteError::Internal(format!("network.forward_ports {r:?} is not LOW-HIGH")))
+        let n = &self.config().network;
+        n.forward_range().ok_or_else(|| SiteError::Internal(format!("network.forward_ports {:?} is not LOW-HIGH", n.forward_ports)))
     }
 
     /// Create a port forward. Errors: 422 for a bad protocol, port or reference; 409 when the
@@ -348,7 +345,7 @@ impl Site {
             let mut address = Ipv4Addr::UNSPECIFIED;
             let vpc = resolve(c, Kind::Vpc, &pc, "spec.vpc", &s.vpc)?;
             s.vpc = vpc.id.clone();
-            check_backends(&mut s, vpc_net(&vpc)?)?;
+            check_backends(&s, vpc_net(&vpc)?)?;
             match (&s.listener.eip, &s.listener.subnet) {
                 (Some(e), None) => {
                     self.require_uplink()?;
@@ -385,7 +382,7 @@ impl Site {
         let current = self.get(Kind::LoadBalancer, Some(p), r)?;
         let old: LoadBalancerSpec = current.spec_as()?;
         self.update(Kind::LoadBalancer, Some(p), r, if_match, labels, patch, &move |c, v| {
-            let mut s: LoadBalancerSpec = serde_json::from_value(v).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
+            let s: LoadBalancerSpec = serde_json::from_value(v).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
             if s.vpc != old.vpc {
                 return Err(SiteError::invalid("spec.vpc", "a load balancer cannot move to another VPC"));
             }
@@ -393,7 +390,7 @@ impl Site {
                 return Err(SiteError::invalid("spec.listener", "the listener cannot change; create another load balancer"));
             }
             let vpc = repo::get(c, &s.vpc)?.ok_or_else(|| SiteError::invalid("spec.vpc", "the VPC is gone"))?;
-            check_backends(&mut s, vpc_net(&vpc)?)?;
+            check_backends(&s, vpc_net(&vpc)?)?;
             Ok(serde_json::to_value(&s)?)
         })
     }
