@@ -9,7 +9,12 @@ cd "$(dirname "$0")/.."
 # Tests: chromium (console e2e), fonts for the Chinese UI screenshot, python3-pip, curl.
 # Benchmarks: wrk (HTTP load from a second process), etcd-server (the peer of the API benchmark),
 # iperf3 (network throughput). busybox: its udhcpc is the DHCP client of the VPC tests.
-DEBS=(nftables iproute2 ca-certificates pkg-config gcc curl chromium fonts-wqy-microhei python3-pip wrk etcd-server iperf3 busybox)
+# Images: docker-registry (the local registry of integration/registry.sh), apache2-utils (its
+# `htpasswd -B` for basic auth). busybox-static is fetched by `apt-get download`, not installed:
+# it conflicts with busybox. Containers: libseccomp-dev (libcontainer's seccomp), runc (the peer of
+# the container benchmark).
+DEBS=(nftables iproute2 ca-certificates pkg-config gcc curl chromium fonts-wqy-microhei python3-pip wrk etcd-server iperf3 busybox
+      docker-registry apache2-utils libseccomp-dev runc)
 missing=()
 for p in "${DEBS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

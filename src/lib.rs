@@ -7,6 +7,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod console;
+pub mod container;
 pub mod daemon;
 pub mod image;
 pub mod net;

@@ -94,6 +94,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Event(c) => commands::event(g, c).await?,
         Command::Audit(c) => commands::audit(g, c).await?,
         Command::Site => commands::site(g).await?,
+        Command::ContainerShim(_) | Command::ContainerExec(_) => anyhow::bail!("internal commands run before the runtime starts"),
         Command::Openapi => println!("{}", cloudlet::api::openapi_json()),
         Command::Completion { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "cloudlet", &mut std::io::stdout());
@@ -102,8 +103,36 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The internal container commands fork with libcontainer, so they run before any thread exists.
+fn container_helper(cmd: &Command) -> Option<ExitCode> {
+    use cloudlet::container::shim;
+    if matches!(cmd, Command::ContainerShim(_) | Command::ContainerExec(_)) {
+        // libcontainer reports through tracing; the shim's stderr is its shim.log.
+        let filter = tracing_subscriber::EnvFilter::try_from_env("CLOUDLET_SHIM_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false).init();
+    }
+    let code = match cmd {
+        Command::ContainerShim(a) => shim::main(shim::ShimOptions {
+            dir: a.dir.clone(),
+            id: a.id.clone(),
+            cgroup: a.cgroup.clone(),
+            log_max_bytes: a.log_max_bytes,
+            log_keep: a.log_keep,
+        }),
+        Command::ContainerExec(a) => {
+            let env = a.env.iter().filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            shim::exec_main(&a.dir, &a.id, a.command.clone(), env, std::time::Duration::from_millis(a.timeout_ms))
+        }
+        _ => return None,
+    };
+    Some(ExitCode::from(code.clamp(0, 255) as u8))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(code) = container_helper(&cli.command) {
+        return code;
+    }
     if matches!(cli.command, Command::Serve(_)) {
         limit_malloc_arenas();
     }

@@ -109,6 +109,52 @@ pub enum Command {
         /// bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
     },
+    /// Internal: the per-container shim the daemon starts (runs libcontainer).
+    #[command(hide = true)]
+    ContainerShim(ShimArgs),
+    /// Internal: run a command in a running container (the daemon's exec helper).
+    #[command(hide = true)]
+    ContainerExec(ExecArgs),
+}
+
+/// Arguments of the internal `container-shim` command.
+#[derive(Debug, clap::Args)]
+pub struct ShimArgs {
+    /// The container's directory.
+    #[arg(long)]
+    pub dir: std::path::PathBuf,
+    /// The container id.
+    #[arg(long)]
+    pub id: String,
+    /// The container's cgroup path.
+    #[arg(long)]
+    pub cgroup: String,
+    /// Rotate the log past this many bytes.
+    #[arg(long, default_value_t = 10 << 20)]
+    pub log_max_bytes: u64,
+    /// Rotated log files kept.
+    #[arg(long, default_value_t = 3)]
+    pub log_keep: usize,
+}
+
+/// Arguments of the internal `container-exec` command.
+#[derive(Debug, clap::Args)]
+pub struct ExecArgs {
+    /// The container's directory.
+    #[arg(long)]
+    pub dir: std::path::PathBuf,
+    /// The container id.
+    #[arg(long)]
+    pub id: String,
+    /// Extra environment, `KEY=value`.
+    #[arg(long)]
+    pub env: Vec<String>,
+    /// Kill the command after this many milliseconds.
+    #[arg(long, default_value_t = 30_000)]
+    pub timeout_ms: u64,
+    /// The command and its arguments.
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
 }
 
 /// `cloudlet serve`.

@@ -393,3 +393,38 @@ impl Drop for NetnsGuard {
         }
     }
 }
+
+/// Whether the tests run as root (the privileged lane).
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Poll `f` every 100 ms until it gives a value, for at most `secs`; panics naming `what`.
+pub fn wait_secs<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < end, "timed out after {secs} s waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The busybox-httpd image archives (`busybox-httpd.oci.tar`, `busybox-httpd.docker.tar`), built
+/// once per target dir by `images/busybox-httpd/build.sh`.
+pub fn busybox_image() -> PathBuf {
+    static BUILT: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+    let mut g = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(p) = g.as_ref() {
+        return p.clone();
+    }
+    let out = bin().parent().expect("bin dir").join("test-images");
+    if !out.join("busybox-httpd.oci.tar").exists() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let st = Command::new("bash").arg(root.join("images/busybox-httpd/build.sh")).arg(&out).status().expect("build.sh");
+        assert!(st.success(), "images/busybox-httpd/build.sh failed");
+    }
+    *g = Some(out.clone());
+    out
+}

@@ -1,0 +1,124 @@
+//! The container engine on its own, as root: the busybox image built from Debian's package,
+//! imported and unpacked, run through the real shim and libcontainer: logs, exec, hardening,
+//! stop with a grace period, and removal that leaves no process, mount or cgroup.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cloudlet::container::runtime::{self, Layout, LogOptions, Observed};
+use cloudlet::container::spec::{Limits, RunConfig};
+use cloudlet::container::{exec, logs};
+use cloudlet::image::{layout, store::BlobStore, unpack::Limits as UnpackLimits};
+
+fn rootfs(tmp: &std::path::Path) -> PathBuf {
+    let archive = common::busybox_image();
+    let store = BlobStore::open(&tmp.join("blobs")).expect("store");
+    let scratch = tmp.join("scratch");
+    std::fs::create_dir_all(&scratch).expect("scratch");
+    let img = layout::import_archive(&store, std::fs::File::open(archive.join("busybox-httpd.oci.tar")).expect("archive"), &scratch, None).expect("import");
+    let root = tmp.join("image-root");
+    std::fs::create_dir_all(&root).expect("root");
+    layout::unpack_image(&store, &img, &root, UnpackLimits::default()).expect("unpack");
+    root
+}
+
+fn config(l: &Layout, args: &[&str], limits: Limits) -> RunConfig {
+    RunConfig {
+        rootfs: l.rootfs(),
+        args: args.iter().map(|s| s.to_string()).collect(),
+        env: vec!["PATH=/bin".into(), "GREETING=hi".into()],
+        cwd: "/".into(),
+        uid: 0,
+        gid: 0,
+        additional_gids: vec![],
+        hostname: "engine-test".into(),
+        netns: None,
+        read_only_rootfs: false,
+        limits,
+        mounts: vec![],
+        etc_dir: Some(l.dir.join("etc")),
+        address: None,
+        cgroups_path: l.cgroup(),
+    }
+}
+
+const LOGS: LogOptions = LogOptions { max_bytes: 1 << 20, keep: 2 };
+
+#[test]
+fn a_container_runs_logs_execs_and_is_removed_without_leftovers() {
+    if !common::is_root() {
+        eprintln!("skipped: needs root (namespaces, cgroups, overlayfs)");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let image = rootfs(tmp.path());
+    let l = Layout::new(tmp.path(), &format!("ctr-engine{}", std::process::id()));
+    let script = "echo started $GREETING; echo to-stderr >&2; cat /proc/self/status | grep -E '^(CapEff|NoNewPrivs|Seccomp):'; hostname; trap 'echo got-term; exit 3' TERM; while true; do sleep 0.1; done";
+    runtime::prepare(&l, &image, &config(&l, &["/bin/sh", "-c", script], Limits { cpus: Some(0.5), memory_bytes: Some(64 << 20), pids: Some(64) })).expect("prepare");
+    let rec = runtime::start(&common::bin(), &l, LOGS).expect("start");
+    assert!(matches!(runtime::observe(&l), Observed::Running(_)));
+    let lines = common::wait_secs(10, "log lines", || {
+        let e = logs::read_tail(&l.logs(), None);
+        (e.len() >= 6).then_some(e)
+    });
+    let text: Vec<String> = lines.iter().map(|e| format!("{} {}", e.stream, e.log)).collect();
+    assert!(text.contains(&"stdout started hi".to_string()), "{text:?}");
+    assert!(text.contains(&"stderr to-stderr".to_string()), "{text:?}");
+    assert!(text.contains(&"stdout engine-test".to_string()), "{text:?}");
+    // Docker's default capabilities are 0x00000000a80425fb; seccomp mode 2 is a filter.
+    assert!(text.contains(&"stdout CapEff:\t00000000a80425fb".to_string()), "{text:?}");
+    assert!(text.contains(&"stdout NoNewPrivs:\t1".to_string()), "{text:?}");
+    assert!(text.contains(&"stdout Seccomp:\t2".to_string()), "{text:?}");
+    // Limits reached the cgroup.
+    let mem = std::fs::read_to_string(format!("/sys/fs/cgroup/memory{}/memory.limit_in_bytes", l.cgroup()))
+        .or_else(|_| std::fs::read_to_string(format!("/sys/fs/cgroup{}/memory.max", l.cgroup())))
+        .expect("memory limit file");
+    assert_eq!(mem.trim(), (64u64 << 20).to_string());
+    // Exec runs inside (same hostname, same pid namespace), and the filter blocks mount(2).
+    let out = exec::run(&common::bin(), &l, &["/bin/sh".into(), "-c".into(), "hostname; echo $GREETING $EXTRA; ps | wc -l; mount -t tmpfs none /mnt; echo rc=$?".into()], &[("EXTRA".into(), "x".into())], Duration::from_secs(20)).expect("exec");
+    assert_eq!(out.exit_code, 0, "{out:?}");
+    let so: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(so[0], "engine-test", "{out:?}");
+    assert_eq!(so[1], "hi x", "{out:?}");
+    assert!(so.last().is_some_and(|l| *l == "rc=1" || *l == "rc=255"), "mount must fail: {out:?}");
+    let fail = exec::run(&common::bin(), &l, &["/bin/sh".into(), "-c".into(), "exit 7".into()], &[], Duration::from_secs(20)).expect("exec");
+    assert_eq!(fail.exit_code, 7);
+    let slow = exec::run(&common::bin(), &l, &["/bin/sleep".into(), "30".into()], &[], Duration::from_millis(500)).expect("exec");
+    assert!(slow.timed_out && slow.exit_code == 124, "{slow:?}");
+    // Graceful stop: the trap answers SIGTERM with exit code 3.
+    runtime::stop(&l, Duration::from_secs(10)).expect("stop");
+    match runtime::observe(&l) {
+        Observed::Exited(e) => assert_eq!(e.exit_code, Some(3), "{e:?}"),
+        other => panic!("not exited: {other:?}"),
+    }
+    assert!(logs::read_tail(&l.logs(), None).iter().any(|e| e.log == "got-term"));
+    assert!(!std::path::Path::new(&format!("/proc/{}", rec.init_pid)).exists());
+    runtime::remove(&l, Duration::from_secs(5)).expect("remove");
+    assert!(!l.dir.exists());
+    assert!(!runtime::is_mounted(&l.rootfs()));
+    assert!(cloudlet::container::cgroup::dirs(&l.cgroup()).is_empty(), "cgroups are gone");
+}
+
+#[test]
+fn a_process_past_its_memory_limit_is_oom_killed() {
+    if !common::is_root() {
+        eprintln!("skipped: needs root (namespaces, cgroups, overlayfs)");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let image = rootfs(tmp.path());
+    let l = Layout::new(tmp.path(), &format!("ctr-oom{}", std::process::id()));
+    // Holding 200 MiB in a shell variable needs far more than the 32 MiB allowed.
+    let hog = "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived ${#x}";
+    runtime::prepare(&l, &image, &config(&l, &["/bin/sh", "-c", hog], Limits { memory_bytes: Some(32 << 20), ..Default::default() })).expect("prepare");
+    runtime::start(&common::bin(), &l, LOGS).expect("start");
+    let exit = common::wait_secs(60, "the OOM kill", || match runtime::observe(&l) {
+        Observed::Exited(e) => Some(e),
+        _ => None,
+    });
+    assert!(exit.oom_killed, "{exit:?}");
+    assert!(!logs::read_tail(&l.logs(), None).iter().any(|e| e.log.starts_with("survived")));
+    runtime::remove(&l, Duration::from_secs(5)).expect("remove");
+}

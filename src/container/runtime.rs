@@ -1,0 +1,230 @@
+//! The daemon's side of the container engine: a container's directory, its overlay root
+//! filesystem, starting its shim, observing it, signalling and stopping it, and removing all of
+//! it. Every step is idempotent, so a reconciler can repeat it after any crash.
+//!
+//! `DATA/containers/<id>/`:
+//! - `bundle/config.json`, `bundle/rootfs/` (the overlay mount: the image's unpacked layers as
+//!   the lower directory, `upper/` and `work/` for the container's writes, kept across restarts);
+//! - `etc/hosts`, `etc/hostname` (bound read-only into the container);
+//! - `state/` (libcontainer's root), `logs/`, `shim.json`, `exit.json`, `shim.log`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::mount::{MntFlags, MsFlags};
+use nix::sys::signal::Signal;
+
+use super::shim::{self, EXIT_FILE, ExitRecord, SHIM_FILE, ShimRecord};
+use super::spec::{self, RunConfig};
+use super::{ContainerError, write_atomic};
+
+/// The directory layout of one container.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub dir: PathBuf,
+    pub id: String,
+}
+
+impl Layout {
+    /// `data_dir/containers/<id>`.
+    pub fn new(data_dir: &Path, id: &str) -> Layout {
+        Layout { dir: data_dir.join("containers").join(id), id: id.to_string() }
+    }
+    pub fn rootfs(&self) -> PathBuf {
+        self.dir.join("bundle").join("rootfs")
+    }
+    pub fn logs(&self) -> PathBuf {
+        self.dir.join("logs")
+    }
+    /// The cgroup path (`/cloudlet/<id>`) under each hierarchy.
+    pub fn cgroup(&self) -> String {
+        format!("/cloudlet/{}", self.id)
+    }
+}
+
+/// What the host shows of a container.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Observed {
+    /// Its shim lives.
+    Running(ShimRecord),
+    /// It ended, and its shim recorded how.
+    Exited(ExitRecord),
+    /// The shim is gone but the init lives (the shim was killed): it must be killed.
+    Orphaned(ShimRecord),
+    /// Nothing runs and nothing was recorded: never started, or lost in a reboot.
+    Absent,
+}
+
+fn read_json<T: for<'de> serde::Deserialize<'de>>(p: &Path) -> Option<T> {
+    serde_json::from_slice(&std::fs::read(p).ok()?).ok()
+}
+
+/// Observe a container from its records and `/proc`.
+pub fn observe(l: &Layout) -> Observed {
+    let rec: Option<ShimRecord> = read_json(&l.dir.join(SHIM_FILE));
+    if let Some(r) = &rec
+        && shim::alive(r.shim_pid, r.shim_start)
+    {
+        return Observed::Running(r.clone());
+    }
+    if let Some(e) = read_json(&l.dir.join(EXIT_FILE)) {
+        return Observed::Exited(e);
+    }
+    match rec {
+        Some(r) if shim::alive(r.init_pid, r.init_start) => Observed::Orphaned(r),
+        _ => Observed::Absent,
+    }
+}
+
+/// Whether `path` is a mount point (per `/proc/self/mountinfo`).
+pub fn is_mounted(path: &Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return false };
+    let want = path.to_string_lossy();
+    info.lines().any(|l| l.split(' ').nth(4).is_some_and(|m| unescape(m) == want))
+}
+
+/// mountinfo escapes space, tab, newline and backslash as octal.
+fn unescape(s: &str) -> String {
+    s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+}
+
+fn mkdirs(dirs: &[PathBuf]) -> Result<(), ContainerError> {
+    for d in dirs {
+        std::fs::create_dir_all(d).map_err(ContainerError::io(format!("creating {}", d.display())))?;
+    }
+    Ok(())
+}
+
+/// Make the container ready to start: its directories, the overlay over `image_root`, the
+/// `/etc` files, `config.json`; old records and any stale libcontainer state are cleared.
+pub fn prepare(l: &Layout, image_root: &Path, cfg: &RunConfig) -> Result<(), ContainerError> {
+    let (upper, work, etc) = (l.dir.join("upper"), l.dir.join("work"), l.dir.join("etc"));
+    mkdirs(&[upper.clone(), work.clone(), etc.clone(), l.rootfs(), l.logs(), l.dir.join("state")])?;
+    if !is_mounted(&l.rootfs()) {
+        let opts = format!("lowerdir={},upperdir={},workdir={}", image_root.display(), upper.display(), work.display());
+        nix::mount::mount(Some("overlay"), &l.rootfs(), Some("overlay"), MsFlags::MS_NODEV, Some(opts.as_str()))
+            .map_err(|e| ContainerError::Runtime(format!("mounting the overlay root: {e}")))?;
+    }
+    let mut hosts = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    if let Some(ip) = cfg.address {
+        hosts.push_str(&format!("{ip}\t{}\n", cfg.hostname));
+    }
+    write_atomic(&etc.join("hostname"), format!("{}\n", cfg.hostname).as_bytes())?;
+    write_atomic(&etc.join("hosts"), hosts.as_bytes())?;
+    let spec = spec::build(cfg, spec::swap_limit_supported())?;
+    let json = serde_json::to_vec_pretty(&spec).map_err(|e| ContainerError::Runtime(e.to_string()))?;
+    write_atomic(&l.dir.join("bundle").join("config.json"), &json)?;
+    for f in [SHIM_FILE, EXIT_FILE] {
+        let _ = std::fs::remove_file(l.dir.join(f));
+    }
+    clear_state(l);
+    Ok(())
+}
+
+/// Remove libcontainer's record and the cgroup a lost shim left behind (nothing runs).
+fn clear_state(l: &Layout) {
+    let _ = std::fs::remove_dir_all(l.dir.join("state").join(&l.id));
+    super::cgroup::remove(&l.cgroup());
+}
+
+/// Options of the shim's logs.
+#[derive(Debug, Clone, Copy)]
+pub struct LogOptions {
+    pub max_bytes: u64,
+    pub keep: usize,
+}
+
+/// Start the prepared container through a shim of `bin` (this binary). Returns once the
+/// container's process runs, or with the runtime's error.
+pub fn start(bin: &Path, l: &Layout, logs: LogOptions) -> Result<ShimRecord, ContainerError> {
+    let out = Command::new(bin)
+        .arg("container-shim")
+        .arg("--dir")
+        .arg(&l.dir)
+        .args(["--id", &l.id, "--cgroup", &l.cgroup()])
+        .args(["--log-max-bytes", &logs.max_bytes.to_string(), "--log-keep", &logs.keep.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(ContainerError::io(format!("running {} container-shim", bin.display())))?;
+    if !out.status.success() {
+        let msg = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        return Err(ContainerError::Runtime(if msg.is_empty() { format!("the shim failed: {}", out.status) } else { msg }));
+    }
+    read_json(&l.dir.join(SHIM_FILE)).ok_or_else(|| ContainerError::Runtime("the shim recorded no shim.json".into()))
+}
+
+/// Send `sig` to the container's init, if it is still the recorded process. Returns whether it
+/// was sent.
+pub fn signal(rec: &ShimRecord, sig: Signal) -> bool {
+    shim::alive(rec.init_pid, rec.init_start) && nix::sys::signal::kill(nix::unistd::Pid::from_raw(rec.init_pid), sig).is_ok()
+}
+
+/// Wait until `cond` holds, polling every 20 ms, at most `timeout`.
+fn wait_until(timeout: Duration, cond: impl Fn() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cond()
+}
+
+/// Stop the container: SIGTERM, then SIGKILL after `grace`; returns once the shim is gone (it
+/// records the exit). Safe to call when nothing runs.
+pub fn stop(l: &Layout, grace: Duration) -> Result<(), ContainerError> {
+    let rec = match observe(l) {
+        Observed::Running(r) | Observed::Orphaned(r) => r,
+        Observed::Exited(_) | Observed::Absent => return Ok(()),
+    };
+    let init_gone = || !shim::alive(rec.init_pid, rec.init_start);
+    if signal(&rec, Signal::SIGTERM) && !wait_until(grace, init_gone) {
+        signal(&rec, Signal::SIGKILL);
+    }
+    if !wait_until(Duration::from_secs(10), init_gone) {
+        return Err(ContainerError::Runtime(format!("init {} did not die after SIGKILL", rec.init_pid)));
+    }
+    if !wait_until(Duration::from_secs(10), || !shim::alive(rec.shim_pid, rec.shim_start)) {
+        return Err(ContainerError::Runtime(format!("shim {} did not exit", rec.shim_pid)));
+    }
+    if !l.dir.join(EXIT_FILE).exists() {
+        // The shim was gone already (an orphan): record a kill so the container shows as stopped.
+        let e = ExitRecord { exit_code: None, signal: Some(Signal::SIGKILL as i32), oom_killed: false, finished_at: chrono::Utc::now().to_rfc3339() };
+        write_atomic(&l.dir.join(EXIT_FILE), &serde_json::to_vec(&e).map_err(|e| ContainerError::Runtime(e.to_string()))?)?;
+        clear_state(l);
+    }
+    Ok(())
+}
+
+/// Stop the container and remove everything of it on the host: the overlay mount, the cgroup,
+/// the directory with its writable layer and logs.
+pub fn remove(l: &Layout, grace: Duration) -> Result<(), ContainerError> {
+    stop(l, grace)?;
+    clear_state(l);
+    if is_mounted(&l.rootfs()) {
+        nix::mount::umount2(&l.rootfs(), MntFlags::MNT_DETACH).map_err(|e| ContainerError::Runtime(format!("unmounting the root: {e}")))?;
+    }
+    match std::fs::remove_dir_all(&l.dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(ContainerError::Io { what: format!("removing {}", l.dir.display()), source: e }),
+    }
+}
+
+/// The result of an exec.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct ExecOutput {
+    /// The command's exit code (128 + signal when killed; 124 on timeout; 126 when it could
+    /// not run).
+    pub exit_code: i32,
+    /// Its standard output (UTF-8, invalid bytes replaced; at most 1 MiB).
+    pub stdout: String,
+    /// Its standard error (likewise).
+    pub stderr: String,
+    /// Whether the timeout killed it.
+    pub timed_out: bool,
+}
