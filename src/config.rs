@@ -36,6 +36,28 @@ pub struct Config {
     pub reconcile: ReconcileConfig,
     pub node: NodeConfig,
     pub network: NetworkConfig,
+    pub container: ContainerConfig,
+}
+
+/// The container engine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ContainerConfig {
+    /// Rotate a container's log past this many bytes.
+    pub log_max_bytes: u64,
+    /// Rotated log files kept per container.
+    pub log_keep: usize,
+    /// Largest image archive `POST /v1/images/import` accepts, in bytes.
+    pub max_import_bytes: u64,
+    /// Host directories that containers may mount, by name (`data = "/srv/data"`). Tenants name
+    /// them; they cannot choose host paths themselves.
+    pub host_paths: std::collections::BTreeMap<String, PathBuf>,
+}
+
+impl Default for ContainerConfig {
+    fn default() -> Self {
+        ContainerConfig { log_max_bytes: 10 << 20, log_keep: 3, max_import_bytes: 8 << 30, host_paths: Default::default() }
+    }
 }
 
 /// The site uplink and public addresses (VPC networking).
@@ -143,6 +165,7 @@ impl Default for Config {
             reconcile: ReconcileConfig::default(),
             node: NodeConfig::default(),
             network: NetworkConfig::default(),
+            container: ContainerConfig::default(),
         }
     }
 }
@@ -241,6 +264,16 @@ transit_cidr = "169.254.128.0/17"
 # Ports of the uplink address that port forwards may use, "LOW-HIGH". Keep the host's own
 # services (SSH, the API on 8443) outside it.
 forward_ports = "10000-60999"
+
+[container]
+# Rotate a container's log past this many bytes; keep this many rotated files.
+log_max_bytes = 10485760
+log_keep = 3
+# Largest image archive that `cloudlet image import` may upload, bytes.
+max_import_bytes = 8589934592
+
+# Host directories containers may mount, by name: tenants name one ("data"), never a path.
+[container.host_paths]
 "#;
 
 /// The default config file path, read when it exists and no `--config` is given.

@@ -173,6 +173,15 @@ pub async fn serve(cfg: Config) -> Result<(), DaemonError> {
         print_first_start(&cfg, &first);
     }
     site.register_local_node()?;
+    // Containers deleted while the daemon was down, and leftovers of interrupted imports.
+    match site.run(crate::site::containers::sweep_orphans).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(containers = n, "removed containers that state no longer has"),
+        Err(e) => tracing::warn!(error = %e, "sweeping orphaned containers failed"),
+    }
+    if let Err(e) = site.run(|s| s.collect_image_garbage()).await {
+        tracing::warn!(error = %e, "image garbage collection failed");
+    }
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Kind>();
@@ -181,6 +190,8 @@ pub async fn serve(cfg: Config) -> Result<(), DaemonError> {
         tokio::spawn(reconcile::run(site.clone(), NodeController, done_tx.clone(), shutdown_rx.clone())),
         tokio::spawn(reconcile::run(site.clone(), VpcController, done_tx.clone(), shutdown_rx.clone())),
         tokio::spawn(reconcile::run(site.clone(), NetworkInterfaceController, done_tx.clone(), shutdown_rx.clone())),
+        tokio::spawn(reconcile::run(site.clone(), crate::site::images::ImageController, done_tx.clone(), shutdown_rx.clone())),
+        tokio::spawn(reconcile::run(site.clone(), crate::site::containers::ContainerController, done_tx.clone(), shutdown_rx.clone())),
     ];
     let controllers = tasks.len();
     // Load balancer health checks: not a reconciler, so not part of the start-up pass.

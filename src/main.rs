@@ -91,6 +91,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Natgw(c) => cloudlet::cli::network::natgw(g, c).await?,
         Command::Portforward(c) => cloudlet::cli::balancing::portforward(g, c).await?,
         Command::Lb(c) => cloudlet::cli::balancing::lb(g, c).await?,
+        Command::Image(c) => cloudlet::cli::containers::image(g, c).await?,
+        Command::Container(c) => cloudlet::cli::containers::container(g, c).await?,
         Command::Event(c) => commands::event(g, c).await?,
         Command::Audit(c) => commands::audit(g, c).await?,
         Command::Site => commands::site(g).await?,

@@ -44,6 +44,15 @@ fn config(l: &Layout, args: &[&str], limits: Limits) -> RunConfig {
     }
 }
 
+/// Removes the container (processes, mount, cgroup) even when the test fails.
+struct Guard(Layout);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = runtime::remove(&self.0, Duration::from_secs(1));
+    }
+}
+
 const LOGS: LogOptions = LogOptions { max_bytes: 1 << 20, keep: 2 };
 
 #[test]
@@ -55,6 +64,7 @@ fn a_container_runs_logs_execs_and_is_removed_without_leftovers() {
     let tmp = tempfile::tempdir().expect("tmp");
     let image = rootfs(tmp.path());
     let l = Layout::new(tmp.path(), &format!("ctr-engine{}", std::process::id()));
+    let _guard = Guard(l.clone());
     let script = "echo started $GREETING; echo to-stderr >&2; cat /proc/self/status | grep -E '^(CapEff|NoNewPrivs|Seccomp):'; hostname; trap 'echo got-term; exit 3' TERM; while true; do sleep 0.1; done";
     runtime::prepare(&l, &image, &config(&l, &["/bin/sh", "-c", script], Limits { cpus: Some(0.5), memory_bytes: Some(64 << 20), pids: Some(64) })).expect("prepare");
     let rec = runtime::start(&common::bin(), &l, LOGS).expect("start");
@@ -110,6 +120,7 @@ fn a_process_past_its_memory_limit_is_oom_killed() {
     let tmp = tempfile::tempdir().expect("tmp");
     let image = rootfs(tmp.path());
     let l = Layout::new(tmp.path(), &format!("ctr-oom{}", std::process::id()));
+    let _guard = Guard(l.clone());
     // Holding 200 MiB in a shell variable needs far more than the 32 MiB allowed.
     let hog = "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived ${#x}";
     runtime::prepare(&l, &image, &config(&l, &["/bin/sh", "-c", hog], Limits { memory_bytes: Some(32 << 20), ..Default::default() })).expect("prepare");

@@ -4,6 +4,7 @@
 //! registered through `utoipa-axum`, so the OpenAPI document covers every route by construction.
 
 pub mod auth;
+pub mod containers;
 pub mod error;
 pub mod events;
 pub mod network;
@@ -44,11 +45,14 @@ pub struct AppState {
         crate::site::network::SecurityGroupSpec, crate::site::network::SgRule, crate::site::network::NetworkInterfaceSpec,
         crate::net::render::Protocol, crate::site::public::EipSpec, crate::site::public::NatGatewaySpec,
         crate::site::balancing::PortForwardSpec, crate::site::balancing::LoadBalancerSpec, crate::site::balancing::Listener,
-        crate::site::balancing::BackendSpec, crate::site::balancing::Affinity, crate::site::balancing::HealthCheck)),
+        crate::site::balancing::BackendSpec, crate::site::balancing::Affinity, crate::site::balancing::HealthCheck,
+        crate::site::images::ImageSpec, crate::site::images::Credentials, crate::site::images::ImageRunConfig,
+        crate::site::containers::ContainerSpec, crate::site::containers::ContainerResources, crate::site::containers::ContainerMount,
+        crate::site::containers::RestartPolicy, crate::site::containers::DesiredState)),
     modifiers(&Security),
     tags((name = "projects"), (name = "tokens"), (name = "users"), (name = "nodes"), (name = "operations"),
         (name = "vpcs"), (name = "subnets"), (name = "security-groups"), (name = "network-interfaces"), (name = "eips"), (name = "nat-gateways"),
-        (name = "port-forwards"), (name = "load-balancers"),
+        (name = "port-forwards"), (name = "load-balancers"), (name = "images"), (name = "containers"),
         (name = "events"), (name = "audit"), (name = "auth"), (name = "system"))
 )]
 struct ApiDoc;
@@ -105,30 +109,54 @@ pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(network::get_port_forward, network::delete_port_forward))
         .routes(routes!(network::list_load_balancers, network::create_load_balancer))
         .routes(routes!(network::get_load_balancer, network::update_load_balancer, network::delete_load_balancer))
+        .routes(routes!(containers::list_images, containers::pull_image))
+        .routes(routes!(containers::get_image, containers::delete_image))
+        .routes(routes!(containers::list_containers, containers::create_container))
+        .routes(routes!(containers::get_container, containers::update_container, containers::delete_container))
+        .routes(routes!(containers::start_container))
+        .routes(routes!(containers::stop_container))
+        .routes(routes!(containers::restart_container))
+        .routes(routes!(containers::container_logs))
+        .routes(routes!(containers::exec_container))
         .routes(routes!(events::events))
         .routes(routes!(events::audit))
         .split_for_parts()
 }
 
+/// Routes that take large bodies (image uploads): outside the API's body limit, each with its
+/// own.
+fn upload_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::new().routes(routes!(containers::import_image)).split_for_parts()
+}
+
+/// The OpenAPI document of every route.
+fn full_doc() -> utoipa::openapi::OpenApi {
+    let mut doc = api_routes().1;
+    doc.merge(upload_routes().1);
+    doc
+}
+
 /// The OpenAPI document as JSON.
 pub fn openapi_json() -> String {
-    api_routes().1.to_pretty_json().unwrap_or_else(|_| "{}".into())
+    full_doc().to_pretty_json().unwrap_or_else(|_| "{}".into())
 }
 
 /// The full HTTP application: API, console, and the middleware stack (panic guard, JSON errors,
 /// body limit, metrics, audit).
 pub fn app(site: Site, shutdown: watch::Receiver<bool>) -> Router {
-    let (routes, doc) = api_routes();
-    let openapi = Arc::new(doc.to_pretty_json().unwrap_or_else(|_| "{}".into()));
+    let (routes, _) = api_routes();
+    let (uploads, _) = upload_routes();
+    let openapi = Arc::new(full_doc().to_pretty_json().unwrap_or_else(|_| "{}".into()));
     let max_body = site.config().api.max_body_bytes;
     let state = AppState { site, shutdown, openapi };
     routes
         .fallback(crate::console::serve)
-        .layer(middleware::from_fn_with_state(state.clone(), auth::audit))
-        .layer(middleware::from_fn_with_state(state.clone(), auth::metrics))
         .layer(DefaultBodyLimit::max(max_body))
         // Refuse an oversized Content-Length before reading the body (no 100-continue).
         .layer(RequestBodyLimitLayer::new(max_body))
+        .merge(uploads.layer(DefaultBodyLimit::disable()))
+        .layer(middleware::from_fn_with_state(state.clone(), auth::audit))
+        .layer(middleware::from_fn_with_state(state.clone(), auth::metrics))
         .layer(middleware::map_response(error::jsonify_errors))
         .layer(CatchPanicLayer::custom(error::panic_response))
         .with_state(state)

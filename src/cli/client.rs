@@ -203,6 +203,20 @@ impl Client {
         Ok(Answer { status: parts.status, headers: parts.headers, body })
     }
 
+    /// Send `bytes` as the body (`content_type`) and parse a JSON answer.
+    pub async fn upload(&self, method: Method, path: &str, bytes: Bytes, content_type: &str) -> Result<Value, CliError> {
+        let mut req = self.request(method, path, None, &[("content-type", content_type.to_string())])?;
+        *req.body_mut() = Full::new(bytes);
+        let mut s = self.connect().await?;
+        let resp = s.send_request(req).await.map_err(|e| CliError::Http(e.to_string()))?;
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await.map_err(|e| CliError::Http(e.to_string()))?.to_bytes();
+        if !parts.status.is_success() {
+            return Err(api_error(parts.status, &body));
+        }
+        serde_json::from_slice(&body).map_err(|e| CliError::Http(format!("answer is not JSON: {e}")))
+    }
+
     /// Send a request and parse a JSON answer; API errors become [`CliError::Api`].
     pub async fn json(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value, CliError> {
         self.json_with(method, path, body, &[]).await

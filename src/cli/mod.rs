@@ -4,6 +4,7 @@
 pub mod balancing;
 pub mod client;
 pub mod commands;
+pub mod containers;
 pub mod network;
 pub mod output;
 
@@ -91,6 +92,12 @@ pub enum Command {
     /// L4 load balancers.
     #[command(subcommand)]
     Lb(balancing::LbCmd),
+    /// Images (pull, import).
+    #[command(subcommand)]
+    Image(containers::ImageCmd),
+    /// Containers.
+    #[command(subcommand, alias = "ctr")]
+    Container(containers::ContainerCmd),
     /// Long-running operations.
     #[command(subcommand, alias = "op")]
     Operation(OperationCmd),

@@ -1,16 +1,17 @@
 //! The OCI image engine (issue 4, in progress): a content-addressed blob store, safe layer
-//! unpacking, and import of OCI image layouts. Registry pulls (`oci-client`) and the container
-//! runtime build on these.
+//! unpacking, import of OCI image layouts, and registry pulls (`oci-client`). The container
+//! runtime builds on these.
 
 pub mod layout;
+pub mod pull;
 pub mod store;
 pub mod unpack;
 
 #[cfg(test)]
 mod tests;
 
-/// Errors of the image engine. Archive and digest errors are the caller's input (4xx); `Io` is
-/// the host's.
+/// Errors of the image engine. Archive, digest, reference, auth and not-found errors are the
+/// caller's input (4xx); `Io` is the host's and `Registry` the remote registry's or network's.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
     /// A file system step failed.
@@ -43,4 +44,16 @@ pub enum ImageError {
     /// Well-formed but not supported here (a zstd layer, say).
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// Not a valid image reference (`[registry/]repository[:tag][@sha256:<hex>]`).
+    #[error("bad image reference {0:?}")]
+    BadReference(String),
+    /// The registry refused the credentials, or demands some (HTTP 401/403).
+    #[error("registry authentication failed: {0}")]
+    Auth(String),
+    /// The registry has no such repository, tag or digest (HTTP 404).
+    #[error("not found in the registry: {0}")]
+    NotFound(String),
+    /// The registry could not be reached, failed, or broke the distribution protocol.
+    #[error("registry error: {0}")]
+    Registry(String),
 }

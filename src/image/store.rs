@@ -89,39 +89,26 @@ impl BlobStore {
     /// ([`ImageError::DigestMismatch`]) and nothing becomes visible. At most `max_bytes` are
     /// read ([`ImageError::TooLarge`] beyond). Returns the digest and size.
     pub fn put(&self, r: &mut impl Read, expected: Option<&Digest>, max_bytes: u64) -> Result<(Digest, u64), ImageError> {
-        let tmp = self.root.join("tmp").join(format!("{:016x}", rand::random::<u64>()));
-        let result = (|| {
-            let mut f = File::options().write(true).create_new(true).open(&tmp).map_err(io("creating a temporary blob"))?;
-            let mut h = Sha256::new();
-            let mut n = 0u64;
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                let k = r.read(&mut buf).map_err(io("reading a blob"))?;
-                if k == 0 {
-                    break;
-                }
-                n += k as u64;
-                if n > max_bytes {
-                    return Err(ImageError::TooLarge { limit: max_bytes });
-                }
-                h.update(&buf[..k]);
-                f.write_all(&buf[..k]).map_err(io("writing a blob"))?;
+        let mut w = self.writer(max_bytes)?;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let k = r.read(&mut buf).map_err(io("reading a blob"))?;
+            if k == 0 {
+                break;
             }
-            f.sync_all().map_err(io("syncing a blob"))?;
-            let got = Digest(format!("sha256:{}", hex::encode(h.finalize())));
-            if let Some(want) = expected
-                && *want != got
-            {
-                return Err(ImageError::DigestMismatch { expected: want.to_string(), got: got.to_string() });
-            }
-            std::fs::rename(&tmp, self.path(&got)).map_err(io("moving a blob into place"))?;
-            sync_dir(&self.blob_dir())?;
-            Ok((got, n))
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
+            w.write(&buf[..k])?;
         }
-        result
+        w.commit(expected)
+    }
+
+    /// Start writing a blob chunk by chunk (for sources that are not a [`Read`], such as a
+    /// download); at most `max_bytes` bytes. The same guarantees as [`BlobStore::put`]: nothing
+    /// is visible before [`BlobWriter::commit`] verifies it, and a writer dropped uncommitted
+    /// leaves nothing behind. The writer owns its paths, so it can move to a blocking thread.
+    pub fn writer(&self, max_bytes: u64) -> Result<BlobWriter, ImageError> {
+        let tmp = self.root.join("tmp").join(format!("{:016x}", rand::random::<u64>()));
+        let file = File::options().write(true).create_new(true).open(&tmp).map_err(io("creating a temporary blob"))?;
+        Ok(BlobWriter { file, tmp, blob_dir: self.blob_dir(), hash: Sha256::new(), n: 0, max_bytes, done: false })
     }
 
     /// Open a stored blob for reading.
@@ -155,6 +142,54 @@ impl BlobStore {
     }
 }
 
+/// A blob being written in chunks ([`BlobStore::writer`]): hashed as it is written, visible only
+/// once [`BlobWriter::commit`] has checked it; dropped uncommitted, its temporary file is removed.
+pub struct BlobWriter {
+    file: File,
+    tmp: PathBuf,
+    blob_dir: PathBuf,
+    hash: Sha256,
+    n: u64,
+    max_bytes: u64,
+    done: bool,
+}
+
+impl BlobWriter {
+    /// Append a chunk; [`ImageError::TooLarge`] once more than the writer's `max_bytes` came.
+    pub fn write(&mut self, chunk: &[u8]) -> Result<(), ImageError> {
+        self.n += chunk.len() as u64;
+        if self.n > self.max_bytes {
+            return Err(ImageError::TooLarge { limit: self.max_bytes });
+        }
+        self.hash.update(chunk);
+        self.file.write_all(chunk).map_err(io("writing a blob"))
+    }
+
+    /// Sync the blob, check it against `expected` ([`ImageError::DigestMismatch`], leaving
+    /// nothing), and move it into place. Returns the digest and size.
+    pub fn commit(mut self, expected: Option<&Digest>) -> Result<(Digest, u64), ImageError> {
+        self.file.sync_all().map_err(io("syncing a blob"))?;
+        let got = Digest(format!("sha256:{}", hex::encode(std::mem::take(&mut self.hash).finalize())));
+        if let Some(want) = expected
+            && *want != got
+        {
+            return Err(ImageError::DigestMismatch { expected: want.to_string(), got: got.to_string() });
+        }
+        std::fs::rename(&self.tmp, self.blob_dir.join(got.hex())).map_err(io("moving a blob into place"))?;
+        self.done = true;
+        sync_dir(&self.blob_dir)?;
+        Ok((got, self.n))
+    }
+}
+
+impl Drop for BlobWriter {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,6 +211,30 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
         assert_eq!(s.retain(&Default::default()).unwrap(), 1);
         assert!(!s.has(&want));
+    }
+
+    #[test]
+    fn chunked_writes_verify_and_abandoned_ones_leave_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = BlobStore::open(dir.path()).unwrap();
+        let want = Digest::parse(HELLO).unwrap();
+        let mut w = s.writer(5).unwrap();
+        w.write(b"hel").unwrap();
+        w.write(b"lo").unwrap();
+        assert_eq!(w.commit(Some(&want)).unwrap(), (want.clone(), 5));
+        assert_eq!(std::fs::read(s.path(&want)).unwrap(), b"hello");
+        let mut w = s.writer(5).unwrap();
+        w.write(b"hello").unwrap();
+        assert!(matches!(w.write(b"!"), Err(ImageError::TooLarge { limit: 5 })));
+        drop(w);
+        let mut w = s.writer(1 << 20).unwrap();
+        w.write(b"half").unwrap();
+        drop(w);
+        let mut w = s.writer(1 << 20).unwrap();
+        w.write(b"hellO").unwrap();
+        assert!(matches!(w.commit(Some(&want)), Err(ImageError::DigestMismatch { .. })));
+        assert_eq!(s.list().unwrap(), vec![want]);
+        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0, "no leftovers in tmp/");
     }
 
     #[test]

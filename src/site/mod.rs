@@ -8,7 +8,9 @@ pub mod balancing;
 pub mod bootstrap;
 pub mod error;
 pub mod events;
+pub mod containers;
 pub mod health;
+pub mod images;
 pub mod kind;
 pub mod metrics;
 pub mod model;
@@ -57,6 +59,7 @@ struct Inner {
     node_name: String,
     started_at: String,
     ready: AtomicBool,
+    images: images::ImageState,
 }
 
 /// Capacity of the in-process event bus; a subscriber that lags further re-reads from SQLite.
@@ -75,6 +78,7 @@ impl Site {
                 node_name,
                 started_at: model::now_rfc3339(),
                 ready: AtomicBool::new(false),
+                images: images::ImageState::default(),
             }),
         }
     }
@@ -92,6 +96,11 @@ impl Site {
     /// Metrics registry and families.
     pub fn metrics(&self) -> &metrics::Metrics {
         &self.inner.metrics
+    }
+
+    /// The image engine's per-daemon state.
+    pub(crate) fn images(&self) -> &images::ImageState {
+        &self.inner.images
     }
 
     /// This node's name.
@@ -223,6 +232,23 @@ impl Site {
         secret_hash: Option<&str>,
         build: impl FnOnce(&Connection) -> Result<(Value, Status), SiteError>,
     ) -> Result<Resource, SiteError> {
+        self.create_then(kind, project, name, labels, secret_hash, build, |_, _, _| Ok(None))
+    }
+
+    /// Like [`Site::create_with_status`], with `then` run in the same transaction after the
+    /// insert (to record an operation on the new resource, say); returns what `then` returns
+    /// when it gives a row, else the created resource.
+    #[allow(clippy::too_many_arguments)]
+    pub fn create_then(
+        &self,
+        kind: Kind,
+        project: Option<&ProjectCtx>,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+        secret_hash: Option<&str>,
+        build: impl FnOnce(&Connection) -> Result<(Value, Status), SiteError>,
+        then: impl FnOnce(&Connection, &ResourceRow, &mut Vec<NewEvent>) -> Result<Option<ResourceRow>, SiteError>,
+    ) -> Result<Resource, SiteError> {
         model::validate_name("name", name)?;
         model::validate_labels(labels)?;
         if kind.scope() == Scope::Project && project.is_none() {
@@ -259,7 +285,8 @@ impl Site {
                 repo::put_secret(tx, &row.id, h)?;
             }
             evs.push(event_for(&row, project, "created", format!("{} {} created", kind.as_str(), name)));
-            repo::get(tx, &row.id)?.ok_or_else(|| SiteError::Internal("row vanished".into()))
+            let created = repo::get(tx, &row.id)?.ok_or_else(|| SiteError::Internal("row vanished".into()))?;
+            Ok(then(tx, &created, evs)?.unwrap_or(created))
         })?;
         Resource::from_row(row)
     }

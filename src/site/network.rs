@@ -243,7 +243,7 @@ impl Site {
             let users: Vec<(Kind, &str)> = match kind {
                 Kind::Vpc => vec![(Kind::Subnet, "$.vpc"), (Kind::SecurityGroup, "$.vpc"), (Kind::LoadBalancer, "$.vpc")],
                 Kind::Subnet => vec![(Kind::NetworkInterface, "$.subnet"), (Kind::NatGateway, "$.subnet"), (Kind::LoadBalancer, "$.listener.subnet")],
-                Kind::NetworkInterface => vec![(Kind::Eip, "$.network_interface"), (Kind::PortForward, "$.network_interface")],
+                Kind::NetworkInterface => vec![(Kind::Eip, "$.network_interface"), (Kind::PortForward, "$.network_interface"), (Kind::Container, "$.network_interface")],
                 Kind::SecurityGroup => vec![(Kind::NetworkInterface, "$.security_groups")],
                 _ => vec![],
             };

@@ -428,3 +428,62 @@ pub fn busybox_image() -> PathBuf {
     *g = Some(out.clone());
     out
 }
+
+/// On drop (even when a test fails): stops every container a daemon's data dir holds (their
+/// shims outlive the daemon by design) and removes their mounts and cgroups. Declare it after the
+/// `Daemon`, so it runs before the data dir is removed.
+pub struct ContainerGuard(pub PathBuf);
+
+impl Drop for ContainerGuard {
+    fn drop(&mut self) {
+        for e in std::fs::read_dir(self.0.join("containers")).into_iter().flatten().flatten() {
+            let id = e.file_name().to_string_lossy().into_owned();
+            let l = cloudlet::container::runtime::Layout::new(&self.0, &id);
+            let _ = cloudlet::container::runtime::remove(&l, Duration::from_secs(1));
+        }
+    }
+}
+
+/// GET `url` with curl from inside the named network namespace `netns`; the body, or `None`.
+pub fn http_get_in(netns: &str, url: &str) -> Option<String> {
+    let out = Command::new("ip").args(["netns", "exec", netns, "curl", "-s", "--max-time", "3", url]).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A local Docker registry (`integration/registry.sh`) holding the busybox-httpd image as
+/// `busybox-httpd:latest`; stopped on drop.
+pub struct Registry {
+    pub dir: tempfile::TempDir,
+    pub addr: String,
+}
+
+impl Registry {
+    /// Start the registry (with basic auth when `htpasswd` is `Some("user:pass")`) and push the
+    /// image.
+    pub fn with_busybox(htpasswd: Option<&str>) -> Registry {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut start = Command::new("bash");
+        start.arg(root.join("integration/registry.sh")).arg("start").arg(dir.path());
+        if let Some(h) = htpasswd {
+            start.args(["--htpasswd", h]);
+        }
+        assert!(start.status().expect("registry.sh").success(), "registry.sh start failed");
+        let addr = std::fs::read_to_string(dir.path().join("addr")).expect("addr").trim().to_string();
+        let reg = Registry { dir, addr };
+        let mut push = Command::new("python3");
+        push.arg(root.join("integration/registry-push.py")).arg(busybox_image().join("busybox-httpd.oci.tar")).arg(&reg.addr).arg("busybox-httpd:latest");
+        if let Some((u, p)) = htpasswd.and_then(|h| h.split_once(':')) {
+            push.args(["--user", u, "--password", p]);
+        }
+        assert!(push.status().expect("registry-push.py").success(), "push failed");
+        reg
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let _ = Command::new("bash").arg(root.join("integration/registry.sh")).arg("stop").arg(self.dir.path()).status();
+    }
+}

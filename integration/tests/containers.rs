@@ -1,0 +1,194 @@
+//! Privileged lane: containers through the API and CLI of the real daemon. The busybox-httpd
+//! image is pulled from a local registry, run in a VPC, fetched through an elastic IP from the
+//! "internet" namespace, logged, exec'd into, stopped, started and deleted with nothing left
+//! behind; then the daemon is killed (containers are adopted, not duplicated) and a host reboot
+//! is simulated (every process, namespace, cgroup and mount gone: the containers whose policy
+//! says so come back with the same address).
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use common::{ContainerGuard, Daemon, NetnsGuard, Registry, create, http_get_in, ready_netns};
+use serde_json::{Value, json};
+
+const PAGE: &str = "hello from cloudlet busybox-httpd\n";
+
+fn status(d: &Daemon, name: &str) -> Value {
+    d.call("GET", &format!("/v1/containers/{name}"), None).json()["status"].clone()
+}
+
+fn wait_phase(d: &Daemon, name: &str, phase: &str) -> Value {
+    d.wait_for(60, &format!("container {name} {phase}"), || {
+        let s = status(d, name);
+        (s["phase"] == phase).then_some(s)
+    })
+}
+
+/// Processes whose command line is a shim of container `id`.
+fn shims_of(id: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd);
+            cmd.contains("container-shim") && cmd.contains(id)
+        })
+        .count()
+}
+
+fn mounts_under(dir: &std::path::Path) -> usize {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let d = dir.to_string_lossy();
+    info.lines().filter(|l| l.split(' ').nth(4).is_some_and(|m| m.starts_with(d.as_ref()))).count()
+}
+
+#[test]
+fn pull_run_in_a_vpc_fetch_through_an_eip_logs_exec_stop_delete_and_recover() {
+    if !common::is_root() {
+        eprintln!("skipped: needs root (namespaces, cgroups, overlayfs, nftables)");
+        return;
+    }
+    let reg = Registry::with_busybox(None);
+    let net = common::internet("ctr");
+    let (stop, tmp) = (Arc::new(AtomicBool::new(false)), tempfile::tempdir().expect("tmp"));
+    let _topology = NetnsGuard { data: None, extra: vec![net.up.clone(), net.inet.clone()], stop: stop.clone() };
+    let cfg = common::uplink_config(tmp.path(), &net);
+    let mut d = Daemon::start_with(&["--config", cfg.to_str().expect("utf-8")]);
+    let _owned = NetnsGuard { data: Some(d.dir.clone()), extra: vec![], stop: stop.clone() };
+    let _containers = ContainerGuard(d.dir.clone());
+
+    // Pull from the registry (plain HTTP): an operation that ends with the image Ready.
+    let r = d.call("POST", "/v1/images", Some(json!({"name": "httpd", "spec": {"source": format!("{}/busybox-httpd:latest", reg.addr), "insecure": true}})));
+    assert_eq!(r.status, 202, "{}", r.body);
+    let op = d.wait_operation(r.json()["id"].as_str().expect("op id"));
+    assert_eq!(op["status"]["phase"], "Succeeded", "{op}");
+    let img = d.call("GET", "/v1/images/httpd", None).json();
+    assert_eq!(img["status"]["phase"], "Ready");
+    assert_eq!(img["status"]["config"]["entrypoint"], json!(["/bin/httpd"]));
+
+    // A VPC with a web subnet, a group open on 8080, an interface with an EIP.
+    create(&d, "/v1/vpcs", json!({"name": "prod", "spec": {"cidr": "10.0.0.0/16"}}));
+    create(&d, "/v1/subnets", json!({"name": "web", "spec": {"vpc": "prod", "cidr": "10.0.1.0/24"}}));
+    create(&d, "/v1/security-groups", json!({"name": "web", "spec": {"vpc": "prod", "ingress": [{"protocol": "tcp", "ports": "8080", "source_cidr": "0.0.0.0/0"}]}}));
+    for n in ["web-1", "job-1"] {
+        create(&d, "/v1/network-interfaces", json!({"name": n, "spec": {"subnet": "web", "security_groups": ["web"]}}));
+    }
+    let (_, ip) = ready_netns(&d, "web-1");
+    let eip = create(&d, "/v1/eips", json!({"name": "web-ip", "spec": {"network_interface": "web-1"}}))["spec"]["public_ip"].as_str().expect("eip").to_string();
+
+    // Run through the CLI (over HTTP with the admin token), restart policy always.
+    let remote = format!("http://{}", d.addr);
+    let cli = |args: &[&str]| {
+        let mut all = vec!["--remote", remote.as_str(), "--token", d.token.as_str()];
+        all.extend_from_slice(args);
+        common::cli(&all, None)
+    };
+    let (code, out, err) = cli(&["container", "run", "web", "--image", "httpd", "--eni", "web-1", "--restart", "always", "--memory", "64", "--cpus", "0.5", "-e", "MODE=test"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let st = wait_phase(&d, "web", "Running");
+    assert_eq!(st["private_ip"], ip.as_str());
+    let id = d.call("GET", "/v1/containers/web", None).json()["id"].as_str().expect("id").to_string();
+
+    // The page through the EIP from the internet namespace.
+    let url = format!("http://{eip}:8080/");
+    let got = d.wait_for(30, "the page through the EIP", || http_get_in(&net.inet, &url));
+    assert_eq!(got, PAGE);
+    // httpd -v logs each request with the client's address on stderr.
+    let logs = d.wait_for(10, "a request in the log", || {
+        let r = d.call("GET", "/v1/containers/web/logs?tail=50", None);
+        r.body.contains("198.51.100.2").then_some(r.body)
+    });
+    assert!(!logs.is_empty());
+    let (code, out, _) = cli(&["container", "logs", "web", "--tail", "5"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("198.51.100.2"), "{out}");
+
+    // Exec: inside the container's namespaces, with its address and environment.
+    let (code, out, err) = cli(&["container", "exec", "web", "--", "/bin/sh", "-c", "hostname; echo $MODE; ip -4 addr show eth0 | grep -c inet; cat /proc/1/cmdline | tr '\\0' ' '"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[..3], ["web", "test", "1"], "{out}");
+    assert!(lines[3].starts_with("/bin/httpd -f"), "{out}");
+    let r = d.call("POST", "/v1/containers/web/exec", Some(json!({"command": ["/bin/sh", "-c", "cat /etc/hosts; exit 3"]})));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["exit_code"], 3);
+    assert!(r.json()["stdout"].as_str().expect("stdout").contains(&format!("{ip}\tweb")));
+
+    // A job without restart: runs to its end and reports exit code 0, on another interface.
+    create(&d, "/v1/containers", json!({"name": "job", "spec": {"image": "httpd", "network_interface": "job-1", "command": ["/bin/sh", "-c", "echo done"]}}));
+    let st = wait_phase(&d, "job", "Exited");
+    assert_eq!(st["exit_code"], 0);
+    assert_eq!(d.call("GET", "/v1/containers/job/logs", None).body, "done\n");
+
+    // Stop (httpd ignores SIGTERM as pid 1, so SIGKILL after the grace period) and start again.
+    let r = d.call("PATCH", "/v1/containers/web", Some(json!({"spec": {"stop_timeout_seconds": 1}})));
+    assert_eq!(r.status, 200, "{}", r.body);
+    d.wait_for(30, "restart with the new spec", || (status(&d, "web")["phase"] == "Running" && http_get_in(&net.inet, &url).is_some()).then_some(()));
+    let (code, _, err) = cli(&["container", "stop", "web"]);
+    assert_eq!(code, 0, "{err}");
+    wait_phase(&d, "web", "Stopped");
+    assert_eq!(http_get_in(&net.inet, &url), None, "a stopped container serves nothing");
+    assert_eq!(shims_of(&id), 0);
+    let r = d.call("POST", "/v1/containers/web/exec", Some(json!({"command": ["true"]})));
+    assert_eq!(r.status, 409, "exec into a stopped container: {}", r.body);
+    let (code, _, err) = cli(&["container", "start", "web"]);
+    assert_eq!(code, 0, "{err}");
+    wait_phase(&d, "web", "Running");
+    assert_eq!(d.wait_for(30, "the page after start", || http_get_in(&net.inet, &url)), PAGE);
+
+    // kill -9 of the daemon: the container keeps serving, and is adopted (same pid, one shim).
+    let pid_before = status(&d, "web")["pid"].clone();
+    d.kill9();
+    assert_eq!(http_get_in(&net.inet, &url).as_deref(), Some(PAGE), "serving while the daemon is down");
+    d.launch();
+    d.wait_for(30, "adoption", || (status(&d, "web")["phase"] == "Running").then_some(()));
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(status(&d, "web")["pid"], pid_before, "adopted, not restarted");
+    assert_eq!(shims_of(&id), 1, "exactly one shim");
+
+    // A simulated reboot: every process, namespace, cgroup and overlay mount is gone.
+    d.kill9();
+    for e in std::fs::read_dir(d.dir.join("containers")).expect("containers").flatten() {
+        let rec: Value = serde_json::from_slice(&std::fs::read(e.path().join("shim.json")).unwrap_or_default()).unwrap_or(Value::Null);
+        for k in ["init_pid", "shim_pid"] {
+            if let Some(p) = rec[k].as_i64() {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p as i32), nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+    }
+    d.wait_for(10, "the shims to die", || (shims_of(&id) == 0).then_some(()));
+    for ns in common::owned_netns(&d.dir) {
+        let _ = cloudlet::net::host::delete_netns(&ns);
+    }
+    let _ = cloudlet::container::cgroup::remove(&format!("/cloudlet/{id}"));
+    for e in std::fs::read_dir(d.dir.join("containers")).expect("containers").flatten() {
+        let _ = nix::mount::umount2(&e.path().join("bundle/rootfs"), nix::mount::MntFlags::MNT_DETACH);
+    }
+    assert_eq!(mounts_under(&d.dir), 0);
+    d.launch();
+    let st = wait_phase(&d, "web", "Running");
+    assert_eq!(st["private_ip"], ip.as_str(), "same address after the reboot");
+    assert_ne!(st["pid"], pid_before);
+    assert_eq!(d.wait_for(60, "the page after the reboot", || http_get_in(&net.inet, &url)), PAGE);
+    assert_eq!(shims_of(&id), 1, "one shim, no duplicate");
+    assert_eq!(status(&d, "job")["phase"], "Exited", "a finished job stays finished");
+
+    // Deletion leaves no process, mount or cgroup behind; the image is then free to go.
+    assert_eq!(d.call("DELETE", "/v1/images/httpd", None).status, 409, "in use by containers");
+    for n in ["web", "job"] {
+        assert_eq!(d.call("DELETE", &format!("/v1/containers/{n}"), None).status, 204);
+    }
+    d.wait_for(30, "the container's files to go", || (!d.dir.join("containers").join(&id).exists()).then_some(()));
+    assert_eq!(shims_of(&id), 0);
+    assert_eq!(mounts_under(&d.dir), 0, "no mounts left");
+    assert!(cloudlet::container::cgroup::dirs(&format!("/cloudlet/{id}")).is_empty(), "no cgroup left");
+    assert_eq!(d.call("DELETE", "/v1/images/httpd", None).status, 204);
+    d.wait_for(30, "garbage collection", || {
+        let blobs = std::fs::read_dir(d.dir.join("images/blobs/sha256")).map(|r| r.count()).unwrap_or(0);
+        (blobs == 0).then_some(())
+    });
+}

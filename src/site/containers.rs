@@ -1,0 +1,611 @@
+//! Containers: OCI containers of a project, run by the container engine ([`crate::container`])
+//! from the project's images, attached to a VPC through a network interface, with limits,
+//! restart policy, logs and exec.
+//!
+//! The spec is the desired state (`state: running|stopped`; `restart_token` grows on each start
+//! or restart request); the container reconciler converges the host to it and reports
+//! `status` (`Pending`, `Running`, `Restarting`, `Stopped`, `Exited`, `Failed`). A daemon restart
+//! adopts running containers through their shims; a host reboot (no shim, no exit record) is a
+//! failure that the restart policy answers.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rusqlite::Connection;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::model::Status;
+use super::network::{NetworkInterfaceSpec, resolve, spec_of};
+use super::reconcile::{Controller, Outcome};
+use super::{Kind, ProjectCtx, Resource, Site, SiteError};
+use crate::container::runtime::{self, ExecOutput, Layout, LogOptions, Observed};
+use crate::container::shim::ExitRecord;
+use crate::container::spec::{self as cspec, BindMount, Limits, RunConfig};
+use crate::container::{ContainerError, exec};
+use crate::state::{ResourceRow, repo};
+
+/// When a container is started again after it ends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    /// Never (the default, as in Docker).
+    #[default]
+    Never,
+    /// After a non-zero exit or a host failure, at most `max_retries` times in a row.
+    OnFailure,
+    /// Whenever it ends, and after a host reboot.
+    Always,
+}
+
+/// Desired run state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DesiredState {
+    #[default]
+    Running,
+    Stopped,
+}
+
+/// Resource limits; absent fields are unlimited.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerResources {
+    /// CPUs, 0.01 to 256 (fractions allowed; CFS quota).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
+    /// Memory in MiB, 4 to 1,048,576; a process past it is killed by the OOM killer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mib: Option<u64>,
+    /// Processes and threads, 1 to 4,194,304.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids: Option<i64>,
+}
+
+/// A mount of a named host path (`[container.host_paths]` in the site config).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerMount {
+    /// The host path's name in the site config.
+    pub host_path: String,
+    /// Absolute path inside the container (not `/`, `/proc`, `/sys`, `/dev`).
+    pub target: String,
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+fn default_stop_timeout() -> u32 {
+    10
+}
+
+/// Spec of a container.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerSpec {
+    /// The image (id or name on create; stored as the id).
+    pub image: String,
+    /// Replaces the image's entrypoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// Replaces the image's cmd (the entrypoint's arguments).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<Vec<String>>,
+    /// Added to (and overriding) the image's environment.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Replaces the image's working directory (absolute).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    /// Replaces the image's user (`uid`, `name`, `uid:gid`, `name:group`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// The network interface whose address and security groups the container takes (id or name on
+    /// create; stored as the id). Without one the container has only loopback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_interface: Option<String>,
+    #[serde(default)]
+    pub resources: ContainerResources,
+    #[serde(default)]
+    pub restart_policy: RestartPolicy,
+    /// Restarts in a row allowed by `on-failure` (default 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_retries: Option<u32>,
+    /// Mount the root filesystem read-only.
+    #[serde(default)]
+    pub read_only_rootfs: bool,
+    #[serde(default)]
+    pub mounts: Vec<ContainerMount>,
+    /// `running` (default) or `stopped`.
+    #[serde(default)]
+    pub state: DesiredState,
+    /// Seconds between SIGTERM and SIGKILL on stop (default 10, at most 300).
+    #[serde(default = "default_stop_timeout")]
+    pub stop_timeout_seconds: u32,
+    /// Grows by one with every start or restart request (set by the API).
+    #[serde(default)]
+    pub restart_token: u64,
+}
+
+fn bad_spec(e: impl std::fmt::Display) -> SiteError {
+    SiteError::invalid("spec", e.to_string())
+}
+
+fn env_key_ok(k: &str) -> bool {
+    !k.is_empty() && k.len() <= 256 && !k.contains('=') && !k.contains('\0') && !k.as_bytes()[0].is_ascii_digit()
+}
+
+/// Validate and normalize a container spec inside a transaction: resolve the image and the
+/// network interface (not used by another container), check limits, env and mounts.
+fn build_spec(site: &Site, c: &Connection, p: &ProjectCtx, v: Value, self_id: Option<&str>) -> Result<Value, SiteError> {
+    let mut s: ContainerSpec = serde_json::from_value(v).map_err(bad_spec)?;
+    s.image = resolve(c, Kind::Image, p, "spec.image", &s.image)?.id;
+    if let Some(eni) = &s.network_interface {
+        let row = resolve(c, Kind::NetworkInterface, p, "spec.network_interface", eni)?;
+        if let Some(u) = repo::referencing(c, Kind::Container.as_str(), "$.network_interface", &row.id)?.iter().find(|u| Some(u.id.as_str()) != self_id) {
+            return Err(SiteError::ConflictOn { field: "spec.network_interface".into(), message: format!("network interface {} is used by container {}", row.name, u.name) });
+        }
+        s.network_interface = Some(row.id);
+    }
+    let r = &s.resources;
+    if r.cpus.is_some_and(|x| !(0.01..=256.0).contains(&x) || x.is_nan()) {
+        return Err(SiteError::invalid("spec.resources.cpus", "between 0.01 and 256"));
+    }
+    if r.memory_mib.is_some_and(|m| !(4..=1 << 20).contains(&m)) {
+        return Err(SiteError::invalid("spec.resources.memory_mib", "between 4 and 1048576 MiB"));
+    }
+    if r.pids.is_some_and(|n| !(1..=4_194_304).contains(&n)) {
+        return Err(SiteError::invalid("spec.resources.pids", "between 1 and 4194304"));
+    }
+    for k in s.env.keys() {
+        if !env_key_ok(k) {
+            return Err(SiteError::invalid(format!("spec.env.{k}"), "an environment name is 1 to 256 characters, without = or NUL, not starting with a digit"));
+        }
+    }
+    if s.env.values().any(|v| v.contains('\0')) {
+        return Err(SiteError::invalid("spec.env", "values may not contain NUL"));
+    }
+    for (name, list) in [("command", &s.command), ("args", &s.args)] {
+        if list.as_ref().is_some_and(|l| l.iter().any(|a| a.contains('\0')) || l.len() > 4096) {
+            return Err(SiteError::invalid(format!("spec.{name}"), "at most 4096 arguments, without NUL"));
+        }
+    }
+    if s.command.as_ref().is_some_and(|c| c.is_empty()) {
+        return Err(SiteError::invalid("spec.command", "give at least the program"));
+    }
+    if let Some(w) = &s.working_dir
+        && !w.starts_with('/')
+    {
+        return Err(SiteError::invalid("spec.working_dir", "must be an absolute path"));
+    }
+    if s.user.as_ref().is_some_and(|u| u.len() > 256 || u.contains('\0')) {
+        return Err(SiteError::invalid("spec.user", "a user name or uid, optionally :group"));
+    }
+    if s.stop_timeout_seconds > 300 {
+        return Err(SiteError::invalid("spec.stop_timeout_seconds", "at most 300"));
+    }
+    if s.max_retries.is_some() && s.restart_policy != RestartPolicy::OnFailure {
+        return Err(SiteError::invalid("spec.max_retries", "applies to the on-failure policy only"));
+    }
+    let paths = &site.config().container.host_paths;
+    for (i, m) in s.mounts.iter().enumerate() {
+        if !paths.contains_key(&m.host_path) {
+            return Err(SiteError::invalid(format!("spec.mounts[{i}].host_path"), format!("no host path named {:?} in the site config", m.host_path)));
+        }
+        cspec::check_target(&m.target).map_err(|e| SiteError::invalid(format!("spec.mounts[{i}].target"), e.to_string()))?;
+    }
+    Ok(serde_json::to_value(s)?)
+}
+
+impl Site {
+    /// Create (and, unless `state` is `stopped`, run) a container.
+    pub fn create_container(&self, p: &ProjectCtx, name: &str, labels: &BTreeMap<String, String>, spec: Value) -> Result<Resource, SiteError> {
+        let pc = p.clone();
+        self.create_with(Kind::Container, Some(p), name, labels, &Status::phase("Pending"), None, |c| build_spec(self, c, &pc, spec, None))
+    }
+
+    /// Change a container's spec (RFC 7386 merge patch); a running container is restarted to apply
+    /// it.
+    pub fn update_container(&self, p: &ProjectCtx, r: &str, if_match: Option<i64>, labels: Option<&BTreeMap<String, String>>, patch: Option<&Value>) -> Result<Resource, SiteError> {
+        let id = self.get(Kind::Container, Some(p), r)?.id;
+        let pc = p.clone();
+        self.update(Kind::Container, Some(p), r, if_match, labels, patch, &|c, v| build_spec(self, c, &pc, v, Some(&id)))
+    }
+
+    /// `start`, `stop` or `restart` a container: sets the desired state (and for start and restart
+    /// grows `restart_token`, so an exited container runs again).
+    pub fn container_action(&self, p: &ProjectCtx, r: &str, action: &str) -> Result<Resource, SiteError> {
+        let cur: ContainerSpec = self.get(Kind::Container, Some(p), r)?.spec_as()?;
+        let patch = match action {
+            "stop" => serde_json::json!({"state": "stopped"}),
+            "start" | "restart" => serde_json::json!({"state": "running", "restart_token": cur.restart_token + 1}),
+            other => return Err(SiteError::invalid("action", format!("{other:?} is not start, stop or restart"))),
+        };
+        self.update(Kind::Container, Some(p), r, None, None, Some(&patch), &|_, v| Ok(v))
+    }
+
+    /// Delete a container; its reconciler stops it and removes its files.
+    pub fn delete_container(&self, p: &ProjectCtx, r: &str) -> Result<Resource, SiteError> {
+        self.delete(Kind::Container, Some(p), r)
+    }
+
+    fn container_layout(&self, id: &str) -> Layout {
+        Layout::new(&self.config().data_dir, id)
+    }
+
+    /// The log directory of a container of the project.
+    pub fn container_logs_dir(&self, p: &ProjectCtx, r: &str) -> Result<(String, PathBuf), SiteError> {
+        let c = self.get(Kind::Container, Some(p), r)?;
+        Ok((c.id.clone(), self.container_layout(&c.id).logs()))
+    }
+
+    /// Whether the container's shim lives.
+    pub fn container_running(&self, id: &str) -> bool {
+        matches!(runtime::observe(&self.container_layout(id)), Observed::Running(_))
+    }
+
+    /// Run a command in a running container (409 when it is not running).
+    pub fn container_exec(&self, p: &ProjectCtx, r: &str, command: &[String], env: &BTreeMap<String, String>, timeout: Duration) -> Result<ExecOutput, SiteError> {
+        let c = self.get(Kind::Container, Some(p), r)?;
+        let l = self.container_layout(&c.id);
+        if !matches!(runtime::observe(&l), Observed::Running(_)) {
+            return Err(SiteError::Conflict(format!("container {} is not running", c.name)));
+        }
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        exec::run(&self_exe()?, &l, command, &env, timeout).map_err(engine_err)
+    }
+}
+
+fn self_exe() -> Result<PathBuf, SiteError> {
+    std::env::current_exe().map_err(|e| SiteError::Internal(format!("locating this binary: {e}")))
+}
+
+fn engine_err(e: ContainerError) -> SiteError {
+    SiteError::Internal(e.to_string())
+}
+
+/// Delay before restart number `n` (1-based): 500 ms doubling, capped at 30 s.
+pub fn restart_delay(n: u32) -> Duration {
+    Duration::from_millis(500u64.saturating_mul(1 << n.saturating_sub(1).min(6))).min(Duration::from_secs(30))
+}
+
+/// What the reconciler decides for a container that is not running.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Start it now.
+    Start,
+    /// Start it after this delay.
+    StartAfter(Duration),
+    /// Leave it, with this phase.
+    Leave(&'static str),
+}
+
+/// The restart policy's answer for a container that ended with `exit` (`None`: lost in a host
+/// failure) after `restarts` restarts in a row, `since_end` ago.
+pub fn decide(policy: RestartPolicy, max_retries: u32, exit: Option<&ExitRecord>, restarts: u32, since_end: Duration) -> Decision {
+    let failed = exit.is_none_or(|e| e.code() != 0 || e.oom_killed);
+    let restart = match policy {
+        RestartPolicy::Always => true,
+        RestartPolicy::OnFailure => failed && restarts < max_retries,
+        RestartPolicy::Never => false,
+    };
+    if !restart {
+        return Decision::Leave(if exit.is_none() { "Failed" } else { "Exited" });
+    }
+    let delay = restart_delay(restarts + 1);
+    if since_end >= delay { Decision::Start } else { Decision::StartAfter(delay - since_end) }
+}
+
+/// How often a running container is checked for an exit.
+const POLL: Duration = Duration::from_secs(1);
+
+fn get_u64(st: &Status, k: &str) -> u64 {
+    st.extra.get(k).and_then(Value::as_u64).unwrap_or(0)
+}
+
+/// The container reconciler.
+pub struct ContainerController;
+
+impl Controller for ContainerController {
+    fn kind(&self) -> Kind {
+        Kind::Container
+    }
+
+    async fn reconcile(&self, site: &Site, id: &str) -> Result<Outcome, SiteError> {
+        let id = id.to_string();
+        site.run(move |s| reconcile_container(s, &id)).await
+    }
+}
+
+fn reconcile_container(site: &Site, id: &str) -> Result<Outcome, SiteError> {
+    let l = site.container_layout(id);
+    let Some(row) = site.read(|c| Ok(repo::get(c, id)?))? else {
+        runtime::remove(&l, Duration::from_secs(10)).map_err(engine_err)?;
+        return Ok(Outcome::Done);
+    };
+    let spec: ContainerSpec = spec_of(&row)?;
+    let st: Status = serde_json::from_str(&row.status).unwrap_or_default();
+    let grace = Duration::from_secs(spec.stop_timeout_seconds.into());
+    let observed = runtime::observe(&l);
+    if let Observed::Orphaned(_) = observed {
+        // The shim was killed but the container lives on without logs or a supervisor.
+        runtime::stop(&l, grace).map_err(engine_err)?;
+        return Ok(Outcome::RequeueAfter(Duration::ZERO));
+    }
+    let wanted_token = spec.restart_token;
+    let started_token = get_u64(&st, "started_token");
+    let stale = st.extra.get("started_spec").and_then(Value::as_str) != Some(fingerprint(&spec).as_str());
+    match (spec.state, observed) {
+        (DesiredState::Stopped, Observed::Running(_)) => {
+            runtime::stop(&l, grace).map_err(engine_err)?;
+            record_stopped(site, &row, &l, "Stopped")?;
+            Ok(Outcome::Done)
+        }
+        (DesiredState::Stopped, _) => {
+            record_stopped(site, &row, &l, "Stopped")?;
+            Ok(Outcome::Done)
+        }
+        (DesiredState::Running, Observed::Running(rec)) => {
+            if wanted_token != started_token || stale {
+                // A restart request, or a changed spec: stop, then start anew.
+                runtime::stop(&l, grace).map_err(engine_err)?;
+                return start(site, &row, &spec, &l, 0);
+            }
+            site.set_status(&row.id, |s, _| {
+                if s.phase != "Running" {
+                    s.phase = "Running".into();
+                }
+                s.extra.insert("pid".into(), rec.init_pid.into());
+            })?;
+            Ok(Outcome::RequeueAfter(POLL))
+        }
+        (DesiredState::Running, Observed::Exited(exit)) => {
+            if wanted_token != started_token || stale {
+                return start(site, &row, &spec, &l, 0);
+            }
+            let restarts = get_u64(&st, "restart_count") as u32;
+            record_exit(site, &row, &exit)?;
+            let ended = chrono::DateTime::parse_from_rfc3339(&exit.finished_at).map(|t| t.with_timezone(&chrono::Utc)).unwrap_or_else(|_| chrono::Utc::now());
+            let since = (chrono::Utc::now() - ended).to_std().unwrap_or_default();
+            // A container that ran 10 s or more starts a new series of restarts.
+            let ran_long = st.extra.get("started_at").and_then(Value::as_str).and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok()).is_some_and(|s| (ended - s.with_timezone(&chrono::Utc)).num_seconds() >= 10);
+            let restarts = if ran_long { 0 } else { restarts };
+            act(site, &row, &spec, &l, decide(spec.restart_policy, spec.max_retries.unwrap_or(5), Some(&exit), restarts, since), restarts)
+        }
+        (DesiredState::Running, Observed::Absent | Observed::Orphaned(_)) => {
+            let was_started = st.extra.contains_key("started_at");
+            if !was_started || wanted_token != started_token || stale {
+                return start(site, &row, &spec, &l, 0);
+            }
+            // Started before, and nothing ran or recorded an end: the host went down under it.
+            let restarts = get_u64(&st, "restart_count") as u32;
+            act(site, &row, &spec, &l, decide(spec.restart_policy, spec.max_retries.unwrap_or(5), None, restarts, Duration::from_secs(3600)), restarts)
+        }
+    }
+}
+
+fn act(site: &Site, row: &ResourceRow, spec: &ContainerSpec, l: &Layout, d: Decision, restarts: u32) -> Result<Outcome, SiteError> {
+    match d {
+        Decision::Start => start(site, row, spec, l, restarts + 1),
+        Decision::StartAfter(delay) => {
+            site.set_status(&row.id, |s, _| s.phase = "Restarting".into())?;
+            Ok(Outcome::RequeueAfter(delay))
+        }
+        Decision::Leave(phase) => {
+            site.set_status(&row.id, |s, _| {
+                s.phase = phase.into();
+                if phase == "Failed" && !s.extra.contains_key("message") {
+                    s.extra.insert("message".into(), "the host stopped while the container ran (no exit was recorded)".into());
+                }
+            })?;
+            Ok(Outcome::Done)
+        }
+    }
+}
+
+fn record_exit(site: &Site, row: &ResourceRow, exit: &ExitRecord) -> Result<(), SiteError> {
+    site.set_status(&row.id, |s, _| {
+        s.extra.insert("exit_code".into(), exit.code().into());
+        s.extra.insert("oom_killed".into(), exit.oom_killed.into());
+        s.extra.insert("finished_at".into(), exit.finished_at.clone().into());
+        s.extra.remove("pid");
+    })?;
+    Ok(())
+}
+
+fn record_stopped(site: &Site, row: &ResourceRow, l: &Layout, phase: &str) -> Result<(), SiteError> {
+    if let Observed::Exited(e) = runtime::observe(l) {
+        record_exit(site, row, &e)?;
+    }
+    site.set_status(&row.id, |s, row| {
+        s.phase = phase.into();
+        s.observed_generation = row.generation;
+        s.extra.remove("pid");
+    })?;
+    Ok(())
+}
+
+/// Whether the network interface's namespace is in place (the VPC reconciler made it).
+fn eni_ready(site: &Site, eni_id: &str) -> Result<Option<(PathBuf, NetworkInterfaceSpec)>, SiteError> {
+    let Some(eni) = site.read(|c| Ok(repo::get(c, eni_id)?))? else { return Ok(None) };
+    let st: Status = serde_json::from_str(&eni.status).unwrap_or_default();
+    let ns = crate::net::host::netns_path(&crate::net::names::eni_netns(eni_id));
+    if st.phase != "Ready" || !ns.exists() {
+        return Ok(None);
+    }
+    Ok(Some((ns, spec_of(&eni)?)))
+}
+
+fn start(site: &Site, row: &ResourceRow, spec: &ContainerSpec, l: &Layout, restarts: u32) -> Result<Outcome, SiteError> {
+    let Some(image) = site.read(|c| Ok(repo::get(c, &spec.image)?))? else {
+        return Err(SiteError::Conflict("the container's image is gone".into()));
+    };
+    let (netns, address) = match &spec.network_interface {
+        Some(eni) => match eni_ready(site, eni)? {
+            Some((ns, s)) => (Some(ns), s.private_ip),
+            None => {
+                site.set_status(&row.id, |s, _| {
+                    s.phase = "Pending".into();
+                    s.set_condition("NetworkReady", false, "Waiting", "waiting for the network interface");
+                })?;
+                return Ok(Outcome::RequeueAfter(Duration::from_millis(300)));
+            }
+        },
+        None => (None, None),
+    };
+    let (image_root, ic) = site.image_root(&image)?;
+    let mut args = spec.command.clone().unwrap_or(ic.entrypoint.clone());
+    args.extend(spec.args.clone().unwrap_or(if spec.command.is_some() { vec![] } else { ic.cmd.clone() }));
+    if args.is_empty() {
+        return fail(site, row, "the image has no entrypoint or cmd and the spec gives no command");
+    }
+    let mut env: BTreeMap<String, String> = ic.env.iter().filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    env.entry("PATH".into()).or_insert_with(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    env.insert("HOSTNAME".into(), row.name.clone());
+    env.extend(spec.env.clone());
+    let user = spec.user.clone().unwrap_or(ic.user.clone());
+    let (uid, gid, additional_gids) = match cspec::resolve_user(&image_root, &user) {
+        Ok(u) => u,
+        Err(e) => return fail(site, row, &e.to_string()),
+    };
+    let paths = &site.config().container.host_paths;
+    let mounts = spec
+        .mounts
+        .iter()
+        .filter_map(|m| Some(BindMount { source: paths.get(&m.host_path)?.clone(), target: m.target.clone(), read_only: m.read_only }))
+        .collect();
+    let cwd = spec.working_dir.clone().unwrap_or(if ic.working_dir.is_empty() { "/".into() } else { ic.working_dir.clone() });
+    let cfg = RunConfig {
+        rootfs: l.rootfs(),
+        args,
+        env: env.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        cwd,
+        uid,
+        gid,
+        additional_gids,
+        hostname: row.name.clone(),
+        netns,
+        read_only_rootfs: spec.read_only_rootfs,
+        limits: Limits { cpus: spec.resources.cpus, memory_bytes: spec.resources.memory_mib.map(|m| m << 20), pids: spec.resources.pids },
+        mounts,
+        etc_dir: Some(l.dir.join("etc")),
+        address,
+        cgroups_path: l.cgroup(),
+    };
+    runtime::prepare(l, &image_root, &cfg).map_err(engine_err)?;
+    let logs = LogOptions { max_bytes: site.config().container.log_max_bytes, keep: site.config().container.log_keep };
+    match runtime::start(&self_exe()?, l, logs) {
+        Ok(rec) => {
+            site.set_status(&row.id, |s, row| {
+                s.phase = "Running".into();
+                s.observed_generation = row.generation;
+                s.set_condition("Ready", true, "Started", "");
+                if spec.network_interface.is_some() {
+                    s.set_condition("NetworkReady", true, "Attached", "");
+                }
+                s.extra.insert("pid".into(), rec.init_pid.into());
+                s.extra.insert("started_at".into(), rec.started_at.clone().into());
+                s.extra.insert("started_token".into(), spec.restart_token.into());
+                s.extra.insert("started_spec".into(), fingerprint(spec).into());
+                s.extra.insert("restart_count".into(), restarts.into());
+                s.extra.insert("image_digest".into(), image_digest(&image).into());
+                if let Some(ip) = address {
+                    s.extra.insert("private_ip".into(), ip.to_string().into());
+                }
+                for k in ["exit_code", "oom_killed", "finished_at", "message"] {
+                    s.extra.remove(k);
+                }
+            })?;
+            Ok(Outcome::RequeueAfter(POLL))
+        }
+        Err(ContainerError::Runtime(m)) => {
+            // The runtime refused (no such program, say): report it; the back-off retries.
+            fail(site, row, &m)?;
+            Err(SiteError::Internal(m))
+        }
+        Err(e) => Err(engine_err(e)),
+    }
+}
+
+fn image_digest(image: &ResourceRow) -> String {
+    serde_json::from_str::<Status>(&image.status).ok().and_then(|s| s.extra.get("digest").and_then(Value::as_str).map(str::to_string)).unwrap_or_default()
+}
+
+fn fail(site: &Site, row: &ResourceRow, message: &str) -> Result<Outcome, SiteError> {
+    site.set_status(&row.id, |s, row| {
+        s.phase = "Failed".into();
+        s.observed_generation = row.generation;
+        s.set_condition("Ready", false, "StartFailed", message);
+        s.extra.insert("message".into(), message.into());
+        if let Ok(spec) = spec_of::<ContainerSpec>(row) {
+            s.extra.insert("started_token".into(), spec.restart_token.into());
+            s.extra.insert("started_spec".into(), fingerprint(&spec).into());
+        }
+    })?;
+    Ok(Outcome::Done)
+}
+
+/// A digest of what the container runs (the spec without `state` and `restart_token`): when it
+/// changes, a running container is restarted to apply it. Label changes do not restart.
+pub fn fingerprint(spec: &ContainerSpec) -> String {
+    use sha2::Digest;
+    let mut s = spec.clone();
+    s.state = DesiredState::Running;
+    s.restart_token = 0;
+    let bytes = serde_json::to_vec(&s).unwrap_or_default();
+    hex::encode(&sha2::Sha256::digest(&bytes)[..8])
+}
+
+/// Remove the directories of containers that state no longer has (deleted while the daemon was
+/// down). Runs before the container reconciler's first pass.
+pub fn sweep_orphans(site: &Site) -> Result<usize, SiteError> {
+    let ids: std::collections::BTreeSet<String> = site.read(|c| Ok(repo::ids_of_kind(c, Kind::Container.as_str())?))?.into_iter().collect();
+    let mut n = 0;
+    for e in std::fs::read_dir(site.config().data_dir.join("containers")).into_iter().flatten().flatten() {
+        let id = e.file_name().to_string_lossy().into_owned();
+        if Kind::of_id(&id) == Some(Kind::Container) && !ids.contains(&id) {
+            runtime::remove(&site.container_layout(&id), Duration::from_secs(5)).map_err(engine_err)?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exit(code: i32, oom: bool) -> ExitRecord {
+        ExitRecord { exit_code: Some(code), signal: None, oom_killed: oom, finished_at: String::new() }
+    }
+
+    #[test]
+    fn restart_policies_decide_as_docker_does() {
+        let long = Duration::from_secs(60);
+        assert_eq!(decide(RestartPolicy::Never, 5, Some(&exit(1, false)), 0, long), Decision::Leave("Exited"));
+        assert_eq!(decide(RestartPolicy::Never, 5, None, 0, long), Decision::Leave("Failed"));
+        assert_eq!(decide(RestartPolicy::Always, 5, Some(&exit(0, false)), 0, long), Decision::Start);
+        assert_eq!(decide(RestartPolicy::OnFailure, 5, Some(&exit(0, false)), 0, long), Decision::Leave("Exited"));
+        assert_eq!(decide(RestartPolicy::OnFailure, 5, Some(&exit(2, false)), 4, long), Decision::Start);
+        assert_eq!(decide(RestartPolicy::OnFailure, 5, Some(&exit(2, false)), 5, long), Decision::Leave("Exited"));
+        assert_eq!(decide(RestartPolicy::OnFailure, 5, Some(&exit(0, true)), 0, long), Decision::Start, "an OOM kill is a failure");
+        assert_eq!(decide(RestartPolicy::OnFailure, 5, None, 0, long), Decision::Start, "a lost container failed");
+        assert_eq!(decide(RestartPolicy::Always, 5, Some(&exit(0, false)), 0, Duration::ZERO), Decision::StartAfter(Duration::from_millis(500)));
+    }
+
+    #[test]
+    fn restart_delays_double_and_cap() {
+        assert_eq!(restart_delay(1), Duration::from_millis(500));
+        assert_eq!(restart_delay(3), Duration::from_secs(2));
+        assert_eq!(restart_delay(40), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn env_names_are_checked() {
+        assert!(env_key_ok("PATH"));
+        assert!(!env_key_ok(""));
+        assert!(!env_key_ok("A=B"));
+        assert!(!env_key_ok("1X"));
+    }
+}
