@@ -6,7 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN="${CLOUDLET_BIN:-target/release/cloudlet}"
 DATA="$(mktemp -d)"
-"$BIN" serve --data-dir "$DATA" --http 127.0.0.1:0 > "$DATA/daemon.log" 2>&1 &
+# Pulls may only name a registry on a loopback port that nothing serves, so no generated image
+# reference ever makes the daemon reach beyond this machine.
+printf '[container]\nallowed_registries = ["127.0.0.1:9"]\n' > "$DATA/config.toml"
+"$BIN" serve --config "$DATA/config.toml" --data-dir "$DATA" --http 127.0.0.1:0 > "$DATA/daemon.log" 2>&1 &
 PID=$!
 cleanup() {
   kill "$PID" 2>/dev/null; wait "$PID" 2>/dev/null
@@ -17,6 +20,12 @@ db = sqlite3.connect(sys.argv[1])
 for kind, rid in db.execute("SELECT DISTINCT kind, resource_id FROM events WHERE kind IN ('vpc', 'network_interface')"):
     print(("clv-" if kind == "vpc" else "cle-") + rid.lower())
 PY
+  # Stop any container the fuzzer managed to run (their shims outlive the daemon by design).
+  for rec in "$DATA"/containers/*/shim.json; do
+    [ -f "$rec" ] || continue
+    python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["init_pid"], r["shim_pid"])' "$rec" | xargs -r kill -9 2>/dev/null || true
+  done
+  for m in $(awk -v d="$DATA" '$5 ~ "^"d {print $5}' /proc/self/mountinfo); do umount -l "$m" 2>/dev/null || true; done
   rm -rf "$DATA"
 }
 trap cleanup EXIT

@@ -49,6 +49,9 @@ pub struct ContainerConfig {
     pub log_keep: usize,
     /// Largest image archive `POST /v1/images/import` accepts, in bytes.
     pub max_import_bytes: u64,
+    /// Registries (`host` or `host:port`) images may be pulled from; empty allows any. A site
+    /// that may only use its own registry names it here.
+    pub allowed_registries: Vec<String>,
     /// Host directories that containers may mount, by name (`data = "/srv/data"`). Tenants name
     /// them; they cannot choose host paths themselves.
     pub host_paths: std::collections::BTreeMap<String, PathBuf>,
@@ -56,7 +59,7 @@ pub struct ContainerConfig {
 
 impl Default for ContainerConfig {
     fn default() -> Self {
-        ContainerConfig { log_max_bytes: 10 << 20, log_keep: 3, max_import_bytes: 8 << 30, host_paths: Default::default() }
+        ContainerConfig { log_max_bytes: 10 << 20, log_keep: 3, max_import_bytes: 8 << 30, allowed_registries: vec![], host_paths: Default::default() }
     }
 }
 
@@ -271,6 +274,8 @@ log_max_bytes = 10485760
 log_keep = 3
 # Largest image archive that `cloudlet image import` may upload, bytes.
 max_import_bytes = 8589934592
+# Registries ("host" or "host:port") images may be pulled from; empty allows any.
+allowed_registries = []
 
 # Host directories containers may mount, by name: tenants name one ("data"), never a path.
 [container.host_paths]

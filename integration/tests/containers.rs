@@ -118,6 +118,14 @@ fn pull_run_in_a_vpc_fetch_through_an_eip_logs_exec_stop_delete_and_recover() {
     assert_eq!(r.json()["exit_code"], 3);
     assert!(r.json()["stdout"].as_str().expect("stdout").contains(&format!("{ip}\tweb")));
 
+    // The interface's security groups apply: a second server on 8081 answers inside the
+    // container, but the group admits only 8080 from outside.
+    let r = d.call("POST", "/v1/containers/web/exec", Some(json!({"command": ["/bin/httpd", "-p", "8081", "-h", "/www"]})));
+    assert_eq!(r.json()["exit_code"], 0, "{}", r.body);
+    let r = d.call("POST", "/v1/containers/web/exec", Some(json!({"command": ["/bin/wget", "-q", "-O", "-", "http://127.0.0.1:8081/"]})));
+    assert_eq!(r.json()["stdout"], PAGE, "{}", r.body);
+    assert_eq!(http_get_in(&net.inet, &format!("http://{eip}:8081/")), None, "8081 is not in the security group");
+
     // A job without restart: runs to its end and reports exit code 0, on another interface.
     create(&d, "/v1/containers", json!({"name": "job", "spec": {"image": "httpd", "network_interface": "job-1", "command": ["/bin/sh", "-c", "echo done"]}}));
     let st = wait_phase(&d, "job", "Exited");

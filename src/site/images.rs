@@ -115,7 +115,11 @@ impl Site {
     pub fn create_image_pull(&self, p: &ProjectCtx, name: &str, labels: &BTreeMap<String, String>, spec: Value, creds: Option<Credentials>) -> Result<Resource, SiteError> {
         let mut s: ImageSpec = serde_json::from_value(spec).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
         let source = s.source.clone().ok_or_else(|| SiteError::invalid("spec.source", "give the registry reference to pull"))?;
-        crate::image::pull::parse_reference(&source).map_err(img_err("spec.source"))?;
+        let reference = crate::image::pull::parse_reference(&source).map_err(img_err("spec.source"))?;
+        let allowed = &self.config().container.allowed_registries;
+        if !allowed.is_empty() && !allowed.iter().any(|r| r == reference.registry()) {
+            return Err(SiteError::invalid("spec.source", format!("registry {} is not in container.allowed_registries", reference.registry())));
+        }
         s.authenticated = creds.is_some();
         let spec = serde_json::to_value(&s)?;
         // The image and its operation commit together, so the reconciler always finds the

@@ -114,6 +114,57 @@ export type LoadBalancerResource = Resource<{
   health_check?: { interval_seconds?: number } | null;
 }>;
 
+// ---- Images and containers (/v1/images, /v1/containers). References are stored as ids.
+
+export interface ImageConfig {
+  entrypoint?: string[];
+  cmd?: string[];
+  env?: string[];
+  working_dir?: string;
+  user?: string;
+  exposed_ports?: string[];
+}
+
+export interface ImageStatus extends Status {
+  digest?: string;
+  size_bytes?: number;
+  config?: ImageConfig;
+  message?: string;
+}
+
+export type ImageResource = Resource<{ source?: string; insecure?: boolean }, ImageStatus>;
+
+export type RestartPolicy = "never" | "on-failure" | "always";
+
+export interface ContainerSpec {
+  image: string;
+  command?: string[];
+  args?: string[];
+  env?: Record<string, string>;
+  network_interface?: string;
+  resources?: { cpus?: number; memory_mib?: number; pids?: number };
+  restart_policy?: RestartPolicy;
+  state?: "running" | "stopped";
+}
+
+export interface ContainerStatus extends Status {
+  private_ip?: string;
+  pid?: number;
+  exit_code?: number;
+  oom_killed?: boolean;
+  restart_count?: number;
+  started_at?: string;
+  finished_at?: string;
+  message?: string;
+}
+
+export type ContainerResource = Resource<ContainerSpec, ContainerStatus>;
+
+export interface OperationStatus extends Status {
+  progress?: number;
+  error?: { code?: string; message?: string } | null;
+}
+
 export interface CreatedToken extends TokenResource {
   secret: string;
 }
@@ -178,6 +229,10 @@ export interface RequestOptions {
   body?: unknown;
   /** Do not trigger the global 401 handler (used by login and whoami). */
   quiet401?: boolean;
+  /** A raw (non-JSON) body, e.g. a file; sent with `contentType` and X-Requested-With. */
+  raw?: { body: BodyInit; contentType: string };
+  /** Aborts the request (and a streamed body). */
+  signal?: AbortSignal;
 }
 
 export function withQuery(path: string, query?: RequestOptions["query"]): string {
@@ -217,10 +272,16 @@ async function errorFrom(res: Response): Promise<ApiError> {
   return new ApiError(res.status, code, message, field);
 }
 
-export async function request<T>(method: Method, path: string, opts: RequestOptions = {}): Promise<T> {
-  const headers: Record<string, string> = { Accept: "application/json" };
-  const init: RequestInit = { method, headers, credentials: "same-origin", cache: "no-store" };
-  if (method !== "GET") {
+/** Sends a request and answers the response if it is a success; API errors are thrown as ApiError. */
+async function send(method: Method, path: string, opts: RequestOptions, accept: string): Promise<Response> {
+  const headers: Record<string, string> = { Accept: accept };
+  const init: RequestInit = { method, headers, credentials: "same-origin", cache: "no-store", signal: opts.signal };
+  if (opts.raw) {
+    // Not JSON: the daemon takes a cookie-authenticated write only with X-Requested-With.
+    headers["Content-Type"] = opts.raw.contentType;
+    headers["X-Requested-With"] = "XMLHttpRequest";
+    init.body = opts.raw.body;
+  } else if (method !== "GET") {
     headers["Content-Type"] = "application/json";
     if (opts.body !== undefined) init.body = JSON.stringify(opts.body);
   }
@@ -228,6 +289,7 @@ export async function request<T>(method: Method, path: string, opts: RequestOpti
   try {
     res = await fetch(withQuery(path, opts.query), init);
   } catch (err) {
+    if (err instanceof DOMException && err.name === "AbortError") throw err;
     throw new ApiError(0, "network", err instanceof Error ? err.message : String(err));
   }
   if (!res.ok) {
@@ -235,6 +297,11 @@ export async function request<T>(method: Method, path: string, opts: RequestOpti
     if (res.status === 401 && !opts.quiet401 && onUnauthorized) onUnauthorized();
     throw error;
   }
+  return res;
+}
+
+export async function request<T>(method: Method, path: string, opts: RequestOptions = {}): Promise<T> {
+  const res = await send(method, path, opts, "application/json");
   if (res.status === 204) return undefined as T;
   const text = await res.text();
   if (!text) return undefined as T;
@@ -250,6 +317,11 @@ export const api = {
   post: <T>(path: string, body?: unknown, opts?: RequestOptions) => request<T>("POST", path, { ...opts, body }),
   patch: <T>(path: string, body?: unknown, opts?: RequestOptions) => request<T>("PATCH", path, { ...opts, body }),
   del: <T>(path: string, opts?: RequestOptions) => request<T>("DELETE", path, opts),
+  /** POSTs a file (or other raw bytes) as the body. */
+  upload: <T>(path: string, body: BodyInit, contentType: string, opts?: RequestOptions) =>
+    request<T>("POST", path, { ...opts, raw: { body, contentType } }),
+  /** GETs a text response to read as it arrives (res.body); abort it with opts.signal. */
+  stream: (path: string, opts?: RequestOptions) => send("GET", path, opts ?? {}, "text/plain"),
 
   whoami: () => request<Whoami>("GET", "/v1/auth/whoami", { quiet401: true }),
   login: (username: string, password: string) =>

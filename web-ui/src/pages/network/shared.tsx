@@ -148,7 +148,7 @@ export function ResourceSection({ kind, title, res, ctx, head, form, note, child
   kind: string;
   title: string;
   res: ResourceApi<unknown>;
-  ctx: Ctx;
+  ctx: Pick<Ctx, "canWrite">;
   head: (string | false)[];
   form: ReactNode;
   note?: ReactNode;
@@ -188,14 +188,18 @@ export function ResourceSection({ kind, title, res, ctx, head, form, note, child
   );
 }
 
-/** One table row (`<kind>-row`, with data-name / data-id) and, for writers, its delete button. */
-export function ResourceRow({ kind, item, ctx, busy, onDelete, className, children }: {
+/**
+ * One table row (`<kind>-row`, with data-name / data-id) and, for writers, its
+ * delete button (after `actions`, more buttons of the row, if given).
+ */
+export function ResourceRow({ kind, item, ctx, busy, onDelete, className, actions, children }: {
   kind: string;
   item: Resource;
-  ctx: Ctx;
+  ctx: Pick<Ctx, "canWrite">;
   busy: boolean;
   onDelete: () => void;
   className?: string;
+  actions?: ReactNode;
   children: ReactNode;
 }) {
   return (
@@ -203,6 +207,7 @@ export function ResourceRow({ kind, item, ctx, busy, onDelete, className, childr
       {children}
       {ctx.canWrite ? (
         <td className="actions-col">
+          {actions ? <span className="row-actions">{actions}</span> : null}
           <DeleteButton onConfirm={onDelete} disabled={busy} testId={`delete-${kind}-${item.name}`} />
         </td>
       ) : null}

@@ -1,0 +1,153 @@
+//! Privileged lane: bad input to images and containers gets a 4xx JSON error naming the field,
+//! and hostile image archives write nothing outside the store; plus the limits and mounts a
+//! container really gets (an OOM kill reported in its status, a named host path).
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{ContainerGuard, Daemon};
+use serde_json::{Value, json};
+
+fn import(d: &Daemon, name: &str, bytes: &[u8]) -> common::Answer {
+    let auth = format!("Bearer {}", d.token);
+    d.raw("POST", &format!("/v1/images/import?name={name}"), Some(bytes), &[("authorization", &auth), ("content-type", "application/x-tar")]).expect("connection")
+}
+
+/// A tar made by Python's tarfile with one hostile member (`kind`) next to a harmless one.
+fn hostile_tar(dir: &Path, kind: &str, outside: &Path) -> Vec<u8> {
+    let out = dir.join(format!("{kind}.tar"));
+    let script = r#"
+import io, sys, tarfile
+kind, outside, out = sys.argv[1], sys.argv[2], sys.argv[3]
+t = tarfile.open(out, "w")
+def add(name, data=b"x", **kw):
+    i = tarfile.TarInfo(name)
+    for k, v in kw.items(): setattr(i, k, v)
+    i.size = len(data) if i.type == tarfile.REGTYPE else 0
+    t.addfile(i, io.BytesIO(data) if i.type == tarfile.REGTYPE else None)
+add("manifest.json", b"[]")
+if kind == "dotdot":
+    add("../../../../../.." + outside, b"pwned")
+elif kind == "symlink":
+    add("link", type=tarfile.SYMTYPE, linkname="/".join(outside.split("/")[:-1]) or "/")
+    add("link/" + outside.split("/")[-1], b"pwned")
+elif kind == "hardlink":
+    add("hl", type=tarfile.LNKTYPE, linkname=outside)
+elif kind == "device":
+    add("dev", type=tarfile.CHRTYPE, devmajor=1, devminor=1)
+t.close()
+"#;
+    let st = Command::new("python3").args(["-c", script, kind, &outside.display().to_string(), &out.display().to_string()]).status().expect("python3");
+    assert!(st.success());
+    std::fs::read(out).expect("tar")
+}
+
+fn field(a: &common::Answer) -> String {
+    a.json()["error"]["field"].as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn bad_input_is_refused_with_the_field_and_hostile_archives_write_nothing() {
+    if !common::is_root() {
+        eprintln!("skipped: needs root (namespaces, cgroups, overlayfs)");
+        return;
+    }
+    let host = tempfile::tempdir().expect("tmp");
+    let share = host.path().join("share");
+    std::fs::create_dir(&share).expect("share");
+    let cfg = host.path().join("config.toml");
+    std::fs::write(&cfg, format!("[container.host_paths]\nshare = \"{}\"\n", share.display())).expect("config");
+    let d = Daemon::start_with(&["--config", cfg.to_str().expect("utf-8")]);
+    let _containers = ContainerGuard(d.dir.clone());
+
+    // Hostile archives: refused, nothing outside the store, no image, no leftover upload.
+    let victim = host.path().join("victim");
+    for kind in ["dotdot", "symlink", "hardlink", "device"] {
+        let r = import(&d, &format!("bad-{kind}"), &hostile_tar(host.path(), kind, &victim));
+        assert_eq!(r.status, 422, "{kind}: {}", r.body);
+        assert_eq!(field(&r), "body", "{kind}");
+        assert!(!victim.exists(), "{kind} wrote outside the store");
+    }
+    for (what, bytes) in [("empty", &b""[..]), ("garbage", &[0x42u8; 3000][..])] {
+        let r = import(&d, "bad", bytes);
+        assert_eq!(r.status, 422, "{what}: {}", r.body);
+    }
+    assert_eq!(d.call("GET", "/v1/images", None).json()["items"], json!([]));
+    let leftovers: Vec<_> = std::fs::read_dir(d.dir.join("images")).expect("images").flatten().map(|e| e.file_name()).filter(|n| {
+        let n = n.to_string_lossy();
+        n.starts_with("upload-") || n.starts_with("scratch-")
+    }).collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // A docker save archive through the CLI.
+    let archive = common::busybox_image().join("busybox-httpd.docker.tar");
+    let remote = format!("http://{}", d.addr);
+    let (code, out, err) = common::cli(&["--remote", &remote, "--token", &d.token, "-o", "json", "image", "import", archive.to_str().expect("utf-8"), "--name", "bb"], None);
+    assert_eq!(code, 0, "{out}{err}");
+    let img: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(img["status"]["phase"], "Ready");
+    assert_eq!(img["status"]["config"]["cmd"], json!(["-f", "-v", "-p", "8080", "-h", "/www"]));
+    let r = import(&d, "bb", &std::fs::read(&archive).expect("archive"));
+    assert_eq!(r.status, 409, "the name is taken: {}", r.body);
+
+    // Container specs.
+    let bad: Vec<(Value, u16, &str)> = vec![
+        (json!({"image": "nope"}), 422, "spec.image"),
+        (json!({"image": "bb", "resources": {"memory_mib": 1}}), 422, "spec.resources.memory_mib"),
+        (json!({"image": "bb", "resources": {"cpus": 0}}), 422, "spec.resources.cpus"),
+        (json!({"image": "bb", "resources": {"pids": -1}}), 422, "spec.resources.pids"),
+        (json!({"image": "bb", "env": {"A=B": "x"}}), 422, "spec.env.A=B"),
+        (json!({"image": "bb", "mounts": [{"host_path": "etc", "target": "/x"}]}), 422, "spec.mounts[0].host_path"),
+        (json!({"image": "bb", "mounts": [{"host_path": "share", "target": "/proc/x"}]}), 422, "spec.mounts[0].target"),
+        (json!({"image": "bb", "working_dir": "relative"}), 422, "spec.working_dir"),
+        (json!({"image": "bb", "command": []}), 422, "spec.command"),
+        (json!({"image": "bb", "max_retries": 3}), 422, "spec.max_retries"),
+        (json!({"image": "bb", "restart_policy": "sometimes"}), 422, "spec"),
+        (json!({"image": "bb", "privileged": true}), 422, "spec"),
+        (json!({"image": "bb", "network_interface": "none"}), 422, "spec.network_interface"),
+        (json!({"image": "bb", "stop_timeout_seconds": 100000}), 422, "spec.stop_timeout_seconds"),
+    ];
+    for (spec, status, f) in bad {
+        let r = d.call("POST", "/v1/containers", Some(json!({"name": "c", "spec": spec})));
+        assert_eq!(r.status, status, "{spec}: {}", r.body);
+        assert_eq!(field(&r), f, "{spec}: {}", r.body);
+    }
+    let r = d.call("POST", "/v1/images", Some(json!({"name": "p", "spec": {"source": "UPPER CASE/ bad"}})));
+    assert_eq!((r.status, field(&r)), (422, "spec.source".to_string()), "{}", r.body);
+    let r = d.call("POST", "/v1/containers/nope/exec", Some(json!({"command": ["true"]})));
+    assert_eq!(r.status, 404);
+
+    // An OOM kill shows in the status; a named host path is mounted (read-write and read-only).
+    let hog = "echo ok > /share/written; x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived";
+    let r = d.call("POST", "/v1/containers", Some(json!({"name": "hog", "spec": {"image": "bb", "command": ["/bin/sh", "-c", hog],
+        "resources": {"memory_mib": 32}, "mounts": [{"host_path": "share", "target": "/share"}]}})));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let st = d.wait_for(60, "the OOM kill", || {
+        let s = d.call("GET", "/v1/containers/hog", None).json()["status"].clone();
+        (s["phase"] == "Exited").then_some(s)
+    });
+    assert_eq!(st["oom_killed"], true, "{st}");
+    assert_eq!(st["exit_code"], 137, "{st}");
+    assert_eq!(std::fs::read_to_string(share.join("written")).expect("written through the mount"), "ok\n");
+    let r = d.call("POST", "/v1/containers", Some(json!({"name": "ro", "spec": {"image": "bb", "command": ["/bin/sh", "-c", "echo x > /share/ro || echo refused; sleep 100"],
+        "mounts": [{"host_path": "share", "target": "/share", "read_only": true}], "read_only_rootfs": true}})));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let out = d.wait_for(30, "the read-only write to fail", || {
+        let b = d.call("GET", "/v1/containers/ro/logs", None).body;
+        b.contains("refused").then_some(b)
+    });
+    assert!(!share.join("ro").exists(), "{out}");
+    let r = d.call("POST", "/v1/containers/ro/exec", Some(json!({"command": ["/bin/sh", "-c", "touch /newfile"]})));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_ne!(r.json()["exit_code"], 0, "the root is read-only");
+    for (body, f) in [(json!({"command": []}), "command"), (json!({"command": ["true"], "timeout_seconds": 0}), "timeout_seconds")] {
+        let r = d.call("POST", "/v1/containers/ro/exec", Some(body));
+        assert_eq!((r.status, field(&r)), (422, f.to_string()), "{}", r.body);
+    }
+    let r = d.call("GET", "/v1/containers/ro/logs?stream=both", None);
+    assert_eq!((r.status, field(&r)), (422, "stream".to_string()));
+    assert_eq!(d.call("DELETE", "/v1/images/bb", None).status, 409, "in use");
+    assert!(!d.log().contains("panicked"));
+}
