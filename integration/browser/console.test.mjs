@@ -4,7 +4,8 @@
 // dir), drives Debian's Chromium through playwright-core and checks the main
 // console flows: login, overview with the live node and events, token
 // creation, the audit log, networking (VPC, subnet, security group, load
-// balancer, port forward) and the language switch.
+// balancer, port forward), containers (an uploaded image, a container with
+// live logs, stop, start, delete) and the language switch.
 //
 //   cd integration/browser && npm ci && npm test
 //
@@ -13,7 +14,7 @@
 
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -28,6 +29,9 @@ const ARTIFACTS = path.join(HERE, "artifacts");
 const START_TIMEOUT = 60_000;
 const NODE_READY_TIMEOUT = 30_000;
 const UI_TIMEOUT = 15_000;
+// Stopping a container may wait out its stop timeout (10 s) before SIGKILL.
+const CONTAINER_TIMEOUT = 60_000;
+const TEST_IMAGES = path.resolve(HERE, "../../target/release/test-images");
 
 /** Shared state of the run, filled by before() and the steps. */
 const run = {
@@ -512,6 +516,134 @@ test("networking: a load balancer spreads to backends, a port forward needs an u
       await r.locator(byTestId(`delete-${kind}-${name}-confirm`)).click();
       await r.waitFor({ state: "detached" });
     }
+  });
+});
+
+test("containers: an uploaded image runs a container with live logs, stop, start and delete", { timeout: 300_000 }, async () => {
+  await step("containers", async () => {
+    const p = page();
+
+    // The test cannot pull from a registry: upload the busybox-httpd archive through the API
+    // (with the admin token), into project default.
+    const archive = path.join(TEST_IMAGES, "busybox-httpd.oci.tar");
+    if (!fs.existsSync(archive)) {
+      const built = spawnSync("bash", [path.resolve(HERE, "../../images/busybox-httpd/build.sh"), TEST_IMAGES], {
+        stdio: ["ignore", "inherit", "inherit"],
+        timeout: 180_000,
+      });
+      assert.equal(built.status, 0, "images/busybox-httpd/build.sh builds the test image");
+    }
+    const token = fs.readFileSync(path.join(run.dataDir, "admin.token"), "utf8").trim();
+    const res = await fetch(`${run.base}/v1/images/import?name=httpd&project=default`, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/x-tar" },
+      body: fs.readFileSync(archive),
+    });
+    const answer = await res.text();
+    assert.equal(res.status, 201, `POST /v1/images/import answers 201 (got ${res.status}: ${answer.slice(0, 300)})`);
+
+    await p.click(byTestId("nav-containers"));
+    await p.waitForURL((url) => url.pathname === "/containers");
+    await p.locator(byTestId("container-form")).waitFor();
+    await p.selectOption(byTestId("containers-project"), "default");
+    await p.waitForURL((url) => url.searchParams.get("project") === "default");
+
+    const row = (kind, name) => p.locator(`${byTestId(`${kind}-row`)}[data-name="${name}"]`);
+    const phase = (kind, name, text) =>
+      row(kind, name).locator(byTestId(`${kind}-phase`), { hasText: new RegExp(`^\\s*${text}\\s*$`) });
+
+    // The uploaded image is Ready and offered by the run form.
+    await phase("image", "httpd", "Ready").waitFor();
+    assert.match((await row("image", "httpd").textContent()) ?? "", /sha256:[0-9a-f]{12}/, "the image row shows its digest");
+
+    // Run: args alone would replace only the cmd of the image's /bin/httpd entrypoint, so the
+    // command replaces the entrypoint; the JSON array keeps the script in one argument.
+    await p.fill(byTestId("container-name"), "hello");
+    await p.selectOption(byTestId("container-image"), { label: "httpd" });
+    await p.selectOption(byTestId("container-interface"), "");
+    await p.selectOption(byTestId("container-restart-policy"), "never");
+    await p.fill(byTestId("container-memory"), "64");
+    await p.fill(byTestId("container-command"), "/bin/sh");
+    await p.fill(byTestId("container-args"), JSON.stringify(["-c", "echo hello-from-console; sleep 1000"]));
+    await p.fill(byTestId("container-env"), "GREETING=hello\nMODE=e2e");
+    await p.click(byTestId("container-create"));
+    const ctr = row("container", "hello");
+    await ctr.waitFor();
+    await phase("container", "hello", "Running").waitFor({ timeout: CONTAINER_TIMEOUT });
+    assert.match((await ctr.textContent()) ?? "", /loopback only/, "without an interface the container has only loopback");
+
+    // Live logs: the line the container wrote arrives in the panel.
+    await ctr.locator(byTestId("container-logs-toggle")).click();
+    const logs = p.locator(`${byTestId("container-logs")}[data-container="hello"]`);
+    await logs.waitFor();
+    await logs.locator(byTestId("container-logs-output"), { hasText: "hello-from-console" }).waitFor({ timeout: 30_000 });
+    await p.locator(`${byTestId("container-logs")}[data-container="hello"][data-state="following"]`).waitFor();
+
+    // An image in use cannot be deleted: the banner shows the API's 409.
+    await row("image", "httpd").locator(byTestId("delete-image-httpd")).click();
+    await row("image", "httpd").locator(byTestId("delete-image-httpd-confirm")).click();
+    const imageBanner = p.locator(`${byTestId("image-card")} ${byTestId("error-banner")}`);
+    await imageBanner.waitFor();
+    assert.match((await imageBanner.textContent()) ?? "", /409/, "the banner shows HTTP 409");
+    assert.equal(await row("image", "httpd").count(), 1, "the image is still there");
+
+    // (From the top: the sidebar and the header are sticky.)
+    await p.evaluate(() => window.scrollTo(0, 0));
+    fs.mkdirSync(ARTIFACTS, { recursive: true });
+    await p.screenshot({ path: path.join(ARTIFACTS, "containers.png"), fullPage: true });
+    // The same page in Chinese, then back to English for the steps that follow.
+    await p.selectOption(byTestId("lang-switch"), "zh-CN");
+    await p.locator("h1", { hasText: "容器" }).waitFor();
+    await p.locator(byTestId("container-logs-refresh"), { hasText: "最近 200 行" }).waitFor();
+    await p.evaluate(() => window.scrollTo(0, 0));
+    await p.screenshot({ path: path.join(ARTIFACTS, "containers-zh.png"), fullPage: true });
+    await p.selectOption(byTestId("lang-switch"), "en");
+    await p.locator("h1", { hasText: "Containers" }).waitFor();
+
+    // Stop: the log stream ends with the container.
+    await ctr.locator(byTestId("container-stop")).click();
+    await phase("container", "hello", "Stopped").waitFor({ timeout: CONTAINER_TIMEOUT });
+    await p.locator(`${byTestId("container-logs")}[data-container="hello"][data-state="ended"]`).waitFor({ timeout: CONTAINER_TIMEOUT });
+
+    // Start again: the panel follows the new run, whose first line arrives too.
+    await ctr.locator(byTestId("container-start")).click();
+    await phase("container", "hello", "Running").waitFor({ timeout: CONTAINER_TIMEOUT });
+    await p.locator(`${byTestId("container-logs")}[data-container="hello"][data-state="following"]`).waitFor({ timeout: 30_000 });
+    await waitFor(
+      "a second hello-from-console line",
+      async () => ((await logs.locator(byTestId("container-logs-output")).textContent()) ?? "").split("hello-from-console").length > 2,
+      30_000,
+      250,
+    );
+
+    // Delete the container (the log panel goes with it), then the image it used.
+    await ctr.locator(byTestId("delete-container-hello")).click();
+    await ctr.locator(byTestId("delete-container-hello-confirm")).click();
+    await ctr.waitFor({ state: "detached", timeout: CONTAINER_TIMEOUT });
+    await logs.waitFor({ state: "detached" });
+    await waitFor(
+      "the image httpd to be deleted",
+      async () => {
+        await row("image", "httpd").locator(byTestId("delete-image-httpd")).click();
+        await row("image", "httpd").locator(byTestId("delete-image-httpd-confirm")).click();
+        await row("image", "httpd").waitFor({ state: "detached", timeout: 3_000 });
+        return true;
+      },
+      CONTAINER_TIMEOUT,
+      1_000,
+    );
+    assert.equal(await p.locator(byTestId("container-row")).count(), 0, "no container is left");
+
+    // The console's own upload (cookie session, raw body): the name comes from the file name.
+    await p.setInputFiles(byTestId("image-import-file"), archive);
+    assert.equal(await p.inputValue(byTestId("image-import-name")), "busybox-httpd");
+    await p.locator(byTestId("image-import-file-name"), { hasText: "busybox-httpd.oci.tar" }).waitFor();
+    await p.click(byTestId("image-import"));
+    await phase("image", "busybox-httpd", "Ready").waitFor({ timeout: 30_000 });
+    await p.locator(`${byTestId("image-card")} ${byTestId("notice")}`, { hasText: "busybox-httpd" }).waitFor();
+    await row("image", "busybox-httpd").locator(byTestId("delete-image-busybox-httpd")).click();
+    await row("image", "busybox-httpd").locator(byTestId("delete-image-busybox-httpd-confirm")).click();
+    await row("image", "busybox-httpd").waitFor({ state: "detached" });
   });
 });
 

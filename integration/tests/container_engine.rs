@@ -66,7 +66,7 @@ fn a_container_runs_logs_execs_and_is_removed_without_leftovers() {
     let l = Layout::new(tmp.path(), &format!("ctr-engine{}", std::process::id()));
     let _guard = Guard(l.clone());
     let script = "echo started $GREETING; echo to-stderr >&2; cat /proc/self/status | grep -E '^(CapEff|NoNewPrivs|Seccomp):'; hostname; trap 'echo got-term; exit 3' TERM; while true; do sleep 0.1; done";
-    runtime::prepare(&l, &image, &config(&l, &["/bin/sh", "-c", script], Limits { cpus: Some(0.5), memory_bytes: Some(64 << 20), pids: Some(64) })).expect("prepare");
+    runtime::prepare(&l, &image, &config(&l, &["/bin/sh", "-c", script], Limits { cpus: Some(0.5), memory_bytes: Some(64 << 20), pids: Some(64) }), Duration::from_secs(10)).expect("prepare");
     let rec = runtime::start(&common::bin(), &l, LOGS).expect("start");
     assert!(matches!(runtime::observe(&l), Observed::Running(_)));
     let lines = common::wait_secs(10, "log lines", || {
@@ -123,7 +123,7 @@ fn a_process_past_its_memory_limit_is_oom_killed() {
     let _guard = Guard(l.clone());
     // Holding 200 MiB in a shell variable needs far more than the 32 MiB allowed.
     let hog = "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived ${#x}";
-    runtime::prepare(&l, &image, &config(&l, &["/bin/sh", "-c", hog], Limits { memory_bytes: Some(32 << 20), ..Default::default() })).expect("prepare");
+    runtime::prepare(&l, &image, &config(&l, &["/bin/sh", "-c", hog], Limits { memory_bytes: Some(32 << 20), ..Default::default() }), Duration::from_secs(1)).expect("prepare");
     runtime::start(&common::bin(), &l, LOGS).expect("start");
     let exit = common::wait_secs(60, "the OOM kill", || match runtime::observe(&l) {
         Observed::Exited(e) => Some(e),

@@ -40,14 +40,15 @@ impl ContainerError {
     }
 }
 
-/// Write `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename,
-/// then fsync of the directory. A crash leaves the old content or the new, never a mix.
+/// Write `bytes` to `path` atomically: a temporary file in the same directory, then a rename, so
+/// a reader or a crashed writer never sees a mix of old and new.
+///
+/// There is no fsync: these are runtime files (the bundle's `config.json`, `/etc/hosts`, the
+/// shim's records), rewritten at every start and meaningful only while the host stays up. A power
+/// loss ends every container anyway, and recovery then starts from the database, not from them.
 pub(crate) fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<(), ContainerError> {
-    use std::io::Write;
     let dir = path.parent().ok_or_else(|| ContainerError::Runtime(format!("{} has no parent", path.display())))?;
     let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("file")));
-    let mut f = std::fs::File::create(&tmp).map_err(ContainerError::io(format!("creating {}", tmp.display())))?;
-    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(ContainerError::io(format!("writing {}", tmp.display())))?;
-    std::fs::rename(&tmp, path).map_err(ContainerError::io(format!("renaming to {}", path.display())))?;
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(ContainerError::io(format!("syncing {}", dir.display())))
+    std::fs::write(&tmp, bytes).map_err(ContainerError::io(format!("writing {}", tmp.display())))?;
+    std::fs::rename(&tmp, path).map_err(ContainerError::io(format!("renaming to {}", path.display())))
 }

@@ -37,6 +37,11 @@ impl Layout {
     pub fn logs(&self) -> PathBuf {
         self.dir.join("logs")
     }
+    /// The stop grace period recorded at the last start (10 s when none was recorded), so a
+    /// container deleted from state is still stopped with its own timeout.
+    pub fn stop_grace(&self) -> Duration {
+        std::fs::read_to_string(self.dir.join("stop-timeout")).ok().and_then(|s| s.trim().parse().ok()).map(Duration::from_secs).unwrap_or(Duration::from_secs(10))
+    }
     /// The cgroup path (`/cloudlet/<id>`) under each hierarchy.
     pub fn cgroup(&self) -> String {
         format!("/cloudlet/{}", self.id)
@@ -97,8 +102,9 @@ fn mkdirs(dirs: &[PathBuf]) -> Result<(), ContainerError> {
 }
 
 /// Make the container ready to start: its directories, the overlay over `image_root`, the
-/// `/etc` files, `config.json`; old records and any stale libcontainer state are cleared.
-pub fn prepare(l: &Layout, image_root: &Path, cfg: &RunConfig) -> Result<(), ContainerError> {
+/// `/etc` files, `config.json`, the stop grace period; old records and any stale libcontainer
+/// state are cleared.
+pub fn prepare(l: &Layout, image_root: &Path, cfg: &RunConfig, grace: Duration) -> Result<(), ContainerError> {
     let (upper, work, etc) = (l.dir.join("upper"), l.dir.join("work"), l.dir.join("etc"));
     mkdirs(&[upper.clone(), work.clone(), etc.clone(), l.rootfs(), l.logs(), l.dir.join("state")])?;
     if !is_mounted(&l.rootfs()) {
@@ -115,6 +121,7 @@ pub fn prepare(l: &Layout, image_root: &Path, cfg: &RunConfig) -> Result<(), Con
     let spec = spec::build(cfg, spec::swap_limit_supported())?;
     let json = serde_json::to_vec_pretty(&spec).map_err(|e| ContainerError::Runtime(e.to_string()))?;
     write_atomic(&l.dir.join("bundle").join("config.json"), &json)?;
+    write_atomic(&l.dir.join("stop-timeout"), grace.as_secs().to_string().as_bytes())?;
     for f in [SHIM_FILE, EXIT_FILE] {
         let _ = std::fs::remove_file(l.dir.join(f));
     }

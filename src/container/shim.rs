@@ -235,6 +235,7 @@ fn start(o: &ShimOptions) -> Result<(Pid, OwnedFd, OwnedFd), ContainerError> {
     let (out_r, out_w) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(runtime)?;
     let (err_r, err_w) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(runtime)?;
     let null = std::fs::File::open("/dev/null").map_err(ContainerError::io("opening /dev/null"))?;
+    let t0 = std::time::Instant::now();
     let mut c = ContainerBuilder::new(o.id.clone(), SyscallType::default())
         .with_root_path(o.dir.join("state"))
         .map_err(runtime)?
@@ -246,7 +247,9 @@ fn start(o: &ShimOptions) -> Result<(Pid, OwnedFd, OwnedFd), ContainerError> {
         .with_detach(true)
         .build()
         .map_err(|e| ContainerError::Runtime(format!("creating the container: {e}")))?;
+    let built = t0.elapsed();
     c.start().map_err(|e| ContainerError::Runtime(format!("starting the container: {e}")))?;
+    tracing::debug!(build_us = built.as_micros() as u64, start_us = (t0.elapsed() - built).as_micros() as u64, "container created and started");
     // libcontainer uses another major version of nix: carry the pid over as a number.
     let init = Pid::from_raw(c.pid().ok_or_else(|| runtime("the container has no init pid"))?.as_raw());
     let rec = ShimRecord {

@@ -321,7 +321,7 @@ impl Controller for ContainerController {
 fn reconcile_container(site: &Site, id: &str) -> Result<Outcome, SiteError> {
     let l = site.container_layout(id);
     let Some(row) = site.read(|c| Ok(repo::get(c, id)?))? else {
-        runtime::remove(&l, Duration::from_secs(10)).map_err(engine_err)?;
+        runtime::remove(&l, l.stop_grace()).map_err(engine_err)?;
         return Ok(Outcome::Done);
     };
     let spec: ContainerSpec = spec_of(&row)?;
@@ -493,10 +493,13 @@ fn start(site: &Site, row: &ResourceRow, spec: &ContainerSpec, l: &Layout, resta
         address,
         cgroups_path: l.cgroup(),
     };
-    runtime::prepare(l, &image_root, &cfg).map_err(engine_err)?;
+    let t0 = std::time::Instant::now();
+    runtime::prepare(l, &image_root, &cfg, Duration::from_secs(spec.stop_timeout_seconds.into())).map_err(engine_err)?;
+    let prepared = t0.elapsed();
     let logs = LogOptions { max_bytes: site.config().container.log_max_bytes, keep: site.config().container.log_keep };
     match runtime::start(&self_exe()?, l, logs) {
         Ok(rec) => {
+            tracing::debug!(container = %row.id, prepare_us = prepared.as_micros() as u64, start_us = (t0.elapsed() - prepared).as_micros() as u64, "container started");
             site.set_status(&row.id, |s, row| {
                 s.phase = "Running".into();
                 s.observed_generation = row.generation;
@@ -565,7 +568,8 @@ pub fn sweep_orphans(site: &Site) -> Result<usize, SiteError> {
     for e in std::fs::read_dir(site.config().data_dir.join("containers")).into_iter().flatten().flatten() {
         let id = e.file_name().to_string_lossy().into_owned();
         if Kind::of_id(&id) == Some(Kind::Container) && !ids.contains(&id) {
-            runtime::remove(&site.container_layout(&id), Duration::from_secs(5)).map_err(engine_err)?;
+            let l = site.container_layout(&id);
+            runtime::remove(&l, l.stop_grace()).map_err(engine_err)?;
             n += 1;
         }
     }

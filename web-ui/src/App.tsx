@@ -12,6 +12,7 @@ import { ProjectsPage } from "./pages/Projects";
 import { TokensPage } from "./pages/Tokens";
 import { AuditPage } from "./pages/Audit";
 import { NetworkPage } from "./pages/network";
+import { ContainersPage } from "./pages/containers";
 
 type Auth =
   | { state: "checking" }
@@ -23,6 +24,7 @@ const NAV: { path: string; label: MessageKey; icon: IconName; testId: string; ad
   { path: "/projects", label: "nav.projects", icon: "projects", testId: "nav-projects" },
   { path: "/tokens", label: "nav.tokens", icon: "tokens", testId: "nav-tokens" },
   { path: "/network", label: "nav.network", icon: "network", testId: "nav-network" },
+  { path: "/containers", label: "nav.containers", icon: "containers", testId: "nav-containers" },
   { path: "/audit", label: "nav.audit", icon: "audit", testId: "nav-audit", adminOnly: true },
 ];
 
@@ -136,6 +138,8 @@ function Route({ path }: { path: string }) {
       return <AuditPage />;
     case "/network":
       return <NetworkPage />;
+    case "/containers":
+      return <ContainersPage />;
     default:
       return (
         <div className="empty-page">

@@ -136,7 +136,7 @@ export type ImageResource = Resource<{ source?: string; insecure?: boolean }, Im
 
 export type RestartPolicy = "never" | "on-failure" | "always";
 
-export interface ContainerSpec {
+export type ContainerSpec = {
   image: string;
   command?: string[];
   args?: string[];
@@ -145,7 +145,7 @@ export interface ContainerSpec {
   resources?: { cpus?: number; memory_mib?: number; pids?: number };
   restart_policy?: RestartPolicy;
   state?: "running" | "stopped";
-}
+};
 
 export interface ContainerStatus extends Status {
   private_ip?: string;

@@ -66,7 +66,7 @@ export function phaseTone(phase: unknown): string {
   const p = typeof phase === "string" ? phase.toLowerCase() : "";
   if (["ready", "running", "active", "succeeded", "available", "bound", "allocated", "attached"].includes(p)) return "ok";
   if (["failed", "error", "notready", "unreachable", "degraded", "lost"].includes(p)) return "bad";
-  if (["deleting", "terminating", "expired", "revoked", "deleted"].includes(p)) return "muted";
+  if (["deleting", "terminating", "expired", "revoked", "deleted", "stopped", "exited"].includes(p)) return "muted";
   if (!p) return "muted";
   return "warn";
 }

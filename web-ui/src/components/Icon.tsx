@@ -6,6 +6,7 @@ const PATHS = {
   audit: "M5 2h7l4 4v12H5zM12 2v4h4M7.5 9h6M7.5 12h6M7.5 15h4",
   network:
     "M8 4a2 2 0 1 0 4 0a2 2 0 1 0-4 0M2 16a2 2 0 1 0 4 0a2 2 0 1 0-4 0M14 16a2 2 0 1 0 4 0a2 2 0 1 0-4 0M10 6v4M4 14v-4h12v4",
+  containers: "M10 2.5l6.5 3.5v8L10 17.5 3.5 14V6zM3.5 6L10 9.5 16.5 6M10 9.5v8",
 } as const;
 
 export type IconName = keyof typeof PATHS;
