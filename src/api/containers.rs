@@ -20,9 +20,8 @@ use super::auth::{Auth, scope};
 use super::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
 use super::network::NetworkCreate;
 use super::resources::{ListQuery, ListResponse, ProjectQuery, UpdateRequest, accepted, created, if_match, item, list_kind};
-use crate::container::logs;
-use crate::container::runtime::ExecOutput;
 use crate::site::Kind;
+use crate::site::containers::{ExecOutput, logs};
 use crate::site::auth::{Principal, Role};
 use crate::site::images::Credentials;
 

@@ -59,6 +59,7 @@ pub enum ImageCmd {
 
 /// `cloudlet container ...`.
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 pub enum ContainerCmd {
     /// Create and start a container.
     Run {

@@ -7,12 +7,10 @@
 use std::path::{Path, PathBuf};
 
 const ROOT: &str = "/sys/fs/cgroup";
-/// `CGROUP2_SUPER_MAGIC` (`<linux/magic.h>`).
-const CGROUP2_MAGIC: i64 = 0x6367_7270;
 
 /// Whether `/sys/fs/cgroup` is the unified (v2) hierarchy.
 pub fn is_v2() -> bool {
-    nix::sys::statfs::statfs(ROOT).is_ok_and(|s| s.filesystem_type().0 as i64 == CGROUP2_MAGIC)
+    nix::sys::statfs::statfs(ROOT).is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
 }
 
 /// Every directory of the cgroup `path` (`/cloudlet/<id>`) that exists on this host.

@@ -107,7 +107,7 @@ fn files(dir: &Path) -> Vec<PathBuf> {
             Some((i, e.path()))
         })
         .collect();
-    rotated.sort_by(|a, b| b.0.cmp(&a.0));
+    rotated.sort_by_key(|r| std::cmp::Reverse(r.0));
     let mut out: Vec<PathBuf> = rotated.into_iter().map(|(_, p)| p).collect();
     out.push(dir.join(FILE));
     out

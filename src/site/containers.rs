@@ -21,7 +21,9 @@ use super::model::Status;
 use super::network::{NetworkInterfaceSpec, resolve, spec_of};
 use super::reconcile::{Controller, Outcome};
 use super::{Kind, ProjectCtx, Resource, Site, SiteError};
-use crate::container::runtime::{self, ExecOutput, Layout, LogOptions, Observed};
+use crate::container::runtime::{self, Layout, LogOptions, Observed};
+/// Exec results and log reading, for the API (which imports the site layer only).
+pub use crate::container::{logs, runtime::ExecOutput};
 use crate::container::shim::ExitRecord;
 use crate::container::spec::{self as cspec, BindMount, Limits, RunConfig};
 use crate::container::{ContainerError, exec};

@@ -325,7 +325,7 @@ impl Controller for ImageController {
         let progress_op = op.clone();
         let last = std::sync::atomic::AtomicU8::new(0);
         let progress = move |done: u64, total: u64| {
-            let pct = if total == 0 { 0 } else { (done.saturating_mul(100) / total).min(99) as u8 };
+            let pct = done.saturating_mul(100).checked_div(total).unwrap_or(0).min(99) as u8;
             if let Some(op) = &progress_op
                 && pct >= last.load(std::sync::atomic::Ordering::Relaxed) + 10
             {
