@@ -44,6 +44,10 @@ t.close()
     std::fs::read(out).expect("tar")
 }
 
+fn status_of(d: &Daemon, name: &str) -> String {
+    d.call("GET", &format!("/v1/containers/{name}"), None).json()["status"]["phase"].as_str().unwrap_or_default().to_string()
+}
+
 fn field(a: &common::Answer) -> String {
     a.json()["error"]["field"].as_str().unwrap_or_default().to_string()
 }
@@ -149,5 +153,32 @@ fn bad_input_is_refused_with_the_field_and_hostile_archives_write_nothing() {
     let r = d.call("GET", "/v1/containers/ro/logs?stream=both", None);
     assert_eq!((r.status, field(&r)), (422, "stream".to_string()));
     assert_eq!(d.call("DELETE", "/v1/images/bb", None).status, 409, "in use");
+
+    // The image's user by name, and on-failure restarts that stop at max_retries.
+    let r = d.call("POST", "/v1/containers", Some(json!({"name": "flaky", "spec": {"image": "bb", "user": "app",
+        "command": ["/bin/sh", "-c", "id -u; exit 3"], "restart_policy": "on-failure", "max_retries": 2}})));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let st = d.wait_for(60, "the retries to run out", || {
+        let s = d.call("GET", "/v1/containers/flaky", None).json()["status"].clone();
+        (s["phase"] == "Exited" && s["restart_count"] == 2).then_some(s)
+    });
+    assert_eq!(st["exit_code"], 3);
+    assert_eq!(d.call("GET", "/v1/containers/flaky/logs", None).body, "1000\n1000\n1000\n", "one first run and two restarts, as uid 1000");
+
+    // Tenants: a member of another project sees none of this project's images or containers,
+    // cannot run its image, read its logs or exec into it.
+    assert_eq!(d.call("POST", "/v1/projects", Some(json!({"name": "other"}))).status, 201);
+    let r = d.call("POST", "/v1/tokens?project=other", Some(json!({"name": "m", "spec": {"role": "member"}})));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let other = r.json()["secret"].as_str().expect("secret").to_string();
+    assert_eq!(d.call_as(&other, "GET", "/v1/containers", None).json()["items"], json!([]));
+    assert_eq!(d.call_as(&other, "GET", "/v1/images", None).json()["items"], json!([]));
+    for (m, p) in [("GET", "/v1/containers/ro"), ("GET", "/v1/containers/ro/logs"), ("GET", "/v1/images/bb"), ("POST", "/v1/containers/ro/stop"), ("DELETE", "/v1/containers/ro")] {
+        assert_eq!(d.call_as(&other, m, p, None).status, 404, "{m} {p}");
+    }
+    assert_eq!(d.call_as(&other, "POST", "/v1/containers/ro/exec", Some(json!({"command": ["true"]}))).status, 404);
+    let r = d.call_as(&other, "POST", "/v1/containers", Some(json!({"name": "steal", "spec": {"image": "bb"}})));
+    assert_eq!((r.status, field(&r)), (422, "spec.image".to_string()), "{}", r.body);
+    assert_eq!(status_of(&d, "ro"), "Running", "untouched by the other tenant");
     assert!(!d.log().contains("panicked"));
 }

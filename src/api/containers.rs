@@ -42,6 +42,7 @@ pub struct ImagePull {
 
 /// Query of `POST /v1/images/import`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ImportQuery {
     /// The image's name.
@@ -55,6 +56,7 @@ pub struct ImportQuery {
 
 /// Query of `GET /v1/containers/{id}/logs`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LogsQuery {
     /// Only the last this many lines.
@@ -107,10 +109,11 @@ pub async fn pull_image(State(app): State<AppState>, Auth(p): Auth, ApiQuery(q):
 }
 
 /// Import an image archive (`docker save` output, or a tar of an OCI image layout) sent as the
-/// body. The archive is checked like a hostile one: a path out of its root, a link trick or a
-/// device node is refused with 422.
+/// body, with any content type (`application/x-tar` or `application/octet-stream`). The archive
+/// is checked like a hostile one: a path out of its root, a link trick or a device node is
+/// refused with 422.
 #[utoipa::path(post, path = "/v1/images/import", tag = "images", params(ImportQuery),
-    request_body(content = Vec<u8>, content_type = "application/x-tar"),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses((status = 201, body = crate::site::Resource), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn import_image(State(app): State<AppState>, Auth(p): Auth, ApiQuery(q): ApiQuery<ImportQuery>, body: Body) -> Result<Response, ApiError> {
     let pc = project(&app, &p, Role::Member, q.project.as_deref()).await?;

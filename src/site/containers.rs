@@ -380,6 +380,15 @@ fn reconcile_container(site: &Site, id: &str) -> Result<Outcome, SiteError> {
             if !was_started || wanted_token != started_token || stale {
                 return start(site, &row, &spec, &l, 0);
             }
+            if st.extra.contains_key("finished_at") {
+                // Its end was recorded in state (the record on disk is gone, as after a power
+                // loss): it was waiting for a restart, or the policy had already left it.
+                return if st.phase == "Restarting" {
+                    start(site, &row, &spec, &l, get_u64(&st, "restart_count") as u32 + 1)
+                } else {
+                    Ok(Outcome::Done)
+                };
+            }
             // Started before, and nothing ran or recorded an end: the host went down under it.
             let restarts = get_u64(&st, "restart_count") as u32;
             act(site, &row, &spec, &l, decide(spec.restart_policy, spec.max_retries.unwrap_or(5), None, restarts, Duration::from_secs(3600)), restarts)

@@ -436,6 +436,17 @@ pub struct ContainerGuard(pub PathBuf);
 
 impl Drop for ContainerGuard {
     fn drop(&mut self) {
+        // The daemon first, so it cannot start a container again (restart policies) meanwhile.
+        let me = self.0.to_string_lossy().into_owned();
+        for p in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let cmd = String::from_utf8_lossy(&std::fs::read(p.path().join("cmdline")).unwrap_or_default()).into_owned();
+            let args: Vec<&str> = cmd.split('\0').collect();
+            if args.get(1) == Some(&"serve") && args.windows(2).any(|w| w[0] == "--data-dir" && w[1] == me)
+                && let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>()
+            {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            }
+        }
         for e in std::fs::read_dir(self.0.join("containers")).into_iter().flatten().flatten() {
             let id = e.file_name().to_string_lossy().into_owned();
             let l = cloudlet::container::runtime::Layout::new(&self.0, &id);
