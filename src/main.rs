@@ -108,10 +108,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// The internal container commands fork with libcontainer, so they run before any thread exists.
 fn container_helper(cmd: &Command) -> Option<ExitCode> {
     use cloudlet::container::shim;
-    if matches!(cmd, Command::ContainerShim(_) | Command::ContainerExec(_)) {
-        // libcontainer reports through tracing; the shim's stderr is its shim.log.
-        let filter = tracing_subscriber::EnvFilter::try_from_env("CLOUDLET_SHIM_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false).init();
+    // libcontainer reports through tracing. The shim's stderr is its shim.log; an exec's stderr is
+    // the command's, so the helper's own lines go to exec.log in the container's directory.
+    let filter = || tracing_subscriber::EnvFilter::try_from_env("CLOUDLET_SHIM_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
+    match cmd {
+        Command::ContainerShim(_) => tracing_subscriber::fmt().with_env_filter(filter()).with_writer(std::io::stderr).with_ansi(false).init(),
+        Command::ContainerExec(a) => {
+            if let Ok(f) = std::fs::File::options().create(true).append(true).open(a.dir.join("exec.log")) {
+                tracing_subscriber::fmt().with_env_filter(filter()).with_writer(std::sync::Mutex::new(f)).with_ansi(false).init();
+            }
+        }
+        _ => {}
     }
     let code = match cmd {
         Command::ContainerShim(a) => shim::main(shim::ShimOptions {

@@ -86,6 +86,21 @@ fn a_container_runs_logs_execs_and_is_removed_without_leftovers() {
         .or_else(|_| std::fs::read_to_string(format!("/sys/fs/cgroup{}/memory.max", l.cgroup())))
         .expect("memory limit file");
     assert_eq!(mem.trim(), (64u64 << 20).to_string());
+    let quota = std::fs::read_to_string(format!("/sys/fs/cgroup/cpu{}/cpu.cfs_quota_us", l.cgroup()))
+        .or_else(|_| std::fs::read_to_string(format!("/sys/fs/cgroup{}/cpu.max", l.cgroup())))
+        .expect("cpu quota file");
+    assert!(quota.trim() == "50000" || quota.starts_with("50000 100000"), "{quota}");
+    // The PID limit holds: a shell that starts 80 background sleeps under a limit of 64 fails to
+    // fork, and the cgroup never counts more than 64.
+    let forks = exec::run(&common::bin(), &l, &["/bin/sh".into(), "-c".into(), "for i in $(seq 80); do sleep 3 & done; echo all-forked".into()], &[], Duration::from_secs(20)).expect("exec");
+    assert!(!forks.stdout.contains("all-forked"), "{forks:?}");
+    let pids = |f: &str| {
+        std::fs::read_to_string(format!("/sys/fs/cgroup/pids{}/{f}", l.cgroup())).or_else(|_| std::fs::read_to_string(format!("/sys/fs/cgroup{}/{f}", l.cgroup()))).expect("pids file")
+    };
+    assert_eq!(pids("pids.max").trim(), "64");
+    let current: u32 = pids("pids.current").trim().parse().expect("pids.current");
+    assert!(current <= 64, "{current}");
+    std::thread::sleep(Duration::from_secs(4));
     // Exec runs inside (same hostname, same pid namespace), and the filter blocks mount(2).
     let out = exec::run(&common::bin(), &l, &["/bin/sh".into(), "-c".into(), "hostname; echo $GREETING $EXTRA; ps | wc -l; mount -t tmpfs none /mnt; echo rc=$?".into()], &[("EXTRA".into(), "x".into())], Duration::from_secs(20)).expect("exec");
     assert_eq!(out.exit_code, 0, "{out:?}");

@@ -93,6 +93,16 @@ fn bad_input_is_refused_with_the_field_and_hostile_archives_write_nothing() {
     let img: Value = serde_json::from_str(&out).expect("json");
     assert_eq!(img["status"]["phase"], "Ready");
     assert_eq!(img["status"]["config"]["cmd"], json!(["-f", "-v", "-p", "8080", "-h", "/www"]));
+    // An OCI layout directory, tarred by the CLI.
+    let layout = host.path().join("layout");
+    std::fs::create_dir(&layout).expect("layout");
+    common::run_ok(&["tar", "-xf", common::busybox_image().join("busybox-httpd.oci.tar").to_str().expect("utf-8"), "-C", layout.to_str().expect("utf-8")]);
+    let (code, out, err) = common::cli(&["--remote", &remote, "--token", &d.token, "-o", "json", "image", "import", layout.to_str().expect("utf-8"), "--name", "from-dir"], None);
+    assert_eq!(code, 0, "{out}{err}");
+    let dir_img: Value = serde_json::from_str(&out).expect("json");
+    let index: Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).expect("index.json")).expect("index");
+    assert_eq!(dir_img["status"]["digest"], index["manifests"][0]["digest"], "the layout's own manifest");
+    assert_eq!(d.call("DELETE", "/v1/images/from-dir", None).status, 204);
     let r = import(&d, "bb", &std::fs::read(&archive).expect("archive"));
     assert_eq!(r.status, 409, "the name is taken: {}", r.body);
 

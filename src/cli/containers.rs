@@ -36,9 +36,10 @@ pub enum ImageCmd {
         #[arg(long)]
         no_wait: bool,
     },
-    /// Import an image archive: `docker save` output or a tar of an OCI image layout.
+    /// Import an image: a `docker save` archive, a tar of an OCI image layout, or an OCI image
+    /// layout directory.
     Import {
-        /// The archive file.
+        /// The archive file or layout directory.
         file: std::path::PathBuf,
         /// The image's name in the project.
         #[arg(long)]
@@ -171,7 +172,7 @@ pub async fn image(g: &Global, cmd: ImageCmd) -> Result<(), CliError> {
             Ok(())
         }
         ImageCmd::Import { file, name, reference } => {
-            let bytes = tokio::fs::read(&file).await?;
+            let bytes = if file.is_dir() { tar_dir(&file)? } else { tokio::fs::read(&file).await? };
             let mut path = format!("{P}/import?name={name}");
             if let Some(r) = reference {
                 path.push_str(&format!("&reference={r}"));
@@ -190,6 +191,14 @@ pub async fn image(g: &Global, cmd: ImageCmd) -> Result<(), CliError> {
         ImageCmd::Show { name } => show(g, P, &name).await,
         ImageCmd::Delete { name } => delete(g, P, &name).await,
     }
+}
+
+/// A directory (an OCI image layout) as a tar, in memory, for the import endpoint.
+fn tar_dir(dir: &std::path::Path) -> Result<Vec<u8>, CliError> {
+    let mut b = tar::Builder::new(Vec::new());
+    b.follow_symlinks(false);
+    b.append_dir_all(".", dir)?;
+    Ok(b.into_inner()?)
 }
 
 fn kv(s: &str) -> Result<(String, String), CliError> {

@@ -354,12 +354,13 @@ fn reconcile_container(site: &Site, id: &str) -> Result<Outcome, SiteError> {
                 runtime::stop(&l, grace).map_err(engine_err)?;
                 return start(site, &row, &spec, &l, 0);
             }
-            site.set_status(&row.id, |s, _| {
-                if s.phase != "Running" {
+            // Polled every second: write only when something changed (an adoption).
+            if st.phase != "Running" || st.extra.get("pid").and_then(Value::as_i64) != Some(rec.init_pid.into()) {
+                site.set_status(&row.id, |s, _| {
                     s.phase = "Running".into();
-                }
-                s.extra.insert("pid".into(), rec.init_pid.into());
-            })?;
+                    s.extra.insert("pid".into(), rec.init_pid.into());
+                })?;
+            }
             Ok(Outcome::RequeueAfter(POLL))
         }
         (DesiredState::Running, Observed::Exited(exit)) => {
