@@ -37,6 +37,19 @@ pub struct Config {
     pub node: NodeConfig,
     pub network: NetworkConfig,
     pub container: ContainerConfig,
+    pub storage: StorageConfig,
+}
+
+/// The storage pool of block volumes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Where volume and snapshot files live; empty means `DATA/storage`. A filesystem with
+    /// reflinks (btrfs, XFS) makes snapshots and clones instant.
+    pub pool_dir: PathBuf,
+    /// MiB that all volumes may provision together (thin, so it may exceed the disk); 0 means the
+    /// size of the pool's filesystem.
+    pub capacity_mib: u64,
 }
 
 /// The container engine.
@@ -169,6 +182,7 @@ impl Default for Config {
             node: NodeConfig::default(),
             network: NetworkConfig::default(),
             container: ContainerConfig::default(),
+            storage: StorageConfig::default(),
         }
     }
 }
@@ -279,6 +293,13 @@ allowed_registries = []
 
 # Host directories containers may mount, by name: tenants name one ("data"), never a path.
 [container.host_paths]
+
+[storage]
+# Where volume and snapshot files live; empty means DATA/storage. On btrfs or XFS snapshots and
+# clones are reflinks (instant); elsewhere only written extents are copied.
+pool_dir = ""
+# MiB all volumes may provision together (thin); 0 means the size of the pool's filesystem.
+capacity_mib = 0
 "#;
 
 /// The default config file path, read when it exists and no `--config` is given.

@@ -179,6 +179,9 @@ pub async fn serve(cfg: Config) -> Result<(), DaemonError> {
         Ok(n) => tracing::info!(containers = n, "removed containers that state no longer has"),
         Err(e) => tracing::warn!(error = %e, "sweeping orphaned containers failed"),
     }
+    if let Err(e) = site.run(|s| s.pool().map(|_| ())).await {
+        tracing::warn!(error = %e, "opening the storage pool failed");
+    }
     if let Err(e) = site.run(|s| s.collect_image_garbage()).await {
         tracing::warn!(error = %e, "image garbage collection failed");
     }
@@ -192,6 +195,8 @@ pub async fn serve(cfg: Config) -> Result<(), DaemonError> {
         tokio::spawn(reconcile::run(site.clone(), NetworkInterfaceController, done_tx.clone(), shutdown_rx.clone())),
         tokio::spawn(reconcile::run(site.clone(), crate::site::images::ImageController, done_tx.clone(), shutdown_rx.clone())),
         tokio::spawn(reconcile::run(site.clone(), crate::site::containers::ContainerController, done_tx.clone(), shutdown_rx.clone())),
+        tokio::spawn(reconcile::run(site.clone(), crate::site::volumes::VolumeController, done_tx.clone(), shutdown_rx.clone())),
+        tokio::spawn(reconcile::run(site.clone(), crate::site::volumes::SnapshotController, done_tx.clone(), shutdown_rx.clone())),
     ];
     let controllers = tasks.len();
     // Load balancer health checks: not a reconciler, so not part of the start-up pass.

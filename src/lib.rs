@@ -14,3 +14,4 @@ pub mod net;
 pub mod node;
 pub mod site;
 pub mod state;
+pub mod storage;

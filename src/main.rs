@@ -93,6 +93,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Lb(c) => cloudlet::cli::balancing::lb(g, c).await?,
         Command::Image(c) => cloudlet::cli::containers::image(g, c).await?,
         Command::Container(c) => cloudlet::cli::containers::container(g, c).await?,
+        Command::Volume(c) => cloudlet::cli::volumes::volume(g, c).await?,
+        Command::Snapshot(c) => cloudlet::cli::volumes::snapshot(g, c).await?,
         Command::Event(c) => commands::event(g, c).await?,
         Command::Audit(c) => commands::audit(g, c).await?,
         Command::Site => commands::site(g).await?,

@@ -10,6 +10,7 @@ pub mod events;
 pub mod network;
 pub mod resources;
 pub mod system;
+pub mod volumes;
 
 use std::sync::Arc;
 
@@ -48,11 +49,12 @@ pub struct AppState {
         crate::site::balancing::BackendSpec, crate::site::balancing::Affinity, crate::site::balancing::HealthCheck,
         crate::site::images::ImageSpec, crate::site::images::Credentials, crate::site::images::ImageRunConfig,
         crate::site::containers::ContainerSpec, crate::site::containers::ContainerResources, crate::site::containers::ContainerMount,
-        crate::site::containers::RestartPolicy, crate::site::containers::DesiredState)),
+        crate::site::containers::RestartPolicy, crate::site::containers::DesiredState,
+        crate::site::volumes::VolumeSpec, crate::site::volumes::SnapshotSpec)),
     modifiers(&Security),
     tags((name = "projects"), (name = "tokens"), (name = "users"), (name = "nodes"), (name = "operations"),
         (name = "vpcs"), (name = "subnets"), (name = "security-groups"), (name = "network-interfaces"), (name = "eips"), (name = "nat-gateways"),
-        (name = "port-forwards"), (name = "load-balancers"), (name = "images"), (name = "containers"),
+        (name = "port-forwards"), (name = "load-balancers"), (name = "images"), (name = "containers"), (name = "volumes"), (name = "snapshots"),
         (name = "events"), (name = "audit"), (name = "auth"), (name = "system"))
 )]
 struct ApiDoc;
@@ -118,6 +120,10 @@ pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(containers::restart_container))
         .routes(routes!(containers::container_logs))
         .routes(routes!(containers::exec_container))
+        .routes(routes!(volumes::list_volumes, volumes::create_volume))
+        .routes(routes!(volumes::get_volume, volumes::update_volume, volumes::delete_volume))
+        .routes(routes!(volumes::list_snapshots, volumes::create_snapshot))
+        .routes(routes!(volumes::get_snapshot, volumes::delete_snapshot))
         .routes(routes!(events::events))
         .routes(routes!(events::audit))
         .split_for_parts()

@@ -101,6 +101,9 @@ pub enum ContainerCmd {
         /// `HOSTPATH_NAME:/target[:ro]` (repeatable; names from the site's [container.host_paths]).
         #[arg(long = "mount")]
         mounts: Vec<String>,
+        /// `VOLUME:/target[:ro]` (repeatable): a volume of the project.
+        #[arg(long = "volume", short = 'v')]
+        volumes: Vec<String>,
         /// Arguments (replace the image's cmd).
         #[arg(last = true)]
         args: Vec<String>,
@@ -205,12 +208,13 @@ fn kv(s: &str) -> Result<(String, String), CliError> {
     s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| CliError::Usage(format!("{s:?}: use KEY=value")))
 }
 
-fn mount(s: &str) -> Result<Value, CliError> {
+/// `NAME:/target[:ro]` as a mount of `key` (`host_path` or `volume`).
+fn mount(s: &str, key: &str) -> Result<Value, CliError> {
     let parts: Vec<&str> = s.split(':').collect();
     match parts.as_slice() {
-        [name, target] => Ok(json!({"host_path": name, "target": target})),
-        [name, target, "ro"] => Ok(json!({"host_path": name, "target": target, "read_only": true})),
-        _ => Err(CliError::Usage(format!("--mount {s:?}: use NAME:/target or NAME:/target:ro"))),
+        [name, target] => Ok(json!({key: name, "target": target})),
+        [name, target, "ro"] => Ok(json!({key: name, "target": target, "read_only": true})),
+        _ => Err(CliError::Usage(format!("{s:?}: use NAME:/target or NAME:/target:ro"))),
     }
 }
 
@@ -218,11 +222,11 @@ fn mount(s: &str) -> Result<Value, CliError> {
 pub async fn container(g: &Global, cmd: ContainerCmd) -> Result<(), CliError> {
     const P: &str = "/v1/containers";
     match cmd {
-        ContainerCmd::Run { name, image, eni, env, cpus, memory, pids, restart, user, workdir, entrypoint, read_only, mounts, args } => {
+        ContainerCmd::Run { name, image, eni, env, cpus, memory, pids, restart, user, workdir, entrypoint, read_only, mounts, volumes, args } => {
             let env: BTreeMap<String, String> = env.iter().map(|e| kv(e)).collect::<Result<_, _>>()?;
             let mut spec = json!({"image": image, "env": env, "read_only_rootfs": read_only,
                 "resources": {"cpus": cpus, "memory_mib": memory, "pids": pids},
-                "mounts": mounts.iter().map(|m| mount(m)).collect::<Result<Vec<_>, _>>()?});
+                "mounts": mounts.iter().map(|m| mount(m, "host_path")).chain(volumes.iter().map(|v| mount(v, "volume"))).collect::<Result<Vec<_>, _>>()?});
             for (k, v) in [("network_interface", eni), ("restart_policy", restart), ("user", user), ("working_dir", workdir)] {
                 if let Some(v) = v {
                     spec[k] = v.into();
@@ -302,7 +306,8 @@ mod tests {
 
     #[test]
     fn mounts_parse() {
-        assert_eq!(mount("data:/data:ro").expect("ro"), json!({"host_path": "data", "target": "/data", "read_only": true}));
-        assert!(mount("data").is_err());
+        assert_eq!(mount("data:/data:ro", "host_path").expect("ro"), json!({"host_path": "data", "target": "/data", "read_only": true}));
+        assert_eq!(mount("db:/var/lib/db", "volume").expect("volume"), json!({"volume": "db", "target": "/var/lib/db"}));
+        assert!(mount("data", "volume").is_err());
     }
 }

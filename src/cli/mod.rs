@@ -7,6 +7,7 @@ pub mod commands;
 pub mod containers;
 pub mod network;
 pub mod output;
+pub mod volumes;
 
 use std::path::PathBuf;
 
@@ -98,6 +99,12 @@ pub enum Command {
     /// Containers.
     #[command(subcommand, alias = "ctr")]
     Container(containers::ContainerCmd),
+    /// Block volumes.
+    #[command(subcommand, alias = "vol")]
+    Volume(volumes::VolumeCmd),
+    /// Snapshots of volumes.
+    #[command(subcommand, alias = "snap")]
+    Snapshot(volumes::SnapshotCmd),
     /// Long-running operations.
     #[command(subcommand, alias = "op")]
     Operation(OperationCmd),

@@ -66,12 +66,17 @@ pub struct ContainerResources {
     pub pids: Option<i64>,
 }
 
-/// A mount of a named host path (`[container.host_paths]` in the site config).
+/// A mount of a volume of the project, or of a named host path (`[container.host_paths]` in the
+/// site config): exactly one of `volume` and `host_path`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContainerMount {
+    /// A volume (id or name on write; stored as the id), formatted as ext4 on first use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<String>,
     /// The host path's name in the site config.
-    pub host_path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_path: Option<String>,
     /// Absolute path inside the container (not `/`, `/proc`, `/sys`, `/dev`).
     pub target: String,
     #[serde(default)]
@@ -191,9 +196,12 @@ fn build_spec(site: &Site, c: &Connection, p: &ProjectCtx, v: Value, self_id: Op
         return Err(SiteError::invalid("spec.max_retries", "applies to the on-failure policy only"));
     }
     let paths = &site.config().container.host_paths;
-    for (i, m) in s.mounts.iter().enumerate() {
-        if !paths.contains_key(&m.host_path) {
-            return Err(SiteError::invalid(format!("spec.mounts[{i}].host_path"), format!("no host path named {:?} in the site config", m.host_path)));
+    for (i, m) in s.mounts.iter_mut().enumerate() {
+        match (&m.volume, &m.host_path) {
+            (Some(v), None) => m.volume = Some(resolve(c, Kind::Volume, p, &format!("spec.mounts[{i}].volume"), v)?.id),
+            (None, Some(h)) if paths.contains_key(h) => {}
+            (None, Some(h)) => return Err(SiteError::invalid(format!("spec.mounts[{i}].host_path"), format!("no host path named {h:?} in the site config"))),
+            _ => return Err(SiteError::invalid(format!("spec.mounts[{i}]"), "give exactly one of volume and host_path")),
         }
         cspec::check_target(&m.target).map_err(|e| SiteError::invalid(format!("spec.mounts[{i}].target"), e.to_string()))?;
     }
@@ -482,11 +490,27 @@ fn start(site: &Site, row: &ResourceRow, spec: &ContainerSpec, l: &Layout, resta
         Err(e) => return fail(site, row, &e.to_string()),
     };
     let paths = &site.config().container.host_paths;
-    let mounts = spec
-        .mounts
-        .iter()
-        .filter_map(|m| Some(BindMount { source: paths.get(&m.host_path)?.clone(), target: m.target.clone(), read_only: m.read_only }))
-        .collect();
+    let mut mounts = Vec::new();
+    for m in &spec.mounts {
+        let source = match (&m.volume, &m.host_path) {
+            (Some(v), _) => match site.mount_volume(v)? {
+                Some(dir) => dir,
+                None => {
+                    site.set_status(&row.id, |s, _| {
+                        s.phase = "Pending".into();
+                        s.set_condition("VolumesReady", false, "Waiting", "waiting for a volume to be made");
+                    })?;
+                    return Ok(Outcome::RequeueAfter(Duration::from_millis(300)));
+                }
+            },
+            (None, Some(h)) => match paths.get(h) {
+                Some(p) => p.clone(),
+                None => return fail(site, row, &format!("host path {h:?} is no longer in the site config")),
+            },
+            (None, None) => continue,
+        };
+        mounts.push(BindMount { source, target: m.target.clone(), read_only: m.read_only });
+    }
     let cwd = spec.working_dir.clone().unwrap_or(if ic.working_dir.is_empty() { "/".into() } else { ic.working_dir.clone() });
     let cfg = RunConfig {
         rootfs: l.rootfs(),

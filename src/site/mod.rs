@@ -20,6 +20,7 @@ pub mod operations;
 pub mod projects;
 pub mod public;
 pub mod reconcile;
+pub mod volumes;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -60,6 +61,7 @@ struct Inner {
     started_at: String,
     ready: AtomicBool,
     images: images::ImageState,
+    pool: std::sync::OnceLock<crate::storage::pool::Pool>,
 }
 
 /// Capacity of the in-process event bus; a subscriber that lags further re-reads from SQLite.
@@ -79,6 +81,7 @@ impl Site {
                 started_at: model::now_rfc3339(),
                 ready: AtomicBool::new(false),
                 images: images::ImageState::default(),
+                pool: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -101,6 +104,11 @@ impl Site {
     /// The image engine's per-daemon state.
     pub(crate) fn images(&self) -> &images::ImageState {
         &self.inner.images
+    }
+
+    /// The storage pool's slot (see [`Site::pool`]).
+    pub(crate) fn pool_cell(&self) -> &std::sync::OnceLock<crate::storage::pool::Pool> {
+        &self.inner.pool
     }
 
     /// This node's name.

@@ -26,14 +26,25 @@ pub struct ProjectSpec {
     /// Free text, at most 256 characters.
     #[serde(default)]
     pub description: String,
-    /// Most resources of each kind, keyed by the plural collection name (`"instances": 10`).
-    /// A kind without an entry is unlimited.
+    /// Most resources of each kind, keyed by the plural collection name (`"instances": 10`), and
+    /// `volume_mib`, the MiB all of the project's volumes may provision together. A key without an
+    /// entry is unlimited.
     #[serde(default)]
     pub quotas: BTreeMap<String, u64>,
 }
 
 /// Kinds that a project deletion removes by itself; anything else blocks the deletion.
 const OWNED_AUTOMATICALLY: &[Kind] = &[Kind::Token, Kind::User, Kind::Operation];
+
+/// The quota key that bounds the MiB a project's volumes may provision in total.
+pub const VOLUME_MIB_QUOTA: &str = "volume_mib";
+
+/// The project's quota for `key`, if it sets one (inside a transaction).
+pub fn quota(c: &Connection, p: &ProjectCtx, key: &str) -> Result<Option<u64>, SiteError> {
+    let row = repo::get(c, &p.id)?.ok_or_else(|| SiteError::not_found("project", &p.name))?;
+    let spec: ProjectSpec = serde_json::from_str(&row.spec)?;
+    Ok(spec.quotas.get(key).copied())
+}
 
 /// Validate and normalize a project spec given as JSON.
 pub fn validate_spec(v: serde_json::Value) -> Result<serde_json::Value, SiteError> {
@@ -42,6 +53,9 @@ pub fn validate_spec(v: serde_json::Value) -> Result<serde_json::Value, SiteErro
         return Err(SiteError::invalid("spec.description", "at most 256 characters"));
     }
     for k in spec.quotas.keys() {
+        if k == VOLUME_MIB_QUOTA {
+            continue;
+        }
         match Kind::from_plural(k) {
             Some(kind) if kind.scope() == Scope::Project && kind != Kind::Operation => {}
             _ => return Err(SiteError::invalid(format!("spec.quotas.{k}"), "not a project-scoped kind")),

@@ -452,6 +452,12 @@ impl Drop for ContainerGuard {
             let l = cloudlet::container::runtime::Layout::new(&self.0, &id);
             let _ = cloudlet::container::runtime::remove(&l, Duration::from_secs(1));
         }
+        // Volumes mounted for containers: thawed (a snapshot may have been cut short) and
+        // unmounted; their loop devices free themselves.
+        for e in std::fs::read_dir(self.0.join("storage/mnt")).into_iter().flatten().flatten() {
+            cloudlet::storage::attach::thaw(&e.path());
+            let _ = cloudlet::storage::attach::unmount(&e.path());
+        }
     }
 }
 

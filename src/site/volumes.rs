@@ -1,0 +1,317 @@
+//! Block volumes and snapshots of a project, on the storage pool ([`crate::storage`]).
+//!
+//! A volume is a thin file of `size_mib`, optionally cloned from a snapshot; it grows (never
+//! shrinks) through `PATCH`. Containers mount it (`mounts: [{volume, target}]`): it is formatted
+//! as ext4 on first use and mounted once on the host, then bound into each container. A snapshot
+//! copies a volume at one point in time (the filesystem is frozen while a mounted volume is
+//! copied). The volume and snapshot reconcilers make the files; deleting a volume is refused
+//! while a container mounts it.
+
+use std::collections::BTreeMap;
+
+use rusqlite::Connection;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::model::Status;
+use super::network::{resolve, spec_of};
+use super::reconcile::{Controller, Outcome};
+use super::{Kind, ProjectCtx, Resource, Site, SiteError};
+use crate::state::{ResourceRow, repo};
+use crate::storage::pool::{MIB, Pool};
+use crate::storage::{StorageError, attach};
+
+/// Smallest and largest volume, MiB.
+pub const MIN_MIB: u64 = 16;
+pub const MAX_MIB: u64 = 16 << 20;
+
+/// Spec of a volume.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeSpec {
+    /// Size in MiB (16 to 16 MiB × 2^20, i.e. 16 TiB); only grows. With `source_snapshot` it
+    /// defaults to the snapshot's size and may not be smaller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_mib: Option<u64>,
+    /// Make the volume a copy of this snapshot (id or name on create; stored as the id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_snapshot: Option<String>,
+}
+
+/// Spec of a snapshot.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotSpec {
+    /// The volume (id or name on create; stored as the id).
+    pub volume: String,
+}
+
+fn storage_err(e: StorageError) -> SiteError {
+    match e {
+        StorageError::Invalid(m) => SiteError::invalid("spec.size_mib", m),
+        other => SiteError::Internal(other.to_string()),
+    }
+}
+
+fn size_of(row: &ResourceRow) -> u64 {
+    spec_of::<VolumeSpec>(row).ok().and_then(|s| s.size_mib).unwrap_or(0)
+}
+
+/// The containers (rows) whose spec mounts volume `id`.
+pub fn mounted_by(c: &Connection, id: &str) -> Result<Vec<ResourceRow>, SiteError> {
+    let all = repo::list(c, Kind::Container.as_str(), None, None, usize::MAX >> 1)?;
+    Ok(all.into_iter().filter(|r| spec_of::<super::containers::ContainerSpec>(r).is_ok_and(|s| s.mounts.iter().any(|m| m.volume.as_deref() == Some(id)))).collect())
+}
+
+/// Inside a transaction: the project's volumes and the site's pool have room for `add` more MiB.
+fn check_capacity(site: &Site, c: &Connection, p: &ProjectCtx, add: u64) -> Result<(), SiteError> {
+    let all = repo::list(c, Kind::Volume.as_str(), None, None, usize::MAX >> 1)?;
+    let project: u64 = all.iter().filter(|r| r.project_id.as_deref() == Some(p.id.as_str())).map(size_of).sum();
+    if let Some(limit) = super::projects::quota(c, p, super::projects::VOLUME_MIB_QUOTA)?
+        && project + add > limit
+    {
+        return Err(SiteError::QuotaExceeded { kind: "volume_mib".into(), limit });
+    }
+    let capacity = match site.config().storage.capacity_mib {
+        0 => site.pool()?.filesystem().map_err(storage_err)?.0 / MIB,
+        n => n,
+    };
+    let site_total: u64 = all.iter().map(size_of).sum();
+    if site_total + add > capacity {
+        return Err(SiteError::ConflictOn { field: "spec.size_mib".into(), message: format!("the storage pool has {} of {capacity} MiB left", capacity.saturating_sub(site_total)) });
+    }
+    Ok(())
+}
+
+impl Site {
+    /// The storage pool (opened once: opening removes leftovers of interrupted copies).
+    pub fn pool(&self) -> Result<&Pool, SiteError> {
+        if let Some(p) = self.pool_cell().get() {
+            return Ok(p);
+        }
+        let dir = match &self.config().storage.pool_dir {
+            d if d.as_os_str().is_empty() => self.config().data_dir.join("storage"),
+            d => d.clone(),
+        };
+        let p = Pool::open(&dir).map_err(storage_err)?;
+        Ok(self.pool_cell().get_or_init(|| p))
+    }
+
+    /// Create a volume (thin), or a clone of a snapshot.
+    pub fn create_volume(&self, p: &ProjectCtx, name: &str, labels: &BTreeMap<String, String>, spec: Value) -> Result<Resource, SiteError> {
+        let mut s: VolumeSpec = serde_json::from_value(spec).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
+        let pc = p.clone();
+        self.create_with(Kind::Volume, Some(p), name, labels, &Status::phase("Creating"), None, |c| {
+            let mut min = MIN_MIB;
+            if let Some(snap) = &s.source_snapshot {
+                let row = resolve(c, Kind::Snapshot, &pc, "spec.source_snapshot", snap)?;
+                let st: Status = serde_json::from_str(&row.status)?;
+                if st.phase != "Ready" {
+                    return Err(SiteError::ConflictOn { field: "spec.source_snapshot".into(), message: format!("snapshot {} is {}", row.name, st.phase) });
+                }
+                min = st.extra.get("size_mib").and_then(Value::as_u64).unwrap_or(MIN_MIB);
+                s.size_mib = Some(s.size_mib.unwrap_or(min));
+                s.source_snapshot = Some(row.id);
+            }
+            let size = s.size_mib.ok_or_else(|| SiteError::invalid("spec.size_mib", "give the size in MiB"))?;
+            if !(min..=MAX_MIB).contains(&size) {
+                return Err(SiteError::invalid("spec.size_mib", format!("between {min} and {MAX_MIB} MiB")));
+            }
+            check_capacity(self, c, &pc, size)?;
+            Ok(serde_json::to_value(&s)?)
+        })
+    }
+
+    /// Grow a volume (`{"spec": {"size_mib": N}}`); shrinking and changing the source are refused.
+    pub fn update_volume(&self, p: &ProjectCtx, r: &str, if_match: Option<i64>, labels: Option<&BTreeMap<String, String>>, patch: Option<&Value>) -> Result<Resource, SiteError> {
+        let cur: VolumeSpec = self.get(Kind::Volume, Some(p), r)?.spec_as()?;
+        let pc = p.clone();
+        self.update(Kind::Volume, Some(p), r, if_match, labels, patch, &|c, v| {
+            let s: VolumeSpec = serde_json::from_value(v).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
+            if s.source_snapshot != cur.source_snapshot {
+                return Err(SiteError::invalid("spec.source_snapshot", "fixed at create"));
+            }
+            let (old, new) = (cur.size_mib.unwrap_or(0), s.size_mib.unwrap_or(0));
+            if new < old {
+                return Err(SiteError::invalid("spec.size_mib", format!("a volume only grows: it has {old} MiB")));
+            }
+            if new > MAX_MIB {
+                return Err(SiteError::invalid("spec.size_mib", format!("at most {MAX_MIB} MiB")));
+            }
+            check_capacity(self, c, &pc, new - old)?;
+            Ok(serde_json::to_value(&s)?)
+        })
+    }
+
+    /// Delete a volume; refused (409) while a container mounts it.
+    pub fn delete_volume(&self, p: &ProjectCtx, r: &str) -> Result<Resource, SiteError> {
+        self.delete_with(Kind::Volume, Some(p), r, |c, row| {
+            if let Some(u) = mounted_by(c, &row.id)?.first() {
+                return Err(SiteError::Conflict(format!("volume {} is attached to container {}", row.name, u.name)));
+            }
+            Ok(())
+        })
+    }
+
+    /// Take a snapshot of a volume (the snapshot reconciler copies it).
+    pub fn create_snapshot(&self, p: &ProjectCtx, name: &str, labels: &BTreeMap<String, String>, spec: Value) -> Result<Resource, SiteError> {
+        let mut s: SnapshotSpec = serde_json::from_value(spec).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
+        let pc = p.clone();
+        self.create_with(Kind::Snapshot, Some(p), name, labels, &Status::phase("Pending"), None, |c| {
+            let vol = resolve(c, Kind::Volume, &pc, "spec.volume", &s.volume)?;
+            s.volume = vol.id;
+            Ok(serde_json::to_value(&s)?)
+        })
+    }
+
+    /// Delete a snapshot; refused (409) while a volume is still being cloned from it.
+    pub fn delete_snapshot(&self, p: &ProjectCtx, r: &str) -> Result<Resource, SiteError> {
+        self.delete_with(Kind::Snapshot, Some(p), r, |c, row| {
+            for v in repo::referencing(c, Kind::Volume.as_str(), "$.source_snapshot", &row.id)? {
+                if serde_json::from_str::<Status>(&v.status).is_ok_and(|s| s.phase == "Creating") {
+                    return Err(SiteError::Conflict(format!("volume {} is being cloned from snapshot {}", v.name, row.name)));
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Mount volume `id` for a container (formatting it on first use); its mount directory, or
+    /// `None` while the volume is not made yet.
+    pub fn mount_volume(&self, id: &str) -> Result<Option<std::path::PathBuf>, SiteError> {
+        let pool = self.pool()?;
+        let file = pool.volume_path(id);
+        if !file.exists() {
+            return Ok(None);
+        }
+        let _g = lock();
+        attach::ensure_mounted(&file, &pool.mount_path(id), id).map(Some).map_err(storage_err)
+    }
+}
+
+/// Serializes mounting, growing and freezing of volumes across the reconcilers.
+fn lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The volume reconciler: makes, grows and removes volume files, unmounts volumes no container
+/// mounts, and reports usage.
+pub struct VolumeController;
+
+impl Controller for VolumeController {
+    fn kind(&self) -> Kind {
+        Kind::Volume
+    }
+
+    fn watches(&self) -> &'static [Kind] {
+        &[Kind::Container]
+    }
+
+    async fn reconcile(&self, site: &Site, id: &str) -> Result<Outcome, SiteError> {
+        let id = id.to_string();
+        site.run(move |s| reconcile_volume(s, &id)).await
+    }
+}
+
+fn reconcile_volume(site: &Site, id: &str) -> Result<Outcome, SiteError> {
+    let pool = site.pool()?.clone();
+    let (file, dir) = (pool.volume_path(id), pool.mount_path(id));
+    let Some(row) = site.read(|c| Ok(repo::get(c, id)?))? else {
+        let _g = lock();
+        attach::unmount(&dir).map_err(storage_err)?;
+        let _ = std::fs::remove_dir(&dir);
+        Pool::remove(&file).map_err(storage_err)?;
+        return Ok(Outcome::Done);
+    };
+    let spec: VolumeSpec = spec_of(&row)?;
+    let bytes = spec.size_mib.unwrap_or(MIN_MIB) * MIB;
+    let _g = lock();
+    if !file.exists() {
+        match &spec.source_snapshot {
+            Some(snap) => {
+                Pool::copy(&pool.snapshot_path(snap), &file).map_err(storage_err)?;
+            }
+            None => pool.create(id, bytes).map_err(storage_err)?,
+        }
+    }
+    let grown = pool.grow(id, bytes).map_err(storage_err)?;
+    let online = if grown { Some(attach::fill(&dir).map_err(storage_err)?) } else { None };
+    let users = site.read(|c| mounted_by(c, id))?;
+    if users.is_empty() {
+        attach::unmount(&dir).map_err(storage_err)?;
+    }
+    let usage = Pool::usage(&file).map_err(storage_err)?;
+    let mounted = attach::mounted_device(&dir).is_some();
+    site.set_status(id, |st, row| {
+        st.phase = if users.is_empty() { "Available" } else { "InUse" }.into();
+        st.observed_generation = row.generation;
+        st.extra.insert("path".into(), file.display().to_string().into());
+        st.extra.insert("provisioned_bytes".into(), usage.provisioned.into());
+        st.extra.insert("allocated_bytes".into(), usage.allocated.into());
+        st.extra.insert("attached_to".into(), serde_json::json!(users.iter().map(|u| u.name.clone()).collect::<Vec<_>>()));
+        st.extra.insert("mounted".into(), mounted.into());
+        match online {
+            Some(true) => st.set_condition("FilesystemResized", true, "Online", ""),
+            Some(false) if mounted => st.set_condition("FilesystemResized", false, "OnNextAttach", "the filesystem grows when the volume is next attached (online growth needs CAP_SYS_RESOURCE)"),
+            _ => {}
+        }
+    })?;
+    Ok(Outcome::Done)
+}
+
+/// The snapshot reconciler: copies the volume once (frozen while mounted), removes deleted ones.
+pub struct SnapshotController;
+
+impl Controller for SnapshotController {
+    fn kind(&self) -> Kind {
+        Kind::Snapshot
+    }
+
+    async fn reconcile(&self, site: &Site, id: &str) -> Result<Outcome, SiteError> {
+        let id = id.to_string();
+        site.run(move |s| reconcile_snapshot(s, &id)).await
+    }
+}
+
+fn reconcile_snapshot(site: &Site, id: &str) -> Result<Outcome, SiteError> {
+    let pool = site.pool()?.clone();
+    let path = pool.snapshot_path(id);
+    let Some(row) = site.read(|c| Ok(repo::get(c, id)?))? else {
+        Pool::remove(&path).map_err(storage_err)?;
+        return Ok(Outcome::Done);
+    };
+    let st: Status = serde_json::from_str(&row.status).unwrap_or_default();
+    if st.phase == "Ready" && path.exists() {
+        return Ok(Outcome::Done);
+    }
+    let spec: SnapshotSpec = spec_of(&row)?;
+    let src = pool.volume_path(&spec.volume);
+    if !src.exists() {
+        // The volume is not made yet (or is gone: then the snapshot can never be taken).
+        let gone = site.read(|c| Ok(repo::get(c, &spec.volume)?))?.is_none();
+        if gone {
+            site.set_status(id, |s, _| {
+                s.phase = "Failed".into();
+                s.extra.insert("message".into(), "the volume was deleted before the snapshot was taken".into());
+            })?;
+            return Ok(Outcome::Done);
+        }
+        return Ok(Outcome::RequeueAfter(std::time::Duration::from_millis(300)));
+    }
+    let kind = {
+        let _g = lock();
+        attach::frozen(&pool.mount_path(&spec.volume), || Pool::copy(&src, &path)).map_err(storage_err)?
+    };
+    let usage = Pool::usage(&path).map_err(storage_err)?;
+    site.set_status(id, |s, row| {
+        s.phase = "Ready".into();
+        s.observed_generation = row.generation;
+        s.extra.insert("size_mib".into(), (usage.provisioned / MIB).into());
+        s.extra.insert("allocated_bytes".into(), usage.allocated.into());
+        s.extra.insert("copy".into(), format!("{kind:?}").to_lowercase().into());
+        s.extra.insert("taken_at".into(), super::model::now_rfc3339().into());
+    })?;
+    Ok(Outcome::Done)
+}
