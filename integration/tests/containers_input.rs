@@ -106,6 +106,36 @@ fn bad_input_is_refused_with_the_field_and_hostile_archives_write_nothing() {
     let r = import(&d, "bb", &std::fs::read(&archive).expect("archive"));
     assert_eq!(r.status, 409, "the name is taken: {}", r.body);
 
+    // A pull through the CLI (it follows the operation with a progress bar), with credentials
+    // from the environment; a wrong password fails the operation with the registry's answer.
+    let reg = common::Registry::with_busybox(Some("puller:s3cret-pw"));
+    let source = format!("{}/busybox-httpd:latest", reg.addr);
+    let pull = |pw: &str| {
+        let out = std::process::Command::new(common::bin())
+            .args(["--remote", &remote, "--token", &d.token, "-o", "json", "image", "pull", &source, "--insecure", "--username", "puller", "--name", if pw == "s3cret-pw" { "pulled" } else { "denied" }])
+            .env("CLOUDLET_REGISTRY_PASSWORD", pw)
+            .output()
+            .expect("cli");
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, out, err) = pull("s3cret-pw");
+    assert_eq!(code, 0, "{out}{err}");
+    let pulled: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(pulled["status"]["phase"], "Ready");
+    assert!(pulled["status"]["resolved"].as_str().is_some_and(|r| r.contains("@sha256:")), "{pulled}");
+    let (code, _, err) = pull("wrong");
+    assert_ne!(code, 0);
+    assert!(err.contains("failed"), "{err}");
+    assert_eq!(d.call("GET", "/v1/images/denied", None).json()["status"]["phase"], "Failed");
+    assert!(!d.log().contains("s3cret-pw"), "the password is never logged");
+    for f in ["cloudlet.db", "cloudlet.db-wal"] {
+        let bytes = std::fs::read(d.dir.join(f)).unwrap_or_default();
+        assert!(!bytes.windows(9).any(|w| w == b"s3cret-pw"), "the password is not stored in {f}");
+    }
+    for i in ["pulled", "denied"] {
+        assert_eq!(d.call("DELETE", &format!("/v1/images/{i}"), None).status, 204);
+    }
+
     // Container specs.
     let bad: Vec<(Value, u16, &str)> = vec![
         (json!({"image": "nope"}), 422, "spec.image"),

@@ -144,8 +144,17 @@ export type ContainerSpec = {
   network_interface?: string;
   resources?: { cpus?: number; memory_mib?: number; pids?: number };
   restart_policy?: RestartPolicy;
+  mounts?: ContainerMount[];
   state?: "running" | "stopped";
 };
+
+/** A volume of the project (id or name on write; stored as the id) mounted at `target`. */
+export interface ContainerMount {
+  volume?: string;
+  host_path?: string;
+  target: string;
+  read_only?: boolean;
+}
 
 export interface ContainerStatus extends Status {
   private_ip?: string;
@@ -159,6 +168,31 @@ export interface ContainerStatus extends Status {
 }
 
 export type ContainerResource = Resource<ContainerSpec, ContainerStatus>;
+
+// ---- Block storage (docs/api.md, "Block volumes").
+
+export interface VolumeStatus extends Status {
+  path?: string;
+  provisioned_bytes?: number;
+  allocated_bytes?: number;
+  /** Names of the containers that mount the volume. */
+  attached_to?: string[];
+  mounted?: boolean;
+}
+
+/** `size_mib` only grows; `source_snapshot` (a snapshot id once stored) makes a clone. */
+export type VolumeResource = Resource<{ size_mib?: number; source_snapshot?: string }, VolumeStatus>;
+
+export interface SnapshotStatus extends Status {
+  size_mib?: number;
+  allocated_bytes?: number;
+  copy?: "reflink" | "sparse" | string;
+  taken_at?: string;
+  message?: string;
+}
+
+/** `volume` is the id of the volume the snapshot copies. */
+export type SnapshotResource = Resource<{ volume: string }, SnapshotStatus>;
 
 export interface OperationStatus extends Status {
   progress?: number;
