@@ -5,7 +5,8 @@
 // console flows: login, overview with the live node and events, token
 // creation, the audit log, networking (VPC, subnet, security group, load
 // balancer, port forward), containers (an uploaded image, a container with
-// live logs, stop, start, delete) and the language switch.
+// live logs, stop, start, delete), storage (a volume, a snapshot, a clone,
+// growth) and the language switch.
 //
 //   cd integration/browser && npm ci && npm test
 //
@@ -31,6 +32,8 @@ const NODE_READY_TIMEOUT = 30_000;
 const UI_TIMEOUT = 15_000;
 // Stopping a container may wait out its stop timeout (10 s) before SIGKILL.
 const CONTAINER_TIMEOUT = 60_000;
+// Making, copying and growing a volume file is quick; this covers a slow disk.
+const STORAGE_TIMEOUT = 30_000;
 const TEST_IMAGES = path.resolve(HERE, "../../target/release/test-images");
 
 /** Shared state of the run, filled by before() and the steps. */
@@ -644,6 +647,92 @@ test("containers: an uploaded image runs a container with live logs, stop, start
     await row("image", "busybox-httpd").locator(byTestId("delete-image-busybox-httpd")).click();
     await row("image", "busybox-httpd").locator(byTestId("delete-image-busybox-httpd-confirm")).click();
     await row("image", "busybox-httpd").waitFor({ state: "detached" });
+  });
+});
+
+test("storage: a volume is snapshotted, restored to a new volume, grown and deleted", { timeout: 180_000 }, async () => {
+  await step("storage", async () => {
+    const p = page();
+    await p.click(byTestId("nav-storage"));
+    await p.waitForURL((url) => url.pathname === "/storage");
+    await p.locator(byTestId("volume-form")).waitFor();
+    await p.selectOption(byTestId("storage-project"), "default");
+    await p.waitForURL((url) => url.searchParams.get("project") === "default");
+
+    const row = (kind, name) => p.locator(`${byTestId(`${kind}-row`)}[data-name="${name}"]`);
+    const exactly = (text) => new RegExp(`^\\s*${text}\\s*$`);
+    const phase = (kind, name, text) => row(kind, name).locator(byTestId(`${kind}-phase`), { hasText: exactly(text) });
+    const volumeMib = (name, mib) => row("volume", name).locator(byTestId("volume-mib"), { hasText: exactly(mib) });
+
+    // An empty 64 MiB volume: a real (thin) file in the pool, since the daemon runs as root.
+    await p.fill(byTestId("volume-name"), "vol1");
+    await p.fill(byTestId("volume-size"), "64");
+    await p.selectOption(byTestId("volume-source"), "");
+    await p.click(byTestId("volume-create"));
+    await phase("volume", "vol1", "Available").waitFor({ timeout: STORAGE_TIMEOUT });
+    await volumeMib("vol1", "64").waitFor();
+    assert.match((await row("volume", "vol1").locator(byTestId("volume-used")).textContent()) ?? "", /^\d+\.\d$/, "used MiB has one decimal");
+
+    // The row's Snapshot action names the snapshot after the volume and the time.
+    await row("volume", "vol1").locator(byTestId("volume-snapshot")).click();
+    const snap = p.locator(byTestId("snapshot-row"), { has: p.locator(byTestId("snapshot-volume"), { hasText: exactly("vol1") }) });
+    await snap.waitFor();
+    const snapName = (await snap.getAttribute("data-name")) ?? "";
+    assert.match(snapName, /^vol1-\d{14}$/, "the snapshot is named <volume>-<yyyymmddhhmmss>");
+    await p.locator(`${byTestId("volume-card")} ${byTestId("notice")}`, { hasText: snapName }).waitFor();
+    await phase("snapshot", snapName, "Ready").waitFor({ timeout: STORAGE_TIMEOUT });
+    await row("snapshot", snapName).locator(byTestId("snapshot-mib"), { hasText: exactly("64") }).waitFor();
+    assert.match((await row("snapshot", snapName).locator(byTestId("snapshot-copy")).textContent()) ?? "", /^(reflink|sparse)$/);
+
+    // Restore it into a new volume: a clone of the snapshot's size.
+    await row("snapshot", snapName).locator(byTestId("snapshot-restore")).click();
+    await row("snapshot", snapName).locator(byTestId("snapshot-restore-name")).fill("vol2");
+    await row("snapshot", snapName).locator(byTestId("snapshot-restore-confirm")).click();
+    await phase("volume", "vol2", "Available").waitFor({ timeout: STORAGE_TIMEOUT });
+    await volumeMib("vol2", "64").waitFor();
+    assert.match((await row("volume", "vol2").textContent()) ?? "", new RegExp(`from snapshot ${snapName}`), "the clone names its snapshot");
+
+    // Grow vol1 to 128 MiB; the file follows (no "growing…" once the reconciler is done).
+    await row("volume", "vol1").locator(byTestId("volume-grow-size")).fill("128");
+    await row("volume", "vol1").locator(byTestId("volume-grow")).click();
+    await volumeMib("vol1", "128").waitFor();
+    await waitFor(
+      "vol1 to be grown to 128 MiB",
+      async () => !/growing/.test((await row("volume", "vol1").textContent()) ?? ""),
+      STORAGE_TIMEOUT,
+      250,
+    );
+
+    // A volume never shrinks: the API's 422 names the field.
+    await row("volume", "vol1").locator(byTestId("volume-grow-size")).fill("32");
+    await row("volume", "vol1").locator(byTestId("volume-grow")).click();
+    const banner = p.locator(`${byTestId("volume-card")} ${byTestId("error-banner")}`);
+    await p.locator(`${byTestId("volume-card")} ${byTestId("error-field")}`, { hasText: "spec.size_mib" }).waitFor();
+    assert.match((await banner.textContent()) ?? "", /422/, "the banner shows HTTP 422");
+    await volumeMib("vol1", "128").waitFor();
+
+    await p.evaluate(() => window.scrollTo(0, 0));
+    fs.mkdirSync(ARTIFACTS, { recursive: true });
+    await p.screenshot({ path: path.join(ARTIFACTS, "storage.png"), fullPage: true });
+    // The same page in Chinese, then back to English for the steps that follow.
+    await p.selectOption(byTestId("lang-switch"), "zh-CN");
+    await p.locator("h1", { hasText: "存储" }).waitFor();
+    await row("snapshot", snapName).locator(byTestId("snapshot-restore"), { hasText: "恢复为新卷" }).waitFor();
+    await p.evaluate(() => window.scrollTo(0, 0));
+    await p.screenshot({ path: path.join(ARTIFACTS, "storage-zh.png"), fullPage: true });
+    await p.selectOption(byTestId("lang-switch"), "en");
+    await p.locator("h1", { hasText: "Storage" }).waitFor();
+
+    // Delete the clone, the snapshot and the volume, in that order.
+    for (const [kind, name] of [["volume", "vol2"], ["snapshot", snapName], ["volume", "vol1"]]) {
+      const r = row(kind, name);
+      await r.locator(byTestId(`delete-${kind}-${name}`)).click();
+      await r.locator(byTestId(`delete-${kind}-${name}-confirm`)).click();
+      await r.waitFor({ state: "detached" });
+    }
+    await banner.waitFor({ state: "detached" });
+    assert.equal(await p.locator(byTestId("volume-row")).count(), 0, "no volume is left");
+    assert.equal(await p.locator(byTestId("snapshot-row")).count(), 0, "no snapshot is left");
   });
 });
 

@@ -13,6 +13,7 @@ import { TokensPage } from "./pages/Tokens";
 import { AuditPage } from "./pages/Audit";
 import { NetworkPage } from "./pages/network";
 import { ContainersPage } from "./pages/containers";
+import { StoragePage } from "./pages/storage";
 
 type Auth =
   | { state: "checking" }
@@ -25,6 +26,7 @@ const NAV: { path: string; label: MessageKey; icon: IconName; testId: string; ad
   { path: "/tokens", label: "nav.tokens", icon: "tokens", testId: "nav-tokens" },
   { path: "/network", label: "nav.network", icon: "network", testId: "nav-network" },
   { path: "/containers", label: "nav.containers", icon: "containers", testId: "nav-containers" },
+  { path: "/storage", label: "nav.storage", icon: "storage", testId: "nav-storage" },
   { path: "/audit", label: "nav.audit", icon: "audit", testId: "nav-audit", adminOnly: true },
 ];
 
@@ -140,6 +142,8 @@ function Route({ path }: { path: string }) {
       return <NetworkPage />;
     case "/containers":
       return <ContainersPage />;
+    case "/storage":
+      return <StoragePage />;
     default:
       return (
         <div className="empty-page">

@@ -48,6 +48,13 @@ export function formatClock(value: unknown, lang: Lang): string {
   return d.toLocaleTimeString(lang, { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
 }
 
+/** Today only the clock time, else the full date and time (for dense tables; put the full time in a title). */
+export function formatRecent(value: unknown, lang: Lang): string {
+  const d = toDate(value);
+  if (!d) return typeof value === "string" && value ? value : "—";
+  return d.toDateString() === new Date().toDateString() ? formatClock(value, lang) : formatTime(value, lang);
+}
+
 /** "12 s ago" in the given language. */
 export function formatAgo(value: unknown, lang: Lang, now: number = Date.now()): string {
   const d = toDate(value);
@@ -64,7 +71,7 @@ export function formatAgo(value: unknown, lang: Lang, now: number = Date.now()):
 /** CSS modifier for a phase badge. */
 export function phaseTone(phase: unknown): string {
   const p = typeof phase === "string" ? phase.toLowerCase() : "";
-  if (["ready", "running", "active", "succeeded", "available", "bound", "allocated", "attached"].includes(p)) return "ok";
+  if (["ready", "running", "active", "succeeded", "available", "bound", "allocated", "attached", "inuse"].includes(p)) return "ok";
   if (["failed", "error", "notready", "unreachable", "degraded", "lost"].includes(p)) return "bad";
   if (["deleting", "terminating", "expired", "revoked", "deleted", "stopped", "exited"].includes(p)) return "muted";
   if (!p) return "muted";

@@ -1,10 +1,10 @@
 // Containers: the run form (image, optional network interface, restart
-// policy, limits, command, arguments, environment) and the table with start /
+// policy, limits, command, arguments, environment, volume mounts) and the table with start /
 // stop / restart, a live log panel per container and delete.
 import { useState, type FormEvent } from "react";
 import { api, seg, type ContainerResource, type RestartPolicy } from "../../api";
-import { formatClock, formatTime } from "../../format";
-import { useI18n, type Lang, type MessageKey } from "../../i18n";
+import { formatRecent, formatTime } from "../../format";
+import { useI18n, type MessageKey } from "../../i18n";
 import { PhaseBadge } from "../../components/ui";
 import {
   CreateButton,
@@ -28,12 +28,6 @@ const POLICY_LABEL: Record<RestartPolicy, MessageKey> = {
 
 type Action = "start" | "stop" | "restart";
 
-/** Today only the clock time (the full time is the title), else date and time. */
-function startedLabel(at: string, lang: Lang): string {
-  const d = new Date(at);
-  return d.toDateString() === new Date().toDateString() ? formatClock(at, lang) : formatTime(at, lang);
-}
-
 /** Phases in which the container's process is gone. */
 const ENDED = ["Stopped", "Exited", "Failed"];
 
@@ -50,6 +44,7 @@ export function ContainerSection({ ctx }: { ctx: Ctx }) {
   const [command, setCommand] = useState("");
   const [args, setArgs] = useState("");
   const [env, setEnv] = useState("");
+  const [mounts, setMounts] = useState("");
   const [logsOf, setLogsOf] = useState<string | null>(null);
 
   const ready = ctx.images.filter((i) => i.status?.phase === "Ready");
@@ -66,7 +61,7 @@ export function ContainerSection({ ctx }: { ctx: Ctx }) {
     e.preventDefault();
     let spec;
     try {
-      spec = runSpec({ image, networkInterface: eniValue, restartPolicy: policy, memory, cpus, command, args, env }, t);
+      spec = runSpec({ image, networkInterface: eniValue, restartPolicy: policy, memory, cpus, command, args, env, mounts }, t);
     } catch (err) {
       m.setError(err);
       return;
@@ -74,6 +69,7 @@ export function ContainerSection({ ctx }: { ctx: Ctx }) {
     if (await m.run(() => api.post("/v1/containers", { name: name.trim(), spec }, query), ctx.reload.containers)) {
       setName("");
       setEni("");
+      setMounts("");
     }
   };
 
@@ -163,6 +159,11 @@ export function ContainerSection({ ctx }: { ctx: Ctx }) {
                 placeholder={"KEY=value\nMODE=production"} className="ctr-textarea" data-testid="container-env" />
               <span className="muted small ctr-hint">{t("containers.envHint")}</span>
             </Field>
+            <Field label={t("containers.mounts")} grow>
+              <textarea value={mounts} onChange={(e) => setMounts(e.target.value)} rows={3} spellCheck={false}
+                placeholder={"data:/data\ncache:/cache:ro"} className="ctr-textarea" data-testid="container-mounts" />
+              <span className="muted small ctr-hint">{t("containers.mountsHint")}</span>
+            </Field>
             <CreateButton
               busy={m.busy}
               disabled={!image}
@@ -238,7 +239,7 @@ export function ContainerSection({ ctx }: { ctx: Ctx }) {
             </td>
             <td className="nowrap">
               {st?.started_at && !ended ? (
-                <span title={formatTime(st.started_at, lang)}>{startedLabel(st.started_at, lang)}</span>
+                <span title={formatTime(st.started_at, lang)}>{formatRecent(st.started_at, lang)}</span>
               ) : (
                 <span className="muted">—</span>
               )}

@@ -1,6 +1,8 @@
 // What the sections of the Containers page share: their context and the
-// parsers of the run form (words, KEY=value lines, numbers, a name from a file).
+// parsers of the run form (words, KEY=value lines, volume mounts, numbers, a
+// name from a file).
 import type {
+  ContainerMount,
   ContainerResource,
   ContainerSpec,
   ImageResource,
@@ -73,6 +75,21 @@ export function parseNumber(text: string, label: string, t: Translate): number |
   return n;
 }
 
+/** `VOLUME:/target[:ro]` lines (blank lines and `#` comments skipped); throws naming the bad line. */
+export function parseMounts(text: string, t: Translate): ContainerMount[] {
+  const mounts: ContainerMount[] = [];
+  text.split("\n").forEach((raw, i) => {
+    const line = raw.trim();
+    if (!line || line.startsWith("#")) return;
+    const [volume, target, mode, ...rest] = line.split(":").map((p) => p.trim());
+    if (!volume || !target?.startsWith("/") || (mode !== undefined && mode !== "ro" && mode !== "rw") || rest.length) {
+      throw new Error(t("containers.badMount", { line: i + 1, text: line }));
+    }
+    mounts.push({ volume, target, read_only: mode === "ro" });
+  });
+  return mounts;
+}
+
 export interface RunForm {
   image: string;
   networkInterface: string;
@@ -82,6 +99,7 @@ export interface RunForm {
   command: string;
   args: string;
   env: string;
+  mounts: string;
 }
 
 /** The spec of `POST /v1/containers` from the run form; throws on a malformed field. */
@@ -92,6 +110,8 @@ export function runSpec(f: RunForm, t: Translate): ContainerSpec {
   if (command) spec.command = command;
   if (args) spec.args = args;
   if (f.networkInterface) spec.network_interface = f.networkInterface;
+  const mounts = parseMounts(f.mounts, t);
+  if (mounts.length) spec.mounts = mounts;
   const memory = parseNumber(f.memory, t("containers.memory"), t);
   const cpus = parseNumber(f.cpus, t("containers.cpus"), t);
   const resources: ContainerSpec["resources"] = {};
