@@ -182,7 +182,7 @@ pub async fn serve(cfg: Config) -> Result<(), DaemonError> {
     if let Err(e) = site.run(|s| s.pool().map(|_| ())).await {
         tracing::warn!(error = %e, "opening the storage pool failed");
     }
-    if let Err(e) = site.run(|s| s.collect_image_garbage()).await {
+    if let Err(e) = site.run(|s| s.collect_image_garbage(true)).await {
         tracing::warn!(error = %e, "image garbage collection failed");
     }
 

@@ -65,7 +65,7 @@ fn a_container_runs_logs_execs_and_is_removed_without_leftovers() {
     let image = rootfs(tmp.path());
     let l = Layout::new(tmp.path(), &format!("ctr-engine{}", std::process::id()));
     let _guard = Guard(l.clone());
-    let script = "echo started $GREETING; echo to-stderr >&2; cat /proc/self/status | grep -E '^(CapEff|NoNewPrivs|Seccomp):'; hostname; trap 'echo got-term; exit 3' TERM; while true; do sleep 0.1; done";
+    let script = "echo started $GREETING; echo to-stderr >&2; cat /proc/self/status | grep -E '^(CapEff|NoNewPrivs|Seccomp|SigIgn):'; hostname; trap 'echo got-term; exit 3' TERM; while true; do sleep 0.1; done";
     runtime::prepare(&l, &image, &config(&l, &["/bin/sh", "-c", script], Limits { cpus: Some(0.5), memory_bytes: Some(64 << 20), pids: Some(64) }), Duration::from_secs(10)).expect("prepare");
     let rec = runtime::start(&common::bin(), &l, LOGS).expect("start");
     assert!(matches!(runtime::observe(&l), Observed::Running(_)));
@@ -81,6 +81,10 @@ fn a_container_runs_logs_execs_and_is_removed_without_leftovers() {
     assert!(text.contains(&"stdout CapEff:\t00000000a80425fb".to_string()), "{text:?}");
     assert!(text.contains(&"stdout NoNewPrivs:\t1".to_string()), "{text:?}");
     assert!(text.contains(&"stdout Seccomp:\t2".to_string()), "{text:?}");
+    // SIGHUP, SIGINT, SIGPIPE and SIGTERM are not ignored (the Rust runtime's ignored SIGPIPE
+    // would otherwise reach the container's processes).
+    let ign = text.iter().find_map(|l| l.strip_prefix("stdout SigIgn:\t")).and_then(|h| u64::from_str_radix(h, 16).ok()).expect("SigIgn");
+    assert_eq!(ign & (1 | 1 << 1 | 1 << 12 | 1 << 14), 0, "ignored signals {ign:#x}");
     // Limits reached the cgroup.
     let mem = std::fs::read_to_string(format!("/sys/fs/cgroup/memory{}/memory.limit_in_bytes", l.cgroup()))
         .or_else(|_| std::fs::read_to_string(format!("/sys/fs/cgroup{}/memory.max", l.cgroup())))

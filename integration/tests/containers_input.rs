@@ -205,6 +205,23 @@ fn bad_input_is_refused_with_the_field_and_hostile_archives_write_nothing() {
     assert_eq!(st["exit_code"], 3);
     assert_eq!(d.call("GET", "/v1/containers/flaky/logs", None).body, "1000\n1000\n1000\n", "one first run and two restarts, as uid 1000");
 
+    // Changing the image gives the container a fresh writable layer on the new image's files.
+    let r = import(&d, "bb2", &std::fs::read(common::busybox_image().join("busybox-httpd.oci.tar")).expect("archive"));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = d.call("POST", "/v1/containers", Some(json!({"name": "swap", "spec": {"image": "bb", "command": ["/bin/sleep", "100000"], "stop_timeout_seconds": 0}})));
+    assert_eq!(r.status, 201, "{}", r.body);
+    d.wait_for(30, "swap running", || (status_of(&d, "swap") == "Running").then_some(()));
+    let r = d.call("POST", "/v1/containers/swap/exec", Some(json!({"command": ["/bin/sh", "-c", "echo old > /marker"]})));
+    assert_eq!(r.json()["exit_code"], 0, "{}", r.body);
+    let pid = d.call("GET", "/v1/containers/swap", None).json()["status"]["pid"].clone();
+    assert_eq!(d.call("PATCH", "/v1/containers/swap", Some(json!({"spec": {"image": "bb2"}}))).status, 200);
+    d.wait_for(30, "swap restarted on bb2", || {
+        let s = d.call("GET", "/v1/containers/swap", None).json()["status"].clone();
+        (s["phase"] == "Running" && s["pid"] != pid).then_some(())
+    });
+    let r = d.call("POST", "/v1/containers/swap/exec", Some(json!({"command": ["/bin/sh", "-c", "cat /marker 2>/dev/null || echo fresh"]})));
+    assert_eq!(r.json()["stdout"], "fresh\n", "{}", r.body);
+
     // Tenants: a member of another project sees none of this project's images or containers,
     // cannot run its image, read its logs or exec into it.
     assert_eq!(d.call("POST", "/v1/projects", Some(json!({"name": "other"}))).status, 201);

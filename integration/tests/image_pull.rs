@@ -149,6 +149,14 @@ fn pulls_verify_skip_what_is_stored_pin_digests_and_report_unknown_tags() {
     assert_eq!(*seen.lock().unwrap(), vec![(0, 0)], "nothing to download");
     assert_eq!(store.list().expect("list"), stored);
 
+    // A puller that does not own the stored blobs (another project's) downloads them again.
+    let (seen, report) = recorder();
+    let stranger = PullOptions { known: Some(Default::default()), ..insecure() };
+    rt.block_on(pull(&store, &reg.reference(":1.0"), &stranger, &report)).expect("pull as a stranger");
+    let last = *seen.lock().unwrap().last().expect("progress");
+    assert!(last.1 > 0 && last.0 == last.1, "every blob fetched again: {last:?}");
+    assert_eq!(store.list().expect("list"), stored);
+
     // By digest, into a fresh store.
     let fresh = BlobStore::open(&tmp.path().join("fresh")).expect("store");
     let (pinned, resolved) = rt.block_on(pull(&fresh, &reg.reference(&format!("@{want}")), &insecure(), &|_, _| {})).expect("pull by digest");

@@ -260,8 +260,7 @@ pub async fn container_logs(State(app): State<AppState>, Auth(p): Auth, Path(id)
     let (old, follower) = {
         let (dir, keep) = (dir.clone(), keep.clone());
         tokio::task::spawn_blocking(move || {
-            let f = logs::Follower::from_end(&dir);
-            let mut all = logs::read_tail(&dir, None);
+            let (mut all, f) = logs::tail_and_follow(&dir);
             all.retain(|e| keep(e));
             let skip = tail.map(|t| all.len().saturating_sub(t)).unwrap_or(0);
             (all.split_off(skip), f)

@@ -36,8 +36,10 @@ pub fn run(bin: &Path, l: &Layout, args: &[String], env: &[(String, String)], ti
     cmd.arg("container-exec").arg("--dir").arg(&l.dir).args(["--id", &l.id]);
     cmd.args(["--timeout-ms", &timeout.as_millis().to_string()]);
     for (k, v) in env {
-        cmd.arg("--env").arg(format!("{k}={v}"));
+        // One argument, so a name starting with "-" is not taken for a flag.
+        cmd.arg(format!("--env={k}={v}"));
     }
+    cmd.env_remove("LISTEN_FDS").env_remove("LISTEN_PID");
     let mut child = cmd
         .arg("--")
         .args(args)

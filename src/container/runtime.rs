@@ -22,7 +22,9 @@ use super::{ContainerError, write_atomic};
 /// The directory layout of one container.
 #[derive(Debug, Clone)]
 pub struct Layout {
+    /// `DATA/containers/<id>`.
     pub dir: PathBuf,
+    /// The container id (`ctr-<ULID>`), also libcontainer's id.
     pub id: String,
 }
 
@@ -31,9 +33,11 @@ impl Layout {
     pub fn new(data_dir: &Path, id: &str) -> Layout {
         Layout { dir: data_dir.join("containers").join(id), id: id.to_string() }
     }
+    /// The overlay mount point, `bundle/rootfs`.
     pub fn rootfs(&self) -> PathBuf {
         self.dir.join("bundle").join("rootfs")
     }
+    /// The log directory (`container.log` and its rotations).
     pub fn logs(&self) -> PathBuf {
         self.dir.join("logs")
     }
@@ -67,7 +71,7 @@ fn read_json<T: for<'de> serde::Deserialize<'de>>(p: &Path) -> Option<T> {
 
 /// Observe a container from its records and `/proc`.
 pub fn observe(l: &Layout) -> Observed {
-    let rec: Option<ShimRecord> = read_json(&l.dir.join(SHIM_FILE));
+    let rec: Option<ShimRecord> = read_json::<ShimRecord>(&l.dir.join(SHIM_FILE)).filter(ShimRecord::this_boot);
     if let Some(r) = &rec
         && shim::alive(r.shim_pid, r.shim_start)
     {
@@ -107,6 +111,20 @@ fn mkdirs(dirs: &[PathBuf]) -> Result<(), ContainerError> {
 pub fn prepare(l: &Layout, image_root: &Path, cfg: &RunConfig, grace: Duration) -> Result<(), ContainerError> {
     let (upper, work, etc) = (l.dir.join("upper"), l.dir.join("work"), l.dir.join("etc"));
     mkdirs(&[upper.clone(), work.clone(), etc.clone(), l.rootfs(), l.logs(), l.dir.join("state")])?;
+    // A container whose image changed gets a fresh writable layer on the new image (as Docker
+    // makes a new container): the old upper layer belongs to the old image's files.
+    let lower_file = l.dir.join("lower");
+    let lower_was = std::fs::read_to_string(&lower_file).unwrap_or_default();
+    if !lower_was.is_empty() && lower_was != image_root.to_string_lossy() {
+        if is_mounted(&l.rootfs()) {
+            nix::mount::umount2(&l.rootfs(), MntFlags::MNT_DETACH).map_err(|e| ContainerError::Runtime(format!("unmounting the old root: {e}")))?;
+        }
+        for d in [&upper, &work] {
+            std::fs::remove_dir_all(d).map_err(ContainerError::io(format!("clearing {}", d.display())))?;
+            std::fs::create_dir_all(d).map_err(ContainerError::io(format!("creating {}", d.display())))?;
+        }
+    }
+    write_atomic(&lower_file, image_root.to_string_lossy().as_bytes())?;
     if !is_mounted(&l.rootfs()) {
         let opts = format!("lowerdir={},upperdir={},workdir={}", image_root.display(), upper.display(), work.display());
         nix::mount::mount(Some("overlay"), &l.rootfs(), Some("overlay"), MsFlags::MS_NODEV, Some(opts.as_str()))
@@ -135,10 +153,30 @@ fn clear_state(l: &Layout) {
     super::cgroup::remove(&l.cgroup());
 }
 
+/// Record which volumes (ids) the container binds, so they stay attached until the container
+/// is gone from the host, not just from state.
+pub fn record_volumes(l: &Layout, ids: &[String]) -> Result<(), ContainerError> {
+    write_atomic(&l.dir.join("volumes"), ids.join("\n").as_bytes())
+}
+
+/// The ids of the containers under `data_dir` whose directory records volume `volume` (they
+/// may be running or still stopping).
+pub fn containers_binding(data_dir: &Path, volume: &str) -> Vec<String> {
+    std::fs::read_dir(data_dir.join("containers"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| std::fs::read_to_string(e.path().join("volumes")).is_ok_and(|s| s.lines().any(|l| l == volume)))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
 /// Options of the shim's logs.
 #[derive(Debug, Clone, Copy)]
 pub struct LogOptions {
+    /// Rotate past this many bytes.
     pub max_bytes: u64,
+    /// Rotated files kept.
     pub keep: usize,
 }
 
@@ -151,6 +189,9 @@ pub fn start(bin: &Path, l: &Layout, logs: LogOptions) -> Result<ShimRecord, Con
         .arg(&l.dir)
         .args(["--id", &l.id, "--cgroup", &l.cgroup()])
         .args(["--log-max-bytes", &logs.max_bytes.to_string(), "--log-keep", &logs.keep.to_string()])
+        // libcontainer keeps LISTEN_FDS descriptors open into the container: never pass them on.
+        .env_remove("LISTEN_FDS")
+        .env_remove("LISTEN_PID")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

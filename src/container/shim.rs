@@ -46,6 +46,16 @@ pub struct ShimRecord {
     pub init_start: u64,
     /// RFC 3339.
     pub started_at: String,
+    /// The boot the record was made in; a record of an earlier boot names no live process.
+    #[serde(default)]
+    pub boot_id: String,
+}
+
+impl ShimRecord {
+    /// Whether the record was made in this boot (so its pids may still be the recorded ones).
+    pub fn this_boot(&self) -> bool {
+        self.boot_id == boot_id()
+    }
 }
 
 /// What `exit.json` holds.
@@ -235,6 +245,10 @@ fn start(o: &ShimOptions) -> Result<(Pid, OwnedFd, OwnedFd), ContainerError> {
     let (out_r, out_w) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(runtime)?;
     let (err_r, err_w) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(runtime)?;
     let null = std::fs::File::open("/dev/null").map_err(ContainerError::io("opening /dev/null"))?;
+    // The Rust runtime ignores SIGPIPE, and whatever started the daemon may have ignored more; an
+    // ignored signal stays ignored across the clone and the exec. The container's init starts
+    // with every disposition at its default, as on a fresh boot.
+    default_signals();
     let t0 = std::time::Instant::now();
     let mut c = ContainerBuilder::new(o.id.clone(), SyscallType::default())
         .with_root_path(o.dir.join("state"))
@@ -248,7 +262,11 @@ fn start(o: &ShimOptions) -> Result<(Pid, OwnedFd, OwnedFd), ContainerError> {
         .build()
         .map_err(|e| ContainerError::Runtime(format!("creating the container: {e}")))?;
     let built = t0.elapsed();
-    c.start().map_err(|e| ContainerError::Runtime(format!("starting the container: {e}")))?;
+    if let Err(e) = c.start() {
+        // Do not leave a created init waiting, or its cgroup, behind the failure.
+        let _ = c.delete(true);
+        return Err(ContainerError::Runtime(format!("starting the container: {e}")));
+    }
     tracing::debug!(build_us = built.as_micros() as u64, start_us = (t0.elapsed() - built).as_micros() as u64, "container created and started");
     // libcontainer uses another major version of nix: carry the pid over as a number.
     let init = Pid::from_raw(c.pid().ok_or_else(|| runtime("the container has no init pid"))?.as_raw());
@@ -258,9 +276,30 @@ fn start(o: &ShimOptions) -> Result<(Pid, OwnedFd, OwnedFd), ContainerError> {
         init_pid: init.as_raw(),
         init_start: proc_start(init.as_raw()).unwrap_or(0),
         started_at: now(),
+        boot_id: boot_id(),
     };
-    write_atomic(&o.dir.join(SHIM_FILE), &serde_json::to_vec(&rec).map_err(runtime)?)?;
+    if let Err(e) = serde_json::to_vec(&rec).map_err(runtime).and_then(|b| write_atomic(&o.dir.join(SHIM_FILE), &b)) {
+        let _ = c.delete(true);
+        return Err(e);
+    }
     Ok((init, out_r, err_r))
+}
+
+/// Set every signal's disposition to its default (see [`start`]); SIGKILL and SIGSTOP cannot be
+/// changed and are skipped by the kernel's refusal.
+fn default_signals() {
+    for sig in 1..=libc::SIGRTMAX() {
+        // SAFETY: SIG_DFL installs no handler code; invalid numbers are refused with EINVAL.
+        unsafe {
+            libc::signal(sig, libc::SIG_DFL);
+        }
+    }
+}
+
+/// This boot's id (`/proc/sys/kernel/random/boot_id`): pids and start times repeat across
+/// reboots, the boot id does not.
+pub fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|s| s.trim().to_string()).unwrap_or_default()
 }
 
 /// Entry point of `cloudlet container-exec`: run `args` in the running container `id` (its
@@ -268,6 +307,7 @@ fn start(o: &ShimOptions) -> Result<(Pid, OwnedFd, OwnedFd), ContainerError> {
 /// exit code (128 + signal when killed, 124 when `timeout` passed and it was killed, 126 when it
 /// could not run). Must run before any other thread exists.
 pub fn exec_main(dir: &Path, id: &str, args: Vec<String>, env: Vec<(String, String)>, timeout: Duration) -> i32 {
+    default_signals();
     let built = ContainerBuilder::new(id.to_string(), SyscallType::default())
         .with_root_path(dir.join("state"))
         .map(|b| b.as_tenant().with_container_args(args).with_env(env.into_iter().collect()).with_detach(false).build());

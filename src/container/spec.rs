@@ -59,9 +59,11 @@ pub struct RunConfig {
     pub env: Vec<String>,
     /// Absolute working directory.
     pub cwd: String,
-    /// uid, gid and additional gids.
+    /// The process's uid.
     pub uid: u32,
+    /// Its primary gid.
     pub gid: u32,
+    /// Its supplementary gids.
     pub additional_gids: Vec<u32>,
     /// Host name (UTS namespace).
     pub hostname: String,
@@ -69,7 +71,9 @@ pub struct RunConfig {
     pub netns: Option<PathBuf>,
     /// Mount the root filesystem read-only.
     pub read_only_rootfs: bool,
+    /// cgroup limits.
     pub limits: Limits,
+    /// Bind mounts (volumes, named host paths).
     pub mounts: Vec<BindMount>,
     /// A directory holding the `hosts` and `hostname` files bound read-only into the container.
     pub etc_dir: Option<PathBuf>,
@@ -199,17 +203,26 @@ pub fn resolve_user(rootfs: &Path, user: &str) -> Result<(u32, u32, Vec<u32>), C
     Ok((uid, gid, extra))
 }
 
-/// The colon-separated fields of `<rootfs>/etc/<name>`; empty when missing, a symlink, or larger
-/// than 1 MiB.
+/// The colon-separated fields of `<rootfs>/etc/<name>`; empty when missing, not a regular file,
+/// or larger than 1 MiB.
 fn read_etc(rootfs: &Path, name: &str) -> Vec<Vec<String>> {
     let etc = rootfs.join("etc");
     let file = etc.join(name);
-    let plain = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| !m.file_type().is_symlink());
-    if !plain(&etc) || !plain(&file) || std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0) > 1 << 20 {
+    // A directory, then a regular file (not a symlink, FIFO or device: an image could make
+    // /etc/passwd a FIFO and block the reader forever), opened without following or blocking.
+    let dir_ok = std::fs::symlink_metadata(&etc).is_ok_and(|m| m.file_type().is_dir());
+    let file_ok = std::fs::symlink_metadata(&file).is_ok_and(|m| m.file_type().is_file() && m.len() <= 1 << 20);
+    if !dir_ok || !file_ok {
         return vec![];
     }
-    std::fs::read_to_string(&file)
-        .unwrap_or_default()
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut text = String::new();
+    let opened = std::fs::File::options().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(&file);
+    if opened.and_then(|f| f.take(1 << 20).read_to_string(&mut text)).is_err() {
+        return vec![];
+    }
+    text
         .lines()
         .filter(|l| !l.starts_with('#'))
         .map(|l| l.split(':').map(str::to_string).collect())
@@ -278,5 +291,10 @@ mod tests {
         assert_eq!(resolve_user(d.path(), "4242").expect("numeric"), (4242, 4242, vec![]));
         assert!(resolve_user(d.path(), "nobody-here").is_err());
         assert!(resolve_user(d.path(), "app:nogroup").is_err());
+        // A FIFO in place of /etc/passwd is ignored (reading it would block forever).
+        std::fs::remove_file(d.path().join("etc/passwd")).expect("rm");
+        nix::unistd::mkfifo(&d.path().join("etc/passwd"), nix::sys::stat::Mode::from_bits_truncate(0o644)).expect("fifo");
+        assert!(resolve_user(d.path(), "app").is_err(), "names cannot resolve without a readable passwd");
+        assert_eq!(resolve_user(d.path(), "1000").expect("numeric").0, 1000);
     }
 }

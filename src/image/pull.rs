@@ -38,12 +38,17 @@ pub struct PullOptions {
     pub password: Option<String>,
     /// Largest layer blob accepted, in bytes ([`ImageError::TooLarge`] beyond).
     pub max_layer_bytes: u64,
+    /// When given, a blob the (shared) store holds counts as present only if it is in this set,
+    /// the blobs of the pulling project's own images. Others are downloaded again, so a tenant
+    /// gets a blob only from a registry that serves it to them, never by naming another
+    /// project's private digest in a manifest.
+    pub known: Option<std::collections::BTreeSet<Digest>>,
 }
 
 impl Default for PullOptions {
     /// HTTPS, anonymous, layers up to 16 GiB.
     fn default() -> Self {
-        PullOptions { insecure: false, username: None, password: None, max_layer_bytes: 16 << 30 }
+        PullOptions { insecure: false, username: None, password: None, max_layer_bytes: 16 << 30, known: None }
     }
 }
 
@@ -238,7 +243,8 @@ pub async fn pull(store: &BlobStore, reference: &str, opts: &PullOptions, progre
         if size > max {
             return Err(ImageError::TooLarge { limit: max });
         }
-        if !store.has(d) && !todo.iter().any(|t| t.0 == *d) {
+        let present = store.has(d) && opts.known.as_ref().is_none_or(|k| k.contains(d));
+        if !present && !todo.iter().any(|t| t.0 == *d) {
             todo.push((d.clone(), size, max));
         }
     }

@@ -46,8 +46,10 @@ pub enum RestartPolicy {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DesiredState {
+    /// Keep it running (restarting per the policy).
     #[default]
     Running,
+    /// Keep it stopped.
     Stopped,
 }
 
@@ -229,7 +231,7 @@ impl Site {
         let cur: ContainerSpec = self.get(Kind::Container, Some(p), r)?.spec_as()?;
         let patch = match action {
             "stop" => serde_json::json!({"state": "stopped"}),
-            "start" | "restart" => serde_json::json!({"state": "running", "restart_token": cur.restart_token + 1}),
+            "start" | "restart" => serde_json::json!({"state": "running", "restart_token": cur.restart_token.wrapping_add(1)}),
             other => return Err(SiteError::invalid("action", format!("{other:?} is not start, stop or restart"))),
         };
         self.update(Kind::Container, Some(p), r, None, None, Some(&patch), &|_, v| Ok(v))
@@ -531,6 +533,8 @@ fn start(site: &Site, row: &ResourceRow, spec: &ContainerSpec, l: &Layout, resta
     };
     let t0 = std::time::Instant::now();
     runtime::prepare(l, &image_root, &cfg, Duration::from_secs(spec.stop_timeout_seconds.into())).map_err(engine_err)?;
+    let volumes: Vec<String> = spec.mounts.iter().filter_map(|m| m.volume.clone()).collect();
+    runtime::record_volumes(l, &volumes).map_err(engine_err)?;
     let prepared = t0.elapsed();
     let logs = LogOptions { max_bytes: site.config().container.log_max_bytes, keep: site.config().container.log_keep };
     match runtime::start(&self_exe()?, l, logs) {

@@ -49,22 +49,28 @@ pub struct ImageSpec {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
+    /// The registry user.
     pub username: String,
+    /// Its password or token; never logged or stored.
     pub password: String,
 }
 
 /// The parts of an image's OCI config that containers use, as kept in `status.config`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct ImageRunConfig {
+    /// The program and its fixed arguments.
     #[serde(default)]
     pub entrypoint: Vec<String>,
+    /// Default arguments (after the entrypoint).
     #[serde(default)]
     pub cmd: Vec<String>,
     /// `KEY=value`.
     #[serde(default)]
     pub env: Vec<String>,
+    /// Absolute working directory; empty means `/`.
     #[serde(default)]
     pub working_dir: String,
+    /// `uid`, `name`, `uid:gid` or `name:group`; empty means root.
     #[serde(default)]
     pub user: String,
     /// `8080/tcp`, ...
@@ -75,7 +81,9 @@ pub struct ImageRunConfig {
 /// One layer, as kept in `status.layers`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LayerRef {
+    /// `sha256:<hex>` of the blob as stored.
     pub digest: String,
+    /// Whether the blob is gzip-compressed.
     pub gzip: bool,
 }
 
@@ -199,8 +207,9 @@ impl Site {
     }
 
     /// Remove every blob and unpacked root no image references, and leftovers of interrupted
-    /// imports and unpacks. Returns the number of blobs removed.
-    pub fn collect_image_garbage(&self) -> Result<usize, SiteError> {
+    /// imports and unpacks (all of them when `all`, at start-up; else those over an hour old).
+    /// Returns the number of blobs removed.
+    pub fn collect_image_garbage(&self, all: bool) -> Result<usize, SiteError> {
         let _gc = self.images().gc.blocking_write();
         let rows = self.read(|c| Ok(repo::list(c, Kind::Image.as_str(), None, None, usize::MAX >> 1)?))?;
         let mut keep = BTreeSet::new();
@@ -221,17 +230,21 @@ impl Site {
             return Ok(0);
         }
         let removed = self.blob_store()?.retain(&keep).map_err(|e| SiteError::Internal(e.to_string()))?;
-        for dir in ["rootfs"].iter().map(|d| self.images_dir().join(d)) {
-            for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if !roots.contains(&name) {
-                    let _ = std::fs::remove_dir_all(e.path());
-                }
+        // Temporary entries of an unpack, import or upload in progress are left alone while young;
+        // at start-up (`all`) nothing is in progress.
+        let stale = |e: &std::fs::DirEntry| {
+            all || e.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).is_some_and(|age| age > std::time::Duration::from_secs(3600))
+        };
+        for e in std::fs::read_dir(self.images_dir().join("rootfs")).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let temporary = name.starts_with(".tmp-");
+            if (temporary && stale(&e)) || (!temporary && !roots.contains(&name)) {
+                let _ = std::fs::remove_dir_all(e.path());
             }
         }
         for e in std::fs::read_dir(self.images_dir()).into_iter().flatten().flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with("scratch-") || name.starts_with("upload-") {
+            if (name.starts_with("scratch-") || name.starts_with("upload-")) && stale(&e) {
                 let _ = std::fs::remove_dir_all(e.path()).or_else(|_| std::fs::remove_file(e.path()));
             }
         }
@@ -291,7 +304,7 @@ impl Controller for ImageController {
         })
         .await?;
         let Some(row) = row else {
-            site.run(|s| s.collect_image_garbage()).await?;
+            site.run(|s| s.collect_image_garbage(false)).await?;
             return Ok(Outcome::Done);
         };
         let st: Status = serde_json::from_str(&row.status)?;
@@ -299,7 +312,8 @@ impl Controller for ImageController {
             return Ok(Outcome::Done);
         }
         let spec: ImageSpec = serde_json::from_str(&row.spec)?;
-        let creds = site.images().credentials.lock().ok().and_then(|mut m| m.remove(&id));
+        // Kept until the pull ends for good: a retry after a host error still has them.
+        let creds = site.images().credentials.lock().ok().and_then(|m| m.get(&id).cloned());
         let op = site.run({
             let id = id.clone();
             move |s| s.read(|c| operations::pending_for(c, &id))
@@ -311,11 +325,23 @@ impl Controller for ImageController {
             fail_pull(site, &id, op.as_deref(), "the pull was interrupted and its credentials are not kept; delete the image and pull it again").await?;
             return Ok(Outcome::Done);
         }
+        // Blobs of this project's own images; the shared store's others must come from the registry.
+        let project = row.project_id.clone();
+        let known = site.read(move |c| {
+            let rows = repo::list(c, Kind::Image.as_str(), project.as_deref(), None, usize::MAX >> 1)?;
+            Ok(rows
+                .iter()
+                .filter_map(|r| serde_json::from_str::<Status>(&r.status).ok())
+                .flat_map(|s| s.extra.get("blobs").and_then(Value::as_array).cloned().unwrap_or_default())
+                .filter_map(|b| b.as_str().and_then(|s| Digest::parse(s).ok()))
+                .collect::<BTreeSet<Digest>>())
+        })?;
         let opts = crate::image::pull::PullOptions {
             insecure: spec.insecure,
             username: creds.as_ref().map(|c| c.username.clone()),
             password: creds.map(|c| c.password),
             max_layer_bytes: 16 << 30,
+            known: Some(known),
         };
         if let Some(op) = &op {
             let (s, op) = (site.clone(), op.clone());
@@ -337,6 +363,11 @@ impl Controller for ImageController {
             let _gc = site.images().gc.read().await;
             crate::image::pull::pull(site.blob_store()?, &source, &opts, &progress).await
         };
+        if !matches!(pulled, Err(ImageError::Io { .. }))
+            && let Ok(mut m) = site.images().credentials.lock()
+        {
+            m.remove(&id);
+        }
         match pulled {
             Ok((img, resolved)) => {
                 let id2 = id.clone();

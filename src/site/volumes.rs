@@ -22,8 +22,9 @@ use crate::state::{ResourceRow, repo};
 use crate::storage::pool::{MIB, Pool};
 use crate::storage::{StorageError, attach};
 
-/// Smallest and largest volume, MiB.
+/// Smallest volume, MiB.
 pub const MIN_MIB: u64 = 16;
+/// Largest volume, MiB (16 TiB).
 pub const MAX_MIB: u64 = 16 << 20;
 
 /// Spec of a volume.
@@ -150,6 +151,9 @@ impl Site {
             if let Some(u) = mounted_by(c, &row.id)?.first() {
                 return Err(SiteError::Conflict(format!("volume {} is attached to container {}", row.name, u.name)));
             }
+            if let Some(c) = crate::container::runtime::containers_binding(&self.config().data_dir, &row.id).first() {
+                return Err(SiteError::Conflict(format!("volume {} is still attached to container {c}, which is stopping", row.name)));
+            }
             Ok(())
         })
     }
@@ -239,18 +243,25 @@ fn reconcile_volume(site: &Site, id: &str) -> Result<Outcome, SiteError> {
     let grown = pool.grow(id, bytes).map_err(storage_err)?;
     let online = if grown { Some(attach::fill(&dir).map_err(storage_err)?) } else { None };
     let users = site.read(|c| mounted_by(c, id))?;
-    if users.is_empty() {
+    // Containers deleted from state may still be stopping and writing: keep the volume mounted
+    // until their directories are gone, and look again until then.
+    let binding = crate::container::runtime::containers_binding(&site.config().data_dir, id);
+    let stopping = binding.iter().any(|c| !users.iter().any(|u| &u.id == c));
+    if users.is_empty() && binding.is_empty() {
         attach::unmount(&dir).map_err(storage_err)?;
     }
     let usage = Pool::usage(&file).map_err(storage_err)?;
     let mounted = attach::mounted_device(&dir).is_some();
     site.set_status(id, |st, row| {
-        st.phase = if users.is_empty() { "Available" } else { "InUse" }.into();
+        st.phase = if users.is_empty() && binding.is_empty() { "Available" } else { "InUse" }.into();
         st.observed_generation = row.generation;
         st.extra.insert("path".into(), file.display().to_string().into());
         st.extra.insert("provisioned_bytes".into(), usage.provisioned.into());
         st.extra.insert("allocated_bytes".into(), usage.allocated.into());
-        st.extra.insert("attached_to".into(), serde_json::json!(users.iter().map(|u| u.name.clone()).collect::<Vec<_>>()));
+        // Containers by name; ones already deleted but still stopping by id.
+        let mut attached: Vec<String> = users.iter().map(|u| u.name.clone()).collect();
+        attached.extend(binding.iter().filter(|c| !users.iter().any(|u| &u.id == *c)).cloned());
+        st.extra.insert("attached_to".into(), serde_json::json!(attached));
         st.extra.insert("mounted".into(), mounted.into());
         match online {
             Some(true) => st.set_condition("FilesystemResized", true, "Online", ""),
@@ -258,7 +269,7 @@ fn reconcile_volume(site: &Site, id: &str) -> Result<Outcome, SiteError> {
             _ => {}
         }
     })?;
-    Ok(Outcome::Done)
+    Ok(if stopping { Outcome::RequeueAfter(std::time::Duration::from_secs(1)) } else { Outcome::Done })
 }
 
 /// The snapshot reconciler: copies the volume once (frozen while mounted), removes deleted ones.

@@ -29,9 +29,19 @@ pub fn mounted_device(dir: &Path) -> Option<String> {
     })
 }
 
-/// Whether the file holds a filesystem (`blkid -p`).
-pub fn formatted(file: &Path) -> bool {
-    run("blkid", &[OsStr::new("-p"), OsStr::new("-o"), OsStr::new("value"), OsStr::new("-s"), OsStr::new("TYPE"), file.as_os_str()]).is_ok_and(|t| !t.trim().is_empty())
+/// Whether the file holds a filesystem (`blkid -p`: exit 0 with a type, or 2 for none). Any other
+/// outcome (an ambivalent probe, a missing tool) is an error, never "unformatted": formatting
+/// on a wrong answer would wipe a tenant's data.
+pub fn formatted(file: &Path) -> Result<bool, StorageError> {
+    let out = std::process::Command::new("blkid")
+        .args([OsStr::new("-p"), OsStr::new("-o"), OsStr::new("value"), OsStr::new("-s"), OsStr::new("TYPE"), file.as_os_str()])
+        .output()
+        .map_err(|e| StorageError::Tool { tool: "blkid".into(), message: e.to_string() })?;
+    match out.status.code() {
+        Some(0) => Ok(!String::from_utf8_lossy(&out.stdout).trim().is_empty()),
+        Some(2) => Ok(false),
+        _ => Err(StorageError::Tool { tool: "blkid".into(), message: format!("{}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim()) }),
+    }
 }
 
 /// Make sure volume `file` is mounted at `dir` (formatting it first if it holds no filesystem),
@@ -39,7 +49,7 @@ pub fn formatted(file: &Path) -> bool {
 pub fn ensure_mounted(file: &Path, dir: &Path, label: &str) -> Result<PathBuf, StorageError> {
     std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
     if mounted_device(dir).is_none() {
-        if !formatted(file) {
+        if !formatted(file)? {
             let label = &label[..label.len().min(16)];
             run("mkfs.ext4", &[OsStr::new("-q"), OsStr::new("-F"), OsStr::new("-L"), OsStr::new(label), file.as_os_str()])?;
         } else if fs_bytes(file).is_some_and(|b| b < std::fs::metadata(file).map(|m| m.len()).unwrap_or(0)) {

@@ -34,13 +34,16 @@ pub enum CopyKind {
 /// The pool at a directory.
 #[derive(Debug, Clone)]
 pub struct Pool {
+    /// The pool directory (`volumes/`, `snapshots/`, `mnt/`).
     pub root: PathBuf,
 }
 
 /// Provisioned and allocated size of a file, in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Usage {
+    /// The file's length: what the volume offers.
     pub provisioned: u64,
+    /// The blocks it occupies on disk (`st_blocks × 512`).
     pub allocated: u64,
 }
 
