@@ -48,6 +48,7 @@ pub fn run(bin: &Path, l: &Layout, args: &[String], env: &[(String, String)], ti
         .stderr(Stdio::piped())
         .spawn()
         .map_err(ContainerError::io("running container-exec"))?;
+    let started = Instant::now();
     let (tx, rx) = mpsc::channel();
     match (child.stdout.take(), child.stderr.take()) {
         (Some(o), Some(e)) => {
@@ -78,5 +79,6 @@ pub fn run(bin: &Path, l: &Layout, args: &[String], env: &[(String, String)], ti
     }
     let code = status.code().unwrap_or(126);
     let [stdout, stderr] = out.map(|b| String::from_utf8_lossy(&b).into_owned());
-    Ok(ExecOutput { exit_code: code, stdout, stderr, timed_out: code == 124 })
+    // 124 is also a code a command may choose: it timed out only if the deadline had passed.
+    Ok(ExecOutput { exit_code: code, stdout, stderr, timed_out: code == 124 && started.elapsed() >= timeout })
 }
