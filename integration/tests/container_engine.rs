@@ -114,6 +114,8 @@ fn a_container_runs_logs_execs_and_is_removed_without_leftovers() {
     assert!(so.last().is_some_and(|l| *l == "rc=1" || *l == "rc=255"), "mount must fail: {out:?}");
     let fail = exec::run(&common::bin(), &l, &["/bin/sh".into(), "-c".into(), "exit 7".into()], &[], Duration::from_secs(20)).expect("exec");
     assert_eq!(fail.exit_code, 7);
+    let own = exec::run(&common::bin(), &l, &["/bin/sh".into(), "-c".into(), "exit 124".into()], &[], Duration::from_secs(20)).expect("exec");
+    assert!(own.exit_code == 124 && !own.timed_out, "a command's own 124 is no timeout: {own:?}");
     let slow = exec::run(&common::bin(), &l, &["/bin/sleep".into(), "30".into()], &[], Duration::from_millis(500)).expect("exec");
     assert!(slow.timed_out && slow.exit_code == 124, "{slow:?}");
     // Graceful stop: the trap answers SIGTERM with exit code 3.
