@@ -12,9 +12,9 @@ cd "$(dirname "$0")/.."
 # Images: docker-registry (the local registry of integration/registry.sh), apache2-utils (its
 # `htpasswd -B` for basic auth). busybox-static is fetched by `apt-get download`, not installed:
 # it conflicts with busybox. Containers: libseccomp-dev (libcontainer's seccomp), runc (the peer of
-# the container benchmark).
+# the container benchmark). Volumes: e2fsprogs (mkfs.ext4, e2fsck, resize2fs; in every Debian).
 DEBS=(nftables iproute2 ca-certificates pkg-config gcc curl chromium fonts-wqy-microhei python3-pip wrk etcd-server iperf3 busybox
-      docker-registry apache2-utils libseccomp-dev runc)
+      docker-registry apache2-utils libseccomp-dev runc e2fsprogs)
 missing=()
 for p in "${DEBS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
