@@ -356,7 +356,10 @@ impl Controller for ImageController {
                 && pct >= last.load(std::sync::atomic::Ordering::Relaxed) + 10
             {
                 last.store(pct, std::sync::atomic::Ordering::Relaxed);
-                let _ = operations::set_progress(&progress_site, op, OpPhase::Running, pct, &format!("{done} of {total} bytes"));
+                // A SQLite write from inside the async pull: tell the runtime this thread blocks.
+                tokio::task::block_in_place(|| {
+                    let _ = operations::set_progress(&progress_site, op, OpPhase::Running, pct, &format!("{done} of {total} bytes"));
+                });
             }
         };
         let pulled = {
