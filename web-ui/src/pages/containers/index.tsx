@@ -3,27 +3,20 @@
 // and live logs. Like the networking page, each section is a card with its
 // forms, its own error banner and a table; Images.tsx and Containers.tsx hold
 // the sections, Logs.tsx the log panel, shared.ts what they share.
-import { useState } from "react";
 import {
   api,
   type ContainerResource,
   type ImageResource,
   type List,
   type NetworkInterfaceResource,
-  type ProjectResource,
 } from "../../api";
 import { useKindEvents } from "../../events";
 import { useI18n } from "../../i18n";
-import { navigate } from "../../router";
-import { useSession } from "../../session";
+import { ProjectPicker, useProjectScope } from "../../projectScope";
 import { ErrorBanner, PageHeader, useInterval, useLoad } from "../../components/ui";
 import { ContainerSection } from "./Containers";
 import { ImageSection } from "./Images";
-import type { Ctx, Scope } from "./shared";
-
-function projectFromUrl(): string | null {
-  return new URLSearchParams(window.location.search).get("project");
-}
+import type { Ctx } from "./shared";
 
 /** A container whose status has not yet caught up with its spec. */
 function settling(c: ContainerResource): boolean {
@@ -34,23 +27,9 @@ function settling(c: ContainerResource): boolean {
 
 export function ContainersPage() {
   const { t } = useI18n();
-  const { who } = useSession();
-  const siteAdmin = who.site_admin;
-  const canWrite = siteAdmin || who.role === "admin" || who.role === "member";
+  const ps = useProjectScope("/containers");
+  const { project, scope, canWrite, deps } = ps;
 
-  // Site admins pick the project (kept in ?project= so a reload stays there).
-  const [project, setProjectState] = useState(() => (siteAdmin ? projectFromUrl() : null) ?? who.project);
-  const setProject = (next: string) => {
-    setProjectState(next);
-    navigate(next === who.project ? "/containers" : `/containers?project=${encodeURIComponent(next)}`, { replace: true });
-  };
-  const scope: Scope = siteAdmin ? { project } : undefined;
-  const deps = [project, siteAdmin];
-
-  const projects = useLoad(
-    () => (siteAdmin ? api.get<List<ProjectResource>>("/v1/projects") : Promise.resolve({ items: [] })),
-    [siteAdmin],
-  );
   const images = useLoad(() => api.get<List<ImageResource>>("/v1/images", { query: scope }), deps);
   const containers = useLoad(() => api.get<List<ContainerResource>>("/v1/containers", { query: scope }), deps);
   const interfaces = useLoad(
@@ -85,8 +64,6 @@ export function ContainersPage() {
     interfaces.reload();
   };
 
-  const projectNames = Array.from(new Set([who.project, project, ...(projects.data?.items ?? []).map((p) => p.name)])).sort();
-
   return (
     <div className="page" data-testid="containers-page">
       <PageHeader
@@ -94,25 +71,14 @@ export function ContainersPage() {
         subtitle={t("containers.subtitle")}
         actions={
           <>
-            {siteAdmin ? (
-              <label className="inline-field">
-                <span>{t("containers.project")}</span>
-                <select value={project} onChange={(e) => setProject(e.target.value)} data-testid="containers-project">
-                  {projectNames.map((p) => (
-                    <option key={p} value={p}>
-                      {p}
-                    </option>
-                  ))}
-                </select>
-              </label>
-            ) : null}
+            <ProjectPicker scope={ps} label={t("containers.project")} testId="containers-project" />
             <button type="button" className="btn btn-secondary" onClick={reloadAll} data-testid="containers-refresh">
               {t("common.refresh")}
             </button>
           </>
         }
       />
-      {projects.error ? <ErrorBanner error={projects.error} /> : null}
+      <ErrorBanner error={ps.projectsError} />
       {interfaces.error ? <ErrorBanner error={interfaces.error} /> : null}
       {!canWrite ? <p className="muted">{t("containers.readOnly")}</p> : null}
 

@@ -4,12 +4,11 @@
 // card with a create form, a table and per-row actions; API errors show in the
 // section's own banner, next to the form that caused them. The sections live
 // in this folder, one file each; what they share is in shared.tsx.
-import { useMemo, useState } from "react";
-import { api, type List, type ProjectResource, type Resource } from "../../api";
+import { useMemo } from "react";
+import { api, type List, type Resource } from "../../api";
 import { useKindEvents } from "../../events";
 import { useI18n } from "../../i18n";
-import { navigate } from "../../router";
-import { useSession } from "../../session";
+import { ProjectPicker, useProjectScope } from "../../projectScope";
 import { ErrorBanner, PageHeader, useLoad, type Loaded } from "../../components/ui";
 import { EipSection } from "./ElasticIps";
 import { NatSection } from "./NatGateways";
@@ -21,10 +20,6 @@ import { SubnetSection } from "./Subnets";
 import { VpcSection } from "./Vpcs";
 import type { Ctx, Lists, Scope } from "./shared";
 
-function projectFromUrl(): string | null {
-  return new URLSearchParams(window.location.search).get("project");
-}
-
 /** One list of the page, loaded for the scope and reloaded on events of its kind. */
 function useNetworkList<T>(path: string, kind: string, scope: Scope, deps: unknown[]): Loaded<List<T>> {
   const loaded = useLoad(() => api.get<List<T>>(path, { query: scope }), deps);
@@ -34,23 +29,9 @@ function useNetworkList<T>(path: string, kind: string, scope: Scope, deps: unkno
 
 export function NetworkPage() {
   const { t } = useI18n();
-  const { who } = useSession();
-  const siteAdmin = who.site_admin;
-  const canWrite = siteAdmin || who.role === "admin" || who.role === "member";
+  const ps = useProjectScope("/network");
+  const { project, scope, canWrite, deps } = ps;
 
-  // Site admins pick the project (kept in ?project= so a reload stays there).
-  const [project, setProjectState] = useState(() => (siteAdmin ? projectFromUrl() : null) ?? who.project);
-  const setProject = (next: string) => {
-    setProjectState(next);
-    navigate(next === who.project ? "/network" : `/network?project=${encodeURIComponent(next)}`, { replace: true });
-  };
-  const scope: Scope = siteAdmin ? { project } : undefined;
-
-  const projects = useLoad(
-    () => (siteAdmin ? api.get<List<ProjectResource>>("/v1/projects") : Promise.resolve({ items: [] })),
-    [siteAdmin],
-  );
-  const deps = [project, siteAdmin];
   const loads: { [K in keyof Lists]: Loaded<List<Lists[K][number]>> } = {
     vpcs: useNetworkList("/v1/vpcs", "vpc", scope, deps),
     subnets: useNetworkList("/v1/subnets", "subnet", scope, deps),
@@ -102,8 +83,6 @@ export function NetworkPage() {
     reload,
   };
 
-  const projectNames = Array.from(new Set([who.project, project, ...(projects.data?.items ?? []).map((p) => p.name)])).sort();
-
   return (
     <div className="page" data-testid="network-page">
       <PageHeader
@@ -111,25 +90,14 @@ export function NetworkPage() {
         subtitle={t("network.subtitle")}
         actions={
           <>
-            {siteAdmin ? (
-              <label className="inline-field">
-                <span>{t("network.project")}</span>
-                <select value={project} onChange={(e) => setProject(e.target.value)} data-testid="network-project">
-                  {projectNames.map((p) => (
-                    <option key={p} value={p}>
-                      {p}
-                    </option>
-                  ))}
-                </select>
-              </label>
-            ) : null}
+            <ProjectPicker scope={ps} label={t("network.project")} testId="network-project" />
             <button type="button" className="btn btn-secondary" onClick={reloadAll} data-testid="network-refresh">
               {t("common.refresh")}
             </button>
           </>
         }
       />
-      {projects.error ? <ErrorBanner error={projects.error} /> : null}
+      <ErrorBanner error={ps.projectsError} />
       {!canWrite ? <p className="muted">{t("network.readOnly")}</p> : null}
 
       {/* Keyed by project: switching projects starts every form afresh. */}

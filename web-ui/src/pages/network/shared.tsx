@@ -18,7 +18,8 @@ import {
 import { useI18n, type MessageKey, type Translate } from "../../i18n";
 import { Card, DeleteButton, ErrorBanner, type Loaded } from "../../components/ui";
 
-export type Scope = { project: string } | undefined;
+import type { Scope } from "../../projectScope";
+export type { Scope };
 
 export interface Lists {
   vpcs: VpcResource[];
