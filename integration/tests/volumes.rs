@@ -53,7 +53,7 @@ fn volumes_snapshot_clone_grow_and_refuse_bad_input() {
     import(&d);
 
     // A thin volume, written by a container.
-    let v = common::create(&d, "/v1/volumes", json!({"name": "data", "spec": {"size_mib": 64}}));
+    common::create(&d, "/v1/volumes", json!({"name": "data", "spec": {"size_mib": 64}}));
     let st = wait_phase(&d, "/v1/volumes/data", "Available");
     assert_eq!(st["provisioned_bytes"], 64 << 20);
     assert!(st["allocated_bytes"].as_u64().expect("allocated") < 1 << 20, "thin: {st}");
@@ -147,5 +147,4 @@ fn volumes_snapshot_clone_grow_and_refuse_bad_input() {
     d.wait_for(30, "the files to go", || (!file.exists() && std::fs::read_dir(pool.join("snapshots")).expect("dir").count() == 0).then_some(()));
     let dir = d.dir.to_string_lossy().into_owned();
     d.wait_for(30, "no mount left under the data dir", || (!std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo").contains(&dir)).then_some(()));
-    let _ = v;
 }

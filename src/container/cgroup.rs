@@ -34,13 +34,6 @@ pub fn oom_kills(path: &str) -> u64 {
     parse_counter(&std::fs::read_to_string(file).unwrap_or_default(), "oom_kill")
 }
 
-/// Memory in use by the cgroup, in bytes (v2 `memory.current`, v1 `memory.usage_in_bytes`).
-pub fn memory_bytes(path: &str) -> Option<u64> {
-    let rel = path.trim_start_matches('/');
-    let file = if is_v2() { Path::new(ROOT).join(rel).join("memory.current") } else { Path::new(ROOT).join("memory").join(rel).join("memory.usage_in_bytes") };
-    std::fs::read_to_string(file).ok()?.trim().parse().ok()
-}
-
 /// The value of `key` in a `key value` per line file.
 pub fn parse_counter(text: &str, key: &str) -> u64 {
     text.lines()

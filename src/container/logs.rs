@@ -5,7 +5,7 @@
 //! across rotations.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -155,7 +155,7 @@ pub fn tail_and_follow(dir: &Path) -> (Vec<Entry>, Follower) {
     (out, follower)
 }
 
-/// Follows the live file from its current end (or from a byte offset), across rotations.
+/// Follows the live file from where [`tail_and_follow`] left it, across rotations.
 pub struct Follower {
     path: PathBuf,
     file: Option<BufReader<File>>,
@@ -164,18 +164,6 @@ pub struct Follower {
 }
 
 impl Follower {
-    /// Start at the end of `dir/container.log` (the lines before were read with [`read_tail`]).
-    pub fn from_end(dir: &Path) -> Follower {
-        let path = dir.join(FILE);
-        let mut f = Follower { path, file: None, inode: 0, partial: String::new() };
-        if let Ok(mut file) = File::open(&f.path) {
-            f.inode = file.metadata().map(|m| m.ino()).unwrap_or(0);
-            let _ = file.seek(SeekFrom::End(0));
-            f.file = Some(BufReader::new(file));
-        }
-        f
-    }
-
     /// Entries written since the last call (possibly none).
     pub fn poll(&mut self) -> Vec<Entry> {
         let mut out = Vec::new();
@@ -258,7 +246,8 @@ mod tests {
         let d = tempfile::tempdir().expect("tmp");
         let mut w = Writer::open(d.path(), 4096, 2).expect("open");
         w.line("stdout", b"before").expect("line");
-        let mut f = Follower::from_end(d.path());
+        let (old, mut f) = tail_and_follow(d.path());
+        assert_eq!(old.len(), 1);
         assert!(f.poll().is_empty());
         let mut seen = Vec::new();
         for i in 0..100 {
