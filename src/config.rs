@@ -38,6 +38,7 @@ pub struct Config {
     pub network: NetworkConfig,
     pub container: ContainerConfig,
     pub storage: StorageConfig,
+    pub s3: S3Config,
 }
 
 /// The storage pool of block volumes.
@@ -50,6 +51,28 @@ pub struct StorageConfig {
     /// MiB that all volumes may provision together (thin, so it may exceed the disk); 0 means the
     /// size of the pool's filesystem.
     pub capacity_mib: u64,
+}
+
+/// The S3-compatible object storage endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Config {
+    /// Listen address (`host:port`) of the S3 endpoint; empty disables it.
+    pub listen: String,
+    /// Where object data lives; empty means `DATA/objects`.
+    pub dir: PathBuf,
+    /// The region reported to clients (`GetBucketLocation`); signatures for any region verify.
+    pub region: String,
+    /// Make each object durable (fdatasync) before it becomes visible. Off only for scratch data.
+    pub fsync: bool,
+    /// Largest single PUT or part, in bytes (S3's own limit is 5 GiB).
+    pub max_object_bytes: u64,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        S3Config { listen: "0.0.0.0:9000".into(), dir: PathBuf::new(), region: "us-east-1".into(), fsync: true, max_object_bytes: 5 << 30 }
+    }
 }
 
 /// The container engine.
@@ -183,6 +206,7 @@ impl Default for Config {
             network: NetworkConfig::default(),
             container: ContainerConfig::default(),
             storage: StorageConfig::default(),
+            s3: S3Config::default(),
         }
     }
 }
@@ -300,6 +324,19 @@ allowed_registries = []
 pool_dir = ""
 # MiB all volumes may provision together (thin); 0 means the size of the pool's filesystem.
 capacity_mib = 0
+
+[s3]
+# The S3-compatible endpoint (path-style: http://HOST:9000/BUCKET/KEY). Empty disables it.
+# Env: CLOUDLET_S3.
+listen = "0.0.0.0:9000"
+# Where object data lives; empty means DATA/objects.
+dir = ""
+# The region reported to clients. Signatures made for any region verify.
+region = "us-east-1"
+# fdatasync each object before it becomes visible (off only for scratch data).
+fsync = true
+# Largest single PUT or multipart part, in bytes.
+max_object_bytes = 5368709120
 "#;
 
 /// The default config file path, read when it exists and no `--config` is given.
@@ -359,6 +396,9 @@ impl Config {
         }
         if let Some(v) = get("CLOUDLET_HTTP") {
             self.api.http = v;
+        }
+        if let Some(v) = get("CLOUDLET_S3") {
+            self.s3.listen = v;
         }
         if let Some(v) = get("CLOUDLET_SOCKET") {
             self.api.socket = v;

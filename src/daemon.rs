@@ -182,6 +182,16 @@ pub async fn serve(cfg: Config) -> Result<(), DaemonError> {
     if let Err(e) = site.run(|s| s.pool().map(|_| ())).await {
         tracing::warn!(error = %e, "opening the storage pool failed");
     }
+    // Blobs of writes a crash interrupted, and usage counters, before the S3 endpoint opens.
+    match site.run(|s| s.check_objects(true)).await {
+        Ok(r) if r.clean() => {
+            if r.orphans_removed > 0 || !r.usage_fixed.is_empty() {
+                tracing::info!(orphans = r.orphans_removed, usage_fixed = r.usage_fixed.len(), "object store repaired");
+            }
+        }
+        Ok(r) => tracing::error!(damaged = ?r.damaged, size_mismatches = ?r.size_mismatches, "object store check found damage"),
+        Err(e) => tracing::warn!(error = %e, "object store check failed"),
+    }
     if let Err(e) = site.run(|s| s.collect_image_garbage(true)).await {
         tracing::warn!(error = %e, "image garbage collection failed");
     }
@@ -281,6 +291,25 @@ pub async fn serve(cfg: Config) -> Result<(), DaemonError> {
         servers.push(tokio::spawn(async move {
             if let Err(e) = server.handle(handle).serve(svc.into_make_service()).await {
                 tracing::error!(error = %e, "HTTPS server failed");
+            }
+        }));
+    }
+    if !cfg.s3.listen.is_empty() {
+        let l = tokio::net::TcpListener::bind(&cfg.s3.listen)
+            .await
+            .map_err(|source| DaemonError::Bind { addr: cfg.s3.listen.clone(), source })?;
+        let addr = l.local_addr().map_err(io("reading the S3 address"))?;
+        std::fs::write(data.join("s3.addr"), addr.to_string()).map_err(io("writing s3.addr"))?;
+        println!("cloudlet: S3 endpoint on http://{addr}/");
+        let svc = crate::api::s3::service(site.clone());
+        let router = axum::Router::new().fallback(move |req: axum::extract::Request| crate::api::s3::handle(svc.clone(), req));
+        let mut stop = shutdown_rx.clone();
+        servers.push(tokio::spawn(async move {
+            let r = axum::serve(l, router).with_graceful_shutdown(async move {
+                let _ = stop.changed().await;
+            });
+            if let Err(e) = r.await {
+                tracing::error!(error = %e, "S3 server failed");
             }
         }));
     }

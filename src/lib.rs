@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod image;
 pub mod net;
 pub mod node;
+pub mod object;
 pub mod site;
 pub mod state;
 pub mod storage;

@@ -32,6 +32,12 @@ fn serve_config(a: &ServeArgs, socket: Option<&str>) -> anyhow::Result<Config> {
         if socket.is_none() {
             cfg.api.socket.clear();
         }
+        if a.s3.is_none() {
+            cfg.s3.listen.clear();
+        }
+    }
+    if let Some(s) = &a.s3 {
+        cfg.s3.listen = if s == "off" { String::new() } else { s.clone() };
     }
     if let Some(h) = &a.https {
         cfg.api.https = if h == "off" { String::new() } else { h.clone() };

@@ -6,7 +6,8 @@
 // creation, the audit log, networking (VPC, subnet, security group, load
 // balancer, port forward), containers (an uploaded image, a container with
 // live logs, stop, start, delete), storage (a volume, a snapshot, a clone,
-// growth) and the language switch.
+// growth), object storage (a bucket, an object uploaded into a folder and
+// downloaded again, an access key) and the language switch.
 //
 //   cd integration/browser && npm ci && npm test
 //
@@ -733,6 +734,137 @@ test("storage: a volume is snapshotted, restored to a new volume, grown and dele
     await banner.waitFor({ state: "detached" });
     assert.equal(await p.locator(byTestId("volume-row")).count(), 0, "no volume is left");
     assert.equal(await p.locator(byTestId("snapshot-row")).count(), 0, "no snapshot is left");
+  });
+});
+
+test("object storage: a bucket, an object uploaded, downloaded and deleted, and an access key", { timeout: 120_000 }, async () => {
+  await step("objects", async () => {
+    const p = page();
+    await p.click(byTestId("nav-objects"));
+    await p.waitForURL((url) => url.pathname === "/objects");
+    await p.locator(byTestId("bucket-form")).waitFor();
+    await p.selectOption(byTestId("objects-project"), "default");
+    await p.waitForURL((url) => url.searchParams.get("project") === "default");
+    await p.locator(byTestId("objects-endpoint"), { hasText: /:9000/ }).waitFor();
+
+    const row = (kind, name) => p.locator(`${byTestId(`${kind}-row`)}[data-name="${name}"]`);
+    const exactly = (text) => new RegExp(`^\\s*${text}\\s*$`);
+    const bucketCard = p.locator(byTestId("bucket-card"));
+    const bucketBanner = bucketCard.locator(byTestId("error-banner"));
+    const browser = p.locator(byTestId("object-card"));
+    const crumb = (prefix) => browser.locator(`${byTestId("object-crumb")}[data-prefix="${prefix}"]`);
+    const usage = (count, bytes) => browser.locator(`${byTestId("bucket-usage")}[data-count="${count}"][data-bytes="${bytes}"]`);
+
+    // A private bucket with a 100 MiB quota; creating it opens it in the object browser.
+    await p.fill(byTestId("bucket-name"), "e2e-photos");
+    await p.selectOption(byTestId("bucket-policy"), "private");
+    await p.fill(byTestId("bucket-quota"), "100");
+    await p.click(byTestId("bucket-create"));
+    const bucket = row("bucket", "e2e-photos");
+    await bucket.waitFor();
+    await bucket.locator(byTestId("bucket-quota-cell"), { hasText: exactly("100 MiB") }).waitFor();
+    await bucket.locator(`${byTestId("bucket-policy-cell")}[data-policy="private"]`).waitFor();
+    await crumb("").waitFor();
+    assert.match((await browser.locator("h2").textContent()) ?? "", /e2e-photos/, "the browser shows the new bucket");
+    await usage(0, 0).waitFor();
+
+    // A name that is not an RFC 1123 label: the API's 422 names the field.
+    await p.fill(byTestId("bucket-name"), "Bad_Name");
+    await p.click(byTestId("bucket-create"));
+    await bucketCard.locator(`${byTestId("error-field")} code`, { hasText: exactly("name") }).waitFor();
+    assert.match((await bucketBanner.textContent()) ?? "", /422/, "the banner shows HTTP 422");
+    assert.equal(await row("bucket", "Bad_Name").count(), 0, "no bucket Bad_Name");
+
+    // The policy changes in place.
+    await bucket.locator(byTestId("bucket-policy-select")).selectOption("public-read");
+    await bucket.locator(`${byTestId("bucket-policy-cell")}[data-policy="public-read"]`).waitFor();
+    await bucket.locator(byTestId("bucket-quota-cell"), { hasText: exactly("100 MiB") }).waitFor();
+
+    // Open folder docs/ (a prefix with nothing in it yet) and upload a file into it.
+    const content = "hello from the console";
+    await p.fill(byTestId("object-folder-name"), "docs");
+    await p.click(byTestId("object-folder-open"));
+    await crumb("docs/").waitFor();
+    assert.equal(await browser.locator(byTestId("object-breadcrumb")).getAttribute("data-prefix"), "docs/");
+    await p.setInputFiles(byTestId("object-upload-file"), { name: "hello.txt", mimeType: "text/plain", buffer: Buffer.from(content) });
+    await p.locator(byTestId("object-upload-file-name"), { hasText: "hello.txt" }).waitFor();
+    await p.click(byTestId("object-upload"));
+    const object = browser.locator(`${byTestId("object-row")}[data-key="docs/hello.txt"]`);
+    await object.waitFor();
+    await browser.locator(byTestId("notice"), { hasText: "docs/hello.txt" }).waitFor();
+    const size = object.locator(byTestId("object-size"));
+    assert.equal(await size.getAttribute("data-bytes"), String(Buffer.byteLength(content)), "the listed size is the file's");
+    assert.match((await size.textContent()) ?? "", exactly(`${Buffer.byteLength(content)} B`));
+    assert.match((await object.locator(byTestId("object-type")).textContent()) ?? "", /text\/plain/);
+    await usage(1, Buffer.byteLength(content)).waitFor();
+
+    // At the root the object is inside folder docs/; clicking the folder goes back into it.
+    await crumb("").click();
+    const folder = browser.locator(`${byTestId("object-folder-row")}[data-prefix="docs/"]`);
+    await folder.waitFor();
+    assert.equal(await browser.locator(byTestId("object-row")).count(), 0, "no object at the root itself");
+    await folder.locator(byTestId("object-folder")).click();
+    await object.waitFor();
+
+    // The download link (cookie session) gives back the bytes that were uploaded.
+    const [download] = await Promise.all([p.waitForEvent("download"), object.locator(byTestId("object-download")).click()]);
+    assert.equal(download.suggestedFilename(), "hello.txt");
+    assert.equal(await download.failure(), null, "the download succeeds");
+    assert.equal(fs.readFileSync(await download.path(), "utf8"), content, "the downloaded bytes are the uploaded ones");
+
+    // A bucket that holds an object cannot be deleted: the banner shows the API's 409.
+    await bucket.locator(byTestId("delete-bucket-e2e-photos")).click();
+    await bucket.locator(byTestId("delete-bucket-e2e-photos-confirm")).click();
+    await bucketBanner.filter({ hasText: "409" }).waitFor();
+    assert.match((await bucketBanner.textContent()) ?? "", /is not empty: it holds 1 object;/, "the banner shows the API's message");
+    assert.equal(await bucket.count(), 1, "the bucket is still there");
+
+    await p.evaluate(() => window.scrollTo(0, 0));
+    fs.mkdirSync(ARTIFACTS, { recursive: true });
+    await p.screenshot({ path: path.join(ARTIFACTS, "objects.png"), fullPage: true });
+    // The page in Chinese, then back to English.
+    await p.selectOption(byTestId("lang-switch"), "zh-CN");
+    await p.locator("h1", { hasText: "对象存储" }).waitFor();
+    await object.locator(byTestId("object-download"), { hasText: "下载" }).waitFor();
+    await p.selectOption(byTestId("lang-switch"), "en");
+    await p.locator("h1", { hasText: "Object storage" }).waitFor();
+
+    // Delete the object (the folder is empty then), then the bucket.
+    await object.locator(byTestId("object-delete")).click();
+    await object.locator(byTestId("object-delete-confirm")).click();
+    await object.waitFor({ state: "detached" });
+    await browser.locator(byTestId("object-empty")).waitFor();
+    await usage(0, 0).waitFor();
+    await bucket.locator(byTestId("delete-bucket-e2e-photos")).click();
+    await bucket.locator(byTestId("delete-bucket-e2e-photos-confirm")).click();
+    await bucket.waitFor({ state: "detached" });
+    await bucketBanner.waitFor({ state: "detached" });
+    await p.locator(byTestId("object-pick")).waitFor();
+
+    // An access key: its 40-character secret is shown once, never in the list.
+    await p.fill(byTestId("access-key-name"), "e2e-key");
+    await p.selectOption(byTestId("access-key-role"), "member");
+    await p.click(byTestId("access-key-create"));
+    await p.locator(byTestId("access-key-secret")).waitFor();
+    const secret = (await p.locator(byTestId("access-key-secret-value")).textContent())?.trim() ?? "";
+    const keyId = (await p.locator(byTestId("access-key-id-value")).textContent())?.trim() ?? "";
+    assert.equal(secret.length, 40, `the secret access key has 40 characters (got ${secret.length})`);
+    const key = row("access-key", "e2e-key");
+    await key.waitFor();
+    assert.equal(await key.getAttribute("data-id"), keyId, "the list shows the key's id");
+    assert.match((await key.textContent()) ?? "", /member/);
+    assert.ok(!((await p.locator(byTestId("access-key-table")).textContent()) ?? "").includes(secret), "the list does not show the secret");
+    // Once dismissed (or after a reload) the secret is nowhere on the page.
+    await p.click(byTestId("access-key-secret-dismiss"));
+    await p.locator(byTestId("access-key-secret")).waitFor({ state: "detached" });
+    await p.reload();
+    await key.waitFor();
+    assert.ok(!(await p.content()).includes(secret), "the secret is not shown again");
+
+    await key.locator(byTestId("delete-access-key-e2e-key")).click();
+    await key.locator(byTestId("delete-access-key-e2e-key-confirm")).click();
+    await key.waitFor({ state: "detached" });
+    assert.equal(await p.locator(byTestId("access-key-row")).count(), 0, "no access key is left");
   });
 });
 

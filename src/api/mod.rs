@@ -4,11 +4,13 @@
 //! registered through `utoipa-axum`, so the OpenAPI document covers every route by construction.
 
 pub mod auth;
+pub mod buckets;
 pub mod containers;
 pub mod error;
 pub mod events;
 pub mod network;
 pub mod resources;
+pub mod s3;
 pub mod system;
 pub mod volumes;
 
@@ -50,11 +52,12 @@ pub struct AppState {
         crate::site::images::ImageSpec, crate::site::images::Credentials, crate::site::images::ImageRunConfig,
         crate::site::containers::ContainerSpec, crate::site::containers::ContainerResources, crate::site::containers::ContainerMount,
         crate::site::containers::RestartPolicy, crate::site::containers::DesiredState,
-        crate::site::volumes::VolumeSpec, crate::site::volumes::SnapshotSpec)),
+        crate::site::volumes::VolumeSpec, crate::site::volumes::SnapshotSpec,
+        crate::site::buckets::BucketSpec, crate::site::buckets::BucketPolicy, crate::site::buckets::AccessKeySpec)),
     modifiers(&Security),
     tags((name = "projects"), (name = "tokens"), (name = "users"), (name = "nodes"), (name = "operations"),
         (name = "vpcs"), (name = "subnets"), (name = "security-groups"), (name = "network-interfaces"), (name = "eips"), (name = "nat-gateways"),
-        (name = "port-forwards"), (name = "load-balancers"), (name = "images"), (name = "containers"), (name = "volumes"), (name = "snapshots"),
+        (name = "port-forwards"), (name = "load-balancers"), (name = "images"), (name = "containers"), (name = "volumes"), (name = "snapshots"), (name = "buckets"), (name = "access-keys"),
         (name = "events"), (name = "audit"), (name = "auth"), (name = "system"))
 )]
 struct ApiDoc;
@@ -124,6 +127,13 @@ pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(volumes::get_volume, volumes::update_volume, volumes::delete_volume))
         .routes(routes!(volumes::list_snapshots, volumes::create_snapshot))
         .routes(routes!(volumes::get_snapshot, volumes::delete_snapshot))
+        .routes(routes!(buckets::list_buckets, buckets::create_bucket))
+        .routes(routes!(buckets::get_bucket, buckets::update_bucket, buckets::delete_bucket))
+        .routes(routes!(buckets::list_objects))
+        .routes(routes!(buckets::get_object, buckets::delete_object))
+        .routes(routes!(buckets::list_access_keys, buckets::create_access_key))
+        .routes(routes!(buckets::get_access_key, buckets::delete_access_key))
+        .routes(routes!(buckets::check_object_store))
         .routes(routes!(events::events))
         .routes(routes!(events::audit))
         .split_for_parts()
@@ -132,7 +142,7 @@ pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 /// Routes that take large bodies (image uploads): outside the API's body limit, each with its
 /// own.
 fn upload_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::new().routes(routes!(containers::import_image)).split_for_parts()
+    OpenApiRouter::new().routes(routes!(containers::import_image)).routes(routes!(buckets::put_object)).split_for_parts()
 }
 
 /// The OpenAPI document of every route.

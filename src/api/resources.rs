@@ -103,7 +103,8 @@ pub struct UserCreate {
     pub spec: UserCreateSpec,
 }
 
-fn with_location(status: StatusCode, location: String, body: impl Serialize) -> Response {
+/// A JSON response with `status` and a `Location` header.
+pub fn with_location(status: StatusCode, location: String, body: impl Serialize) -> Response {
     let mut resp = (status, Json(body)).into_response();
     if let Ok(v) = HeaderValue::from_str(&location) {
         resp.headers_mut().insert(header::LOCATION, v);

@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod balancing;
+pub mod buckets;
 pub mod bootstrap;
 pub mod error;
 pub mod events;
@@ -16,6 +17,7 @@ pub mod metrics;
 pub mod model;
 pub mod network;
 pub mod nodes;
+pub mod objects;
 pub mod operations;
 pub mod projects;
 pub mod public;
@@ -62,6 +64,7 @@ struct Inner {
     ready: AtomicBool,
     images: images::ImageState,
     pool: std::sync::OnceLock<crate::storage::pool::Pool>,
+    objects: std::sync::OnceLock<objects::ObjectState>,
 }
 
 /// Capacity of the in-process event bus; a subscriber that lags further re-reads from SQLite.
@@ -82,6 +85,7 @@ impl Site {
                 ready: AtomicBool::new(false),
                 images: images::ImageState::default(),
                 pool: std::sync::OnceLock::new(),
+                objects: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -109,6 +113,11 @@ impl Site {
     /// The storage pool's slot (see [`Site::pool`]).
     pub(crate) fn pool_cell(&self) -> &std::sync::OnceLock<crate::storage::pool::Pool> {
         &self.inner.pool
+    }
+
+    /// The object store's slot (see [`Site::object_state`]).
+    pub(crate) fn objects_cell(&self) -> &std::sync::OnceLock<objects::ObjectState> {
+        &self.inner.objects
     }
 
     /// This node's name.

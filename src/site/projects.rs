@@ -34,7 +34,7 @@ pub struct ProjectSpec {
 }
 
 /// Kinds that a project deletion removes by itself; anything else blocks the deletion.
-const OWNED_AUTOMATICALLY: &[Kind] = &[Kind::Token, Kind::User, Kind::Operation];
+const OWNED_AUTOMATICALLY: &[Kind] = &[Kind::Token, Kind::User, Kind::Operation, Kind::AccessKey];
 
 /// The quota key that bounds the MiB a project's volumes may provision in total.
 pub const VOLUME_MIB_QUOTA: &str = "volume_mib";
@@ -53,7 +53,7 @@ pub fn validate_spec(v: serde_json::Value) -> Result<serde_json::Value, SiteErro
         return Err(SiteError::invalid("spec.description", "at most 256 characters"));
     }
     for k in spec.quotas.keys() {
-        if k == VOLUME_MIB_QUOTA {
+        if k == VOLUME_MIB_QUOTA || k == super::buckets::OBJECT_MIB_QUOTA {
             continue;
         }
         match Kind::from_plural(k) {

@@ -66,6 +66,56 @@ const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL
     );
     "#,
+    // 2: object storage. Keys are BLOBs so that ordering and prefix ranges are bytewise, as S3
+    // lists (UTF-8 binary order). An object's data is one or more blob files, in order.
+    r#"
+    CREATE TABLE objects (
+        bucket       TEXT NOT NULL REFERENCES resources(id),
+        key          BLOB NOT NULL,
+        size         INTEGER NOT NULL,
+        etag         TEXT NOT NULL,
+        content_type TEXT,
+        meta         TEXT NOT NULL DEFAULT '{}',
+        parts        INTEGER NOT NULL DEFAULT 0,
+        modified_ms  INTEGER NOT NULL,
+        PRIMARY KEY (bucket, key)
+    ) WITHOUT ROWID;
+    CREATE TABLE object_blobs (
+        bucket  TEXT NOT NULL,
+        key     BLOB NOT NULL,
+        seq     INTEGER NOT NULL,
+        blob    TEXT NOT NULL,
+        size    INTEGER NOT NULL,
+        PRIMARY KEY (bucket, key, seq),
+        FOREIGN KEY (bucket, key) REFERENCES objects(bucket, key) ON DELETE CASCADE
+    ) WITHOUT ROWID;
+    CREATE INDEX object_blobs_blob ON object_blobs(blob);
+    CREATE TABLE bucket_usage (
+        bucket   TEXT PRIMARY KEY REFERENCES resources(id) ON DELETE CASCADE,
+        bytes    INTEGER NOT NULL DEFAULT 0,
+        objects  INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE uploads (
+        id           TEXT PRIMARY KEY,
+        bucket       TEXT NOT NULL REFERENCES resources(id) ON DELETE CASCADE,
+        key          BLOB NOT NULL,
+        content_type TEXT,
+        meta         TEXT NOT NULL DEFAULT '{}',
+        initiated_ms INTEGER NOT NULL
+    );
+    CREATE INDEX uploads_bucket ON uploads(bucket, key);
+    CREATE TABLE upload_parts (
+        upload       TEXT NOT NULL REFERENCES uploads(id) ON DELETE CASCADE,
+        number       INTEGER NOT NULL,
+        blob         TEXT NOT NULL,
+        size         INTEGER NOT NULL,
+        etag         TEXT NOT NULL,
+        checksums    TEXT NOT NULL DEFAULT '{}',
+        modified_ms  INTEGER NOT NULL,
+        PRIMARY KEY (upload, number)
+    ) WITHOUT ROWID;
+    CREATE INDEX upload_parts_blob ON upload_parts(blob);
+    "#,
 ];
 
 /// The schema version this binary writes.

@@ -6,7 +6,8 @@
 //! a `kill -9` at any instant leave a database that opens and passes `PRAGMA integrity_check`
 //! (SQLite's atomic commit, <https://www.sqlite.org/atomiccommit.html>).
 
-mod migrations;
+pub(crate) mod migrations;
+pub mod objects;
 pub mod repo;
 
 use std::path::{Path, PathBuf};

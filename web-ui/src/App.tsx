@@ -14,6 +14,7 @@ import { AuditPage } from "./pages/Audit";
 import { NetworkPage } from "./pages/network";
 import { ContainersPage } from "./pages/containers";
 import { StoragePage } from "./pages/storage";
+import { ObjectsPage } from "./pages/objects";
 
 type Auth =
   | { state: "checking" }
@@ -27,6 +28,7 @@ const NAV: { path: string; label: MessageKey; icon: IconName; testId: string; ad
   { path: "/network", label: "nav.network", icon: "network", testId: "nav-network" },
   { path: "/containers", label: "nav.containers", icon: "containers", testId: "nav-containers" },
   { path: "/storage", label: "nav.storage", icon: "storage", testId: "nav-storage" },
+  { path: "/objects", label: "nav.objects", icon: "objects", testId: "nav-objects" },
   { path: "/audit", label: "nav.audit", icon: "audit", testId: "nav-audit", adminOnly: true },
 ];
 
@@ -144,6 +146,8 @@ function Route({ path }: { path: string }) {
       return <ContainersPage />;
     case "/storage":
       return <StoragePage />;
+    case "/objects":
+      return <ObjectsPage />;
     default:
       return (
         <div className="empty-page">

@@ -194,6 +194,39 @@ export interface SnapshotStatus extends Status {
 /** `volume` is the id of the volume the snapshot copies. */
 export type SnapshotResource = Resource<{ volume: string }, SnapshotStatus>;
 
+// ---- Object storage (/v1/buckets, /v1/access-keys; S3 itself is a separate listener).
+
+export type BucketPolicy = "private" | "public-read";
+
+/** `quota_mib` absent: only the project's `object_mib` quota bounds the bucket. */
+export type BucketResource = Resource<{ policy?: BucketPolicy; quota_mib?: number }>;
+
+/** One object of a listing (`GET /v1/buckets/{id}/objects`). */
+export interface ObjectEntry {
+  key: string;
+  size: number;
+  etag: string;
+  last_modified: string;
+  content_type?: string | null;
+}
+
+/** A page of the object browser: `next` (a key or prefix) is the `after` of the next page; bytes/count cover the whole bucket. */
+export interface ObjectListing {
+  objects: ObjectEntry[];
+  prefixes: string[];
+  next?: string | null;
+  bytes: number;
+  count: number;
+}
+
+export type AccessKeyResource = Resource<{ role?: string }>;
+
+/** The answer of `POST /v1/access-keys`: the only time the secret is shown. */
+export interface CreatedAccessKey extends AccessKeyResource {
+  access_key_id: string;
+  secret_access_key: string;
+}
+
 export interface OperationStatus extends Status {
   progress?: number;
   error?: { code?: string; message?: string } | null;
@@ -354,6 +387,9 @@ export const api = {
   /** POSTs a file (or other raw bytes) as the body. */
   upload: <T>(path: string, body: BodyInit, contentType: string, opts?: RequestOptions) =>
     request<T>("POST", path, { ...opts, raw: { body, contentType } }),
+  /** PUTs a file (or other raw bytes) as the body. */
+  put: <T>(path: string, body: BodyInit, contentType: string, opts?: RequestOptions) =>
+    request<T>("PUT", path, { ...opts, raw: { body, contentType } }),
   /** GETs a text response to read as it arrives (res.body); abort it with opts.signal. */
   stream: (path: string, opts?: RequestOptions) => send("GET", path, opts ?? {}, "text/plain"),
 

@@ -23,6 +23,8 @@ pub struct Daemon {
     pub addr: String,
     pub token: String,
     pub extra_args: Vec<String>,
+    /// Extra environment of the daemon process (for example `CLOUDLET_FAILPOINT`).
+    pub env: Vec<(String, String)>,
     agent: ureq::Agent,
 }
 
@@ -67,6 +69,7 @@ impl Daemon {
             addr: String::new(),
             token: String::new(),
             extra_args: args.iter().map(|s| s.to_string()).collect(),
+            env: Vec::new(),
             agent: agent(),
         };
         d.launch();
@@ -86,6 +89,7 @@ impl Daemon {
             .arg("--probe-interval")
             .arg("1")
             .args(&self.extra_args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("CLOUDLET_LOG_LEVEL", "info")
             .stdout(Stdio::from(log.try_clone().expect("log")))
             .stderr(Stdio::from(log))
