@@ -13,8 +13,9 @@ cd "$(dirname "$0")/.."
 # `htpasswd -B` for basic auth). busybox-static is fetched by `apt-get download`, not installed:
 # it conflicts with busybox. Containers: libseccomp-dev (libcontainer's seccomp), runc (the peer of
 # the container benchmark). Volumes: e2fsprogs (mkfs.ext4, e2fsck, resize2fs; in every Debian).
+# Object storage: awscli and rclone, real S3 clients of the tests (boto3 comes from PyPI below).
 DEBS=(nftables iproute2 ca-certificates pkg-config gcc curl chromium fonts-wqy-microhei python3-pip wrk etcd-server iperf3 busybox
-      docker-registry apache2-utils libseccomp-dev runc e2fsprogs)
+      docker-registry apache2-utils libseccomp-dev runc e2fsprogs awscli rclone)
 missing=()
 for p in "${DEBS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -42,4 +43,7 @@ python3 -c 'import openapi_spec_validator' 2>/dev/null ||
   python3 -m pip install --quiet --disable-pip-version-check 'openapi-spec-validator>=0.7,<0.8'
 python3 -c 'import schemathesis' 2>/dev/null ||
   python3 -m pip install --quiet --disable-pip-version-check 'schemathesis>=4.32,<5'
+# boto3, the S3 SDK of the object storage tests and benchmark.
+python3 -c 'import boto3' 2>/dev/null ||
+  python3 -m pip install --quiet --disable-pip-version-check 'boto3>=1.36,<2'
 echo "install-deps: ok"

@@ -351,6 +351,37 @@ fn rest_buckets_access_keys_and_object_browser() {
     assert_eq!(r.status, 403, "{}", r.body);
 }
 
+#[test]
+fn cli_buckets_and_access_keys() {
+    let d = daemon();
+    let remote = format!("http://{}", d.addr);
+    let cli = |args: &[&str]| {
+        let mut all = vec!["--remote", remote.as_str(), "--token", d.token.as_str(), "--project", "default"];
+        all.extend_from_slice(args);
+        let (code, out, err) = common::cli(&all, None);
+        assert_eq!(code, 0, "cloudlet {args:?}: {out}{err}");
+        out
+    };
+    cli(&["bucket", "create", "cams", "--quota", "64"]);
+    assert!(cli(&["bucket", "ls"]).contains("cams"));
+    cli(&["bucket", "set", "cams", "--policy", "public-read"]);
+    let shown: Value = serde_json::from_str(&cli(&["-o", "json", "bucket", "show", "cams"])).expect("json");
+    assert_eq!((shown["spec"]["policy"].as_str(), shown["spec"]["quota_mib"].as_u64()), (Some("public-read"), Some(64)));
+    let created = cli(&["access-key", "create", "uploader"]);
+    let secret = created.lines().find_map(|l| l.strip_prefix("AWS_SECRET_ACCESS_KEY=")).expect("the secret is printed once");
+    assert_eq!(secret.len(), 40);
+    let id = created.lines().find_map(|l| l.strip_prefix("AWS_ACCESS_KEY_ID=")).expect("id").to_string();
+    let k = Key { id: id.clone(), secret: secret.to_string() };
+    run(&mut aws(&endpoint(&d), &k, &["s3", "cp", "--only-show-errors", "/etc/hostname", "s3://cams/cam1/host.txt"]), "aws cp");
+    let objs = cli(&["bucket", "objects", "cams"]);
+    assert!(objs.contains("PRE") && objs.contains("cam1/"), "{objs}");
+    assert!(cli(&["bucket", "objects", "cams", "--prefix", "cam1/"]).contains("cam1/host.txt"));
+    assert!(!cli(&["access-key", "ls"]).contains(secret), "the list never shows a secret");
+    let (code, _, err) = common::cli(&["--remote", &remote, "--token", &d.token, "--project", "default", "bucket", "rm", "cams"], None);
+    assert_ne!(code, 0, "a non-empty bucket is not deleted: {err}");
+    cli(&["access-key", "rm", "uploader"]);
+}
+
 const LIST_BUCKETS: &str = r#"
 import os, boto3
 from botocore.config import Config

@@ -7,6 +7,7 @@ pub mod commands;
 pub mod containers;
 pub mod network;
 pub mod output;
+pub mod buckets;
 pub mod volumes;
 
 use std::path::PathBuf;
@@ -105,6 +106,12 @@ pub enum Command {
     /// Snapshots of volumes.
     #[command(subcommand, alias = "snap")]
     Snapshot(volumes::SnapshotCmd),
+    /// S3 buckets.
+    #[command(subcommand)]
+    Bucket(buckets::BucketCmd),
+    /// S3 access keys.
+    #[command(subcommand)]
+    AccessKey(buckets::AccessKeyCmd),
     /// Long-running operations.
     #[command(subcommand, alias = "op")]
     Operation(OperationCmd),
