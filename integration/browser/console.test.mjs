@@ -113,7 +113,7 @@ async function startDaemon() {
   run.dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "cloudlet-e2e-"));
   const logFile = path.join(ARTIFACTS, "daemon.log");
   const log = fs.openSync(logFile, "w");
-  const child = spawn(BIN, ["serve", "--data-dir", run.dataDir, "--http", "127.0.0.1:0"], {
+  const child = spawn(BIN, ["serve", "--data-dir", run.dataDir, "--http", "127.0.0.1:0", "--s3", "127.0.0.1:0"], {
     stdio: ["ignore", log, log],
     env: { ...process.env, RUST_BACKTRACE: "1" },
   });
@@ -745,7 +745,9 @@ test("object storage: a bucket, an object uploaded, downloaded and deleted, and 
     await p.locator(byTestId("bucket-form")).waitFor();
     await p.selectOption(byTestId("objects-project"), "default");
     await p.waitForURL((url) => url.searchParams.get("project") === "default");
-    await p.locator(byTestId("objects-endpoint"), { hasText: /:9000/ }).waitFor();
+    // The hint names the port the S3 listener really bound (DATA/s3.addr).
+    const s3Port = fs.readFileSync(path.join(run.dataDir, "s3.addr"), "utf8").trim().split(":").pop();
+    await p.locator(byTestId("objects-endpoint"), { hasText: new RegExp(`:${s3Port}\\b`) }).waitFor();
 
     const row = (kind, name) => p.locator(`${byTestId(`${kind}-row`)}[data-name="${name}"]`);
     const exactly = (text) => new RegExp(`^\\s*${text}\\s*$`);

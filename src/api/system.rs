@@ -62,6 +62,18 @@ pub struct SiteInfo {
     pub started_at: String,
     /// Resources per kind (plural name): site-wide for site admins, else the caller's project.
     pub counts: BTreeMap<String, i64>,
+    /// The TCP port of this node's S3 endpoint (path-style, plain HTTP); absent when it is off.
+    pub s3_port: Option<u16>,
+}
+
+/// The bound S3 port, from `DATA/s3.addr` (written when the listener binds).
+fn s3_port(app: &AppState) -> Option<u16> {
+    let cfg = app.site.config();
+    if cfg.s3.listen.is_empty() {
+        return None;
+    }
+    let addr = std::fs::read_to_string(cfg.data_dir.join("s3.addr")).ok()?;
+    addr.trim().rsplit_once(':')?.1.parse().ok()
 }
 
 /// Site summary: version, node and resource counts.
@@ -74,6 +86,7 @@ pub async fn site_info(State(app): State<AppState>, Auth(p): Auth) -> Result<Jso
         node_name: app.site.node_name().into(),
         started_at: app.site.started_at().into(),
         counts,
+        s3_port: s3_port(&app),
     }))
 }
 

@@ -7,7 +7,7 @@ import { formatRecent, formatTime } from "../../format";
 import { roleLabel, useI18n } from "../../i18n";
 import { PhaseBadge } from "../../components/ui";
 import { CreateButton, Field, Mono, NameField, ResourceRow, ResourceSection, useMutation } from "../network/shared";
-import { KEY_ROLES, s3Endpoint, type Ctx } from "./shared";
+import { KEY_ROLES, type Ctx } from "./shared";
 
 type Role = (typeof KEY_ROLES)[number];
 
@@ -43,7 +43,7 @@ export function AccessKeySection({ ctx }: { ctx: Ctx }) {
       res={{ m, items: ctx.keys, loaded: ctx.loads.keys }}
       ctx={ctx}
       head={[t("common.name"), t("objects.accessKeyId"), t("objects.role"), t("common.phase"), t("common.created")]}
-      note={t("objects.keyNote", { url: s3Endpoint() })}
+      note={t("objects.keyNote", { url: ctx.endpoint ?? "—" })}
       form={
         <div className="net-form-stack">
           {secret ? <SecretBox secret={secret} onDismiss={() => setSecret(null)} /> : null}

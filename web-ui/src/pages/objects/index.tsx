@@ -30,6 +30,8 @@ export function ObjectsPage() {
   const items = buckets.data?.items ?? [];
   const selected = chosen?.project === project ? items.find((b) => b.id === chosen.id) : undefined;
 
+  const site = useLoad(() => api.get<{ s3_port?: number | null }>("/v1/site"), []);
+  const endpoint = site.data ? s3Endpoint(site.data.s3_port ?? null) : s3Endpoint(undefined);
   const ctx: Ctx = {
     scope,
     canWrite,
@@ -39,9 +41,9 @@ export function ObjectsPage() {
     reload: { buckets: buckets.reload, keys: keys.reload },
     selected,
     select: (id) => setChosen(id ? { project, id } : null),
+    endpoint,
   };
 
-  const endpoint = s3Endpoint();
   const reloadAll = () => {
     buckets.reload();
     keys.reload();
@@ -63,8 +65,14 @@ export function ObjectsPage() {
       />
       <ErrorBanner error={ps.projectsError} />
       <p className="muted obj-endpoint" data-testid="objects-endpoint">
-        <strong>{t("objects.endpoint")}</strong> <code className="net-mono">{endpoint}</code>{" "}
-        <span className="small">{t("objects.endpointHint", { url: endpoint })}</span>
+        <strong>{t("objects.endpoint")}</strong>{" "}
+        {endpoint ? (
+          <>
+            <code className="net-mono">{endpoint}</code> <span className="small">{t("objects.endpointHint", { url: endpoint })}</span>
+          </>
+        ) : (
+          <span className="small">{t("objects.endpointOff")}</span>
+        )}
       </p>
       {!canWrite ? <p className="muted">{t("objects.readOnly")}</p> : null}
 

@@ -18,6 +18,8 @@ export interface Ctx {
   /** The bucket the object browser shows, if any. */
   selected: BucketResource | undefined;
   select: (id: string | null) => void;
+  /** The S3 endpoint URL, or null when the node runs none. */
+  endpoint: string | null;
 }
 
 export const POLICIES: readonly BucketPolicy[] = ["private", "public-read"];
@@ -29,9 +31,11 @@ export function policyLabel(t: Translate, policy: string | undefined): string {
   return policy;
 }
 
-/** The S3 endpoint as seen from this browser: plain HTTP on port 9000 of the console's host (the default listener). */
-export function s3Endpoint(loc: Pick<Location, "hostname"> = window.location): string {
-  return `http://${loc.hostname}:9000`;
+/** The S3 endpoint as seen from this browser: plain HTTP on the S3 port of the console's host
+ * (`s3_port` of /v1/site; 9000 by default), or null when the site runs no S3 endpoint. */
+export function s3Endpoint(port: number | null | undefined, loc: Pick<Location, "hostname"> = window.location): string | null {
+  if (port === null) return null;
+  return `http://${loc.hostname}:${port ?? 9000}`;
 }
 
 /** The download URL of an object (the session cookie authenticates a plain link). */
