@@ -29,8 +29,8 @@ impl From<StoreError> for ApiError {
             StoreError::Site(s) => s.into(),
             StoreError::NoSuchKey => ApiError::new(StatusCode::NOT_FOUND, "not_found", m).with_field("key"),
             StoreError::NoSuchBucket(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", m).with_field("id"),
-            StoreError::AccessDenied(_) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", m),
-            StoreError::QuotaExceeded(_) => ApiError::new(StatusCode::CONFLICT, "quota_exceeded", m).with_field("body"),
+            StoreError::AccessDenied(_) => ApiError::new(StatusCode::FORBIDDEN, "permission_denied", m),
+            StoreError::QuotaExceeded(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "quota_exceeded", m).with_field("body"),
             StoreError::EntityTooLarge(_) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", m).with_field("body"),
             StoreError::InvalidArgument(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_argument", m).with_field("key"),
             StoreError::IncompleteBody(_) | StoreError::BadDigest(_) => ApiError::bad_request(m).with_field("body"),
@@ -256,11 +256,14 @@ pub async fn get_object(State(app): State<AppState>, Auth(p): Auth, Path(id): Pa
     validate_key(&q.key)?;
     let (row, files) = app.site.open_object(&b, &q.key).await?;
     let stream = crate::object::read_stream(files, 0, row.size as u64).map_err(std::io::Error::other);
-    let name = q.key.rsplit('/').next().unwrap_or("object").replace(['"', '\\', '\r', '\n'], "_");
+    let name = q.key.rsplit('/').next().unwrap_or("object");
+    // RFC 6266: an ASCII fallback, and the exact name as RFC 8187 UTF-8 in `filename*`.
+    let ascii: String = name.chars().map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' }).collect();
+    let exact: String = name.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect();
     let ct = row.content_type.clone().unwrap_or_else(|| "application/octet-stream".into());
     let mut resp = Response::new(Body::from_stream(stream));
     let h = resp.headers_mut();
-    for (k, v) in [(header::CONTENT_TYPE, ct), (header::CONTENT_LENGTH, row.size.to_string()), (header::ETAG, format!("\"{}\"", row.etag)), (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\""))] {
+    for (k, v) in [(header::CONTENT_TYPE, ct), (header::CONTENT_LENGTH, row.size.to_string()), (header::ETAG, format!("\"{}\"", row.etag)), (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{exact}"))] {
         if let Ok(v) = v.parse() {
             h.insert(k, v);
         }
@@ -272,7 +275,7 @@ pub async fn get_object(State(app): State<AppState>, Auth(p): Auth, Path(id): Pa
 /// an object at the same key atomically.
 #[utoipa::path(put, path = "/v1/buckets/{id}/object", tag = "buckets", params(("id" = String, Path, description = "id or name"), ObjectKeyQuery),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
-    responses((status = 201, body = ObjectEntry), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = ObjectEntry), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn put_object(State(app): State<AppState>, Auth(p): Auth, Path(id): Path<String>, ApiQuery(q): ApiQuery<ObjectKeyQuery>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     let b = bucket_of(&app, &p, id, q.project.as_deref(), Role::Member).await?;
     validate_key(&q.key)?;
