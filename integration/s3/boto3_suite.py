@@ -104,6 +104,12 @@ assert g["Body"].read() == body[-3:]
 g = A.get_object(Bucket=BK, Key="docs/readme.txt", Range=f"bytes={len(body) - 2}-")
 assert g["Body"].read() == body[-2:]
 expect("InvalidRange", A.get_object, Bucket=BK, Key="docs/readme.txt", Range=f"bytes={len(body)}-")
+A.put_object(Bucket=BK, Key="empty", Body=b"")
+assert A.get_object(Bucket=BK, Key="empty")["Body"].read() == b""
+expect("InvalidRange", A.get_object, Bucket=BK, Key="empty", Range="bytes=-5")
+g = A.get_object(Bucket=BK, Key="docs/readme.txt", ResponseContentType="application/x-override",
+                 ResponseContentDisposition='attachment; filename="r.txt"')
+assert g["ContentType"] == "application/x-override" and g["ContentDisposition"] == 'attachment; filename="r.txt"', g
 ok("ranges")
 
 # Conditional GETs (RFC 9110 §13).
@@ -117,6 +123,7 @@ assert code_of(A.get_object, Bucket=BK, Key="docs/readme.txt", IfModifiedSince=f
 assert A.get_object(Bucket=BK, Key="docs/readme.txt", IfModifiedSince=past)["Body"].read() == body
 expect("PreconditionFailed", A.get_object, Bucket=BK, Key="docs/readme.txt", IfUnmodifiedSince=past)
 expect("PreconditionFailed", A.put_object, Bucket=BK, Key="docs/readme.txt", Body=b"x", IfNoneMatch="*")
+expect("NotImplemented", A.put_object, Bucket=BK, Key="docs/readme.txt", Body=b"x", IfNoneMatch=etag)
 ok("conditional")
 
 # Copy: metadata copied, or replaced.
@@ -191,6 +198,13 @@ g = A.get_object(Bucket=BK, Key="big/file.bin")
 assert g["Body"].read() == p1 + p2 and g["ContentType"] == "application/x-big" and g["Metadata"] == {"m": "1"}
 assert A.get_object(Bucket=BK, Key="big/file.bin", Range=f"bytes={(5 << 20) - 2}-{(5 << 20) + 1}")["Body"].read() == p1[-2:] + p2[:2]
 expect("NoSuchUpload", A.upload_part, Bucket=BK, Key="big/file.bin", UploadId=uid, PartNumber=3, Body=b"x")
+# A retried completion (its answer lost) succeeds with the same ETag; GET by part number.
+r2 = A.complete_multipart_upload(Bucket=BK, Key="big/file.bin", UploadId=uid,
+                                 MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e1}, {"PartNumber": 2, "ETag": e2}]})
+assert r2["ETag"] == r["ETag"]
+g = A.get_object(Bucket=BK, Key="big/file.bin", PartNumber=2)
+assert g["Body"].read() == p2 and g["PartsCount"] == 2 and g["ContentRange"] == f"bytes {5 << 20}-{(6 << 20) - 1}/{6 << 20}", g
+expect("InvalidRange", A.get_object, Bucket=BK, Key="big/file.bin", PartNumber=3)
 # A part below 5 MiB that is not the last one.
 uid = A.create_multipart_upload(Bucket=BK, Key="small")["UploadId"]
 s1 = A.upload_part(Bucket=BK, Key="small", UploadId=uid, PartNumber=1, Body=b"a" * 1024)["ETag"]
@@ -239,6 +253,8 @@ ok("isolation-policy")
 QB = os.environ["QUOTA_BUCKET"]
 A.put_object(Bucket=QB, Key="a", Body=b"x" * (700 << 10))
 code, status = expect("QuotaExceeded", A.put_object, Bucket=QB, Key="b", Body=b"y" * (400 << 10))
+# Refused from its declared length, before the body is stored.
+expect("QuotaExceeded", A.put_object, Bucket=QB, Key="c", Body=b"y" * (8 << 20))
 assert status == 403
 missing(A, QB, "b")
 A.put_object(Bucket=QB, Key="a", Body=b"z" * (1000 << 10))  # replacing counts the difference only

@@ -149,12 +149,18 @@ pub async fn get_access_key(State(app): State<AppState>, Auth(p): Auth, Path(id)
     Ok(item(app.site.run(move |s| s.get(Kind::AccessKey, Some(&pc), &id)).await?))
 }
 
-/// Revoke an access key: requests signed with it fail from now on.
+/// Revoke an access key: requests signed with it fail from now on. A key whose role is above
+/// the caller's is not revoked (403).
 #[utoipa::path(delete, path = "/v1/access-keys/{id}", tag = "access-keys", params(("id" = String, Path, description = "id or name"), ProjectQuery),
     responses((status = 204), (status = 404, body = ErrorBody)))]
 pub async fn delete_access_key(State(app): State<AppState>, Auth(p): Auth, Path(id): Path<String>, ApiQuery(q): ApiQuery<ProjectQuery>) -> Result<Response, ApiError> {
     p.require(Role::Member)?;
     let pc = scope(&app, &p, q.project.as_deref()).await?;
+    let (pc2, id2) = (pc.clone(), id.clone());
+    let key: AccessKeySpec = app.site.run(move |s| s.get(Kind::AccessKey, Some(&pc2), &id2)).await?.spec_as()?;
+    if !p.site_admin && key.role > p.role {
+        return Err(SiteError::Forbidden(format!("the key carries the {:?} role, above the caller's {:?}", key.role, p.role)).into());
+    }
     app.site.run(move |s| s.delete(Kind::AccessKey, Some(&pc), &id)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -256,14 +262,14 @@ pub async fn get_object(State(app): State<AppState>, Auth(p): Auth, Path(id): Pa
     validate_key(&q.key)?;
     let (row, files) = app.site.open_object(&b, &q.key).await?;
     let stream = crate::object::read_stream(files, 0, row.size as u64).map_err(std::io::Error::other);
-    let name = q.key.rsplit('/').next().unwrap_or("object");
+    let name = q.key.rsplit('/').next().filter(|n| !n.is_empty()).unwrap_or("object");
     // RFC 6266: an ASCII fallback, and the exact name as RFC 8187 UTF-8 in `filename*`.
     let ascii: String = name.chars().map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' }).collect();
     let exact: String = name.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect();
     let ct = row.content_type.clone().unwrap_or_else(|| "application/octet-stream".into());
     let mut resp = Response::new(Body::from_stream(stream));
     let h = resp.headers_mut();
-    for (k, v) in [(header::CONTENT_TYPE, ct), (header::CONTENT_LENGTH, row.size.to_string()), (header::ETAG, format!("\"{}\"", row.etag)), (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{exact}"))] {
+    for (k, v) in [(header::CONTENT_TYPE, ct), (header::CONTENT_LENGTH, row.size.to_string()), (header::ETAG, format!("\"{}\"", row.etag)), (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{exact}")), (header::X_CONTENT_TYPE_OPTIONS, "nosniff".into())] {
         if let Ok(v) = v.parse() {
             h.insert(k, v);
         }
@@ -280,7 +286,8 @@ pub async fn put_object(State(app): State<AppState>, Auth(p): Auth, Path(id): Pa
     let b = bucket_of(&app, &p, id, q.project.as_deref(), Role::Member).await?;
     validate_key(&q.key)?;
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
-    let w = app.site.write_blob(body.into_data_stream(), Default::default()).await?;
+    let room = app.site.quota_room(&b, Some(&q.key)).await?;
+    let w = app.site.write_blob(body.into_data_stream(), Default::default(), room).await?;
     let row = app.site.commit_object(&b, &q.key, w, ct, ObjectMeta::default(), WriteCond::default()).await?;
     let e = ObjectEntry {
         last_modified: chrono::DateTime::from_timestamp_millis(row.modified_ms).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),

@@ -158,7 +158,24 @@ impl BlobStore {
     pub fn open(root: &Path, fsync: bool) -> Result<Self, ObjectError> {
         let tmp = root.join("tmp");
         std::fs::create_dir_all(&tmp).map_err(io_err("create", &tmp))?;
-        std::fs::create_dir_all(root.join("blobs")).map_err(io_err("create", root))?;
+        // Every fan-out directory exists before the first write (the last two characters of a
+        // ULID, Crockford base32), so a new blob never needs its parent directory synced.
+        let blobs = root.join("blobs");
+        std::fs::create_dir_all(&blobs).map_err(io_err("create", root))?;
+        const CROCKFORD: &[u8] = b"0123456789abcdefghjkmnpqrstvwxyz";
+        let mut made = false;
+        for a in CROCKFORD {
+            for b in CROCKFORD {
+                let d = blobs.join(format!("{}{}", *a as char, *b as char));
+                if !d.exists() {
+                    std::fs::create_dir(&d).map_err(io_err("create", &d))?;
+                    made = true;
+                }
+            }
+        }
+        if made && fsync {
+            std::fs::File::open(&blobs).and_then(|f| f.sync_all()).map_err(io_err("fsync", &blobs))?;
+        }
         let mut removed = 0;
         for e in std::fs::read_dir(&tmp).map_err(io_err("read", &tmp))?.flatten() {
             if std::fs::remove_file(e.path()).is_ok() {
@@ -192,6 +209,8 @@ impl BlobStore {
     {
         let id = ulid::Ulid::new().to_string();
         let tmp = self.root.join("tmp").join(&id);
+        // Removes the temp file if this future is dropped mid-write (the client went away).
+        let guard = TmpGuard(Some(tmp.clone()));
         let out = self.write_tmp(&tmp, body, algorithms, limit).await;
         let (size, md5, checksums) = match out {
             Ok(v) => v,
@@ -214,6 +233,7 @@ impl BlobStore {
             let _ = tokio::fs::remove_file(&tmp).await;
             return Err(e);
         }
+        guard.disarm();
         Ok(Written { id, size, md5, checksums })
     }
 
@@ -265,15 +285,22 @@ impl BlobStore {
     }
 
     /// Remove blobs (after the metadata that referred to them is gone). Missing files are fine.
+    /// The removal runs as its own task, so a request dropped after its commit still frees them.
     pub async fn remove(&self, ids: &[String]) {
-        for id in ids {
-            let p = self.path(id);
-            if let Err(e) = tokio::fs::remove_file(&p).await
-                && e.kind() != io::ErrorKind::NotFound
-            {
-                tracing::warn!(blob = %id, error = %e, "removing blob");
-            }
+        if ids.is_empty() {
+            return;
         }
+        let paths: Vec<(String, PathBuf)> = ids.iter().map(|id| (id.clone(), self.path(id))).collect();
+        let task = tokio::task::spawn_blocking(move || {
+            for (id, p) in paths {
+                if let Err(e) = std::fs::remove_file(&p)
+                    && e.kind() != io::ErrorKind::NotFound
+                {
+                    tracing::warn!(blob = %id, error = %e, "removing blob");
+                }
+            }
+        });
+        let _ = task.await;
     }
 
     /// Every finished blob: `(id, size on disk)`.
@@ -300,6 +327,22 @@ impl BlobStore {
             }
         }
         Ok(removed)
+    }
+}
+
+struct TmpGuard(Option<PathBuf>);
+
+impl TmpGuard {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for TmpGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(p);
+        }
     }
 }
 
@@ -339,6 +382,9 @@ pub fn read_stream(files: Vec<(tokio::fs::File, u64)>, offset: u64, len: u64) ->
                 in_file -= want as u64;
                 yield buf.freeze();
             }
+        }
+        if left > 0 {
+            Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the object's blobs end before its size"))?;
         }
     }
 }

@@ -153,9 +153,13 @@ impl Sealer {
                 let mut k = vec![0u8; 32];
                 rand::rng().fill_bytes(&mut k);
                 let tmp = dir.join("access-keys.key.tmp");
-                let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(io)?;
+                // A leftover temp file could carry other permissions: start afresh.
+                let _ = std::fs::remove_file(&tmp);
+                let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(io)?;
                 f.write_all(&k).and_then(|_| f.sync_all()).map_err(io)?;
                 std::fs::rename(&tmp, &path).map_err(io)?;
+                // The key must survive a power loss once any sealed secret is committed.
+                std::fs::File::open(&dir).and_then(|d| d.sync_all()).map_err(io)?;
                 k
             }
             Err(e) => return Err(io(e)),

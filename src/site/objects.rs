@@ -203,13 +203,13 @@ fn check_quota(c: &rusqlite::Connection, b: &BucketRef, add: i64) -> Result<(), 
     if let Some(q) = b.spec.quota_mib {
         let (bytes, _) = orepo::bucket_usage(c, &b.id)?;
         let parts: i64 = c.query_row("SELECT ifnull(sum(p.size), 0) FROM upload_parts p JOIN uploads u ON u.id = p.upload WHERE u.bucket = ?1", [&b.id], |r| r.get(0)).map_err(crate::state::StateError::from)?;
-        if bytes + parts + add > (q as i64) << 20 {
+        if bytes + parts + add > (q as i64).saturating_mul(1 << 20) {
             return Err(StoreError::QuotaExceeded(format!("bucket {} is limited to {q} MiB", b.name)));
         }
     }
     if let Some(q) = projects::quota(c, &b.project, OBJECT_MIB_QUOTA)? {
         let used = orepo::project_bytes(c, &b.project.id)?;
-        if used + add > (q as i64) << 20 {
+        if used + add > (q as i64).saturating_mul(1 << 20) {
             return Err(StoreError::QuotaExceeded(format!("project {} is limited to {q} MiB of objects ({OBJECT_MIB_QUOTA})", b.project.name)));
         }
     }
@@ -275,14 +275,48 @@ impl Site {
         Ok(&self.object_state()?.blobs)
     }
 
-    /// Stream a body into a new, unreferenced blob (see [`Site::commit_object`]).
-    pub async fn write_blob<S, E>(&self, body: S, algorithms: Algorithms) -> Result<Written, StoreError>
+    /// Bytes the bucket may still take under its own and its project's quotas (`None`:
+    /// unlimited), counting the object at `replacing` as freed. Checked before a body is
+    /// received, so a write past a quota is refused before it reaches the disk; the commit
+    /// checks again exactly.
+    pub async fn quota_room(&self, b: &BucketRef, replacing: Option<&str>) -> Result<Option<u64>, StoreError> {
+        let (bc, rk) = (b.clone(), replacing.map(str::to_string));
+        Ok(self
+            .run(move |s| {
+                s.read(|c| {
+                    let mut room: Option<i64> = None;
+                    if let Some(q) = bc.spec.quota_mib {
+                        let (bytes, _) = orepo::bucket_usage(c, &bc.id)?;
+                        let parts: i64 = c.query_row("SELECT ifnull(sum(p.size), 0) FROM upload_parts p JOIN uploads u ON u.id = p.upload WHERE u.bucket = ?1", [&bc.id], |r| r.get(0)).map_err(crate::state::StateError::from)?;
+                        room = Some((q as i64).saturating_mul(1 << 20) - bytes - parts);
+                    }
+                    if let Some(q) = projects::quota(c, &bc.project, OBJECT_MIB_QUOTA)? {
+                        let left = (q as i64).saturating_mul(1 << 20) - orepo::project_bytes(c, &bc.project.id)?;
+                        room = Some(room.map_or(left, |r| r.min(left)));
+                    }
+                    let freed = match &rk {
+                        Some(k) => orepo::get_object(c, &bc.id, k)?.map_or(0, |o| o.size),
+                        None => 0,
+                    };
+                    Ok(room.map(|r| (r + freed).max(0) as u64))
+                })
+            })
+            .await?)
+    }
+
+    /// Stream a body into a new, unreferenced blob (see [`Site::commit_object`]), refusing more
+    /// than `[s3] max_object_bytes`, or than `room` (quota) with `QuotaExceeded`.
+    pub async fn write_blob<S, E>(&self, body: S, algorithms: Algorithms, room: Option<u64>) -> Result<Written, StoreError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        let limit = self.config().s3.max_object_bytes;
-        Ok(self.blobs()?.write(body, algorithms, limit).await?)
+        let max = self.config().s3.max_object_bytes;
+        let limit = room.map_or(max, |r| r.min(max));
+        match self.blobs()?.write(body, algorithms, limit).await {
+            Err(ObjectError::TooLarge { .. }) if limit < max => Err(StoreError::QuotaExceeded("the object would exceed the bucket's or the project's quota".into())),
+            other => Ok(other?),
+        }
     }
 
     /// Remove a blob that will not be committed (a failed checksum, say).
@@ -358,12 +392,18 @@ impl Site {
             let (row, blobs) = self
                 .run(move |s| {
                     s.read(|c| {
-                        let Some(row) = orepo::get_object(c, &id, &k)? else { return Ok(None) };
-                        Ok(Some((row, orepo::object_blobs(c, &id, &k)?)))
+                        // One read transaction: the row and its blob list from the same snapshot.
+                        let tx = c.unchecked_transaction().map_err(crate::state::StateError::from)?;
+                        let Some(row) = orepo::get_object(&tx, &id, &k)? else { return Ok(None) };
+                        let blobs = orepo::object_blobs(&tx, &id, &k)?;
+                        Ok(Some((row, blobs)))
                     })
                 })
                 .await?
                 .ok_or(StoreError::NoSuchKey)?;
+            if blobs.iter().map(|b| b.size).sum::<i64>() != row.size {
+                return Err(StoreError::Object(ObjectError::Body(format!("object {} does not add up to its size; run the object store check", row.key))));
+            }
             let list: Vec<(String, u64)> = blobs.into_iter().map(|b| (b.blob, b.size as u64)).collect();
             match self.blobs()?.open_all(&list).await {
                 Ok(files) => return Ok((row, files)),
@@ -417,13 +457,23 @@ impl Site {
             return Err(StoreError::PreconditionFailed);
         }
         let old_meta = meta_of(&row);
+        let limit = self.config().s3.max_object_bytes;
+        if row.size as u64 > limit {
+            return Err(StoreError::EntityTooLarge(limit));
+        }
         let stream = Box::pin(crate::object::read_stream(files, 0, row.size as u64));
-        let w = self.blobs()?.write(stream, Algorithms::default(), u64::MAX).await?;
+        let w = self.blobs()?.write(stream, Algorithms::default(), limit).await?;
+        if w.size != row.size as u64 {
+            self.discard_blob(&w).await;
+            return Err(StoreError::Object(ObjectError::Body("the source changed while it was copied".into())));
+        }
+        // The bytes are the source's, so are its whole-object checksums (single-part only).
+        let sums = if row.parts == 0 { old_meta.checksums.clone() } else { Checksums::default() };
         let (ct, meta) = match replace {
-            Some((ct, m)) => (ct, m),
-            None => (row.content_type.clone(), ObjectMeta { checksums: Checksums::default(), ..old_meta }),
+            Some((ct, m)) => (ct, ObjectMeta { checksums: sums, ..m }),
+            None => (row.content_type.clone(), ObjectMeta { checksums: sums, ..old_meta }),
         };
-        let etag = if row.parts == 0 { row.etag.clone() } else { hex::encode(w.md5) };
+        let etag = hex::encode(w.md5);
         let new = ObjectRow { bucket: dst.id.clone(), key: dst_key.to_string(), size: w.size as i64, etag, content_type: ct, meta: meta_json(&meta)?, parts: 0, modified_ms: model::now_ms() };
         let blobs = vec![BlobRef { blob: w.id.clone(), size: w.size as i64 }];
         self.commit_row(dst, new, blobs, WriteCond::default(), std::slice::from_ref(&w.id)).await
@@ -459,7 +509,8 @@ impl Site {
                     if orepo::get_upload(tx, &bc.id, &uid)?.is_none_or(|u| u.key != k) {
                         return Ok(Err(StoreError::NoSuchUpload));
                     }
-                    if let Err(e) = check_quota(tx, &bc, part.size) {
+                    let old: i64 = orepo::list_parts(tx, &uid, part.number - 1, 1)?.into_iter().filter(|p| p.number == part.number).map(|p| p.size).sum();
+                    if let Err(e) = check_quota(tx, &bc, part.size - old) {
                         return Ok(Err(e));
                     }
                     Ok(Ok(orepo::put_part(tx, &uid, &part)?))
@@ -496,7 +547,14 @@ impl Site {
         let out = self
             .run(move |s| {
                 s.write(|tx, _| {
-                    let Some(u) = orepo::get_upload(tx, &bc.id, &uid)?.filter(|u| u.key == k) else { return Ok(Err(StoreError::NoSuchUpload)) };
+                    let Some(u) = orepo::get_upload(tx, &bc.id, &uid)?.filter(|u| u.key == k) else {
+                        // A retry after a lost answer: the object this completion made is there.
+                        let want = multipart_etag(&parts.iter().map(|p| p.1.clone()).collect::<Vec<_>>());
+                        return Ok(match orepo::get_object(tx, &bc.id, &k)? {
+                            Some(o) if o.etag == want => Ok((o, Vec::new())),
+                            _ => Err(StoreError::NoSuchUpload),
+                        });
+                    };
                     let stored: BTreeMap<i64, PartRow> = orepo::list_parts(tx, &uid, 0, MAX_PARTS as usize)?.into_iter().map(|p| (p.number, p)).collect();
                     let mut chosen = Vec::with_capacity(parts.len());
                     for (i, (n, etag)) in parts.iter().enumerate() {
@@ -568,7 +626,8 @@ impl Site {
         let mut report = CheckReport { blobs: on_disk.len(), ..Default::default() };
         let referenced: std::collections::HashSet<&str> = refs.iter().map(|r| r.blob.as_str()).collect();
         for r in &refs {
-            if on_disk.get(&r.blob) != Some(&(r.size as u64)) {
+            // A blob committed after the directory listing is not damage: look at it directly.
+            if on_disk.get(&r.blob) != Some(&(r.size as u64)) && std::fs::metadata(blobs.path(&r.blob)).map(|m| m.len()).ok() != Some(r.size as u64) {
                 report.damaged.push(r.blob.clone());
             }
         }
@@ -600,14 +659,19 @@ fn list_in(c: &rusqlite::Connection, bucket: &str, prefix: &str, delim: Option<&
     let end = prefix_end(prefix.as_bytes());
     // The scan position: strictly after `from` unless `inclusive`.
     let (mut from, mut inclusive): (Vec<u8>, bool) = match after {
-        Some(a) if a.as_bytes() >= prefix.as_bytes() => match delim {
-            // After a common prefix, skip everything under it.
-            Some(d) if a.ends_with(d) && a.len() > prefix.len() => (prefix_end(a.as_bytes()).unwrap_or_default(), true),
-            _ => (a.as_bytes().to_vec(), false),
-        },
+        Some(a) if a.as_bytes() >= prefix.as_bytes() => {
+            // After a common prefix (the first delimiter past the prefix ends it), skip
+            // everything under it.
+            let rest = a.strip_prefix(prefix).unwrap_or_default();
+            match delim.and_then(|d| rest.find(d).map(|i| i + d.len())) {
+                Some(end) if a.starts_with(prefix) && end == rest.len() => (prefix_end(a.as_bytes()).unwrap_or_default(), true),
+                _ => (a.as_bytes().to_vec(), false),
+            }
+        }
         _ => (prefix.as_bytes().to_vec(), true),
     };
-    let batch = (max + 1).min(1000);
+    let full = (max + 1).min(1000);
+    let mut batch = full;
     'scan: loop {
         let rows = orepo::scan_objects(c, bucket, &from, inclusive, end.as_deref(), batch)?;
         if rows.is_empty() {
@@ -628,6 +692,8 @@ fn list_in(c: &rusqlite::Connection, bucket: &str, prefix: &str, delim: Option<&
                     inclusive = true;
                     out.next = Some(cp.clone());
                     out.prefixes.push(cp);
+                    // Keys under the next prefix would be read only to be skipped: fetch few.
+                    batch = 16;
                     continue 'scan;
                 }
                 None => {
@@ -641,6 +707,7 @@ fn list_in(c: &rusqlite::Connection, bucket: &str, prefix: &str, delim: Option<&
         if n < batch {
             break;
         }
+        batch = full;
     }
     if !out.truncated {
         out.next = None;
@@ -686,6 +753,21 @@ mod tests {
         assert_eq!((keys(&p1), p1.prefixes.clone(), p1.truncated, p1.next.clone()), (vec!["a.txt".to_string()], vec!["docs/".to_string()], true, Some("docs/".to_string())));
         let p2 = list_in(&c, "b", "", Some("/"), p1.next.as_deref(), 2).unwrap();
         assert_eq!((keys(&p2), p2.prefixes.clone(), p2.truncated), (vec!["z".to_string()], vec!["img/".to_string()], false));
+        // A delimiter that overlaps the prefix: "abc" is an object under prefix "ab" (its rest "c"
+        // holds no "bc"), so resuming after it must not skip "abcd".
+        for k in ["abc", "abcd"] {
+            let r = ObjectRow { bucket: "b".into(), key: k.into(), size: 1, etag: "e".into(), content_type: None, meta: "{}".into(), parts: 0, modified_ms: 0 };
+            orepo::put_object(&c, &r, &[]).unwrap();
+        }
+        let l = list_in(&c, "b", "ab", Some("bc"), Some("abc"), 10).unwrap();
+        assert_eq!(keys(&l), ["abcd"]);
+        // Many keys under each prefix: every prefix once, in order, across small batches.
+        for i in 0..40 {
+            let r = ObjectRow { bucket: "b".into(), key: format!("many/{:02}/{i}", i % 5), size: 1, etag: "e".into(), content_type: None, meta: "{}".into(), parts: 0, modified_ms: 0 };
+            orepo::put_object(&c, &r, &[]).unwrap();
+        }
+        let l = list_in(&c, "b", "many/", Some("/"), None, 1000).unwrap();
+        assert_eq!(l.prefixes, ["many/00/", "many/01/", "many/02/", "many/03/", "many/04/"]);
         // No delimiter: every key under the prefix.
         let l = list_in(&c, "b", "docs/", None, Some("docs/1"), 1000).unwrap();
         assert_eq!(keys(&l), ["docs/2", "docs/x/3"]);

@@ -115,6 +115,7 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (upload, number)
     ) WITHOUT ROWID;
     CREATE INDEX upload_parts_blob ON upload_parts(blob);
+    CREATE UNIQUE INDEX resources_bucket_name ON resources(name) WHERE kind = 'bucket';
     "#,
 ];
 

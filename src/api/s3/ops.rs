@@ -164,7 +164,11 @@ fn meta_in(m: MetaIn<'_>) -> S3Result<ObjectMeta> {
         user,
         cache_control: m.cache_control.cloned(),
         content_disposition: m.content_disposition.cloned(),
-        content_encoding: m.content_encoding.cloned(),
+        // `aws-chunked` describes the upload's framing, not the object: S3 drops it.
+        content_encoding: m.content_encoding.and_then(|e| {
+            let kept: Vec<&str> = e.split(',').map(str::trim).filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("aws-chunked")).collect();
+            (!kept.is_empty()).then(|| kept.join(", "))
+        }),
         content_language: m.content_language.cloned(),
         checksums: Checksums::default(),
     })
@@ -222,9 +226,24 @@ fn verify(w: &Written, g: &Given, trailer: Option<HeaderMap>) -> Result<(), Stor
     Ok(())
 }
 
-async fn receive(s: &CloudletS3, body: Option<StreamingBlob>, g: &Given, trailer: Option<&s3s::TrailingHeaders>) -> S3Result<Written> {
+/// The body length the client declared (`x-amz-decoded-content-length` for aws-chunked bodies).
+fn declared_len(headers: &HeaderMap, content_length: Option<i64>) -> Option<u64> {
+    let decoded = headers.get("x-amz-decoded-content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    decoded.or(content_length.and_then(|n| u64::try_from(n).ok()))
+}
+
+/// Receive a body into a blob and verify its checksums. `replacing` is the key a PUT overwrites
+/// (its bytes are freed), none for a part.
+async fn receive(s: &CloudletS3, b: &crate::site::buckets::BucketRef, replacing: Option<&str>, req: (&HeaderMap, Option<i64>), body: Option<StreamingBlob>, g: &Given, trailer: Option<&s3s::TrailingHeaders>) -> S3Result<Written> {
+    // Refuse a body that cannot fit the quota before reading it, and stop one that grows past it.
+    let room = s.site.quota_room(b, replacing).await.map_err(store_err)?;
+    if let (Some(room), Some(n)) = (room, declared_len(req.0, req.1))
+        && n > room
+    {
+        return Err(store_err(StoreError::QuotaExceeded(format!("the object of {n} bytes would exceed the bucket's or the project's quota ({room} bytes left)"))));
+    }
     let body = body.unwrap_or_else(|| StreamingBlob::wrap(futures_util::stream::empty::<Result<bytes::Bytes, std::io::Error>>()));
-    let w = s.site.write_blob(body, g.algorithms).await.map_err(store_err)?;
+    let w = s.site.write_blob(body, g.algorithms, room).await.map_err(store_err)?;
     if let Err(e) = verify(&w, g, trailer.and_then(|t| t.take())) {
         s.site.discard_blob(&w).await;
         return Err(store_err(e));
@@ -242,9 +261,13 @@ pub(super) async fn put_object(s: &CloudletS3, mut req: S3Request<PutObjectInput
     let i = &req.input;
     let meta = meta_in(MetaIn { user: i.metadata.as_ref(), cache_control: i.cache_control.as_ref(), content_disposition: i.content_disposition.as_ref(), content_encoding: i.content_encoding.as_ref(), content_language: i.content_language.as_ref() })?;
     let g = given(&req.headers, i.checksum_algorithm.as_ref(), put_checksums(i), i.content_md5.as_ref());
+    if i.if_none_match.as_ref().is_some_and(|c| !c.is_any()) {
+        return Err(s3_error!(NotImplemented, "a write takes If-None-Match: * only"));
+    }
     let cond = WriteCond { if_match: i.if_match.as_ref().and_then(cond_etag), if_none_match_any: i.if_none_match.as_ref().is_some_and(ETagCondition::is_any) };
     let (key, ct) = (i.key.clone(), i.content_type.clone());
-    let w = receive(s, req.input.body.take(), &g, req.trailing_headers.as_ref()).await?;
+    let len = i.content_length;
+    let w = receive(s, &b, Some(&key), (&req.headers, len), req.input.body.take(), &g, req.trailing_headers.as_ref()).await?;
     let sums = w.checksums.clone();
     let row = s.site.commit_object(&b, &key, w, ct, meta, cond).await.map_err(store_err)?;
     Ok(S3Response::new(PutObjectOutput {
@@ -287,11 +310,27 @@ fn not_modified(e: StoreError, row: &ObjectRow) -> S3Error {
     err
 }
 
+/// `(offset, length)` of a range; an empty range (any range of an empty object) is
+/// unsatisfiable (RFC 9110 §14.1.2).
 fn range_of(r: Option<&Range>, size: u64) -> Result<Option<(u64, u64)>, StoreError> {
     match r {
         None => Ok(None),
-        Some(r) => r.check(size).map(|rg| Some((rg.start, rg.end - rg.start))).map_err(|_| StoreError::InvalidRange(size)),
+        Some(r) => match r.check(size) {
+            Ok(rg) if rg.end > rg.start => Ok(Some((rg.start, rg.end - rg.start))),
+            _ => Err(StoreError::InvalidRange(size)),
+        },
     }
+}
+
+/// The byte range of part `n` (1-based): each part of a multipart object is one blob; a
+/// single-part object has only part 1.
+fn part_range(n: i32, blob_sizes: &[u64], size: u64) -> Result<(u64, u64), StoreError> {
+    let idx = usize::try_from(n).ok().filter(|&i| i >= 1).ok_or_else(|| StoreError::InvalidArgument("partNumber starts at 1".into()))? - 1;
+    if blob_sizes.len() <= 1 {
+        return if idx == 0 && size > 0 { Ok((0, size)) } else { Err(StoreError::InvalidRange(size)) };
+    }
+    let len = *blob_sizes.get(idx).ok_or(StoreError::InvalidRange(size))?;
+    Ok((blob_sizes[..idx].iter().sum(), len))
 }
 
 fn whole_object_checksums(meta: &ObjectMeta, mode: Option<&ChecksumMode>, ranged: bool) -> Checksums {
@@ -307,7 +346,11 @@ pub(super) async fn get_object(s: &CloudletS3, req: S3Request<GetObjectInput>) -
     let (row, files) = s.site.open_object(&b, &i.key).await.map_err(store_err)?;
     check_read_cond(&row, i.if_match.as_ref(), i.if_none_match.as_ref(), i.if_modified_since.as_ref(), i.if_unmodified_since.as_ref()).map_err(|e| not_modified(e, &row))?;
     let size = row.size as u64;
-    let range = range_of(i.range.as_ref(), size).map_err(store_err)?;
+    let range = match i.part_number {
+        Some(n) if i.range.is_some() => return Err(s3_error!(InvalidRequest, "give a Range or a partNumber, not both {n}")),
+        Some(n) => Some(part_range(n, &files.iter().map(|f| f.1).collect::<Vec<_>>(), size).map_err(store_err)?),
+        None => range_of(i.range.as_ref(), size).map_err(store_err)?,
+    };
     let (offset, len) = range.unwrap_or((0, size));
     let meta = meta_of(&row);
     let sums = whole_object_checksums(&meta, i.checksum_mode.as_ref(), range.is_some());
@@ -339,6 +382,9 @@ pub(super) async fn get_object(s: &CloudletS3, req: S3Request<GetObjectInput>) -
 pub(super) async fn head_object(s: &CloudletS3, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
     let i = &req.input;
     let (_, b) = s.bucket(&req, &i.bucket, Access::Read).await?;
+    if i.part_number.is_some() {
+        return Err(s3_error!(NotImplemented, "HEAD with partNumber is not supported; GET takes it"));
+    }
     let row = s.site.head_object(&b, &i.key).await.map_err(store_err)?;
     check_read_cond(&row, i.if_match.as_ref(), i.if_none_match.as_ref(), i.if_modified_since.as_ref(), i.if_unmodified_since.as_ref()).map_err(|e| not_modified(e, &row))?;
     let size = row.size as u64;
@@ -413,7 +459,11 @@ pub(super) async fn upload_part(s: &CloudletS3, mut req: S3Request<UploadPartInp
     let c = Checksums { crc32: i.checksum_crc32.clone(), crc32c: i.checksum_crc32c.clone(), crc64nvme: i.checksum_crc64nvme.clone(), sha1: i.checksum_sha1.clone(), sha256: i.checksum_sha256.clone() };
     let g = given(&req.headers, i.checksum_algorithm.as_ref(), c, i.content_md5.as_ref());
     let (key, upload, number) = (i.key.clone(), i.upload_id.clone(), i.part_number);
-    let w = receive(s, req.input.body.take(), &g, req.trailing_headers.as_ref()).await?;
+    if !(1..=crate::site::objects::MAX_PARTS).contains(&i64::from(number)) {
+        return Err(s3_error!(InvalidArgument, "part numbers run from 1 to {}", crate::site::objects::MAX_PARTS));
+    }
+    let len = i.content_length;
+    let w = receive(s, &b, None, (&req.headers, len), req.input.body.take(), &g, req.trailing_headers.as_ref()).await?;
     let sums = w.checksums.clone();
     let e = s.site.commit_part(&b, &key, &upload, number as i64, &w).await.map_err(store_err)?;
     Ok(S3Response::new(UploadPartOutput {
@@ -452,9 +502,11 @@ pub(super) async fn list_multipart_uploads(s: &CloudletS3, req: S3Request<ListMu
     let i = &req.input;
     let (_, b) = s.bucket(&req, &i.bucket, Access::Read).await?;
     let max = i.max_uploads.map_or(MAX_KEYS, |n| (n.max(0) as usize).min(MAX_KEYS));
-    let after = i.key_marker.clone().map(|k| (k, i.upload_id_marker.clone().unwrap_or_default()));
+    // Without an upload-id marker, listing starts after every upload of the key marker ("~"
+    // sorts after any ULID).
+    let after = i.key_marker.clone().map(|k| (k, i.upload_id_marker.clone().unwrap_or_else(|| "~".into())));
     let mut ups = s.site.list_uploads(&b, i.prefix.as_deref().unwrap_or(""), after, max + 1).await.map_err(store_err)?;
-    let truncated = ups.len() > max;
+    let truncated = max > 0 && ups.len() > max;
     ups.truncate(max);
     let last = ups.last().map(|u| (u.key.clone(), u.id.clone()));
     let enc = encoder(i.encoding_type.as_ref());
@@ -469,7 +521,7 @@ pub(super) async fn list_multipart_uploads(s: &CloudletS3, req: S3Request<ListMu
         upload_id_marker: i.upload_id_marker.clone(),
         max_uploads: Some(max as i32),
         is_truncated: Some(truncated),
-        next_key_marker: last.as_ref().filter(|_| truncated).map(|l| l.0.clone()),
+        next_key_marker: last.as_ref().filter(|_| truncated).map(|l| enc(&l.0)),
         next_upload_id_marker: last.filter(|_| truncated).map(|l| l.1),
         uploads: Some(uploads),
         ..Default::default()
@@ -482,7 +534,7 @@ pub(super) async fn list_parts(s: &CloudletS3, req: S3Request<ListPartsInput>) -
     let max = i.max_parts.map_or(MAX_KEYS, |n| (n.max(0) as usize).min(MAX_KEYS));
     let after = i64::from(i.part_number_marker.unwrap_or(0).max(0));
     let mut parts = s.site.list_parts(&b, &i.key, &i.upload_id, after, max + 1).await.map_err(store_err)?;
-    let truncated = parts.len() > max;
+    let truncated = max > 0 && parts.len() > max;
     parts.truncate(max);
     let next = parts.last().filter(|_| truncated).map(|p| p.number as i32);
     let parts = parts
