@@ -22,20 +22,35 @@ use crate::site::buckets::{Access, BucketPolicy, BucketRef, BucketSpec};
 use crate::site::objects::StoreError;
 use crate::site::{Site, SiteError};
 
+/// Principals resolved by the signature check moments ago, so the operation that follows does
+/// not look its key up again. Entries live [`RECENT_TTL`]; every request's signature check still
+/// reads the key from the database, so a revoked key fails at once.
+type Recent = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (Principal, std::time::Instant)>>>;
+const RECENT_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The S3 protocol adapter over a site.
 #[derive(Clone)]
 pub struct CloudletS3 {
     site: Site,
+    recent: Recent,
 }
 
-struct Keys(Site);
+struct Keys(Site, Recent);
 
 #[async_trait::async_trait]
 impl S3Auth for Keys {
     async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
         let (site, id) = (self.0.clone(), access_key.to_string());
         match site.run(move |s| s.access_key(&id)).await {
-            Ok((secret, _)) => Ok(SecretKey::from(secret)),
+            Ok((secret, p)) => {
+                if let Ok(mut m) = self.1.lock() {
+                    if m.len() > 1024 {
+                        m.retain(|_, (_, t)| t.elapsed() < RECENT_TTL);
+                    }
+                    m.insert(access_key.to_string(), (p, std::time::Instant::now()));
+                }
+                Ok(SecretKey::from(secret))
+            }
             Err(SiteError::Unauthenticated(_)) => Err(s3_error!(InvalidAccessKeyId, "the access key id does not exist")),
             Err(e) => Err(internal(e)),
         }
@@ -55,8 +70,9 @@ impl s3s::access::S3Access for Open {
 
 /// Build the S3 service for `site`.
 pub fn service(site: Site) -> S3Service {
-    let mut b = S3ServiceBuilder::new(CloudletS3 { site: site.clone() });
-    b.set_auth(Keys(site));
+    let recent = Recent::default();
+    let mut b = S3ServiceBuilder::new(CloudletS3 { site: site.clone(), recent: recent.clone() });
+    b.set_auth(Keys(site, recent));
     b.set_access(Open);
     b.build()
 }
@@ -131,6 +147,12 @@ impl CloudletS3 {
     /// The principal of a signed request (none for anonymous).
     async fn caller<T>(&self, req: &S3Request<T>) -> S3Result<Option<Principal>> {
         let Some(c) = &req.credentials else { return Ok(None) };
+        if let Ok(m) = self.recent.lock()
+            && let Some((p, t)) = m.get(&c.access_key)
+            && t.elapsed() < RECENT_TTL
+        {
+            return Ok(Some(p.clone()));
+        }
         let id = c.access_key.clone();
         match self.site.run(move |s| s.access_key(&id)).await {
             Ok((_, p)) => Ok(Some(p)),
