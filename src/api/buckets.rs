@@ -167,6 +167,7 @@ pub async fn delete_access_key(State(app): State<AppState>, Auth(p): Auth, Path(
 
 /// Query of the object browser's listing.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ObjectListQuery {
     /// Only keys starting with this.
@@ -211,6 +212,7 @@ pub struct ObjectListing {
 
 /// Query naming one object.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ObjectKeyQuery {
     /// The object key (1 to 1,024 bytes).
