@@ -28,6 +28,8 @@ if ((${#missing[@]})); then
 fi
 
 command -v cargo >/dev/null || { echo "install-deps: cargo (Rust toolchain) is required" >&2; exit 1; }
+# The example serverless functions (images/functions/) are wasm32-wasip2 components.
+rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 command -v node >/dev/null && command -v npm >/dev/null || {
   echo "install-deps: node and npm are required (Node.js >= 20.19 for Vite 8)" >&2; exit 1; }
 

@@ -9,6 +9,7 @@ pub mod config;
 pub mod console;
 pub mod container;
 pub mod daemon;
+pub mod function;
 pub mod image;
 pub mod net;
 pub mod node;
