@@ -39,6 +39,7 @@ pub struct Config {
     pub container: ContainerConfig,
     pub storage: StorageConfig,
     pub s3: S3Config,
+    pub functions: FunctionsConfig,
 }
 
 /// The storage pool of block volumes.
@@ -51,6 +52,20 @@ pub struct StorageConfig {
     /// MiB that all volumes may provision together (thin, so it may exceed the disk); 0 means the
     /// size of the pool's filesystem.
     pub capacity_mib: u64,
+}
+
+/// Serverless functions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FunctionsConfig {
+    /// Listen address of the HTTP gateway that routes requests to functions; empty disables it.
+    pub gateway: String,
+}
+
+impl Default for FunctionsConfig {
+    fn default() -> Self {
+        FunctionsConfig { gateway: "0.0.0.0:8080".into() }
+    }
 }
 
 /// The S3-compatible object storage endpoint.
@@ -207,6 +222,7 @@ impl Default for Config {
             container: ContainerConfig::default(),
             storage: StorageConfig::default(),
             s3: S3Config::default(),
+            functions: FunctionsConfig::default(),
         }
     }
 }
@@ -337,6 +353,10 @@ region = "us-east-1"
 fsync = true
 # Largest single PUT or multipart part, in bytes.
 max_object_bytes = 5368709120
+
+[functions]
+# The HTTP gateway routing requests to functions by host and path prefix. Empty disables it.
+gateway = "0.0.0.0:8080"
 "#;
 
 /// The default config file path, read when it exists and no `--config` is given.

@@ -294,6 +294,19 @@ pub async fn serve(cfg: Config) -> Result<(), DaemonError> {
             }
         }));
     }
+    if !cfg.functions.gateway.is_empty() {
+        match site.run(|s| s.load_all_functions()).await {
+            Ok((n, cached)) => tracing::info!(functions = n, from_cache = cached, "functions loaded"),
+            Err(e) => tracing::warn!(error = %e, "loading functions failed"),
+        }
+        let l = tokio::net::TcpListener::bind(&cfg.functions.gateway)
+            .await
+            .map_err(|source| DaemonError::Bind { addr: cfg.functions.gateway.clone(), source })?;
+        let addr = l.local_addr().map_err(io("reading the gateway address"))?;
+        std::fs::write(data.join("gateway.addr"), addr.to_string()).map_err(io("writing gateway.addr"))?;
+        println!("cloudlet: function gateway on http://{addr}/");
+        servers.push(tokio::spawn(crate::api::gateway::serve(site.clone(), l, shutdown_rx.clone())));
+    }
     if !cfg.s3.listen.is_empty() {
         let l = tokio::net::TcpListener::bind(&cfg.s3.listen)
             .await

@@ -35,6 +35,12 @@ fn serve_config(a: &ServeArgs, socket: Option<&str>) -> anyhow::Result<Config> {
         if a.s3.is_none() {
             cfg.s3.listen.clear();
         }
+        if a.gateway.is_none() {
+            cfg.functions.gateway.clear();
+        }
+    }
+    if let Some(g) = &a.gateway {
+        cfg.functions.gateway = if g == "off" { String::new() } else { g.clone() };
     }
     if let Some(s) = &a.s3 {
         cfg.s3.listen = if s == "off" { String::new() } else { s.clone() };

@@ -8,6 +8,8 @@ pub mod buckets;
 pub mod containers;
 pub mod error;
 pub mod events;
+pub mod functions;
+pub mod gateway;
 pub mod network;
 pub mod resources;
 pub mod s3;
@@ -57,7 +59,7 @@ pub struct AppState {
     modifiers(&Security),
     tags((name = "projects"), (name = "tokens"), (name = "users"), (name = "nodes"), (name = "operations"),
         (name = "vpcs"), (name = "subnets"), (name = "security-groups"), (name = "network-interfaces"), (name = "eips"), (name = "nat-gateways"),
-        (name = "port-forwards"), (name = "load-balancers"), (name = "images"), (name = "containers"), (name = "volumes"), (name = "snapshots"), (name = "buckets"), (name = "access-keys"),
+        (name = "port-forwards"), (name = "load-balancers"), (name = "images"), (name = "containers"), (name = "volumes"), (name = "snapshots"), (name = "buckets"), (name = "access-keys"), (name = "functions"),
         (name = "events"), (name = "audit"), (name = "auth"), (name = "system"))
 )]
 struct ApiDoc;
@@ -134,6 +136,8 @@ pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(buckets::list_access_keys, buckets::create_access_key))
         .routes(routes!(buckets::get_access_key, buckets::delete_access_key))
         .routes(routes!(buckets::check_object_store))
+        .routes(routes!(functions::list_functions))
+        .routes(routes!(functions::get_function, functions::delete_function))
         .routes(routes!(events::events))
         .routes(routes!(events::audit))
         .split_for_parts()
@@ -142,7 +146,7 @@ pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 /// Routes that take large bodies (image uploads): outside the API's body limit, each with its
 /// own.
 fn upload_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::new().routes(routes!(containers::import_image)).routes(routes!(buckets::put_object)).split_for_parts()
+    OpenApiRouter::new().routes(routes!(containers::import_image)).routes(routes!(buckets::put_object)).routes(routes!(functions::deploy_function)).split_for_parts()
 }
 
 /// The OpenAPI document of every route.

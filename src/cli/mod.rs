@@ -194,6 +194,9 @@ pub struct ServeArgs {
     /// Serve HTTPS on ADDR [default: 0.0.0.0:8443]; "off" disables.
     #[arg(long, value_name = "ADDR")]
     pub https: Option<String>,
+    /// Serve the functions' HTTP gateway on ADDR [default: 0.0.0.0:8080]; "off" disables.
+    #[arg(long, value_name = "ADDR")]
+    pub gateway: Option<String>,
     /// Serve the S3 endpoint on ADDR [default: 0.0.0.0:9000]; "off" disables.
     #[arg(long, value_name = "ADDR")]
     pub s3: Option<String>,

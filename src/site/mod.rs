@@ -9,6 +9,7 @@ pub mod buckets;
 pub mod bootstrap;
 pub mod error;
 pub mod events;
+pub mod functions;
 pub mod containers;
 pub mod health;
 pub mod images;
@@ -65,6 +66,7 @@ struct Inner {
     images: images::ImageState,
     pool: std::sync::OnceLock<crate::storage::pool::Pool>,
     objects: std::sync::OnceLock<objects::ObjectState>,
+    functions: std::sync::OnceLock<functions::FunctionState>,
 }
 
 /// Capacity of the in-process event bus; a subscriber that lags further re-reads from SQLite.
@@ -86,6 +88,7 @@ impl Site {
                 images: images::ImageState::default(),
                 pool: std::sync::OnceLock::new(),
                 objects: std::sync::OnceLock::new(),
+                functions: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -118,6 +121,11 @@ impl Site {
     /// The object store's slot (see [`Site::object_state`]).
     pub(crate) fn objects_cell(&self) -> &std::sync::OnceLock<objects::ObjectState> {
         &self.inner.objects
+    }
+
+    /// The function engine's slot (see [`Site::functions`]).
+    pub(crate) fn functions_cell(&self) -> &std::sync::OnceLock<functions::FunctionState> {
+        &self.inner.functions
     }
 
     /// This node's name.

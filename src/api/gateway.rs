@@ -1,0 +1,73 @@
+//! The functions' HTTP gateway: a listener of its own that routes each request by `Host` and
+//! path prefix to a function and serves it with a fresh instance ([`crate::function`]).
+//!
+//! Answers of its own: 404 `not_found` when no function matches, 504 `timeout` when the function
+//! ran past its CPU budget, 502 `function_failed` when it trapped, ran out of memory or never
+//! answered; each is a JSON error and a log line, and other requests are unaffected.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+use crate::function::FunctionError;
+use crate::site::Site;
+
+fn error(status: StatusCode, code: &str, message: String) -> Response<HyperOutgoingBody> {
+    let body = serde_json::json!({"error": {"code": code, "message": message}}).to_string();
+    let mut r = Response::new(Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed_unsync());
+    *r.status_mut() = status;
+    r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+    r
+}
+
+/// Serve one gateway request.
+pub async fn handle(site: Site, req: Request<Incoming>) -> Result<Response<HyperOutgoingBody>, std::convert::Infallible> {
+    let fs = match site.functions() {
+        Ok(f) => f,
+        Err(e) => return Ok(error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string())),
+    };
+    let host = req.headers().get(hyper::header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string);
+    let path = req.uri().path().to_string();
+    let Some(route) = fs.route(host.as_deref(), &path) else {
+        return Ok(error(StatusCode::NOT_FOUND, "not_found", format!("no function serves {path}")));
+    };
+    let t0 = std::time::Instant::now();
+    let out = fs.engine.invoke(&route.loaded, req, route.limits, &route.env).await;
+    let ms = t0.elapsed().as_secs_f64() * 1000.0;
+    Ok(match out {
+        Ok(resp) => {
+            tracing::debug!(function = %route.name, status = resp.status().as_u16(), ms, "function answered");
+            resp
+        }
+        Err(FunctionError::Timeout(d)) => {
+            tracing::warn!(function = %route.name, ms, "function timed out");
+            error(StatusCode::GATEWAY_TIMEOUT, "timeout", format!("function {} ran longer than {} ms", route.name, d.as_millis()))
+        }
+        Err(e) => {
+            tracing::warn!(function = %route.name, error = %e, "function failed");
+            error(StatusCode::BAD_GATEWAY, "function_failed", format!("function {} failed: {e}", route.name))
+        }
+    })
+}
+
+/// Accept connections on `l` until `stop` changes.
+pub async fn serve(site: Site, l: tokio::net::TcpListener, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        let conn = tokio::select! {
+            c = l.accept() => c,
+            _ = stop.changed() => return,
+        };
+        let Ok((tcp, _)) = conn else { continue };
+        let _ = tcp.set_nodelay(true);
+        let site = site.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| handle(site.clone(), req));
+            let io = hyper_util::rt::TokioIo::new(tcp);
+            if let Err(e) = hyper::server::conn::http1::Builder::new().keep_alive(true).serve_connection(io, svc).await {
+                tracing::debug!(error = %e, "gateway connection ended");
+            }
+        });
+    }
+}

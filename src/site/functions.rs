@@ -1,0 +1,239 @@
+//! Serverless functions of a project (issue 5): each is a resource whose versions are
+//! `wasi:http/proxy` components kept under `DATA/functions/<id>/v<N>.wasm`, served by the HTTP
+//! gateway by host and path prefix ([`crate::function`]).
+//!
+//! A deploy validates the component (it must be a component exporting
+//! `wasi:http/incoming-handler`; 422 naming `body` otherwise), compiles it into the engine's
+//! artifact cache, writes the version file (temp name, fsync, rename) and only then commits the
+//! spec that names it, so a crash never leaves a function pointing at a missing version.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::model::Status;
+use super::{Kind, ProjectCtx, Resource, Site, SiteError};
+use crate::function::{FunctionEngine, FunctionError, Limits, Loaded};
+use crate::state::repo;
+
+/// Spec of a function.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionSpec {
+    /// Path prefix the gateway routes to it (`/` by default); the longest match wins.
+    #[serde(default = "root")]
+    pub route: String,
+    /// Only requests for this `Host` (any host when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Environment variables the function sees (its configuration).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Linear memory limit per instance, MiB (1 to 1024; default 64).
+    #[serde(default = "mem")]
+    pub memory_mib: u32,
+    /// CPU time per request, ms (1 to 60,000; default 1,000); past it the gateway answers 504.
+    #[serde(default = "timeout")]
+    pub timeout_ms: u32,
+    /// The version served (the newest deployed unless rolled back).
+    #[serde(default)]
+    pub version: u32,
+    /// Versions kept, oldest first.
+    #[serde(default)]
+    pub versions: Vec<u32>,
+}
+
+fn root() -> String {
+    "/".into()
+}
+fn mem() -> u32 {
+    64
+}
+fn timeout() -> u32 {
+    1000
+}
+
+/// A routable function version, as the gateway holds it.
+#[derive(Clone)]
+pub struct Route {
+    /// The function's id.
+    pub id: String,
+    /// Its name (for logs and metrics).
+    pub name: String,
+    /// Host filter.
+    pub host: Option<String>,
+    /// Path prefix.
+    pub prefix: String,
+    /// Per-request limits.
+    pub limits: Limits,
+    /// Environment.
+    pub env: Vec<(String, String)>,
+    /// The loaded component.
+    pub loaded: Loaded,
+}
+
+/// The engine and the routing table.
+pub struct FunctionState {
+    /// The shared engine.
+    pub engine: FunctionEngine,
+    routes: RwLock<HashMap<String, Arc<Route>>>,
+}
+
+impl FunctionState {
+    /// The route for a request: host match (or none set), then the longest path prefix.
+    pub fn route(&self, host: Option<&str>, path: &str) -> Option<Arc<Route>> {
+        let routes = self.routes.read().ok()?;
+        routes
+            .values()
+            .filter(|r| r.host.as_deref().is_none_or(|h| Some(h) == host.map(|x| x.split(':').next().unwrap_or(x))))
+            .filter(|r| path.starts_with(&r.prefix) && (r.prefix.ends_with('/') || path.len() == r.prefix.len() || path[r.prefix.len()..].starts_with('/')))
+            .max_by_key(|r| (r.host.is_some(), r.prefix.len()))
+            .cloned()
+    }
+}
+
+fn fn_err(e: FunctionError) -> SiteError {
+    match e {
+        FunctionError::Invalid(m) => SiteError::invalid("body", m),
+        other => SiteError::Internal(other.to_string()),
+    }
+}
+
+fn validate(s: &FunctionSpec) -> Result<(), SiteError> {
+    if !s.route.starts_with('/') || s.route.len() > 256 {
+        return Err(SiteError::invalid("spec.route", "a path starting with '/', at most 256 characters"));
+    }
+    if !(1..=1024).contains(&s.memory_mib) {
+        return Err(SiteError::invalid("spec.memory_mib", "between 1 and 1024"));
+    }
+    if !(1..=60_000).contains(&s.timeout_ms) {
+        return Err(SiteError::invalid("spec.timeout_ms", "between 1 and 60000"));
+    }
+    if s.env.len() > 64 || s.env.iter().any(|(k, v)| k.is_empty() || k.contains('=') || k.len() > 128 || v.len() > 4096) {
+        return Err(SiteError::invalid("spec.env", "at most 64 variables; names without '=', at most 128 bytes; values at most 4 KiB"));
+    }
+    Ok(())
+}
+
+impl Site {
+    /// The function engine and routing table (made once).
+    pub fn functions(&self) -> Result<&FunctionState, SiteError> {
+        if let Some(f) = self.functions_cell().get() {
+            return Ok(f);
+        }
+        let engine = FunctionEngine::new(&self.config().data_dir.join("functions/cache"), 64, 1 << 30).map_err(fn_err)?;
+        Ok(self.functions_cell().get_or_init(|| FunctionState { engine, routes: RwLock::new(HashMap::new()) }))
+    }
+
+    fn function_dir(&self, id: &str) -> PathBuf {
+        self.config().data_dir.join("functions").join(id)
+    }
+
+    /// Deploy `wasm` as a new version of function `name` (created on first deploy with `spec`;
+    /// later deploys keep the spec and add a version). Returns the resource.
+    pub fn deploy_function(&self, p: &ProjectCtx, name: &str, spec: Option<serde_json::Value>, wasm: &[u8]) -> Result<Resource, SiteError> {
+        let fs = self.functions()?;
+        fs.engine.load(wasm).map_err(fn_err)?;
+        let existing = self.read(|c| Ok(repo::get_by_name(c, Kind::Function.as_str(), Some(&p.id), name)?))?;
+        let (row, mut s) = match existing {
+            Some(row) => {
+                let s: FunctionSpec = serde_json::from_str(&row.spec)?;
+                (Some(row), s)
+            }
+            None => {
+                let s: FunctionSpec = serde_json::from_value(spec.unwrap_or_else(|| serde_json::json!({}))).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
+                validate(&s)?;
+                (None, s)
+            }
+        };
+        let version = s.versions.last().copied().unwrap_or(0) + 1;
+        let res = match row {
+            None => {
+                s.version = version;
+                s.versions = vec![version];
+                let r = self.create_with(Kind::Function, Some(p), name, &BTreeMap::new(), &Status::phase("Ready"), None, |_| Ok(serde_json::to_value(&s)?))?;
+                self.write_version(&r.id, version, wasm)?;
+                r
+            }
+            Some(row) => {
+                self.write_version(&row.id, version, wasm)?;
+                s.version = version;
+                s.versions.push(version);
+                while s.versions.len() > 10 {
+                    let old = s.versions.remove(0);
+                    let _ = std::fs::remove_file(self.function_dir(&row.id).join(format!("v{old}.wasm")));
+                }
+                let patch = serde_json::to_value(&s)?;
+                self.update(Kind::Function, Some(p), &row.id, None, None, Some(&patch), &|_, v| Ok(v))?
+            }
+        };
+        self.load_route(&res.id)?;
+        Ok(res)
+    }
+
+    fn write_version(&self, id: &str, version: u32, wasm: &[u8]) -> Result<(), SiteError> {
+        let dir = self.function_dir(id);
+        let io = |e: std::io::Error| SiteError::Internal(format!("writing function {id}: {e}"));
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        let tmp = dir.join(format!("v{version}.wasm.tmp"));
+        std::fs::write(&tmp, wasm).map_err(io)?;
+        std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io)?;
+        std::fs::rename(&tmp, dir.join(format!("v{version}.wasm"))).map_err(io)?;
+        Ok(())
+    }
+
+    /// (Re)load the route of function `id` from state (at start-up, after a deploy or rollback).
+    pub fn load_route(&self, id: &str) -> Result<(), SiteError> {
+        let fs = self.functions()?;
+        let Some(row) = self.read(|c| Ok(repo::get(c, id)?))? else {
+            if let Ok(mut r) = fs.routes.write() {
+                r.remove(id);
+            }
+            return Ok(());
+        };
+        let s: FunctionSpec = serde_json::from_str(&row.spec)?;
+        let wasm = std::fs::read(self.function_dir(id).join(format!("v{}.wasm", s.version))).map_err(|e| SiteError::Internal(format!("function {} version {}: {e}", row.name, s.version)))?;
+        let loaded = fs.engine.load(&wasm).map_err(fn_err)?;
+        let route = Route {
+            id: row.id.clone(),
+            name: row.name.clone(),
+            host: s.host.clone(),
+            prefix: s.route.clone(),
+            limits: Limits { memory_bytes: (s.memory_mib as usize) << 20, timeout: Duration::from_millis(s.timeout_ms as u64) },
+            env: s.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            loaded,
+        };
+        if let Ok(mut r) = fs.routes.write() {
+            r.insert(row.id, Arc::new(route));
+        }
+        Ok(())
+    }
+
+    /// Load every function's route (start-up). Returns how many came from the artifact cache.
+    pub fn load_all_functions(&self) -> Result<(usize, usize), SiteError> {
+        let ids = self.read(|c| Ok(repo::ids_of_kind(c, Kind::Function.as_str())?))?;
+        let mut cached = 0;
+        for id in &ids {
+            if let Err(e) = self.load_route(id) {
+                tracing::error!(function = %id, error = %e, "loading a function failed");
+            } else if self.functions()?.routes.read().ok().and_then(|r| r.get(id).map(|x| x.loaded.from_cache)).unwrap_or(false) {
+                cached += 1;
+            }
+        }
+        Ok((ids.len(), cached))
+    }
+
+    /// Delete a function, its versions and its route.
+    pub fn delete_function(&self, p: &ProjectCtx, r: &str) -> Result<Resource, SiteError> {
+        let res = self.delete(Kind::Function, Some(p), r)?;
+        if let Ok(mut routes) = self.functions()?.routes.write() {
+            routes.remove(&res.id);
+        }
+        let _ = std::fs::remove_dir_all(self.function_dir(&res.id));
+        Ok(res)
+    }
+}
