@@ -46,7 +46,7 @@ fn call(url: &str, host: Option<&str>, body: Option<&str>) -> (u16, String, ureq
 #[test]
 fn functions_deploy_serve_fail_in_isolation_and_survive_a_restart() {
     let mut d = Daemon::start_with(&["--gateway", "127.0.0.1:0"]);
-    for (name, q) in [("hello", "name=hello&route=/hello"), ("echo", "name=echo&route=/echo"), ("config", "name=config&route=/config"), ("spin", "name=spin&route=/spin&timeout_ms=200&memory_mib=16")] {
+    for (name, q) in [("hello", "name=hello&route=/hello"), ("echo", "name=echo&route=/echo"), ("config", "name=config&route=/config"), ("spin", "name=spin&route=/spin&timeout_ms=400&memory_mib=16&max_concurrency=1")] {
         let r = deploy(&d, q, &component(name));
         assert_eq!(r.status, 201, "{name}: {}", r.body);
     }
@@ -68,6 +68,24 @@ fn functions_deploy_serve_fail_in_isolation_and_survive_a_restart() {
     assert_eq!(status, 502, "{body}");
     assert_eq!(call(&format!("{g}/hello"), None, None).0, 200, "others still serve");
     assert_eq!(call(&format!("{g}/nothing-here"), None, None).0, 404);
+    // Beyond its concurrency the function answers 503; beyond its body limit 413.
+    let busy = {
+        let url = format!("{g}/spin");
+        std::thread::spawn(move || call(&url, None, None).0)
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(call(&format!("{g}/spin"), None, None).0, 503);
+    assert_eq!(busy.join().expect("thread"), 504);
+    // Announce a 2 MiB body and read the answer before sending it (the gateway answers at once).
+    let answer = {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(g.trim_start_matches("http://")).expect("connect");
+        s.write_all(format!("POST /echo HTTP/1.1\r\nHost: fn\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", 2 << 20).as_bytes()).expect("write");
+        let mut buf = [0u8; 256];
+        let n = s.read(&mut buf).expect("read");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
 
     // Bad input at deploy: not a component, a core module, bad limits.
     for (q, wasm) in [("name=bad", &b"not wasm"[..]), ("name=core", &b"\0asm\x01\0\0\0"[..])] {

@@ -34,6 +34,10 @@ pub struct DeployQuery {
     pub memory_mib: Option<u32>,
     /// CPU time per request, ms (first deploy; default 1000).
     pub timeout_ms: Option<u32>,
+    /// Most concurrent requests (first deploy; default 16).
+    pub max_concurrency: Option<u32>,
+    /// Largest request body, bytes (first deploy; default 1 MiB).
+    pub max_body_bytes: Option<u64>,
     /// Act in this project (site admins only).
     pub project: Option<String>,
 }
@@ -67,6 +71,12 @@ pub async fn deploy_function(State(app): State<AppState>, Auth(p): Auth, ApiQuer
     }
     if let Some(t) = q.timeout_ms {
         spec["timeout_ms"] = t.into();
+    }
+    if let Some(c) = q.max_concurrency {
+        spec["max_concurrency"] = c.into();
+    }
+    if let Some(b) = q.max_body_bytes {
+        spec["max_body_bytes"] = b.into();
     }
     let name = q.name;
     let r = app.site.run(move |s| s.deploy_function(&pc, &name, Some(spec), &wasm)).await?;

@@ -33,6 +33,15 @@ pub async fn handle(site: Site, req: Request<Incoming>) -> Result<Response<Hyper
     let Some(route) = fs.route(host.as_deref(), &path) else {
         return Ok(error(StatusCode::NOT_FOUND, "not_found", format!("no function serves {path}")));
     };
+    let declared = req.headers().get(hyper::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > route.max_body) {
+        return Ok(error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("function {} takes bodies of at most {} bytes", route.name, route.max_body)));
+    }
+    let Ok(_permit) = route.slots.clone().try_acquire_owned() else {
+        return Ok(error(StatusCode::SERVICE_UNAVAILABLE, "busy", format!("function {} is serving its maximum of concurrent requests", route.name)));
+    };
+    // A body without a length is cut at the limit (the guest sees a failed read).
+    let req = req.map(|b| http_body_util::Limited::new(b, route.max_body as usize).map_err(move |_| wasmtime_wasi_http::Error::from(wasmtime_wasi_http::p2::bindings::http::types::ErrorCode::HttpRequestBodySize(None))));
     let t0 = std::time::Instant::now();
     let out = fs.engine.invoke(&route.loaded, req, route.limits, &route.env).await;
     let ms = t0.elapsed().as_secs_f64() * 1000.0;

@@ -158,9 +158,18 @@ impl FunctionEngine {
         let host = Host { wasi: wasi.build(), http: WasiHttpCtx::new(), table: ResourceTable::new(), limits: StoreLimitsBuilder::new().memory_size(limits.memory_bytes).instances(16).build() };
         let mut store = Store::new(&self.engine, host);
         store.limiter(|h| &mut h.limits);
+        // Every tick the guest yields to the runtime (a spinning guest must not hold a worker
+        // thread that other requests' tasks wait on); after the budget's ticks it is interrupted.
         let ticks = (limits.timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
-        store.set_epoch_deadline(ticks);
-        store.epoch_deadline_trap();
+        let mut used = 0u64;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            used += 1;
+            if used >= ticks {
+                return Err(wasmtime::Trap::Interrupt.into());
+            }
+            Ok(wasmtime::UpdateDeadline::Yield(1))
+        });
         let (tx, rx) = tokio::sync::oneshot::channel();
         let req = store.data_mut().http().new_incoming_request(Scheme::Http, req).map_err(|e| FunctionError::Failed(format!("{e:#}")))?;
         let out = store.data_mut().http().new_response_outparam(tx).map_err(eng)?;

@@ -39,6 +39,12 @@ pub struct FunctionSpec {
     /// CPU time per request, ms (1 to 60,000; default 1,000); past it the gateway answers 504.
     #[serde(default = "timeout")]
     pub timeout_ms: u32,
+    /// Most requests served at once (1 to 64; default 16); beyond it the gateway answers 503.
+    #[serde(default = "concurrency")]
+    pub max_concurrency: u32,
+    /// Largest request body, bytes (default 1 MiB, at most 64 MiB); beyond it 413.
+    #[serde(default = "body_limit")]
+    pub max_body_bytes: u64,
     /// The version served (the newest deployed unless rolled back).
     #[serde(default)]
     pub version: u32,
@@ -55,6 +61,12 @@ fn mem() -> u32 {
 }
 fn timeout() -> u32 {
     1000
+}
+fn concurrency() -> u32 {
+    16
+}
+fn body_limit() -> u64 {
+    1 << 20
 }
 
 /// A routable function version, as the gateway holds it.
@@ -74,6 +86,10 @@ pub struct Route {
     pub env: Vec<(String, String)>,
     /// The loaded component.
     pub loaded: Loaded,
+    /// Permits for concurrent requests (`max_concurrency`).
+    pub slots: Arc<tokio::sync::Semaphore>,
+    /// Largest request body, bytes.
+    pub max_body: u64,
 }
 
 /// The engine and the routing table.
@@ -109,6 +125,12 @@ fn validate(s: &FunctionSpec) -> Result<(), SiteError> {
     }
     if !(1..=1024).contains(&s.memory_mib) {
         return Err(SiteError::invalid("spec.memory_mib", "between 1 and 1024"));
+    }
+    if !(1..=64).contains(&s.max_concurrency) {
+        return Err(SiteError::invalid("spec.max_concurrency", "between 1 and 64"));
+    }
+    if !(1..=64 << 20).contains(&s.max_body_bytes) {
+        return Err(SiteError::invalid("spec.max_body_bytes", "between 1 byte and 64 MiB"));
     }
     if !(1..=60_000).contains(&s.timeout_ms) {
         return Err(SiteError::invalid("spec.timeout_ms", "between 1 and 60000"));
@@ -206,6 +228,8 @@ impl Site {
             limits: Limits { memory_bytes: (s.memory_mib as usize) << 20, timeout: Duration::from_millis(s.timeout_ms as u64) },
             env: s.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             loaded,
+            slots: Arc::new(tokio::sync::Semaphore::new(s.max_concurrency as usize)),
+            max_body: s.max_body_bytes,
         };
         if let Ok(mut r) = fs.routes.write() {
             r.insert(row.id, Arc::new(route));
