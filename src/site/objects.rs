@@ -202,7 +202,7 @@ fn check_quota(c: &rusqlite::Connection, b: &BucketRef, add: i64) -> Result<(), 
     }
     if let Some(q) = b.spec.quota_mib {
         let (bytes, _) = orepo::bucket_usage(c, &b.id)?;
-        let parts: i64 = c.query_row("SELECT ifnull(sum(p.size), 0) FROM upload_parts p JOIN uploads u ON u.id = p.upload WHERE u.bucket = ?1", [&b.id], |r| r.get(0)).map_err(crate::state::StateError::from)?;
+        let parts = orepo::bucket_part_bytes(c, &b.id)?;
         if bytes + parts + add > (q as i64).saturating_mul(1 << 20) {
             return Err(StoreError::QuotaExceeded(format!("bucket {} is limited to {q} MiB", b.name)));
         }
@@ -287,7 +287,7 @@ impl Site {
                     let mut room: Option<i64> = None;
                     if let Some(q) = bc.spec.quota_mib {
                         let (bytes, _) = orepo::bucket_usage(c, &bc.id)?;
-                        let parts: i64 = c.query_row("SELECT ifnull(sum(p.size), 0) FROM upload_parts p JOIN uploads u ON u.id = p.upload WHERE u.bucket = ?1", [&bc.id], |r| r.get(0)).map_err(crate::state::StateError::from)?;
+                        let parts = orepo::bucket_part_bytes(c, &bc.id)?;
                         room = Some((q as i64).saturating_mul(1 << 20) - bytes - parts);
                     }
                     if let Some(q) = projects::quota(c, &bc.project, OBJECT_MIB_QUOTA)? {

@@ -180,6 +180,12 @@ pub fn bucket_usage(c: &Connection, bucket: &str) -> Result<(i64, i64), StateErr
         .unwrap_or((0, 0)))
 }
 
+/// Bytes held by the parts of a bucket's unfinished uploads.
+pub fn bucket_part_bytes(c: &Connection, bucket: &str) -> Result<i64, StateError> {
+    Ok(c.prepare_cached("SELECT ifnull(sum(p.size), 0) FROM upload_parts p JOIN uploads u ON u.id = p.upload WHERE u.bucket = ?1")?
+        .query_row([bucket], |r| r.get(0))?)
+}
+
 /// Bytes stored in all buckets of a project, counting parts of unfinished uploads too.
 pub fn project_bytes(c: &Connection, project: &str) -> Result<i64, StateError> {
     let objects: i64 = c

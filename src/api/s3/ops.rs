@@ -340,6 +340,34 @@ fn whole_object_checksums(meta: &ObjectMeta, mode: Option<&ChecksumMode>, ranged
     meta.checksums.clone()
 }
 
+/// The headers GET and HEAD share (their output types have the same fields), plus `extra` ones.
+macro_rules! object_output {
+    ($ty:ident, $row:expr, $meta:expr, $sums:expr, $len:expr, $range:expr, $size:expr $(, $f:ident: $v:expr)*) => {{
+        let (row, meta, sums, size) = ($row, $meta, $sums, $size);
+        $ty {
+            $($f: $v,)*
+            content_length: Some($len as i64),
+            content_range: $range.map(|(o, l): (u64, u64)| format!("bytes {o}-{}/{size}", o + l - 1)),
+            accept_ranges: Some("bytes".into()),
+            e_tag: Some(etag(row)),
+            last_modified: Some(ts(row.modified_ms)),
+            content_type: row.content_type.clone().or_else(|| Some("binary/octet-stream".into())),
+            cache_control: meta.cache_control.clone(),
+            content_disposition: meta.content_disposition.clone(),
+            content_encoding: meta.content_encoding.clone(),
+            content_language: meta.content_language.clone(),
+            metadata: (!meta.user.is_empty()).then(|| meta.user.clone().into_iter().collect()),
+            parts_count: (row.parts > 0).then_some(row.parts as i32),
+            checksum_crc32: sums.crc32,
+            checksum_crc32c: sums.crc32c,
+            checksum_crc64nvme: sums.crc64nvme,
+            checksum_sha1: sums.sha1,
+            checksum_sha256: sums.sha256,
+            ..Default::default()
+        }
+    }};
+}
+
 pub(super) async fn get_object(s: &CloudletS3, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
     let i = &req.input;
     let (_, b) = s.bucket(&req, &i.bucket, Access::Read).await?;
@@ -355,27 +383,7 @@ pub(super) async fn get_object(s: &CloudletS3, req: S3Request<GetObjectInput>) -
     let meta = meta_of(&row);
     let sums = whole_object_checksums(&meta, i.checksum_mode.as_ref(), range.is_some());
     let body = StreamingBlob::wrap(crate::object::read_stream(files, offset, len));
-    let out = GetObjectOutput {
-        body: Some(body),
-        content_length: Some(len as i64),
-        content_range: range.map(|(o, l)| format!("bytes {o}-{}/{size}", o + l - 1)),
-        accept_ranges: Some("bytes".into()),
-        e_tag: Some(etag(&row)),
-        last_modified: Some(ts(row.modified_ms)),
-        content_type: row.content_type.clone().or_else(|| Some("binary/octet-stream".into())),
-        cache_control: meta.cache_control.clone(),
-        content_disposition: meta.content_disposition.clone(),
-        content_encoding: meta.content_encoding.clone(),
-        content_language: meta.content_language.clone(),
-        metadata: (!meta.user.is_empty()).then(|| meta.user.clone().into_iter().collect()),
-        parts_count: (row.parts > 0).then_some(row.parts as i32),
-        checksum_crc32: sums.crc32,
-        checksum_crc32c: sums.crc32c,
-        checksum_crc64nvme: sums.crc64nvme,
-        checksum_sha1: sums.sha1,
-        checksum_sha256: sums.sha256,
-        ..Default::default()
-    };
+    let out = object_output!(GetObjectOutput, &row, &meta, sums, len, range, size, body: Some(body));
     Ok(S3Response::new(out))
 }
 
@@ -391,26 +399,7 @@ pub(super) async fn head_object(s: &CloudletS3, req: S3Request<HeadObjectInput>)
     let range = range_of(i.range.as_ref(), size).map_err(store_err)?;
     let meta = meta_of(&row);
     let sums = whole_object_checksums(&meta, i.checksum_mode.as_ref(), range.is_some());
-    let out = HeadObjectOutput {
-        content_length: Some(range.map_or(size, |r| r.1) as i64),
-        content_range: range.map(|(o, l)| format!("bytes {o}-{}/{size}", o + l - 1)),
-        accept_ranges: Some("bytes".into()),
-        e_tag: Some(etag(&row)),
-        last_modified: Some(ts(row.modified_ms)),
-        content_type: row.content_type.clone().or_else(|| Some("binary/octet-stream".into())),
-        cache_control: meta.cache_control.clone(),
-        content_disposition: meta.content_disposition.clone(),
-        content_encoding: meta.content_encoding.clone(),
-        content_language: meta.content_language.clone(),
-        metadata: (!meta.user.is_empty()).then(|| meta.user.clone().into_iter().collect()),
-        parts_count: (row.parts > 0).then_some(row.parts as i32),
-        checksum_crc32: sums.crc32,
-        checksum_crc32c: sums.crc32c,
-        checksum_crc64nvme: sums.crc64nvme,
-        checksum_sha1: sums.sha1,
-        checksum_sha256: sums.sha256,
-        ..Default::default()
-    };
+    let out = object_output!(HeadObjectOutput, &row, &meta, sums, range.map_or(size, |r| r.1), range, size);
     Ok(S3Response::new(out))
 }
 
