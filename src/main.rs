@@ -109,6 +109,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Snapshot(c) => cloudlet::cli::volumes::snapshot(g, c).await?,
         Command::Bucket(c) => cloudlet::cli::buckets::bucket(g, c).await?,
         Command::AccessKey(c) => cloudlet::cli::buckets::access_key(g, c).await?,
+        Command::Function(c) => cloudlet::cli::functions::function(g, c).await?,
         Command::Event(c) => commands::event(g, c).await?,
         Command::Audit(c) => commands::audit(g, c).await?,
         Command::Site => commands::site(g).await?,

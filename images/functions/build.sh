@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the example functions into wasm32-wasip2 components:
-# target/functions/{hello,echo,config,spin}.wasm (from the repository root).
+# target/functions/{hello,echo,config,spin,fetch}.wasm (from the repository root).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -8,7 +8,7 @@ out="$root/target/functions"
 rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 CARGO_TARGET_DIR="$root/target/functions-build" cargo build --manifest-path "$here/Cargo.toml" --release --target wasm32-wasip2 --quiet
 mkdir -p "$out"
-for f in hello echo config spin; do
+for f in hello echo config spin fetch; do
   cp "$root/target/functions-build/wasm32-wasip2/release/fn_$f.wasm" "$out/$f.wasm"
 done
 ls -l "$out"

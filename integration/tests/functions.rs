@@ -127,3 +127,153 @@ fn functions_deploy_serve_fail_in_isolation_and_survive_a_restart() {
     assert_eq!(d.call("DELETE", "/v1/functions/hello", None).status, 204);
     assert_eq!(call(&format!("{g}/hello"), None, None).0, 404, "a deleted function stops at once");
 }
+
+/// A one-request-at-a-time HTTP server on loopback answering `upstream ok`; stops after `n`.
+fn upstream(n: usize) -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for s in l.incoming().take(n) {
+            let Ok(mut s) = s else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\nConnection: close\r\n\r\nupstream ok\n");
+        }
+    });
+    port
+}
+
+#[test]
+fn functions_logs_metrics_config_rollback_outbound_buckets_and_cli() {
+    let d = Daemon::start_with(&["--gateway", "127.0.0.1:0"]);
+    let g = gateway(&d);
+    let remote = format!("http://{}", d.addr);
+    let cli = |args: &[&str]| {
+        let mut all = vec!["--remote", remote.as_str(), "--token", d.token.as_str(), "--project", "default"];
+        all.extend_from_slice(args);
+        let (code, out, err) = common::cli(&all, None);
+        assert_eq!(code, 0, "cloudlet {args:?}: {out}{err}");
+        out
+    };
+    let dir = tempfile::tempdir().expect("tmp");
+    for f in ["echo", "config", "hello", "spin", "fetch"] {
+        std::fs::write(dir.path().join(format!("{f}.wasm")), component(f)).expect("write");
+    }
+    let file = |f: &str| dir.path().join(format!("{f}.wasm")).to_string_lossy().into_owned();
+
+    // Deploy with the CLI; the guest's stdout lands in the function's log.
+    assert!(cli(&["function", "deploy", "echo", "--component", &file("echo"), "--route", "/e"]).contains("version 1"));
+    cli(&["function", "deploy", "spin", "--component", &file("spin"), "--route", "/spin", "--timeout", "200"]);
+    assert!(cli(&["function", "ls"]).contains("/e"));
+    let follower = {
+        let all = ["--remote", remote.as_str(), "--token", d.token.as_str(), "--project", "default", "function", "logs", "echo", "-f"];
+        std::process::Command::new(common::bin()).args(all).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null()).spawn().expect("logs -f")
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(call(&format!("{g}/e/first"), None, Some("abc")).1, "abc");
+    let logs = cli(&["function", "logs", "echo"]);
+    assert!(logs.contains(" stdout echo POST /e/first 3 bytes"), "{logs}");
+    // `logs -f` prints lines as they come.
+    let mut follower = follower;
+    let mut out = follower.stdout.take().expect("stdout");
+    assert_eq!(call(&format!("{g}/e/second"), None, Some("abcd")).1, "abcd");
+    let seen = {
+        use std::io::Read;
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(10) && !String::from_utf8_lossy(&got).contains("/e/second 4 bytes") {
+            match out.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        String::from_utf8_lossy(&got).into_owned()
+    };
+    let _ = follower.kill();
+    let _ = follower.wait();
+    assert!(seen.contains("echo POST /e/first 3 bytes") && seen.contains("echo POST /e/second 4 bytes"), "logs -f printed: {seen}");
+
+    // A timeout is a log line and a metric; the other function is unaffected.
+    assert_eq!(call(&format!("{g}/spin"), None, None).0, 504);
+    assert!(cli(&["function", "logs", "spin"]).contains(" host request timed out"), "the gateway logs the timeout");
+    let m = d.call("GET", "/v1/functions/echo/metrics?project=default", None).json();
+    assert_eq!((m["invocations"]["ok"].as_u64(), m["cold_starts"].as_u64(), m["warm_starts"].as_u64()), (Some(2), Some(1), Some(1)), "{m}");
+    assert_eq!(m["latency"].as_array().map(|b| b.iter().map(|x| x["count"].as_u64().unwrap_or(0)).sum::<u64>()), Some(2));
+    let m = d.call("GET", "/v1/functions/spin/metrics?project=default", None).json();
+    assert_eq!((m["invocations"]["timeout"].as_u64(), m["errors"].as_u64()), (Some(1), Some(1)), "{m}");
+    let prom = d.call("GET", "/metrics", None).body;
+    assert!(prom.contains(r#"cloudlet_function_invocations_total{function="echo",project="default",outcome="ok"} 2"#), "{prom}");
+    assert!(prom.contains(r#"cloudlet_function_starts_total{function="echo",project="default",start="cold"} 1"#), "{prom}");
+    assert!(prom.contains(r#"cloudlet_function_duration_seconds_count{function="spin",project="default"} 1"#), "{prom}");
+    assert!(cli(&["function", "metrics", "echo"]).contains("2 ok, 0 errors"));
+
+    // A test request through the API, as the console sends it.
+    let r = d.call("POST", "/v1/functions/echo/invoke?project=default", Some(serde_json::json!({"method": "PUT", "path": "/e/z?q=1", "body": "hi", "headers": {"x-test": "1"}})));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    assert_eq!((v["status"].as_u64(), v["body"].as_str(), v["headers"]["x-echo-method"].as_str(), v["headers"]["x-echo-h-x-test"].as_str()), (Some(200), Some("hi"), Some("PUT"), Some("1")), "{v}");
+    let r = d.call("POST", "/v1/functions/echo/invoke?project=default", Some(serde_json::json!({"method": "BAD METHOD"})));
+    assert_eq!((r.status, r.json()["error"]["field"].as_str()), (422, Some("method")), "{}", r.body);
+    let r = d.call("POST", "/v1/functions/spin/invoke?project=default", Some(serde_json::json!({})));
+    assert_eq!(r.json()["status"].as_u64(), Some(504), "{}", r.body);
+    assert!(cli(&["function", "invoke", "echo", "--path", "/e/cli", "-X", "POST", "-d", "from cli"]).contains("from cli"));
+
+    // Configuration: env vars by the CLI; bad settings are 422 naming the field.
+    cli(&["function", "deploy", "config", "--component", &file("config"), "--route", "/config"]);
+    assert!(call(&format!("{g}/config"), None, None).1.starts_with("hello, world"));
+    cli(&["function", "set", "config", "--env", "GREETING=hej"]);
+    assert!(call(&format!("{g}/config"), None, None).1.starts_with("hej, world"), "env applies to the next request");
+    cli(&["function", "set", "config", "--env", "GREETING="]);
+    assert!(call(&format!("{g}/config"), None, None).1.starts_with("hello, world"), "an env var is removed");
+    for (spec, field) in [(serde_json::json!({"env": {"A=B": "x"}}), "spec.env"), (serde_json::json!({"version": 7}), "spec.version"), (serde_json::json!({"versions": [1]}), "spec.versions"), (serde_json::json!({"timeout_ms": 0}), "spec.timeout_ms"), (serde_json::json!({"allowed_hosts": ["Bad Host"]}), "spec.allowed_hosts"), (serde_json::json!({"nope": 1}), "spec")] {
+        let r = d.call("PATCH", "/v1/functions/config?project=default", Some(serde_json::json!({"spec": spec})));
+        assert_eq!((r.status, r.json()["error"]["field"].as_str()), (422, Some(field)), "{spec}: {}", r.body);
+    }
+    assert!(call(&format!("{g}/config"), None, None).1.starts_with("hello, world"), "a refused change changes nothing");
+
+    // Roll back: version 2 (hello) serves, then version 1 (config) again.
+    cli(&["function", "deploy", "config", "--component", &file("hello")]);
+    assert_eq!(call(&format!("{g}/config"), None, None).1, "hello from cloudlet\n");
+    cli(&["function", "rollback", "config"]);
+    let v = d.call("GET", "/v1/functions/config?project=default", None).json();
+    assert_eq!((v["spec"]["version"].as_u64(), v["spec"]["versions"].clone()), (Some(1), serde_json::json!([1, 2])));
+    assert!(call(&format!("{g}/config"), None, None).1.starts_with("hello, world"), "version 1 serves again");
+
+    // Outbound HTTP: denied until the allow-list names the host.
+    let port = upstream(2);
+    cli(&["function", "deploy", "fetch", "--component", &file("fetch"), "--route", "/fetch"]);
+    let url = format!("{g}/fetch?url=http://127.0.0.1:{port}/");
+    let (status, body, _) = call(&url, None, None);
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("HttpRequestDenied"), "{body}");
+    assert!(cli(&["function", "logs", "fetch"]).contains("denied: not on the function's allow-list"));
+    cli(&["function", "set", "fetch", "--allow-host", "127.0.0.1"]);
+    let (status, body, _) = call(&url, None, None);
+    assert_eq!((status, body.as_str()), (200, "upstream ok\n"), "an allowed host is reached");
+
+    // Deploy from an object in a bucket of the project.
+    assert_eq!(d.call("POST", "/v1/buckets?project=default", Some(serde_json::json!({"name": "fn-code"}))).status, 201);
+    let auth = format!("Bearer {}", d.token);
+    let put = d.raw("PUT", "/v1/buckets/fn-code/object?key=hello.wasm&project=default", Some(&component("hello")), &[("authorization", &auth)]).expect("put");
+    assert_eq!(put.status, 201, "{}", put.body);
+    cli(&["function", "deploy", "from-bucket", "--bucket", "fn-code", "--key", "hello.wasm", "--route", "/fb"]);
+    assert_eq!(call(&format!("{g}/fb"), None, None).1, "hello from cloudlet\n");
+    let r = deploy(&d, "name=nokey&bucket=fn-code&project=default", b"");
+    assert_eq!((r.status, r.json()["error"]["field"].as_str()), (422, Some("key")), "{}", r.body);
+    assert_eq!(deploy(&d, "name=missing&bucket=fn-code&key=nope.wasm&project=default", b"").status, 404);
+    let r = deploy(&d, "name=both&bucket=fn-code&key=hello.wasm&project=default", &component("hello"));
+    assert_eq!((r.status, r.json()["error"]["field"].as_str()), (422, Some("bucket")), "{}", r.body);
+
+    // Another project's member sees none of it.
+    assert_eq!(d.call("POST", "/v1/projects", Some(serde_json::json!({"name": "other"}))).status, 201);
+    let t = d.call("POST", "/v1/tokens?project=other", Some(serde_json::json!({"name": "o", "spec": {"role": "admin"}})));
+    assert_eq!(t.status, 201, "{}", t.body);
+    let other = t.json()["secret"].as_str().expect("secret").to_string();
+    for (m, path) in [("GET", "/v1/functions/echo"), ("GET", "/v1/functions/echo/logs"), ("GET", "/v1/functions/echo/metrics"), ("POST", "/v1/functions/echo/invoke")] {
+        let body = (m == "POST").then(|| serde_json::json!({}));
+        assert_eq!(d.call_as(&other, m, path, body).status, 404, "{m} {path}");
+    }
+    assert_eq!(d.call_as(&other, "GET", "/v1/functions", None).json()["items"].as_array().map(Vec::len), Some(0));
+}

@@ -221,7 +221,7 @@ pub struct ObjectKeyQuery {
     pub project: Option<String>,
 }
 
-async fn bucket_of(app: &AppState, p: &Principal, id: String, project: Option<&str>, role: Role) -> Result<BucketRef, ApiError> {
+pub(crate) async fn bucket_of(app: &AppState, p: &Principal, id: String, project: Option<&str>, role: Role) -> Result<BucketRef, ApiError> {
     p.require(role)?;
     let pc: ProjectCtx = scope(app, p, project).await?;
     let r = app.site.run(move |s| s.get(Kind::Bucket, Some(&pc), &id)).await?;

@@ -64,15 +64,17 @@ pub struct SiteInfo {
     pub counts: BTreeMap<String, i64>,
     /// The TCP port of this node's S3 endpoint (path-style, plain HTTP); absent when it is off.
     pub s3_port: Option<u16>,
+    /// The TCP port of this node's functions gateway (plain HTTP); absent when it is off.
+    pub gateway_port: Option<u16>,
 }
 
-/// The bound S3 port, from `DATA/s3.addr` (written when the listener binds).
-fn s3_port(app: &AppState) -> Option<u16> {
-    let cfg = app.site.config();
-    if cfg.s3.listen.is_empty() {
+/// The port a listener bound, from `DATA/<file>` (written when it binds); none when `listen`
+/// is empty (the listener is off).
+fn bound_port(app: &AppState, listen: &str, file: &str) -> Option<u16> {
+    if listen.is_empty() {
         return None;
     }
-    let addr = std::fs::read_to_string(cfg.data_dir.join("s3.addr")).ok()?;
+    let addr = std::fs::read_to_string(app.site.config().data_dir.join(file)).ok()?;
     addr.trim().rsplit_once(':')?.1.parse().ok()
 }
 
@@ -86,7 +88,8 @@ pub async fn site_info(State(app): State<AppState>, Auth(p): Auth) -> Result<Jso
         node_name: app.site.node_name().into(),
         started_at: app.site.started_at().into(),
         counts,
-        s3_port: s3_port(&app),
+        s3_port: bound_port(&app, &app.site.config().s3.listen, "s3.addr"),
+        gateway_port: bound_port(&app, &app.site.config().functions.gateway, "gateway.addr"),
     }))
 }
 

@@ -8,6 +8,7 @@ pub mod containers;
 pub mod network;
 pub mod output;
 pub mod buckets;
+pub mod functions;
 pub mod volumes;
 
 use std::path::PathBuf;
@@ -112,6 +113,9 @@ pub enum Command {
     /// S3 access keys.
     #[command(subcommand)]
     AccessKey(buckets::AccessKeyCmd),
+    /// Serverless functions (wasi:http components) behind the gateway.
+    #[command(subcommand, alias = "fn")]
+    Function(functions::FunctionCmd),
     /// Long-running operations.
     #[command(subcommand, alias = "op")]
     Operation(OperationCmd),
@@ -365,4 +369,13 @@ pub enum AuditCmd {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap's own consistency checks (unique argument names, valid defaults) over every command.
+    #[test]
+    fn the_command_line_is_consistent() {
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
+    }
 }

@@ -7,9 +7,17 @@
 //!   (`<cache>/<hex>.cwasm`, written to a temp name and renamed), so a restart does not recompile.
 //! - An [`InstancePre`](wasmtime::component::InstancePre) (as `ProxyPre`) per function version; a
 //!   new `Store` per request, with its own memory limit (scale to zero by construction).
+//! - Guest stdout and stderr go, line by line, to a [`LogSink`] ([`pipe`]); outbound
+//!   `wasi:http/outgoing-handler` requests are denied unless the function's allow-list names the
+//!   host ([`Hooks`]).
+
+mod pipe;
+
+pub use pipe::{LogSink, Stream};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -20,7 +28,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 /// How often the epoch advances (the granularity of the CPU-time limit).
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -51,10 +59,59 @@ pub struct Limits {
     pub timeout: Duration,
 }
 
+/// What one request runs with besides its limits.
+#[derive(Clone)]
+pub struct Invocation {
+    /// Per-request limits.
+    pub limits: Limits,
+    /// The function's environment variables.
+    pub env: Arc<[(String, String)]>,
+    /// Hosts (`name` or `name:port`, lower case) outbound requests may go to; empty denies all.
+    pub allowed_hosts: Arc<[String]>,
+    /// Where the guest's stdout and stderr lines go.
+    pub log: Arc<dyn LogSink>,
+}
+
+/// The outbound HTTP policy of one request: `send_request` is refused with
+/// `HTTP-request-denied` unless the authority's host (or `host:port`) is on the allow-list.
+pub struct Hooks {
+    allowed: Arc<[String]>,
+    log: Arc<dyn LogSink>,
+}
+
+impl Hooks {
+    /// Whether `authority` (`host[:port]`) may be contacted.
+    pub fn allows(&self, authority: &str) -> bool {
+        let a = authority.to_ascii_lowercase();
+        let host = a.rsplit_once(':').filter(|(_, p)| p.chars().all(|c| c.is_ascii_digit())).map(|(h, _)| h).unwrap_or(&a);
+        self.allowed.iter().any(|x| *x == a || *x == host)
+    }
+}
+
+type OutgoingFuture = Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>;
+type SendFuture = Box<dyn Future<Output = Result<(hyper::Response<wasmtime_wasi_http::WasiBody>, OutgoingFuture), wasmtime_wasi_http::Error>> + Send>;
+
+impl WasiHttpHooks for Hooks {
+    fn send_request(&mut self, request: hyper::Request<wasmtime_wasi_http::WasiBody>, options: Option<wasmtime_wasi_http::RequestOptions>, fut: OutgoingFuture) -> SendFuture {
+        let authority = request.uri().authority().map(|a| a.to_string()).unwrap_or_default();
+        if !self.allows(&authority) {
+            self.log.line(Stream::Host, &format!("outbound request to {authority:?} denied: not on the function's allow-list"));
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        drop(fut);
+        Box::new(async move {
+            use http_body_util::BodyExt;
+            let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((res.map(BodyExt::boxed_unsync), Box::new(io) as OutgoingFuture))
+        })
+    }
+}
+
 /// Store data of one request.
 struct Host {
     wasi: WasiCtx,
     http: WasiHttpCtx,
+    hooks: Hooks,
     table: ResourceTable,
     limits: StoreLimits,
 }
@@ -67,7 +124,7 @@ impl WasiView for Host {
 
 impl WasiHttpView for Host {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: Default::default() }
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.hooks }
     }
 }
 
@@ -77,6 +134,15 @@ pub struct Loaded {
     pre: ProxyPre<Host>,
     /// The compiled artifact came from the disk cache (no compilation happened).
     pub from_cache: bool,
+    served: Arc<AtomicBool>,
+}
+
+impl Loaded {
+    /// True exactly once: for the first request this loaded version serves (a cold start, which
+    /// also faults in the artifact's pages); every later request is warm.
+    pub fn take_cold(&self) -> bool {
+        !self.served.swap(true, Ordering::Relaxed)
+    }
 }
 
 /// The engine shared by every function.
@@ -135,7 +201,7 @@ impl FunctionEngine {
         };
         let pre = self.linker.instantiate_pre(&component).map_err(|e| FunctionError::Invalid(format!("the component's imports cannot be satisfied: {e:#}")))?;
         let pre = ProxyPre::new(pre).map_err(|e| FunctionError::Invalid(format!("the component does not export wasi:http/incoming-handler: {e:#}")))?;
-        Ok(Loaded { pre, from_cache })
+        Ok(Loaded { pre, from_cache, served: Arc::default() })
     }
 
     fn compile(&self, wasm: &[u8], path: &Path) -> Result<Component, FunctionError> {
@@ -146,16 +212,21 @@ impl FunctionEngine {
         Ok(c)
     }
 
-    /// Serve one request with a fresh instance of `f`, within `limits`, with `env` as the
-    /// function's environment. Guest output to stdout and stderr is discarded for now.
-    pub async fn invoke<B>(&self, f: &Loaded, req: hyper::Request<B>, limits: Limits, env: &[(String, String)]) -> Result<hyper::Response<HyperOutgoingBody>, FunctionError>
+    /// Serve one request with a fresh instance of `f` under `inv` (limits, environment,
+    /// outbound allow-list, log sink). Errors: `Timeout` past the CPU budget, `Failed` for a trap,
+    /// a memory overrun, an error answer or no answer.
+    pub async fn invoke<B>(&self, f: &Loaded, req: hyper::Request<B>, inv: &Invocation) -> Result<hyper::Response<HyperOutgoingBody>, FunctionError>
     where
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
+        let limits = inv.limits;
         let mut wasi = WasiCtx::builder();
-        wasi.envs(env);
-        let host = Host { wasi: wasi.build(), http: WasiHttpCtx::new(), table: ResourceTable::new(), limits: StoreLimitsBuilder::new().memory_size(limits.memory_bytes).instances(16).build() };
+        wasi.envs(&inv.env);
+        wasi.stdout(pipe::LogPipe::new(inv.log.clone(), Stream::Stdout));
+        wasi.stderr(pipe::LogPipe::new(inv.log.clone(), Stream::Stderr));
+        let hooks = Hooks { allowed: inv.allowed_hosts.clone(), log: inv.log.clone() };
+        let host = Host { wasi: wasi.build(), http: WasiHttpCtx::new(), hooks, table: ResourceTable::new(), limits: StoreLimitsBuilder::new().memory_size(limits.memory_bytes).instances(16).build() };
         let mut store = Store::new(&self.engine, host);
         store.limiter(|h| &mut h.limits);
         // Every tick the guest yields to the runtime (a spinning guest must not hold a worker

@@ -15,9 +15,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::function_logs::{FunctionLog, FunctionLogs};
+use super::function_metrics::FunctionStats;
 use super::model::Status;
 use super::{Kind, ProjectCtx, Resource, Site, SiteError};
-use crate::function::{FunctionEngine, FunctionError, Limits, Loaded};
+use crate::function::{FunctionEngine, FunctionError, Invocation, Limits, Loaded};
 use crate::state::repo;
 
 /// Spec of a function.
@@ -45,6 +47,10 @@ pub struct FunctionSpec {
     /// Largest request body, bytes (default 1 MiB, at most 64 MiB); beyond it 413.
     #[serde(default = "body_limit")]
     pub max_body_bytes: u64,
+    /// Hosts its outbound HTTP requests may reach: `name` (any port) or `name:port`, lower
+    /// case, at most 32. Empty (the default) denies every outbound request.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
     /// The version served (the newest deployed unless rolled back).
     #[serde(default)]
     pub version: u32,
@@ -80,12 +86,16 @@ pub struct Route {
     pub host: Option<String>,
     /// Path prefix.
     pub prefix: String,
-    /// Per-request limits.
-    pub limits: Limits,
-    /// Environment.
-    pub env: Vec<(String, String)>,
+    /// The version served.
+    pub version: u32,
+    /// Limits, environment, allow-list and log of each request.
+    pub inv: Invocation,
     /// The loaded component.
     pub loaded: Loaded,
+    /// Its invocation metrics.
+    pub stats: Arc<FunctionStats>,
+    /// Its log (the gateway adds its own lines about failed requests).
+    pub log: Arc<FunctionLog>,
     /// Permits for concurrent requests (`max_concurrency`).
     pub slots: Arc<tokio::sync::Semaphore>,
     /// Largest request body, bytes.
@@ -97,9 +107,16 @@ pub struct FunctionState {
     /// The shared engine.
     pub engine: FunctionEngine,
     routes: RwLock<HashMap<String, Arc<Route>>>,
+    /// Every function's log.
+    pub logs: FunctionLogs,
 }
 
 impl FunctionState {
+    /// The route of function `id`, if it is loaded.
+    pub fn route_of(&self, id: &str) -> Option<Arc<Route>> {
+        self.routes.read().ok()?.get(id).cloned()
+    }
+
     /// The route for a request: host match (or none set), then the longest path prefix.
     pub fn route(&self, host: Option<&str>, path: &str) -> Option<Arc<Route>> {
         let routes = self.routes.read().ok()?;
@@ -135,10 +152,22 @@ fn validate(s: &FunctionSpec) -> Result<(), SiteError> {
     if !(1..=60_000).contains(&s.timeout_ms) {
         return Err(SiteError::invalid("spec.timeout_ms", "between 1 and 60000"));
     }
+    if s.allowed_hosts.len() > 32 || s.allowed_hosts.iter().any(|h| !valid_host(h)) {
+        return Err(SiteError::invalid("spec.allowed_hosts", "at most 32 lower-case host names or addresses, each optionally with :port"));
+    }
     if s.env.len() > 64 || s.env.iter().any(|(k, v)| k.is_empty() || k.contains('=') || k.len() > 128 || v.len() > 4096) {
         return Err(SiteError::invalid("spec.env", "at most 64 variables; names without '=', at most 128 bytes; values at most 4 KiB"));
     }
     Ok(())
+}
+
+/// `name` or `name:port`: lower-case letters, digits, `-` and `.` (or an IPv4 address).
+fn valid_host(h: &str) -> bool {
+    let (name, port) = match h.rsplit_once(':') {
+        Some((n, p)) => (n, Some(p)),
+        None => (h, None),
+    };
+    !name.is_empty() && name.len() <= 253 && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.') && port.is_none_or(|p| p.parse::<u16>().is_ok_and(|n| n > 0))
 }
 
 impl Site {
@@ -148,7 +177,7 @@ impl Site {
             return Ok(f);
         }
         let engine = FunctionEngine::new(&self.config().data_dir.join("functions/cache"), 64, 1 << 30).map_err(fn_err)?;
-        Ok(self.functions_cell().get_or_init(|| FunctionState { engine, routes: RwLock::new(HashMap::new()) }))
+        Ok(self.functions_cell().get_or_init(|| FunctionState { engine, routes: RwLock::new(HashMap::new()), logs: FunctionLogs::default() }))
     }
 
     fn function_dir(&self, id: &str) -> PathBuf {
@@ -220,14 +249,22 @@ impl Site {
         let s: FunctionSpec = serde_json::from_str(&row.spec)?;
         let wasm = std::fs::read(self.function_dir(id).join(format!("v{}.wasm", s.version))).map_err(|e| SiteError::Internal(format!("function {} version {}: {e}", row.name, s.version)))?;
         let loaded = fs.engine.load(&wasm).map_err(fn_err)?;
+        let log = fs.logs.of(&row.id, &self.function_dir(&row.id));
         let route = Route {
             id: row.id.clone(),
             name: row.name.clone(),
             host: s.host.clone(),
             prefix: s.route.clone(),
-            limits: Limits { memory_bytes: (s.memory_mib as usize) << 20, timeout: Duration::from_millis(s.timeout_ms as u64) },
-            env: s.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            version: s.version,
+            inv: Invocation {
+                limits: Limits { memory_bytes: (s.memory_mib as usize) << 20, timeout: Duration::from_millis(s.timeout_ms as u64) },
+                env: s.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                allowed_hosts: s.allowed_hosts.iter().cloned().collect(),
+                log: log.clone(),
+            },
             loaded,
+            stats: self.metrics().functions.stats(&row.id, &row.name, row.project_name.as_deref().or(row.project_id.as_deref()).unwrap_or("")),
+            log,
             slots: Arc::new(tokio::sync::Semaphore::new(s.max_concurrency as usize)),
             max_body: s.max_body_bytes,
         };
@@ -251,12 +288,35 @@ impl Site {
         Ok((ids.len(), cached))
     }
 
-    /// Delete a function, its versions and its route.
+    /// Change a function's settings (a JSON merge patch of its spec): route, host, env, limits,
+    /// allow-list, or `version` to roll back (or forward) to a kept version. The change takes
+    /// effect for the next request. Errors: 422 naming the field; `versions` can't be changed.
+    pub fn update_function(&self, p: &ProjectCtx, r: &str, if_match: Option<i64>, labels: Option<&BTreeMap<String, String>>, patch: Option<&serde_json::Value>) -> Result<Resource, SiteError> {
+        let kept = patch.and_then(|v| v.get("versions")).is_some();
+        if kept {
+            return Err(SiteError::invalid("spec.versions", "versions are kept by deploys; set spec.version to roll back"));
+        }
+        let res = self.update(Kind::Function, Some(p), r, if_match, labels, patch, &|_, v| {
+            let s: FunctionSpec = serde_json::from_value(v).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
+            validate(&s)?;
+            if !s.versions.contains(&s.version) {
+                return Err(SiteError::invalid("spec.version", format!("version {} is not kept; kept versions: {:?}", s.version, s.versions)));
+            }
+            Ok(serde_json::to_value(&s)?)
+        })?;
+        self.load_route(&res.id)?;
+        Ok(res)
+    }
+
+    /// Delete a function, its versions, its route, log and metrics.
     pub fn delete_function(&self, p: &ProjectCtx, r: &str) -> Result<Resource, SiteError> {
         let res = self.delete(Kind::Function, Some(p), r)?;
-        if let Ok(mut routes) = self.functions()?.routes.write() {
+        let fs = self.functions()?;
+        if let Ok(mut routes) = fs.routes.write() {
             routes.remove(&res.id);
         }
+        fs.logs.remove(&res.id);
+        self.metrics().functions.remove(&res.id);
         let _ = std::fs::remove_dir_all(self.function_dir(&res.id));
         Ok(res)
     }

@@ -4,7 +4,9 @@
 //! - `cloudlet_http_request_duration_seconds{route,method}`: latency histogram;
 //! - `cloudlet_resources{kind}`: stored resources per kind (refreshed at each scrape);
 //! - `cloudlet_reconcile_total{kind}` and `cloudlet_reconcile_errors_total{kind}`;
-//! - `cloudlet_reconcile_duration_seconds{kind}`: reconcile pass latency.
+//! - `cloudlet_reconcile_duration_seconds{kind}`: reconcile pass latency;
+//! - `cloudlet_function_*`: per-function invocations, starts and latency
+//!   ([`super::function_metrics`]).
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -52,6 +54,8 @@ pub struct Metrics {
     reconcile_total: Family<KindLabels, Counter>,
     reconcile_errors: Family<KindLabels, Counter>,
     reconcile_latency: HistogramFamily<KindLabels>,
+    /// Per-function invocation metrics (also in the registry, as a collector).
+    pub functions: super::function_metrics::FunctionCollector,
     encode_lock: Mutex<()>,
 }
 
@@ -77,6 +81,8 @@ impl Metrics {
         registry.register("reconcile", "Reconcile passes per kind", reconcile_total.clone());
         registry.register("reconcile_errors", "Failed reconcile passes per kind", reconcile_errors.clone());
         registry.register("reconcile_duration_seconds", "Reconcile pass latency", reconcile_latency.clone());
+        let functions = super::function_metrics::FunctionCollector::default();
+        registry.register_collector(Box::new(functions.clone()));
         Metrics {
             registry,
             http_requests,
@@ -85,6 +91,7 @@ impl Metrics {
             reconcile_total,
             reconcile_errors,
             reconcile_latency,
+            functions,
             encode_lock: Mutex::new(()),
         }
     }

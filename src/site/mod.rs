@@ -9,6 +9,8 @@ pub mod buckets;
 pub mod bootstrap;
 pub mod error;
 pub mod events;
+pub mod function_logs;
+pub mod function_metrics;
 pub mod functions;
 pub mod containers;
 pub mod health;
