@@ -16,6 +16,7 @@ stage "install dependencies" bash packaging/install-deps.sh || true
 if ((${#failed[@]})); then echo "cannot continue without dependencies"; exit 1; fi
 stage "build console" bash -c 'cd web-ui && npm run build --silent'
 stage "build" cargo build --release --locked
+stage "build example functions" bash images/functions/build.sh
 stage "openapi valid" bash -c '"$CLOUDLET_BIN" openapi > "$(dirname "$CLOUDLET_BIN")/openapi.json" &&
   python3 -m openapi_spec_validator "$(dirname "$CLOUDLET_BIN")/openapi.json"'
 stage "api fuzz (schemathesis)" bash integration/fuzz-api.sh

@@ -28,8 +28,13 @@ if ((${#missing[@]})); then
 fi
 
 command -v cargo >/dev/null || { echo "install-deps: cargo (Rust toolchain) is required" >&2; exit 1; }
-# The example serverless functions (images/functions/) are wasm32-wasip2 components.
-rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+# The example serverless functions (images/functions/) are wasm32-wasip2 components: the
+# target's standard library comes from rustup. Without it only the functions' tests fail (with
+# this reason), so the rest of the suite still runs.
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
+  rustup target add wasm32-wasip2 ||
+    echo "install-deps: WARNING: rustup could not add the wasm32-wasip2 target; the example functions cannot be built" >&2
+fi
 command -v node >/dev/null && command -v npm >/dev/null || {
   echo "install-deps: node and npm are required (Node.js >= 20.19 for Vite 8)" >&2; exit 1; }
 

@@ -7,7 +7,9 @@
 // balancer, port forward), containers (an uploaded image, a container with
 // live logs, stop, start, delete), storage (a volume, a snapshot, a clone,
 // growth), object storage (a bucket, an object uploaded into a folder and
-// downloaded again, an access key) and the language switch.
+// downloaded again, an access key), functions (deploy, a refused component,
+// test requests, log, metrics, environment, a second version, rollback) and
+// the language switch.
 //
 //   cd integration/browser && npm ci && npm test
 //
@@ -36,6 +38,8 @@ const CONTAINER_TIMEOUT = 60_000;
 // Making, copying and growing a volume file is quick; this covers a slow disk.
 const STORAGE_TIMEOUT = 30_000;
 const TEST_IMAGES = path.resolve(HERE, "../../target/release/test-images");
+// The example function components (`bash images/functions/build.sh`).
+const FUNCTIONS = path.resolve(HERE, "../../target/functions");
 
 /** Shared state of the run, filled by before() and the steps. */
 const run = {
@@ -113,7 +117,7 @@ async function startDaemon() {
   run.dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "cloudlet-e2e-"));
   const logFile = path.join(ARTIFACTS, "daemon.log");
   const log = fs.openSync(logFile, "w");
-  const child = spawn(BIN, ["serve", "--data-dir", run.dataDir, "--http", "127.0.0.1:0", "--s3", "127.0.0.1:0"], {
+  const child = spawn(BIN, ["serve", "--data-dir", run.dataDir, "--http", "127.0.0.1:0", "--s3", "127.0.0.1:0", "--gateway", "127.0.0.1:0"], {
     stdio: ["ignore", log, log],
     env: { ...process.env, RUST_BACKTRACE: "1" },
   });
@@ -867,6 +871,154 @@ test("object storage: a bucket, an object uploaded, downloaded and deleted, and 
     await key.locator(byTestId("delete-access-key-e2e-key-confirm")).click();
     await key.waitFor({ state: "detached" });
     assert.equal(await p.locator(byTestId("access-key-row")).count(), 0, "no access key is left");
+  });
+});
+
+test("functions: deploy, a refused component, test requests, log, metrics, environment, a second version and rollback", { timeout: 180_000 }, async () => {
+  await step("functions", async () => {
+    const p = page();
+    const echoWasm = path.join(FUNCTIONS, "echo.wasm");
+    const helloWasm = path.join(FUNCTIONS, "hello.wasm");
+    for (const f of [echoWasm, helloWasm]) {
+      assert.ok(fs.existsSync(f), `${f} not found: build the example components with \`bash images/functions/build.sh\``);
+    }
+    await p.click(byTestId("nav-functions"));
+    await p.waitForURL((url) => url.pathname === "/functions");
+    await p.locator(byTestId("functions-deploy-form")).waitFor();
+    await p.selectOption(byTestId("functions-project"), "default");
+    await p.waitForURL((url) => url.searchParams.get("project") === "default");
+    // The hint names the port the gateway really bound (DATA/gateway.addr).
+    const gatewayPort = fs.readFileSync(path.join(run.dataDir, "gateway.addr"), "utf8").trim().split(":").pop();
+    await p.locator(byTestId("functions-gateway"), { hasText: new RegExp(`:${gatewayPort}\\b`) }).waitFor();
+
+    const exactly = (text) => new RegExp(`^\\s*${text}\\s*$`);
+    const listCard = p.locator(byTestId("functions-card"));
+    const deployBanner = listCard.locator(byTestId("error-banner"));
+    const fnRow = (name, version) =>
+      p.locator(`${byTestId("functions-row")}[data-name="${name}"]${version ? `[data-version="${version}"]` : ""}`);
+    const detail = p.locator(byTestId("functions-detail"));
+    const deploy = async (file, name, route) => {
+      await p.fill(byTestId("functions-deploy-name"), name);
+      await p.fill(byTestId("functions-deploy-route"), route);
+      await p.setInputFiles(byTestId("functions-deploy-file"), file);
+      await p.locator(byTestId("functions-deploy-file-name"), { hasText: path.basename(file) }).waitFor();
+      await p.click(byTestId("functions-deploy"));
+    };
+
+    // The first deploy creates the function (version 1) and opens it in the detail panel.
+    await deploy(echoWasm, "e2e-echo", "/e2e");
+    await fnRow("e2e-echo", 1).waitFor();
+    await listCard.locator(byTestId("notice"), { hasText: "Deployed e2e-echo version 1." }).waitFor();
+    await fnRow("e2e-echo").locator(byTestId("functions-route-cell"), { hasText: exactly("/e2e") }).waitFor();
+    await detail.locator(`${byTestId("functions-detail-body")}[data-name="e2e-echo"]`).waitFor();
+    await detail.locator(byTestId("functions-url"), { hasText: `:${gatewayPort}/e2e` }).waitFor();
+
+    // A file that is not a component: the API's 422 names the field `body`.
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "cloudlet-e2e-fn-"));
+    try {
+      const bogus = path.join(tmp, "not-a-component.wasm");
+      fs.writeFileSync(bogus, "this is not a WebAssembly component\n");
+      await deploy(bogus, "e2e-bogus", "/bogus");
+      await listCard.locator(`${byTestId("error-field")} code`, { hasText: exactly("body") }).waitFor();
+      assert.match((await deployBanner.textContent()) ?? "", /422/, "the banner shows HTTP 422");
+    } finally {
+      fs.rmSync(tmp, { recursive: true, force: true });
+    }
+    assert.equal(await fnRow("e2e-bogus").count(), 0, "no function e2e-bogus");
+
+    // A test request: echo answers with the body and logs one line.
+    const test = detail.locator(byTestId("functions-test"));
+    const result = test.locator(byTestId("functions-test-result"));
+    const send = async (expectBody) => {
+      await test.locator(byTestId("functions-test-send")).click();
+      await test.locator(byTestId("functions-test-body-out"), { hasText: expectBody }).waitFor();
+      assert.equal(await result.getAttribute("data-status"), "200", "the test request answers 200");
+      assert.match((await result.locator(byTestId("functions-test-status")).textContent()) ?? "", exactly("200"));
+    };
+    await test.locator(byTestId("functions-test-method")).selectOption("POST");
+    await test.locator(byTestId("functions-test-path")).fill("/e2e/hi");
+    await test.locator(byTestId("functions-test-body")).fill("ping");
+    await send(exactly("ping"));
+    await result.locator(`${byTestId("functions-test-header")}[data-name="x-echo-method"]`, { hasText: "POST" }).waitFor();
+    assert.ok(Number(await result.locator(byTestId("functions-test-ms")).getAttribute("data-ms")) > 0, "the time is shown");
+
+    const logOut = detail.locator(byTestId("functions-log-output"));
+    await waitFor("the log to show the test request", async () => {
+      if (((await logOut.textContent()) ?? "").includes("echo POST /e2e/hi 4 bytes")) return true;
+      await detail.locator(byTestId("functions-log-refresh")).click();
+      return false;
+    }, UI_TIMEOUT, 500);
+    assert.match((await logOut.textContent()) ?? "", /\dZ stdout echo POST \/e2e\/hi 4 bytes/, "the line has its time and stream");
+
+    const metric = (id, value) => detail.locator(`${byTestId(`functions-metric-${id}`)}[data-value="${value}"]`);
+    await waitFor("the metrics to count 1 ok invocation", async () => {
+      if (await metric("ok", 1).count()) return true;
+      await detail.locator(byTestId("functions-metrics-refresh")).click();
+      return false;
+    }, UI_TIMEOUT, 500);
+    await metric("errors", 0).waitFor();
+    const chart = detail.locator(byTestId("functions-latency-chart"));
+    await detail.locator(`${byTestId("functions-latency-chart")}[data-total="1"]`).waitFor();
+    assert.equal(await chart.locator(`${byTestId("functions-latency-bar")}[data-count="1"]`).count(), 1, "one bar holds the request");
+
+    // An environment variable, saved with PATCH: the stored spec has it.
+    const env = detail.locator(byTestId("functions-env"));
+    await env.locator(byTestId("functions-env-add")).click();
+    await env.locator(byTestId("functions-env-key")).last().fill("GREETING");
+    await env.locator(byTestId("functions-env-value")).last().fill("hej");
+    await env.locator(byTestId("functions-env-save")).click();
+    await detail.locator(byTestId("notice"), { hasText: "Environment variables of e2e-echo saved." }).waitFor();
+    const storedSpec = () =>
+      p.evaluate(async () => {
+        const res = await fetch("/v1/functions/e2e-echo?project=default", { credentials: "same-origin", headers: { Accept: "application/json" } });
+        return (await res.json()).spec;
+      });
+    assert.deepEqual((await storedSpec()).env, { GREETING: "hej" }, "the function's env is saved");
+    await env.locator(`${byTestId("functions-env-row")}[data-key="GREETING"]`).waitFor();
+    assert.equal(await env.locator(byTestId("functions-env-value")).inputValue(), "hej");
+
+    // Deploying the same name again adds version 2 (settings kept); it answers differently.
+    await deploy(helloWasm, "e2e-echo", "/e2e");
+    await fnRow("e2e-echo", 2).waitFor();
+    await listCard.locator(byTestId("notice"), { hasText: "Deployed e2e-echo version 2." }).waitFor();
+    await deployBanner.waitFor({ state: "detached" });
+    await fnRow("e2e-echo").locator(byTestId("functions-kept-cell"), { hasText: "v1, v2" }).waitFor();
+    await detail.locator(`${byTestId("functions-version-row")}[data-version="2"][data-serving="true"]`).waitFor();
+    await send("hello from cloudlet");
+    await detail.locator(`${byTestId("functions-metrics-version")}[data-version="2"]`).waitFor();
+
+    await p.evaluate(() => window.scrollTo(0, 0));
+    fs.mkdirSync(ARTIFACTS, { recursive: true });
+    await p.screenshot({ path: path.join(ARTIFACTS, "functions.png"), fullPage: true });
+
+    // Roll back to version 1: echo answers again, and the environment stayed.
+    const v1 = detail.locator(`${byTestId("functions-version-row")}[data-version="1"]`);
+    await v1.locator(byTestId("functions-version-serve"), { hasText: "Roll back to v1" }).click();
+    await detail.locator(`${byTestId("functions-version-row")}[data-version="1"][data-serving="true"]`).waitFor();
+    await detail.locator(byTestId("notice"), { hasText: "e2e-echo now serves version 1." }).waitFor();
+    await fnRow("e2e-echo", 1).waitFor();
+    await send(exactly("ping"));
+    const spec = await storedSpec();
+    assert.equal(spec.version, 1, "version 1 is served");
+    assert.deepEqual(spec.versions, [1, 2], "both versions are kept");
+    assert.deepEqual(spec.env, { GREETING: "hej" }, "the rollback kept the environment");
+
+    // The page in Chinese, then back to English.
+    await p.selectOption(byTestId("lang-switch"), "zh-CN");
+    await p.locator("h1", { hasText: "函数" }).waitFor();
+    await p.locator(byTestId("nav-functions"), { hasText: "函数" }).waitFor();
+    await p.locator(byTestId("functions-deploy"), { hasText: "部署" }).waitFor();
+    await detail.locator(byTestId("functions-version-serve"), { hasText: "启用 v2" }).waitFor();
+    await p.selectOption(byTestId("lang-switch"), "en");
+    await p.locator("h1", { hasText: "Functions" }).waitFor();
+
+    // Delete, with confirmation.
+    await detail.locator(byTestId("functions-delete")).click();
+    await detail.locator(byTestId("functions-delete-confirm")).click();
+    await fnRow("e2e-echo").waitFor({ state: "detached" });
+    await p.locator(byTestId("notice"), { hasText: "Function e2e-echo deleted." }).waitFor();
+    await p.locator(byTestId("functions-pick")).waitFor();
+    assert.equal(await p.locator(byTestId("functions-row")).count(), 0, "no function is left");
   });
 });
 

@@ -41,7 +41,7 @@ pub struct FunctionSpec {
     /// CPU time per request, ms (1 to 60,000; default 1,000); past it the gateway answers 504.
     #[serde(default = "timeout")]
     pub timeout_ms: u32,
-    /// Most requests served at once (1 to 64; default 16); beyond it the gateway answers 503.
+    /// Most requests served at once (1 to 256; default 16); beyond it the gateway answers 503.
     #[serde(default = "concurrency")]
     pub max_concurrency: u32,
     /// Largest request body, bytes (default 1 MiB, at most 64 MiB); beyond it 413.
@@ -58,6 +58,10 @@ pub struct FunctionSpec {
     #[serde(default)]
     pub versions: Vec<u32>,
 }
+
+/// Instances the engine's pool holds at once, across all functions (and the highest
+/// `max_concurrency`). Each slot only reserves address space until it is used.
+pub const POOL_INSTANCES: u32 = 256;
 
 fn root() -> String {
     "/".into()
@@ -143,8 +147,8 @@ fn validate(s: &FunctionSpec) -> Result<(), SiteError> {
     if !(1..=1024).contains(&s.memory_mib) {
         return Err(SiteError::invalid("spec.memory_mib", "between 1 and 1024"));
     }
-    if !(1..=64).contains(&s.max_concurrency) {
-        return Err(SiteError::invalid("spec.max_concurrency", "between 1 and 64"));
+    if !(1..=POOL_INSTANCES).contains(&s.max_concurrency) {
+        return Err(SiteError::invalid("spec.max_concurrency", format!("between 1 and {POOL_INSTANCES}")));
     }
     if !(1..=64 << 20).contains(&s.max_body_bytes) {
         return Err(SiteError::invalid("spec.max_body_bytes", "between 1 byte and 64 MiB"));
@@ -176,7 +180,7 @@ impl Site {
         if let Some(f) = self.functions_cell().get() {
             return Ok(f);
         }
-        let engine = FunctionEngine::new(&self.config().data_dir.join("functions/cache"), 64, 1 << 30).map_err(fn_err)?;
+        let engine = FunctionEngine::new(&self.config().data_dir.join("functions/cache"), POOL_INSTANCES, 1 << 30).map_err(fn_err)?;
         Ok(self.functions_cell().get_or_init(|| FunctionState { engine, routes: RwLock::new(HashMap::new()), logs: FunctionLogs::default() }))
     }
 

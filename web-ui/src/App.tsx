@@ -15,6 +15,7 @@ import { NetworkPage } from "./pages/network";
 import { ContainersPage } from "./pages/containers";
 import { StoragePage } from "./pages/storage";
 import { ObjectsPage } from "./pages/objects";
+import { FunctionsPage } from "./pages/functions";
 
 type Auth =
   | { state: "checking" }
@@ -29,6 +30,7 @@ const NAV: { path: string; label: MessageKey; icon: IconName; testId: string; ad
   { path: "/containers", label: "nav.containers", icon: "containers", testId: "nav-containers" },
   { path: "/storage", label: "nav.storage", icon: "storage", testId: "nav-storage" },
   { path: "/objects", label: "nav.objects", icon: "objects", testId: "nav-objects" },
+  { path: "/functions", label: "nav.functions", icon: "functions", testId: "nav-functions" },
   { path: "/audit", label: "nav.audit", icon: "audit", testId: "nav-audit", adminOnly: true },
 ];
 
@@ -148,6 +150,8 @@ function Route({ path }: { path: string }) {
       return <StoragePage />;
     case "/objects":
       return <ObjectsPage />;
+    case "/functions":
+      return <FunctionsPage />;
     default:
       return (
         <div className="empty-page">

@@ -1,5 +1,6 @@
 // A small translation table: every UI string goes through t().
 import { createContext, useCallback, useContext, useEffect, useMemo, useState, type ReactNode } from "react";
+import { functionsEn, functionsZh } from "./pages/functions/messages";
 
 const en = {
   "app.name": "cloudlet",
@@ -375,6 +376,8 @@ const en = {
   "objects.secretNote": "Copy the secret access key now. It will not be shown again.",
   "objects.copy": "Copy",
   "objects.copied": "Copied",
+
+  ...functionsEn,
 
   "error.network": "The site cannot be reached: {message}",
   "notFound.title": "Page not found",
@@ -758,6 +761,8 @@ const zhCN: Table = {
   "objects.secretNote": "请立即复制秘密访问密钥。它不会再次显示。",
   "objects.copy": "复制",
   "objects.copied": "已复制",
+
+  ...functionsZh,
 
   "error.network": "无法连接站点：{message}",
   "notFound.title": "页面不存在",
