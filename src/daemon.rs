@@ -294,11 +294,12 @@ pub async fn serve(cfg: Config) -> Result<(), DaemonError> {
             }
         }));
     }
+    match site.run(|s| s.load_all_functions()).await {
+        Ok((n, cached)) => tracing::info!(functions = n, from_cache = cached, "functions loaded"),
+        Err(e) => tracing::warn!(error = %e, "loading functions failed"),
+    }
+    servers.push(tokio::spawn(crate::api::gateway::serve_endpoints(site.clone(), shutdown_rx.clone())));
     if !cfg.functions.gateway.is_empty() {
-        match site.run(|s| s.load_all_functions()).await {
-            Ok((n, cached)) => tracing::info!(functions = n, from_cache = cached, "functions loaded"),
-            Err(e) => tracing::warn!(error = %e, "loading functions failed"),
-        }
         let l = tokio::net::TcpListener::bind(&cfg.functions.gateway)
             .await
             .map_err(|source| DaemonError::Bind { addr: cfg.functions.gateway.clone(), source })?;

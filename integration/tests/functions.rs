@@ -277,3 +277,64 @@ fn functions_logs_metrics_config_rollback_outbound_buckets_and_cli() {
     }
     assert_eq!(d.call_as(&other, "GET", "/v1/functions", None).json()["items"].as_array().map(Vec::len), Some(0));
 }
+
+/// Privileged lane: a function served on a network interface of a VPC is reachable from another
+/// workload of the VPC and, through an EIP, from the "internet" namespace; it comes back after a
+/// restart; another project can't attach its function to this project's interface.
+#[test]
+fn a_function_on_a_network_interface_answers_in_its_vpc_and_through_an_eip() {
+    use common::{NetnsGuard, create, http_get_in, ready_netns};
+    use serde_json::json;
+    if !common::is_root() {
+        eprintln!("SKIPPED: needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN) for namespaces, veth and nftables");
+        return;
+    }
+    let net = common::internet("fn");
+    let (tmp, stop) = (tempfile::tempdir().expect("tmp"), std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)));
+    let _topology = NetnsGuard { data: None, extra: vec![net.up.clone(), net.inet.clone()], stop: stop.clone() };
+    let cfg = common::uplink_config(tmp.path(), &net);
+    let mut d = Daemon::start_with(&["--config", cfg.to_str().expect("utf-8"), "--gateway", "127.0.0.1:0"]);
+    let _owned = NetnsGuard { data: Some(d.dir.clone()), extra: vec![], stop };
+
+    create(&d, "/v1/vpcs", json!({"name": "prod", "spec": {"cidr": "10.0.0.0/16"}}));
+    create(&d, "/v1/subnets", json!({"name": "web", "spec": {"vpc": "prod", "cidr": "10.0.1.0/24"}}));
+    create(&d, "/v1/security-groups", json!({"name": "http", "spec": {"vpc": "prod", "ingress": [{"protocol": "tcp", "ports": "80", "source_cidr": "0.0.0.0/0"}]}}));
+    for n in ["fn-ep", "client"] {
+        create(&d, "/v1/network-interfaces", json!({"name": n, "spec": {"subnet": "web", "security_groups": ["http"]}}));
+    }
+    let (_, ep_ip) = ready_netns(&d, "fn-ep");
+    let (client, _) = ready_netns(&d, "client");
+    let client = client.file_name().and_then(|n| n.to_str()).expect("netns name").to_string();
+
+    let r = deploy(&d, "name=hello&route=/hello", &component("hello"));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = d.call("PATCH", "/v1/functions/hello", Some(json!({"spec": {"network_interface": "nope"}})));
+    assert_eq!((r.status, r.json()["error"]["field"].as_str()), (422, Some("spec.network_interface")), "{}", r.body);
+    let r = d.call("PATCH", "/v1/functions/hello", Some(json!({"spec": {"network_interface": "fn-ep"}})));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let eni_id = d.call("GET", "/v1/network-interfaces/fn-ep", None).json()["id"].as_str().expect("id").to_string();
+    assert_eq!(r.json()["spec"]["network_interface"].as_str(), Some(eni_id.as_str()), "stored as the id");
+
+    let url = format!("http://{ep_ip}/hello");
+    let body = d.wait_for(30, "the function from inside the VPC", || http_get_in(&client, &url).filter(|b| b.contains("hello")));
+    assert_eq!(body, "hello from cloudlet\n");
+    assert!(http_get_in(&client, &format!("http://{ep_ip}/other")).is_some_and(|b| b.contains("not_found")), "only routes of functions on this interface");
+
+    let eip = create(&d, "/v1/eips", json!({"name": "fn-ip", "spec": {"network_interface": "fn-ep"}}));
+    let public = format!("http://{}/hello", eip["spec"]["public_ip"].as_str().expect("ip"));
+    let body = d.wait_for(30, "the function through its EIP", || http_get_in(&net.inet, &public).filter(|b| b.contains("hello")));
+    assert_eq!(body, "hello from cloudlet\n");
+
+    // After kill -9 and a restart the endpoint listens again.
+    d.kill9();
+    d.launch();
+    let body = d.wait_for(30, "the function's endpoint after a restart", || http_get_in(&client, &url).filter(|b| b.contains("hello")));
+    assert_eq!(body, "hello from cloudlet\n");
+
+    // Another project cannot use this project's interface.
+    assert_eq!(d.call("POST", "/v1/projects", Some(json!({"name": "other"}))).status, 201);
+    let r = deploy(&d, "name=x&project=other", &component("hello"));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = d.call("PATCH", "/v1/functions/x?project=other", Some(json!({"spec": {"network_interface": eni_id}})));
+    assert_eq!((r.status, r.json()["error"]["field"].as_str()), (422, Some("spec.network_interface")), "{}", r.body);
+}

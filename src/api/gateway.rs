@@ -1,6 +1,9 @@
 //! The functions' HTTP gateway: a listener of its own that routes each request by `Host` and
 //! path prefix to a function and serves it with a fresh instance ([`crate::function`]).
 //!
+//! Functions attached to a network interface are also served on a listener inside that
+//! interface's namespace ([`serve_endpoints`]).
+//!
 //! Answers of its own: 404 `not_found` when no function matches, 504 `timeout` when the function
 //! ran past its CPU budget, 502 `function_failed` when it trapped, ran out of memory or never
 //! answered; each is a JSON error and a log line, and other requests are unaffected.
@@ -14,7 +17,10 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use crate::function::{FunctionEngine, FunctionError, LogSink, Stream};
 use crate::site::Site;
 use crate::site::function_metrics::Outcome;
-use crate::site::functions::Route;
+use crate::net::services::netns_inode;
+use crate::site::functions::{ENDPOINT_PORT, Endpoint, Route};
+use std::collections::HashMap;
+use std::sync::Arc;
 use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
 
 fn error(status: StatusCode, code: &str, message: String) -> Response<HyperOutgoingBody> {
@@ -25,15 +31,20 @@ fn error(status: StatusCode, code: &str, message: String) -> Response<HyperOutgo
     r
 }
 
-/// Serve one gateway request.
-pub async fn handle(site: Site, req: Request<Incoming>) -> Result<Response<HyperOutgoingBody>, std::convert::Infallible> {
+/// Serve one gateway request; on a network interface's endpoint (`eni`), only among the
+/// functions served there.
+pub async fn handle(site: Site, eni: Option<Arc<str>>, req: Request<Incoming>) -> Result<Response<HyperOutgoingBody>, std::convert::Infallible> {
     let fs = match site.functions() {
         Ok(f) => f,
         Err(e) => return Ok(error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string())),
     };
     let host = req.headers().get(hyper::header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string);
     let path = req.uri().path().to_string();
-    let Some(route) = fs.route(host.as_deref(), &path) else {
+    let found = match &eni {
+        None => fs.route(host.as_deref(), &path),
+        Some(e) => fs.route_on(e, host.as_deref(), &path),
+    };
+    let Some(route) = found else {
         return Ok(error(StatusCode::NOT_FOUND, "not_found", format!("no function serves {path}")));
     };
     Ok(dispatch(&fs.engine, &route, req).await)
@@ -85,7 +96,11 @@ where
 }
 
 /// Accept connections on `l` until `stop` changes.
-pub async fn serve(site: Site, l: tokio::net::TcpListener, mut stop: tokio::sync::watch::Receiver<bool>) {
+pub async fn serve(site: Site, l: tokio::net::TcpListener, stop: tokio::sync::watch::Receiver<bool>) {
+    serve_on(site, l, stop, None).await
+}
+
+async fn serve_on(site: Site, l: tokio::net::TcpListener, mut stop: tokio::sync::watch::Receiver<bool>, eni: Option<Arc<str>>) {
     loop {
         let conn = tokio::select! {
             c = l.accept() => c,
@@ -93,13 +108,70 @@ pub async fn serve(site: Site, l: tokio::net::TcpListener, mut stop: tokio::sync
         };
         let Ok((tcp, _)) = conn else { continue };
         let _ = tcp.set_nodelay(true);
-        let site = site.clone();
+        let (site, eni) = (site.clone(), eni.clone());
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| handle(site.clone(), req));
+            let svc = hyper::service::service_fn(move |req| handle(site.clone(), eni.clone(), req));
             let io = hyper_util::rt::TokioIo::new(tcp);
             if let Err(e) = hyper::server::conn::http1::Builder::new().keep_alive(true).serve_connection(io, svc).await {
                 tracing::debug!(error = %e, "gateway connection ended");
             }
         });
+    }
+}
+
+struct Running {
+    at: Endpoint,
+    inode: u64,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Keep a listener on each network interface that functions are served on (`Endpoint`), inside
+/// the interface's namespace, until `stop` changes: checked every second, so a function attached
+/// to an interface, an interface that becomes ready, or a namespace made anew (after a reboot)
+/// gets its listener within a second or so; a listener nobody needs is closed.
+pub async fn serve_endpoints(site: Site, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut running: HashMap<String, Running> = HashMap::new();
+    let mut failing: HashMap<String, String> = HashMap::new();
+    loop {
+        let want = site.run(|s| s.function_endpoints()).await.unwrap_or_default();
+        running.retain(|eni, r| {
+            let keep = want.iter().any(|w| *w == r.at) && netns_inode(&r.at.netns) == Some(r.inode);
+            if !keep {
+                r.task.abort();
+                tracing::info!(network_interface = %eni, "function endpoint closed");
+            }
+            keep
+        });
+        for e in want {
+            if running.contains_key(&e.interface) {
+                continue;
+            }
+            let (s, at) = (site.clone(), e.clone());
+            let bound = tokio::task::spawn_blocking(move || s.bind_function_endpoint(&at)).await;
+            match bound.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())) {
+                Ok((l, inode)) => match tokio::net::TcpListener::from_std(l) {
+                    Ok(l) => {
+                        failing.remove(&e.interface);
+                        tracing::info!(network_interface = %e.interface, addr = %format!("{}:{ENDPOINT_PORT}", e.ip), netns = %e.netns, "function endpoint listening");
+                        let task = tokio::spawn(serve_on(site.clone(), l, stop.clone(), Some(Arc::from(e.interface.as_str()))));
+                        running.insert(e.interface.clone(), Running { at: e, inode, task });
+                    }
+                    Err(err) => tracing::warn!(network_interface = %e.interface, error = %err, "function endpoint"),
+                },
+                Err(err) => {
+                    if failing.get(&e.interface) != Some(&err) {
+                        tracing::warn!(network_interface = %e.interface, error = %err, "function endpoint cannot listen");
+                        failing.insert(e.interface.clone(), err);
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            _ = stop.changed() => break,
+        }
+    }
+    for r in running.values() {
+        r.task.abort();
     }
 }

@@ -69,6 +69,9 @@ pub enum FunctionCmd {
         timeout: Option<u32>,
         #[arg(long)]
         concurrency: Option<u32>,
+        /// Also serve it on this network interface (port 80 inside its VPC); "none" detaches.
+        #[arg(long = "network-interface", alias = "eni")]
+        network_interface: Option<String>,
     },
     /// Serve a kept version again (default: the one before the version served now).
     Rollback {
@@ -139,7 +142,7 @@ pub async fn function(g: &Global, cmd: FunctionCmd) -> Result<(), CliError> {
             list(g, P, &cols).await
         }
         FunctionCmd::Show { name } => show(g, P, &name).await,
-        FunctionCmd::Set { name, env, allow_host, route, memory, timeout, concurrency } => {
+        FunctionCmd::Set { name, env, allow_host, route, memory, timeout, concurrency, network_interface } => {
             let mut spec = json!({});
             if !env.is_empty() {
                 let mut m = serde_json::Map::new();
@@ -160,6 +163,9 @@ pub async fn function(g: &Global, cmd: FunctionCmd) -> Result<(), CliError> {
             }
             if let Some(r) = route {
                 spec["route"] = r.into();
+            }
+            if let Some(n) = network_interface {
+                spec["network_interface"] = if n == "none" { Value::Null } else { n.into() };
             }
             send(g, Method::PATCH, &format!("{P}/{}", enc(&name)), json!({"spec": spec})).await
         }

@@ -1,5 +1,5 @@
 //! Router services besides links and rules: the router's own addresses (gateways and VIPs),
-//! TCP health probes from inside a namespace, and per-address bandwidth caps (tc).
+//! TCP health probes and listeners inside a namespace, and per-address bandwidth caps (tc).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::process::Command;
@@ -44,6 +44,31 @@ pub fn sync_local_addresses(netns: &str, want: Vec<Ipv4Addr>) -> Result<(), Host
         }
         Ok(())
     })
+}
+
+/// A non-blocking TCP listener on `addr` made inside namespace `netns` (it keeps serving in that
+/// namespace), and the namespace's inode (a namespace made anew after a reboot has another, so
+/// the caller knows to bind again). Errors: the namespace is missing, or the bind fails.
+pub fn tcp_listen_in(netns: &str, addr: SocketAddr) -> Result<(std::net::TcpListener, u64), HostError> {
+    use std::os::unix::fs::MetadataExt;
+    let path = netns_path(netns);
+    let inode = std::fs::metadata(&path).map_err(|e| HostError::Io { what: format!("stat {}", path.display()), source: e })?.ino();
+    let l = std::thread::spawn(move || -> Result<std::net::TcpListener, HostError> {
+        let ns = std::fs::File::open(&path).map_err(|e| HostError::Io { what: format!("opening {}", path.display()), source: e })?;
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| HostError::Sys { what: "setns".into(), source: e })?;
+        let l = std::net::TcpListener::bind(addr).map_err(|e| HostError::Io { what: format!("binding {addr}"), source: e })?;
+        l.set_nonblocking(true).map_err(|e| HostError::Io { what: "O_NONBLOCK".into(), source: e })?;
+        Ok(l)
+    })
+    .join()
+    .map_err(|_| HostError::Io { what: "the bind thread panicked".into(), source: std::io::Error::other("panic") })??;
+    Ok((l, inode))
+}
+
+/// The inode of namespace `netns`, if it exists.
+pub fn netns_inode(netns: &str) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(netns_path(netns)).ok().map(|m| m.ino())
 }
 
 /// Whether a TCP connection to `to` opens within `timeout`, made from inside namespace `netns`

@@ -51,6 +51,11 @@ pub struct FunctionSpec {
     /// case, at most 32. Empty (the default) denies every outbound request.
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
+    /// A network interface (id or name, of the same project) on which the function is also
+    /// served, at `<its private IP>:80` inside its VPC: reachable from the VPC (its security
+    /// groups apply), and through an EIP or port forward to that interface. Stored as the id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_interface: Option<String>,
     /// The version served (the newest deployed unless rolled back).
     #[serde(default)]
     pub version: u32,
@@ -92,6 +97,8 @@ pub struct Route {
     pub prefix: String,
     /// The version served.
     pub version: u32,
+    /// The network interface (id) it is also served on.
+    pub interface: Option<String>,
     /// Limits, environment, allow-list and log of each request.
     pub inv: Invocation,
     /// The loaded component.
@@ -115,7 +122,27 @@ pub struct FunctionState {
     pub logs: FunctionLogs,
 }
 
+/// Where a network interface's function endpoint listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The network interface's id.
+    pub interface: String,
+    /// Its namespace.
+    pub netns: String,
+    /// Its private address (the endpoint listens on port [`ENDPOINT_PORT`]).
+    pub ip: std::net::Ipv4Addr,
+}
+
+/// The port of a function endpoint on a network interface.
+pub const ENDPOINT_PORT: u16 = 80;
+
 impl FunctionState {
+    /// The route on network interface `eni` for a request: as [`FunctionState::route`], among
+    /// the functions served on that interface only.
+    pub fn route_on(&self, eni: &str, host: Option<&str>, path: &str) -> Option<Arc<Route>> {
+        self.pick(host, path, Some(eni))
+    }
+
     /// The route of function `id`, if it is loaded.
     pub fn route_of(&self, id: &str) -> Option<Arc<Route>> {
         self.routes.read().ok()?.get(id).cloned()
@@ -123,9 +150,14 @@ impl FunctionState {
 
     /// The route for a request: host match (or none set), then the longest path prefix.
     pub fn route(&self, host: Option<&str>, path: &str) -> Option<Arc<Route>> {
+        self.pick(host, path, None)
+    }
+
+    fn pick(&self, host: Option<&str>, path: &str, eni: Option<&str>) -> Option<Arc<Route>> {
         let routes = self.routes.read().ok()?;
         routes
             .values()
+            .filter(|r| eni.is_none_or(|e| r.interface.as_deref() == Some(e)))
             .filter(|r| r.host.as_deref().is_none_or(|h| Some(h) == host.map(|x| x.split(':').next().unwrap_or(x))))
             .filter(|r| path.starts_with(&r.prefix) && (r.prefix.ends_with('/') || path.len() == r.prefix.len() || path[r.prefix.len()..].starts_with('/')))
             .max_by_key(|r| (r.host.is_some(), r.prefix.len()))
@@ -174,7 +206,47 @@ fn valid_host(h: &str) -> bool {
     !name.is_empty() && name.len() <= 253 && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.') && port.is_none_or(|p| p.parse::<u16>().is_ok_and(|n| n > 0))
 }
 
+/// Replace `s.network_interface` (an id or name) by the id of that interface of project `p`.
+/// Errors: 422 `spec.network_interface` when the project has no such interface.
+fn resolve_interface(c: &rusqlite::Connection, p: &ProjectCtx, s: &mut FunctionSpec) -> Result<(), SiteError> {
+    let Some(r) = s.network_interface.clone() else { return Ok(()) };
+    let kind = Kind::NetworkInterface.as_str();
+    let row = match repo::get(c, &r)? {
+        Some(row) if row.kind == kind && row.project_id.as_deref() == Some(p.id.as_str()) => Some(row),
+        _ => repo::get_by_name(c, kind, Some(&p.id), &r)?,
+    };
+    let row = row.ok_or_else(|| SiteError::invalid("spec.network_interface", format!("project {} has no network interface {r}", p.name)))?;
+    s.network_interface = Some(row.id);
+    Ok(())
+}
+
 impl Site {
+    /// Where function endpoints should listen now: each network interface some loaded function
+    /// is served on, whose namespace is ready (interfaces not ready yet are left out and come
+    /// on a later call).
+    pub fn function_endpoints(&self) -> Result<Vec<Endpoint>, SiteError> {
+        let fs = self.functions()?;
+        let mut enis: Vec<String> = fs.routes.read().map(|r| r.values().filter_map(|x| x.interface.clone()).collect()).unwrap_or_default();
+        enis.sort();
+        enis.dedup();
+        let mut out = Vec::new();
+        for eni in enis {
+            let Some(row) = self.read(|c| Ok(repo::get(c, &eni)?))? else { continue };
+            let spec: serde_json::Value = serde_json::from_str(&row.spec)?;
+            let status: serde_json::Value = serde_json::from_str(&row.status)?;
+            let (Some(netns), Some(ip)) = (status["netns"].as_str(), spec["private_ip"].as_str().and_then(|i| i.parse().ok())) else { continue };
+            if status["phase"] == "Ready" {
+                out.push(Endpoint { interface: eni, netns: netns.to_string(), ip });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Bind the listener of endpoint `e` inside its namespace; with the namespace's inode.
+    pub fn bind_function_endpoint(&self, e: &Endpoint) -> Result<(std::net::TcpListener, u64), SiteError> {
+        crate::net::services::tcp_listen_in(&e.netns, std::net::SocketAddr::from((e.ip, ENDPOINT_PORT))).map_err(|err| SiteError::Internal(err.to_string()))
+    }
+
     /// The function engine and routing table (made once).
     pub fn functions(&self) -> Result<&FunctionState, SiteError> {
         if let Some(f) = self.functions_cell().get() {
@@ -200,8 +272,9 @@ impl Site {
                 (Some(row), s)
             }
             None => {
-                let s: FunctionSpec = serde_json::from_value(spec.unwrap_or_else(|| serde_json::json!({}))).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
+                let mut s: FunctionSpec = serde_json::from_value(spec.unwrap_or_else(|| serde_json::json!({}))).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
                 validate(&s)?;
+                self.read(|c| resolve_interface(c, p, &mut s))?;
                 (None, s)
             }
         };
@@ -260,6 +333,7 @@ impl Site {
             host: s.host.clone(),
             prefix: s.route.clone(),
             version: s.version,
+            interface: s.network_interface.clone(),
             inv: Invocation {
                 limits: Limits { memory_bytes: (s.memory_mib as usize) << 20, timeout: Duration::from_millis(s.timeout_ms as u64) },
                 env: s.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
@@ -300,9 +374,10 @@ impl Site {
         if kept {
             return Err(SiteError::invalid("spec.versions", "versions are kept by deploys; set spec.version to roll back"));
         }
-        let res = self.update(Kind::Function, Some(p), r, if_match, labels, patch, &|_, v| {
-            let s: FunctionSpec = serde_json::from_value(v).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
+        let res = self.update(Kind::Function, Some(p), r, if_match, labels, patch, &|c, v| {
+            let mut s: FunctionSpec = serde_json::from_value(v).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
             validate(&s)?;
+            resolve_interface(c, p, &mut s)?;
             if !s.versions.contains(&s.version) {
                 return Err(SiteError::invalid("spec.version", format!("version {} is not kept; kept versions: {:?}", s.version, s.versions)));
             }
