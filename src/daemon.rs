@@ -156,6 +156,7 @@ fn print_first_start(cfg: &Config, first: &crate::site::bootstrap::FirstStart) {
 
 /// Run the site daemon until SIGTERM/SIGINT.
 pub async fn serve(cfg: Config) -> Result<(), DaemonError> {
+    let started = std::time::SystemTime::now();
     let data = cfg.data_dir.clone();
     std::fs::create_dir_all(&data).map_err(io(format!("creating {}", data.display())))?;
     let _ = std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700));
@@ -294,7 +295,7 @@ pub async fn serve(cfg: Config) -> Result<(), DaemonError> {
             }
         }));
     }
-    match site.run(|s| s.load_all_functions()).await {
+    match site.run(move |s| s.load_all_functions(started)).await {
         Ok((n, cached)) => tracing::info!(functions = n, from_cache = cached, "functions loaded"),
         Err(e) => tracing::warn!(error = %e, "loading functions failed"),
     }

@@ -338,3 +338,43 @@ fn a_function_on_a_network_interface_answers_in_its_vpc_and_through_an_eip() {
     let r = d.call("PATCH", "/v1/functions/x?project=other", Some(json!({"spec": {"network_interface": eni_id}})));
     assert_eq!((r.status, r.json()["error"]["field"].as_str()), (422, Some("spec.network_interface")), "{}", r.body);
 }
+
+/// `kill -9` between storing a deploy's component and committing the spec that names it: the
+/// function stays absent (first deploy) or on its old version (later deploy), the component
+/// nobody names is swept at the next start, and deploying again works.
+#[test]
+fn a_crash_inside_a_deploy_leaves_no_half_deployed_function() {
+    let mut d = Daemon::start_with(&["--gateway", "127.0.0.1:0"]);
+    let r = deploy(&d, "name=kept&route=/kept", &component("hello"));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let components = d.dir.join("functions/components");
+    let count = |dir: &std::path::Path| std::fs::read_dir(dir).map(|e| e.count()).unwrap_or(0);
+    assert_eq!(count(&components), 1);
+    let paused = |d: &Daemon, n: usize| common::wait_secs(30, "the failpoint", || (d.log().matches("failpoint: pausing").count() >= n).then_some(()));
+    let restart_with = |d: &mut Daemon, failpoint: Option<&str>| {
+        d.kill9();
+        d.env = failpoint.map(|f| vec![("CLOUDLET_FAILPOINT".to_string(), f.to_string())]).unwrap_or_default();
+        d.launch();
+    };
+    restart_with(&mut d, Some("deploy_commit=5000"));
+    for (i, (name, wasm)) in [("fresh", component("echo")), ("kept", component("config"))].into_iter().enumerate() {
+        let (addr, token) = (d.addr.clone(), d.token.clone());
+        let q = format!("name={name}&route=/{name}");
+        let t = std::thread::spawn(move || {
+            let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+            let _ = agent.post(&format!("http://{addr}/v1/functions/deploy?{q}")).header("authorization", &format!("Bearer {token}")).send(&wasm[..]);
+        });
+        paused(&d, i + 1);
+        assert_eq!(count(&components), 2, "the component is stored before the commit");
+        restart_with(&mut d, if name == "fresh" { Some("deploy_commit=5000") } else { None });
+        let _ = t.join();
+    }
+    assert_eq!(d.call("GET", "/v1/functions/fresh", None).status, 404, "the first deploy never committed");
+    let kept = d.call("GET", "/v1/functions/kept", None).json();
+    assert_eq!(kept["spec"]["versions"], serde_json::json!([1]), "the second deploy of kept never committed: {kept}");
+    assert_eq!(count(&components), 1, "the unnamed components were swept at start-up");
+    assert_eq!(call(&format!("{}/kept", gateway(&d)), None, None).1, "hello from cloudlet\n", "the old version serves");
+    let r = deploy(&d, "name=fresh&route=/fresh", &component("echo"));
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(call(&format!("{}/fresh", gateway(&d)), None, Some("again")).1, "again");
+}

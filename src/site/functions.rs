@@ -1,11 +1,12 @@
 //! Serverless functions of a project (issue 5): each is a resource whose versions are
-//! `wasi:http/proxy` components kept under `DATA/functions/<id>/v<N>.wasm`, served by the HTTP
+//! `wasi:http/proxy` components (by SHA-256 in `spec.digests`), served by the HTTP
 //! gateway by host and path prefix ([`crate::function`]).
 //!
 //! A deploy validates the component (it must be a component exporting
 //! `wasi:http/incoming-handler`; 422 naming `body` otherwise), compiles it into the engine's
-//! artifact cache, writes the version file (temp name, fsync, rename) and only then commits the
-//! spec that names it, so a crash never leaves a function pointing at a missing version.
+//! artifact cache, stores it as `DATA/functions/components/<sha256>.wasm` (temp name, fsync,
+//! rename) and only then commits the spec that names its digest, so a crash never leaves a
+//! function pointing at a missing component; unnamed components are swept at start-up.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -18,6 +19,7 @@ use utoipa::ToSchema;
 use super::function_logs::{FunctionLog, FunctionLogs};
 use super::function_metrics::FunctionStats;
 use super::model::Status;
+use super::objects::failpoint;
 use super::{Kind, ProjectCtx, Resource, Site, SiteError};
 use crate::function::{FunctionEngine, FunctionError, Invocation, Limits, Loaded};
 use crate::state::repo;
@@ -59,14 +61,20 @@ pub struct FunctionSpec {
     /// The version served (the newest deployed unless rolled back).
     #[serde(default)]
     pub version: u32,
-    /// Versions kept, oldest first.
+    /// Versions kept, oldest first (the newest [`MAX_VERSIONS`]).
     #[serde(default)]
     pub versions: Vec<u32>,
+    /// SHA-256 (hex) of each kept version's component, by version.
+    #[serde(default)]
+    pub digests: BTreeMap<u32, String>,
 }
 
 /// Instances the engine's pool holds at once, across all functions (and the highest
 /// `max_concurrency`). Each slot only reserves address space until it is used.
 pub const POOL_INSTANCES: u32 = 256;
+
+/// Versions kept per function.
+pub const MAX_VERSIONS: usize = 10;
 
 fn root() -> String {
     "/".into()
@@ -279,39 +287,75 @@ impl Site {
             }
         };
         let version = s.versions.last().copied().unwrap_or(0) + 1;
+        // The component is on disk (content-addressed) before any commit names it: a crash
+        // in between leaves only a file nobody names, swept at the next start.
+        let digest = self.write_component(wasm)?;
+        failpoint("deploy_commit");
+        s.version = version;
+        s.versions.push(version);
+        s.digests.insert(version, digest);
+        while s.versions.len() > MAX_VERSIONS {
+            let old = s.versions.remove(0);
+            s.digests.remove(&old);
+        }
+        let full = serde_json::to_value(&s)?;
         let res = match row {
-            None => {
-                s.version = version;
-                s.versions = vec![version];
-                let r = self.create_with(Kind::Function, Some(p), name, &BTreeMap::new(), &Status::phase("Ready"), None, |_| Ok(serde_json::to_value(&s)?))?;
-                self.write_version(&r.id, version, wasm)?;
-                r
-            }
-            Some(row) => {
-                self.write_version(&row.id, version, wasm)?;
-                s.version = version;
-                s.versions.push(version);
-                while s.versions.len() > 10 {
-                    let old = s.versions.remove(0);
-                    let _ = std::fs::remove_file(self.function_dir(&row.id).join(format!("v{old}.wasm")));
-                }
-                let patch = serde_json::to_value(&s)?;
-                self.update(Kind::Function, Some(p), &row.id, None, None, Some(&patch), &|_, v| Ok(v))?
-            }
+            None => self.create_with(Kind::Function, Some(p), name, &BTreeMap::new(), &Status::phase("Ready"), None, |_| Ok(full))?,
+            // Against the generation read: a concurrent deploy of the same function is a 409.
+            Some(row) => self.update(Kind::Function, Some(p), &row.id, Some(row.generation), None, None, &|_, _| Ok(full.clone()))?,
         };
         self.load_route(&res.id)?;
         Ok(res)
     }
 
-    fn write_version(&self, id: &str, version: u32, wasm: &[u8]) -> Result<(), SiteError> {
-        let dir = self.function_dir(id);
-        let io = |e: std::io::Error| SiteError::Internal(format!("writing function {id}: {e}"));
+    fn components_dir(&self) -> PathBuf {
+        self.config().data_dir.join("functions/components")
+    }
+
+    /// Store a component as `functions/components/<sha256>.wasm` (temp name, fsync, rename,
+    /// directory fsync; kept as is when already there). Returns the hex digest.
+    fn write_component(&self, wasm: &[u8]) -> Result<String, SiteError> {
+        use sha2::Digest;
+        let digest = hex::encode(sha2::Sha256::digest(wasm));
+        let dir = self.components_dir();
+        let path = dir.join(format!("{digest}.wasm"));
+        if std::fs::metadata(&path).is_ok_and(|m| m.len() == wasm.len() as u64) {
+            return Ok(digest);
+        }
+        let io = |e: std::io::Error| SiteError::Internal(format!("writing component {digest}: {e}"));
         std::fs::create_dir_all(&dir).map_err(io)?;
-        let tmp = dir.join(format!("v{version}.wasm.tmp"));
+        let tmp = dir.join(format!("{digest}.tmp-{}", ulid::Ulid::new()));
         std::fs::write(&tmp, wasm).map_err(io)?;
         std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io)?;
-        std::fs::rename(&tmp, dir.join(format!("v{version}.wasm"))).map_err(io)?;
-        Ok(())
+        std::fs::rename(&tmp, &path).map_err(io)?;
+        std::fs::File::open(&dir).and_then(|d| d.sync_all()).map_err(io)?;
+        Ok(digest)
+    }
+
+    /// Remove stored components (and temp files) that no function's kept version names and
+    /// that were last modified before `cutoff` (a deploy in flight writes its file just before
+    /// it commits, so the cutoff is the daemon's start at start-up, a minute ago otherwise).
+    /// Returns how many were removed.
+    pub fn sweep_components(&self, cutoff: std::time::SystemTime) -> Result<usize, SiteError> {
+        let ids = self.read(|c| Ok(repo::ids_of_kind(c, Kind::Function.as_str())?))?;
+        let mut named = std::collections::HashSet::new();
+        for id in ids {
+            if let Some(row) = self.read(|c| Ok(repo::get(c, &id)?))? {
+                let s: FunctionSpec = serde_json::from_str(&row.spec)?;
+                named.extend(s.digests.into_values());
+            }
+        }
+        let Ok(entries) = std::fs::read_dir(self.components_dir()) else { return Ok(0) };
+        let mut removed = 0;
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let digest = name.split('.').next().unwrap_or_default();
+            let old = e.metadata().and_then(|m| m.modified()).is_ok_and(|t| t < cutoff);
+            if old && (!name.ends_with(".wasm") || !named.contains(digest)) && std::fs::remove_file(e.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     /// (Re)load the route of function `id` from state (at start-up, after a deploy or rollback).
@@ -324,7 +368,8 @@ impl Site {
             return Ok(());
         };
         let s: FunctionSpec = serde_json::from_str(&row.spec)?;
-        let wasm = std::fs::read(self.function_dir(id).join(format!("v{}.wasm", s.version))).map_err(|e| SiteError::Internal(format!("function {} version {}: {e}", row.name, s.version)))?;
+        let digest = s.digests.get(&s.version).ok_or_else(|| SiteError::Internal(format!("function {} names no component for version {}", row.name, s.version)))?;
+        let wasm = std::fs::read(self.components_dir().join(format!("{digest}.wasm"))).map_err(|e| SiteError::Internal(format!("function {} version {}: {e}", row.name, s.version)))?;
         let loaded = fs.engine.load(&wasm).map_err(fn_err)?;
         let log = fs.logs.of(&row.id, &self.function_dir(&row.id));
         let route = Route {
@@ -352,8 +397,15 @@ impl Site {
         Ok(())
     }
 
-    /// Load every function's route (start-up). Returns how many came from the artifact cache.
-    pub fn load_all_functions(&self) -> Result<(usize, usize), SiteError> {
+    /// Load every function's route (start-up), after sweeping components left by a deploy that
+    /// crashed before its commit (`started`: when this daemon started). Returns how many
+    /// functions there are and how many came from the artifact cache.
+    pub fn load_all_functions(&self, started: std::time::SystemTime) -> Result<(usize, usize), SiteError> {
+        match self.sweep_components(started) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "swept components no function names"),
+            Err(e) => tracing::warn!(error = %e, "sweeping function components"),
+        }
         let ids = self.read(|c| Ok(repo::ids_of_kind(c, Kind::Function.as_str())?))?;
         let mut cached = 0;
         for id in &ids {
@@ -370,9 +422,10 @@ impl Site {
     /// allow-list, or `version` to roll back (or forward) to a kept version. The change takes
     /// effect for the next request. Errors: 422 naming the field; `versions` can't be changed.
     pub fn update_function(&self, p: &ProjectCtx, r: &str, if_match: Option<i64>, labels: Option<&BTreeMap<String, String>>, patch: Option<&serde_json::Value>) -> Result<Resource, SiteError> {
-        let kept = patch.and_then(|v| v.get("versions")).is_some();
-        if kept {
-            return Err(SiteError::invalid("spec.versions", "versions are kept by deploys; set spec.version to roll back"));
+        for f in ["versions", "digests"] {
+            if patch.and_then(|v| v.get(f)).is_some() {
+                return Err(SiteError::invalid(format!("spec.{f}"), "versions are kept by deploys; set spec.version to roll back"));
+            }
         }
         let res = self.update(Kind::Function, Some(p), r, if_match, labels, patch, &|c, v| {
             let mut s: FunctionSpec = serde_json::from_value(v).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
@@ -396,6 +449,9 @@ impl Site {
         }
         fs.logs.remove(&res.id);
         self.metrics().functions.remove(&res.id);
+        if let Err(e) = self.sweep_components(std::time::SystemTime::now() - Duration::from_secs(60)) {
+            tracing::warn!(error = %e, "sweeping function components");
+        }
         let _ = std::fs::remove_dir_all(self.function_dir(&res.id));
         Ok(res)
     }

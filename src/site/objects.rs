@@ -231,7 +231,7 @@ fn check_cond(cur: Option<&ObjectRow>, cond: &WriteCond) -> Result<(), StoreErro
 /// Crash-test hook: when `CLOUDLET_FAILPOINT` is `NAME=MS` for this `name`, sleep `MS`
 /// milliseconds here (inside a write transaction), so a test can `kill -9` the daemon at that
 /// exact point. Unset in production; read once.
-fn failpoint(name: &str) {
+pub(crate) fn failpoint(name: &str) {
     static SPEC: std::sync::OnceLock<Option<(String, u64)>> = std::sync::OnceLock::new();
     let spec = SPEC.get_or_init(|| {
         let v = std::env::var("CLOUDLET_FAILPOINT").ok()?;

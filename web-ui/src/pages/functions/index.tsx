@@ -62,7 +62,7 @@ export function FunctionsPage() {
         <strong>{t("functions.gateway")}</strong>{" "}
         {base ? (
           <>
-            <code className="net-mono">{base}</code> <span className="small">{t("functions.gatewayHint", { url: base })}</span>
+            <code className="net-mono">{base}</code> <span className="small">{t("functions.gatewayHint")}</span>
           </>
         ) : gatewayPort === null ? (
           <span className="small">{t("functions.gatewayOff")}</span>
