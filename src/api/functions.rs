@@ -74,7 +74,7 @@ async fn component_from_bucket(app: &AppState, p: &Principal, bucket: String, ke
 /// deploy and stay as they are on later ones. A component that is not valid, or does not export
 /// `wasi:http/incoming-handler`, is refused with 422 naming `body` and the reason.
 #[utoipa::path(post, path = "/v1/functions/deploy", tag = "functions", params(DeployQuery),
-    request_body(content = Vec<u8>, content_type = "application/wasm"),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the component (`application/wasm` is accepted too)"),
     responses((status = 201, body = crate::site::Resource), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn deploy_function(State(app): State<AppState>, Auth(p): Auth, ApiQuery(q): ApiQuery<DeployQuery>, body: Body) -> Result<Response, ApiError> {
     p.require(Role::Member)?;
