@@ -17,3 +17,4 @@ pub mod object;
 pub mod site;
 pub mod state;
 pub mod storage;
+pub mod vmm;

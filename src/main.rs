@@ -113,7 +113,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Event(c) => commands::event(g, c).await?,
         Command::Audit(c) => commands::audit(g, c).await?,
         Command::Site => commands::site(g).await?,
-        Command::ContainerShim(_) | Command::ContainerExec(_) => anyhow::bail!("internal commands run before the runtime starts"),
+        Command::ContainerShim(_) | Command::ContainerExec(_) | Command::VmmWorker(_) => anyhow::bail!("internal commands run before the runtime starts"),
         Command::Openapi => println!("{}", cloudlet::api::openapi_json()),
         Command::Completion { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "cloudlet", &mut std::io::stdout());
@@ -123,6 +123,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// The internal container commands fork with libcontainer, so they run before any thread exists.
+/// `cloudlet vmm-worker`: boot one VM and run it to its end; the report is one JSON line on
+/// stderr (`exit`, `boot_timer_ms`, `setup_ms`, `total_ms`).
+fn vmm_worker(a: &cloudlet::cli::VmmWorkerArgs) -> ExitCode {
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(false).with_env_filter(tracing_subscriber::EnvFilter::new("info")).init();
+    let cfg = cloudlet::vmm::VmConfig { kernel: a.kernel.clone(), initrd: a.initrd.clone(), memory_mib: a.memory, cmdline: a.cmdline.clone(), console_log: a.console_log.clone(), echo: a.echo };
+    match cloudlet::vmm::run(&cfg) {
+        Ok(r) => {
+            let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+            eprintln!("{}", serde_json::json!({"exit": format!("{:?}", r.exit), "boot_timer_ms": r.boot_timer.map(ms), "setup_ms": ms(r.setup), "total_ms": ms(r.total)}));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("vmm-worker: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn container_helper(cmd: &Command) -> Option<ExitCode> {
     use cloudlet::container::shim;
     // libcontainer reports through tracing. The shim's stderr is its shim.log; an exec's stderr is
@@ -158,6 +176,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(code) = container_helper(&cli.command) {
         return code;
+    }
+    if let Command::VmmWorker(a) = &cli.command {
+        return vmm_worker(a);
     }
     if matches!(cli.command, Command::Serve(_)) {
         limit_malloc_arenas();

@@ -20,6 +20,11 @@ for p in "$l1pkg" "$l2pkg"; do
     mv "$out/$p.tmp" "$out/$p"
   fi
 done
+# busybox-static is unpacked, not installed (it conflicts with the busybox package).
+ls busybox-static_*.deb >/dev/null 2>&1 || apt-get download busybox-static 2>&1 | grep -v '^W: Download is performed unsandboxed' || true
+if [ ! -x "$out/busybox-static/bin/busybox" ]; then
+  rm -rf "$out/busybox-static" && dpkg-deb -x busybox-static_*.deb "$out/busybox-static"
+fi
 l1ver="${l1pkg#linux-image-}"; l2ver="${l2pkg#linux-image-}"
 ln -sfn "$out/$l1pkg/lib/modules/$l1ver" "$out/modules-l1"
 ln -sfn "$out/$l2pkg/lib/modules/$l2ver" "$out/modules-l2"
@@ -32,7 +37,7 @@ mkinitrd() {
   local modroot="$1" init="$2" dest="$3"; shift 3
   local d; d="$(mktemp -d)"
   mkdir -p "$d/bin" "$d/lib/mod" "$d/proc" "$d/sys" "$d/dev" "$d/host" "$d/tmp"
-  cp /bin/busybox "$d/bin/busybox"
+  cp "$out/busybox-static/bin/busybox" "$d/bin/busybox"
   cp "$init" "$d/init"; chmod +x "$d/init"
   : > "$d/modules.order"
   local seen=" "

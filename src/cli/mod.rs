@@ -51,11 +51,37 @@ pub struct Global {
     pub output: Format,
 }
 
+/// Arguments of `cloudlet vmm-worker`.
+#[derive(Debug, Args)]
+pub struct VmmWorkerArgs {
+    /// The kernel (a bzImage).
+    #[arg(long)]
+    pub kernel: PathBuf,
+    /// The initramfs.
+    #[arg(long)]
+    pub initrd: Option<PathBuf>,
+    /// Guest memory, MiB.
+    #[arg(long, default_value_t = 256)]
+    pub memory: u64,
+    /// The kernel command line.
+    #[arg(long, default_value = "console=ttyS0 reboot=k panic=-1")]
+    pub cmdline: String,
+    /// Append the serial console to this file.
+    #[arg(long)]
+    pub console_log: Option<PathBuf>,
+    /// Copy the serial console to stdout.
+    #[arg(long)]
+    pub echo: bool,
+}
+
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the site daemon.
     Serve(ServeArgs),
+    /// Run one microVM in this process (started by the daemon, one per instance).
+    #[command(hide = true)]
+    VmmWorker(VmmWorkerArgs),
     /// Configuration helpers.
     #[command(subcommand)]
     Config(ConfigCmd),
