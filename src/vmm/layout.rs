@@ -126,7 +126,8 @@ pub fn write_tables(mem: &GuestMemoryMmap) -> Result<(), VmmError> {
         }
     }
     for (i, f) in GDT_FLAGS.iter().enumerate() {
-        w(gdt_entry(*f), GDT + i as u64 * 8)?;
+        // Entry 0 is the null descriptor: all zeros.
+        w(if i == 0 { 0 } else { gdt_entry(*f) }, GDT + i as u64 * 8)?;
     }
     w(0, IDT)?;
     Ok(())
@@ -141,7 +142,7 @@ mod tests {
         // The classic values every x86 boot loader uses for flat 64-bit code and data.
         assert_eq!(gdt_entry(0xa09b), 0x00af_9b00_0000_ffff);
         assert_eq!(gdt_entry(0xc093), 0x00cf_9300_0000_ffff);
-        assert_eq!(gdt_entry(0), 0x000f_0000_0000_ffff & 0x000f_0000_0000_ffff);
+        assert_eq!(gdt_entry(0x808b), 0x008f_8b00_0000_ffff);
     }
 
     #[test]
@@ -179,6 +180,6 @@ mod tests {
         assert_eq!(r(PDPTE + 8), (PDE + 0x1000) | 3, "the second GiB's directory");
         assert_eq!(r(PDE + 8), (1 << 21) | 0x83, "2 MiB at 2 MiB");
         assert_eq!(r(PDE + 0x1000), (1 << 30) | 0x83, "1 GiB maps to 1 GiB");
-        assert_eq!(r(GDT + 8), 0x00af_9b00_0000_ffff);
+        assert_eq!((r(GDT), r(GDT + 8)), (0, 0x00af_9b00_0000_ffff));
     }
 }

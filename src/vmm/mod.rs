@@ -138,7 +138,17 @@ pub fn run(cfg: &VmConfig) -> Result<Report, VmmError> {
     if cfg.memory_mib < 64 {
         return Err(VmmError::Config("a VM needs at least 64 MiB of memory".into()));
     }
+    if cfg.memory_mib > 1 << 20 {
+        return Err(VmmError::Config("a VM has at most 1 TiB of memory".into()));
+    }
     let mem_bytes = cfg.memory_mib << 20;
+    let io = |what: String| move |e| VmmError::Io { what, source: e };
+    // Inputs first: a missing file is the caller's error, before any KVM resource exists.
+    let mut kf = File::open(&cfg.kernel).map_err(io(format!("opening {}", cfg.kernel.display())))?;
+    let initrd_bytes = match &cfg.initrd {
+        Some(p) => Some(std::fs::read(p).map_err(io(format!("reading {}", p.display())))?),
+        None => None,
+    };
     let kvm_fd = Kvm::new().map_err(kvm("opening /dev/kvm"))?;
     let vm = kvm_fd.create_vm().map_err(kvm("KVM_CREATE_VM"))?;
     vm.set_tss_address(0xfffb_d000).map_err(kvm("KVM_SET_TSS_ADDR"))?;
@@ -152,17 +162,14 @@ pub fn run(cfg: &VmConfig) -> Result<Report, VmmError> {
         // lives until this function returns, after the last `vcpu.run()`.
         unsafe { vm.set_user_memory_region(region) }.map_err(kvm("KVM_SET_USER_MEMORY_REGION"))?;
     }
-    let io = |what: String| move |e| VmmError::Io { what, source: e };
-    let mut kf = File::open(&cfg.kernel).map_err(io(format!("opening {}", cfg.kernel.display())))?;
     let loaded = BzImage::load(&mem, None, &mut kf, Some(GuestAddress(layout::HIMEM))).map_err(|e| VmmError::Kernel(e.to_string()))?;
     let hdr = loaded.setup_header.ok_or_else(|| VmmError::Kernel("not a bzImage (no setup header)".into()))?;
     let mut cl = linux_loader::cmdline::Cmdline::new(layout::CMDLINE_MAX).map_err(|e| VmmError::Config(e.to_string()))?;
     cl.insert_str(&cfg.cmdline).map_err(|e| VmmError::Config(format!("kernel command line: {e}")))?;
     linux_loader::loader::load_cmdline(&mem, GuestAddress(layout::CMDLINE), &cl).map_err(|e| VmmError::Config(e.to_string()))?;
     let cmdline_len = cl.as_cstring().map_err(|e| VmmError::Config(e.to_string()))?.as_bytes().len();
-    let initrd = match &cfg.initrd {
-        Some(p) => {
-            let bytes = std::fs::read(p).map_err(io(format!("reading {}", p.display())))?;
+    let initrd = match initrd_bytes {
+        Some(bytes) => {
             let kernel_end = loaded.kernel_load.raw_value() + loaded.kernel_end;
             let addr = layout::initrd_address(mem_bytes, hdr.initrd_addr_max, kernel_end, bytes.len() as u64)?;
             mem.write_slice(&bytes, GuestAddress(addr)).map_err(mem_err)?;
@@ -221,4 +228,23 @@ pub fn run(cfg: &VmConfig) -> Result<Report, VmmError> {
         }
     };
     Ok(Report { exit, boot_timer, setup, total: t0.elapsed() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(kernel: &str, mib: u64) -> VmConfig {
+        VmConfig { kernel: kernel.into(), initrd: None, memory_mib: mib, cmdline: "console=ttyS0".into(), console_log: None, echo: false }
+    }
+
+    #[test]
+    fn impossible_configurations_are_refused_before_kvm() {
+        assert!(matches!(run(&cfg("/nonexistent/bzImage", 256)), Err(VmmError::Io { .. })));
+        assert!(matches!(run(&cfg("/nonexistent/bzImage", 16)), Err(VmmError::Config(_))));
+        assert!(matches!(run(&cfg("/nonexistent/bzImage", 2 << 20)), Err(VmmError::Config(_))));
+        let mut c = cfg("/proc/self/exe", 256);
+        c.initrd = Some("/nonexistent/initrd".into());
+        assert!(matches!(run(&c), Err(VmmError::Io { .. })));
+    }
 }
