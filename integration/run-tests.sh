@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run every test of cloudlet: unit and integration tests (cargo, against the real binary), the
-# OpenAPI document's validity, and the console's browser end-to-end test (Playwright + Chromium).
+# OpenAPI document's validity, the console's browser end-to-end test (Playwright + Chromium) and
+# the nested KVM lane (cloudlet's VMM booting Debian's stock kernel on real KVM inside QEMU/TCG).
 # Installs what is missing first (packaging/install-deps.sh). Exits non-zero if any stage fails.
 set -uo pipefail
 cd "$(dirname "$0")/.."
