@@ -320,7 +320,12 @@ impl Site {
         let dir = self.components_dir();
         let path = dir.join(format!("{digest}.wasm"));
         if std::fs::metadata(&path).is_ok_and(|m| m.len() == wasm.len() as u64) {
-            return Ok(digest);
+            // Reused: refresh its time, so a sweep running before this deploy commits (a
+            // delete of another function that named it) sees it as in flight and keeps it.
+            let touched = std::fs::File::options().write(true).open(&path).and_then(|f| f.set_modified(std::time::SystemTime::now()));
+            if touched.is_ok() {
+                return Ok(digest);
+            }
         }
         let io = |e: std::io::Error| SiteError::Internal(format!("writing component {digest}: {e}"));
         std::fs::create_dir_all(&dir).map_err(io)?;
