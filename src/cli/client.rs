@@ -246,6 +246,21 @@ impl Client {
         }
         Ok(resp.into_body())
     }
+
+    /// GET `path` and copy the body to stdout as it arrives (a log, possibly followed).
+    pub async fn print_stream(&self, path: &str) -> Result<(), CliError> {
+        use std::io::Write;
+        let mut body = self.stream(path, &[]).await?;
+        let mut out = std::io::stdout();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| CliError::Http(e.to_string()))?;
+            if let Ok(data) = frame.into_data() {
+                out.write_all(&data)?;
+                out.flush()?;
+            }
+        }
+        Ok(())
+    }
 }
 
 fn api_error(status: StatusCode, body: &[u8]) -> CliError {

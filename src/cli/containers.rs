@@ -2,12 +2,9 @@
 //! Docker's (`run`, `ls`, `logs -f`, `exec NAME -- CMD`).
 
 use std::collections::BTreeMap;
-use std::io::Write;
 
 use bytes::Bytes;
 use clap::Subcommand;
-use futures_util::StreamExt;
-use http_body_util::BodyStream;
 use hyper::Method;
 use serde_json::{Value, json};
 
@@ -264,16 +261,7 @@ pub async fn container(g: &Global, cmd: ContainerCmd) -> Result<(), CliError> {
             if let Some(t) = tail {
                 path.push_str(&format!("&tail={t}"));
             }
-            let mut frames = BodyStream::new(client(g)?.stream(&path, &[]).await?);
-            let mut out = std::io::stdout();
-            while let Some(frame) = frames.next().await {
-                let frame = frame.map_err(|e| CliError::Http(e.to_string()))?;
-                if let Ok(data) = frame.into_data() {
-                    out.write_all(&data)?;
-                    out.flush()?;
-                }
-            }
-            Ok(())
+            client(g)?.print_stream(&path).await
         }
         ContainerCmd::Exec { name, timeout, command } => {
             let v = client(g)?

@@ -1,13 +1,10 @@
 //! CLI for serverless functions: `cloudlet function deploy|ls|show|set|rollback|invoke|logs|
 //! metrics|rm`. A function is called by URL through the site's gateway (`--gateway`, `:8080`).
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use bytes::Bytes;
 use clap::Subcommand;
-use futures_util::StreamExt;
-use http_body_util::BodyStream;
 use hyper::Method;
 use serde_json::{Value, json};
 
@@ -201,16 +198,7 @@ pub async fn function(g: &Global, cmd: FunctionCmd) -> Result<(), CliError> {
             if let Some(t) = tail {
                 path.push_str(&format!("&tail={t}"));
             }
-            let mut frames = BodyStream::new(client(g)?.stream(&path, &[]).await?);
-            let mut out = std::io::stdout();
-            while let Some(frame) = frames.next().await {
-                let frame = frame.map_err(|e| CliError::Http(e.to_string()))?;
-                if let Ok(data) = frame.into_data() {
-                    out.write_all(&data)?;
-                    out.flush()?;
-                }
-            }
-            Ok(())
+            client(g)?.print_stream(&path).await
         }
         FunctionCmd::Metrics { name } => {
             let v = client(g)?.json(Method::GET, &format!("{P}/{}/metrics", enc(&name)), None).await?;
