@@ -32,6 +32,8 @@ import tempfile
 import time
 import urllib.request
 
+from benchlib import free_port, wait_file  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("CLOUDLET_BIN", os.path.join(ROOT, "target/release/cloudlet"))
 WASMTIME = os.environ.get("WASMTIME_BIN") or shutil.which("wasmtime")
@@ -40,22 +42,6 @@ DURATION = int(os.environ.get("DURATION", "10"))
 CONNS = int(os.environ.get("CONNS", "100"))
 COLD_RUNS = int(os.environ.get("COLD_RUNS", "20"))
 IDLE_FNS = int(os.environ.get("IDLE_FNS", "200"))
-
-
-def free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_file(path, secs=60):
-    deadline = time.time() + secs
-    while time.time() < deadline:
-        if os.path.exists(path) and open(path).read().strip():
-            return open(path).read().strip()
-        time.sleep(0.05)
-    raise SystemExit(f"{path} did not appear")
 
 
 def wait_http(url, secs=60):

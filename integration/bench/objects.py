@@ -34,6 +34,8 @@ import urllib.parse
 import boto3
 from botocore.config import Config
 
+from benchlib import free_port, wait_file  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("CLOUDLET_BIN", os.path.join(ROOT, "target/release/cloudlet"))
 WORK = os.path.join(ROOT, "target/bench-objects")
@@ -56,22 +58,6 @@ def settle():
     if os.geteuid() == 0:
         open("/proc/sys/vm/drop_caches", "w").write("3\n")
     time.sleep(2)
-
-
-def free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_file(path, secs=30):
-    deadline = time.time() + secs
-    while time.time() < deadline:
-        if os.path.exists(path) and open(path).read().strip():
-            return open(path).read().strip()
-        time.sleep(0.05)
-    raise SystemExit(f"{path} did not appear")
 
 
 def s3(endpoint, key, secret, region):
