@@ -180,6 +180,11 @@ pub async fn serve(cfg: Config) -> Result<(), DaemonError> {
         Ok(n) => tracing::info!(containers = n, "removed containers that state no longer has"),
         Err(e) => tracing::warn!(error = %e, "sweeping orphaned containers failed"),
     }
+    match site.run(crate::site::instances::sweep_orphans).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(instances = n, "removed instances that state no longer has"),
+        Err(e) => tracing::warn!(error = %e, "sweeping orphaned instances failed"),
+    }
     if let Err(e) = site.run(|s| s.pool().map(|_| ())).await {
         tracing::warn!(error = %e, "opening the storage pool failed");
     }
@@ -207,6 +212,7 @@ pub async fn serve(cfg: Config) -> Result<(), DaemonError> {
         tokio::spawn(reconcile::run(site.clone(), crate::site::images::ImageController, done_tx.clone(), shutdown_rx.clone())),
         tokio::spawn(reconcile::run(site.clone(), crate::site::containers::ContainerController, done_tx.clone(), shutdown_rx.clone())),
         tokio::spawn(reconcile::run(site.clone(), crate::site::volumes::VolumeController, done_tx.clone(), shutdown_rx.clone())),
+        tokio::spawn(reconcile::run(site.clone(), crate::site::instances::InstanceController, done_tx.clone(), shutdown_rx.clone())),
         tokio::spawn(reconcile::run(site.clone(), crate::site::volumes::SnapshotController, done_tx.clone(), shutdown_rx.clone())),
     ];
     let controllers = tasks.len();

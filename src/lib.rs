@@ -17,4 +17,4 @@ pub mod object;
 pub mod site;
 pub mod state;
 pub mod storage;
-pub mod vmm;
+pub use cloudlet_vmm as vmm;

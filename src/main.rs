@@ -105,6 +105,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Lb(c) => cloudlet::cli::balancing::lb(g, c).await?,
         Command::Image(c) => cloudlet::cli::containers::image(g, c).await?,
         Command::Container(c) => cloudlet::cli::containers::container(g, c).await?,
+        Command::Instance(c) => cloudlet::cli::instances::instance(g, c).await?,
         Command::Volume(c) => cloudlet::cli::volumes::volume(g, c).await?,
         Command::Snapshot(c) => cloudlet::cli::volumes::snapshot(g, c).await?,
         Command::Bucket(c) => cloudlet::cli::buckets::bucket(g, c).await?,
@@ -123,20 +124,45 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// The internal container commands fork with libcontainer, so they run before any thread exists.
-/// `cloudlet vmm-worker`: boot one VM and run it to its end; the report is one JSON line on
-/// stderr (`exit`, `boot_timer_ms`, `setup_ms`, `total_ms`).
+/// `cloudlet vmm-worker`: boot one VM and run it to its end. The exit record (`reason`,
+/// `boot_timer_ms`, `total_ms`, `error`) is also printed as the last line on stderr. Exit
+/// status: 0 after a power-off, reboot or requested stop; 1 after a crash or kill; 2 when the
+/// VM could not be set up.
 fn vmm_worker(a: &cloudlet::cli::VmmWorkerArgs) -> ExitCode {
+    use cloudlet::vmm::spec::{ExitReason, WorkerSpec};
     tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(false).with_env_filter(tracing_subscriber::EnvFilter::new("info")).init();
-    let cfg = cloudlet::vmm::VmConfig { kernel: a.kernel.clone(), initrd: a.initrd.clone(), memory_mib: a.memory, cmdline: a.cmdline.clone(), console_log: a.console_log.clone(), echo: a.echo };
-    match cloudlet::vmm::run(&cfg) {
+    let spec = match (&a.spec, &a.kernel) {
+        (Some(p), _) => match std::fs::read(p).map_err(|e| e.to_string()).and_then(|b| serde_json::from_slice::<WorkerSpec>(&b).map_err(|e| e.to_string())) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("vmm-worker: {}: {e}", p.display());
+                return ExitCode::from(2);
+            }
+        },
+        (None, Some(k)) => {
+            let mut s = cloudlet::vmm::simple_spec(k.clone(), a.initrd.clone(), a.memory, a.cmdline.clone(), a.console_log.clone(), a.echo);
+            s.vcpus = a.vcpus;
+            s.confinement.seccomp = a.confine;
+            s
+        }
+        (None, None) => {
+            eprintln!("vmm-worker: --spec or --kernel is required");
+            return ExitCode::from(2);
+        }
+    };
+    match cloudlet::vmm::run(&spec) {
         Ok(r) => {
-            let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
-            eprintln!("{}", serde_json::json!({"exit": format!("{:?}", r.exit), "boot_timer_ms": r.boot_timer.map(ms), "setup_ms": ms(r.setup), "total_ms": ms(r.total)}));
-            ExitCode::SUCCESS
+            eprintln!("{}", serde_json::to_string(&r).unwrap_or_default());
+            // The vCPU threads are still in KVM_RUN: end the process rather than join them.
+            let code = match r.reason {
+                ExitReason::Poweroff | ExitReason::Reboot | ExitReason::Stopped => 0,
+                ExitReason::Killed | ExitReason::Crashed => 1,
+            };
+            std::process::exit(code)
         }
         Err(e) => {
             eprintln!("vmm-worker: {e}");
-            ExitCode::from(1)
+            ExitCode::from(2)
         }
     }
 }

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Boot the L1 guest (QEMU software emulation with emulated AMD SVM, Debian's generic kernel) and
 # run COMMAND (a shell command line without spaces in paths; run inside the host's root, mounted
-# read-only over 9p, with writable /run, /tmp and /var/tmp) in it. Prints the L1 console; exits
-# with the command's exit code (as L1 reports it), or 124 when L1 did not finish in TIMEOUT
-# seconds (default 900). Needs prepare.sh first.
+# read-only over 9p, with writable /run, /tmp and /var/tmp, and this kernel's modules under
+# /lib/modules) in it. Prints the L1 console; exits with the command's exit code (as L1 reports
+# it), or 124 when L1 did not finish in TIMEOUT seconds (default 900). Needs prepare.sh first.
 set -uo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 out="$root/target/nested-kvm"
@@ -11,10 +11,12 @@ cmd="${1:?usage: run-l1.sh COMMAND}"
 log="${L1_LOG:-$out/l1-console.log}"
 # The kernel command line splits at spaces: pass the command as one word (spaces as %20).
 enc="${cmd// /%20}"
+# L1's kernel modules, as a path in the host root (the L1 guest mounts that root over 9p).
+mods="$(readlink -f "$out/modules-l1")"
 timeout "${TIMEOUT:-900}" qemu-system-x86_64 -accel tcg,thread=multi -cpu EPYC,+svm,+npt -M pc -m "${L1_MEM:-2048}" -smp "${L1_CPUS:-2}" \
   -nodefaults -no-user-config -display none -no-reboot -serial stdio \
   -kernel "$out/l1-vmlinuz" -initrd "$out/l1-initrd.cpio.gz" \
-  -append "console=ttyS0 panic=-1 quiet l1.cmd=$enc" \
+  -append "console=ttyS0 panic=-1 quiet l1.modules=$mods l1.cmd=$enc" \
   -virtfs local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap \
   > "$log" 2>&1
 rc=$?

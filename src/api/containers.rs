@@ -133,7 +133,8 @@ pub async fn import_image(State(app): State<AppState>, Auth(p): Auth, ApiQuery(q
     Ok(created(Kind::Image, &result?))
 }
 
-async fn save_body(body: Body, path: &std::path::Path, limit: u64) -> Result<(), ApiError> {
+/// Save an upload body to `path`, at most `limit` bytes (413 past it, 422 when empty).
+pub(super) async fn save_body(body: Body, path: &std::path::Path, limit: u64) -> Result<(), ApiError> {
     let internal = |e: std::io::Error| ApiError::from(crate::site::SiteError::Internal(format!("saving the upload: {e}")));
     let mut f = tokio::fs::File::create(path).await.map_err(internal)?;
     let mut stream = body.into_data_stream();

@@ -10,6 +10,7 @@ pub mod error;
 pub mod events;
 pub mod functions;
 pub mod gateway;
+pub mod instances;
 pub mod network;
 pub mod resources;
 pub mod s3;
@@ -54,12 +55,14 @@ pub struct AppState {
         crate::site::images::ImageSpec, crate::site::images::Credentials, crate::site::images::ImageRunConfig,
         crate::site::containers::ContainerSpec, crate::site::containers::ContainerResources, crate::site::containers::ContainerMount,
         crate::site::containers::RestartPolicy, crate::site::containers::DesiredState,
+        crate::site::instances::InstanceSpec, crate::site::instances::InstanceVolume, crate::site::instance_images::VmManifest,
+        crate::site::network::Attachment,
         crate::site::volumes::VolumeSpec, crate::site::volumes::SnapshotSpec,
         crate::site::buckets::BucketSpec, crate::site::buckets::BucketPolicy, crate::site::buckets::AccessKeySpec)),
     modifiers(&Security),
     tags((name = "projects"), (name = "tokens"), (name = "users"), (name = "nodes"), (name = "operations"),
         (name = "vpcs"), (name = "subnets"), (name = "security-groups"), (name = "network-interfaces"), (name = "eips"), (name = "nat-gateways"),
-        (name = "port-forwards"), (name = "load-balancers"), (name = "images"), (name = "containers"), (name = "volumes"), (name = "snapshots"), (name = "buckets"), (name = "access-keys"), (name = "functions"),
+        (name = "port-forwards"), (name = "load-balancers"), (name = "images"), (name = "containers"), (name = "instances"), (name = "volumes"), (name = "snapshots"), (name = "buckets"), (name = "access-keys"), (name = "functions"),
         (name = "events"), (name = "audit"), (name = "auth"), (name = "system"))
 )]
 struct ApiDoc;
@@ -125,6 +128,13 @@ pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(containers::restart_container))
         .routes(routes!(containers::container_logs))
         .routes(routes!(containers::exec_container))
+        .routes(routes!(instances::list_instances, instances::create_instance))
+        .routes(routes!(instances::get_instance, instances::update_instance, instances::delete_instance))
+        .routes(routes!(instances::start_instance))
+        .routes(routes!(instances::stop_instance))
+        .routes(routes!(instances::reboot_instance))
+        .routes(routes!(instances::instance_console))
+        .routes(routes!(instances::instance_console_ws))
         .routes(routes!(volumes::list_volumes, volumes::create_volume))
         .routes(routes!(volumes::get_volume, volumes::update_volume, volumes::delete_volume))
         .routes(routes!(volumes::list_snapshots, volumes::create_snapshot))
@@ -149,7 +159,7 @@ pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 /// Routes that take large bodies (image uploads): outside the API's body limit, each with its
 /// own.
 fn upload_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::new().routes(routes!(containers::import_image)).routes(routes!(buckets::put_object)).routes(routes!(functions::deploy_function)).split_for_parts()
+    OpenApiRouter::new().routes(routes!(containers::import_image)).routes(routes!(instances::import_vm_image)).routes(routes!(buckets::put_object)).routes(routes!(functions::deploy_function)).split_for_parts()
 }
 
 /// The OpenAPI document of every route.

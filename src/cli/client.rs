@@ -135,7 +135,7 @@ impl Client {
     {
         let (sender, conn) = http1::handshake(TokioIo::new(io)).await.map_err(|e| CliError::Http(e.to_string()))?;
         tokio::spawn(async move {
-            let _ = conn.await;
+            let _ = conn.with_upgrades().await;
         });
         Ok(sender)
     }
@@ -245,6 +245,20 @@ impl Client {
             return Err(api_error(status, &body));
         }
         Ok(resp.into_body())
+    }
+
+    /// GET `path` as an HTTP/1.1 upgrade (`extra` carries the `Upgrade` headers); the upgraded
+    /// connection after a `101 Switching Protocols`, or the API's error.
+    pub async fn upgrade(&self, path: &str, extra: &[(&str, String)]) -> Result<hyper::upgrade::Upgraded, CliError> {
+        let req = self.request(Method::GET, path, None, extra)?;
+        let mut s = self.connect().await?;
+        let resp = s.send_request(req).await.map_err(|e| CliError::Http(e.to_string()))?;
+        if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+            let status = resp.status();
+            let body = resp.into_body().collect().await.map_err(|e| CliError::Http(e.to_string()))?.to_bytes();
+            return Err(api_error(status, &body));
+        }
+        hyper::upgrade::on(resp).await.map_err(|e| CliError::Http(format!("upgrading the connection: {e}")))
     }
 
     /// GET `path` and copy the body to stdout as it arrives (a log, possibly followed).

@@ -34,13 +34,18 @@ pub enum ImageCmd {
         no_wait: bool,
     },
     /// Import an image: a `docker save` archive, a tar of an OCI image layout, or an OCI image
-    /// layout directory.
+    /// layout directory; with --vm, a VM image directory (its image.json names the kernel,
+    /// initramfs and root disk).
     Import {
         /// The archive file or layout directory.
         file: std::path::PathBuf,
-        /// The image's name in the project.
+        /// The image's name in the project (required for OCI images; a VM image defaults to its
+        /// manifest's name).
         #[arg(long)]
-        name: String,
+        name: Option<String>,
+        /// A VM image directory.
+        #[arg(long)]
+        vm: bool,
         /// The tag to take from an archive that holds several.
         #[arg(long)]
         reference: Option<String>,
@@ -171,7 +176,9 @@ pub async fn image(g: &Global, cmd: ImageCmd) -> Result<(), CliError> {
             output::one(&c.json(Method::GET, &format!("{P}/{}", ptr(&op, "/spec/target_id")), None).await?, g.output);
             Ok(())
         }
-        ImageCmd::Import { file, name, reference } => {
+        ImageCmd::Import { file, name, vm: true, .. } => super::instances::import_vm(g, &file, name.as_deref()).await,
+        ImageCmd::Import { file, name, reference, vm: false } => {
+            let name = name.ok_or_else(|| CliError::Usage("--name is required for an OCI image".into()))?;
             let bytes = if file.is_dir() { tar_dir(&file)? } else { tokio::fs::read(&file).await? };
             let mut path = format!("{P}/import?name={name}");
             if let Some(r) = reference {

@@ -4,7 +4,9 @@
 pub mod balancing;
 pub mod client;
 pub mod commands;
+pub mod console_attach;
 pub mod containers;
+pub mod instances;
 pub mod network;
 pub mod output;
 pub mod buckets;
@@ -51,18 +53,26 @@ pub struct Global {
     pub output: Format,
 }
 
-/// Arguments of `cloudlet vmm-worker`.
+/// Arguments of `cloudlet vmm-worker`: a spec file (what the daemon runs), or a manual boot
+/// from flags (no disks, nets or control socket).
 #[derive(Debug, Args)]
 pub struct VmmWorkerArgs {
+    /// The worker spec (`cloudlet::vmm::spec::WorkerSpec` as JSON); the other flags are then
+    /// ignored.
+    #[arg(long, required_unless_present = "kernel")]
+    pub spec: Option<PathBuf>,
     /// The kernel (a bzImage).
     #[arg(long)]
-    pub kernel: PathBuf,
+    pub kernel: Option<PathBuf>,
     /// The initramfs.
     #[arg(long)]
     pub initrd: Option<PathBuf>,
     /// Guest memory, MiB.
     #[arg(long, default_value_t = 256)]
     pub memory: u64,
+    /// vCPUs.
+    #[arg(long, default_value_t = 1)]
+    pub vcpus: u8,
     /// The kernel command line.
     #[arg(long, default_value = "console=ttyS0 reboot=k panic=-1")]
     pub cmdline: String,
@@ -72,6 +82,9 @@ pub struct VmmWorkerArgs {
     /// Copy the serial console to stdout.
     #[arg(long)]
     pub echo: bool,
+    /// Confine the worker (drop capabilities, seccomp) as the daemon does.
+    #[arg(long)]
+    pub confine: bool,
 }
 
 /// Top-level commands.
@@ -127,6 +140,9 @@ pub enum Command {
     /// Containers.
     #[command(subcommand, alias = "ctr")]
     Container(containers::ContainerCmd),
+    /// MicroVM instances.
+    #[command(subcommand, alias = "vm")]
+    Instance(instances::InstanceCmd),
     /// Block volumes.
     #[command(subcommand, alias = "vol")]
     Volume(volumes::VolumeCmd),

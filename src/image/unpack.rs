@@ -160,7 +160,8 @@ pub fn unpack(r: impl Read, gzip: bool, root: &Path, limits: Limits) -> Result<S
                 }
                 std::fs::set_permissions(&full, std::fs::Permissions::from_mode(mode)).map_err(io("chmod"))?;
             }
-            EntryType::Regular | EntryType::Continuous => {
+            // A GNU sparse file reads back whole, its holes as zeros.
+            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
                 remove(&full)?;
                 let mut f = File::options()
                     .write(true)

@@ -272,6 +272,92 @@ pub fn attach(a: &Attachment) -> Result<(), HostError> {
     })
 }
 
+/// `TUNSETIFF` and `TUNSETPERSIST` (`_IOW('T', 202/203, int)`, `<linux/if_tun.h>`).
+const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+const TUNSETPERSIST: libc::c_ulong = 0x4004_54cb;
+/// `IFF_TAP | IFF_NO_PI | IFF_VNET_HDR` (`<linux/if_tun.h>`): an Ethernet tap without the packet
+/// information prefix, with a `virtio_net_hdr` before each frame (virtio 1.2 §5.1.6).
+const TAP_FLAGS: libc::c_short = 0x0002 | 0x1000 | 0x4000;
+
+/// Open `/dev/net/tun` and attach it to the tap `name` (made when absent) in the calling
+/// thread's namespace (`Documentation/networking/tuntap.rst`).
+fn tun_attach(name: &str) -> Result<std::os::fd::OwnedFd, HostError> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ {
+        return Err(HostError::Missing(format!("{name:?} is not an interface name")));
+    }
+    let f = std::fs::OpenOptions::new().read(true).write(true).open("/dev/net/tun").map_err(io("opening /dev/net/tun"))?;
+    // struct ifreq: the name (IFNAMSIZ bytes), then the flags (a short) in the union.
+    let mut ifr = [0u8; 40];
+    ifr[..name.len()].copy_from_slice(name.as_bytes());
+    ifr[libc::IFNAMSIZ..libc::IFNAMSIZ + 2].copy_from_slice(&TAP_FLAGS.to_ne_bytes());
+    // SAFETY: TUNSETIFF reads and writes one struct ifreq, which the 40-byte buffer holds.
+    if unsafe { libc::ioctl(f.as_raw_fd(), TUNSETIFF, ifr.as_mut_ptr()) } < 0 {
+        return Err(io(format!("TUNSETIFF {name}"))(std::io::Error::last_os_error()));
+    }
+    // SAFETY: into_raw_fd hands over ownership of an open descriptor.
+    Ok(unsafe { OwnedFd::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(f)) })
+}
+
+/// An instance's port on a VPC router: a persistent tap device in the router namespace.
+#[derive(Debug, Clone)]
+pub struct TapPort {
+    /// The VPC router's namespace.
+    pub router_netns: String,
+    /// The tap's name (`names::ifname(Role::Workload, eni id)`, as a veth's router end).
+    pub ifname: String,
+    /// The guest's address.
+    pub ip: Ipv4Addr,
+    /// The subnet's gateway (the router's address in it).
+    pub gateway: Ipv4Addr,
+}
+
+/// Make the tap (persistent, `IFF_TAP | IFF_NO_PI | IFF_VNET_HDR`) unless it exists, set it up,
+/// and on the router a /32 route to the guest through it, proxy ARP and the gateway address, as
+/// [`attach`] does for a veth. Adopts an existing tap (one a worker holds open included).
+pub fn ensure_tap(t: &TapPort) -> Result<(), HostError> {
+    let t = t.clone();
+    in_netns(&t.router_netns.clone(), move |h| async move {
+        if link_index(&h, &t.ifname).await?.is_none() {
+            let fd = tun_attach(&t.ifname)?;
+            // SAFETY: TUNSETPERSIST takes an int by value on an attached tun descriptor.
+            if unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETPERSIST, 1 as libc::c_ulong) } < 0 {
+                return Err(io(format!("TUNSETPERSIST {}", t.ifname))(std::io::Error::last_os_error()));
+            }
+        }
+        let idx = link_index(&h, &t.ifname).await?.ok_or_else(|| HostError::Missing(format!("the tap {} is not there", t.ifname)))?;
+        sysctl(&format!("net/ipv4/conf/{}/proxy_arp", t.ifname), "1")?;
+        sysctl(&format!("net/ipv4/neigh/{}/proxy_delay", t.ifname), "0")?;
+        set_up(&h, idx).await?;
+        if let Some(lo) = link_index(&h, "lo").await? {
+            add_addr(&h, lo, t.gateway, 32).await?;
+        }
+        let route = RouteMessageBuilder::<Ipv4Addr>::new().destination_prefix(t.ip, 32).output_interface(idx).build();
+        replace_route(&h, route, "routing the instance /32").await
+    })
+}
+
+/// Open the existing tap `ifname` of the router namespace `router_netns` for a worker
+/// (`IFF_TAP | IFF_NO_PI | IFF_VNET_HDR`). The descriptor is close-on-exec; the caller passes it
+/// on explicitly. Errors when the tap is missing (the VPC reconciler has not made it) or busy
+/// (another worker holds it).
+pub fn open_tap(router_netns: &str, ifname: &str) -> Result<std::os::fd::OwnedFd, HostError> {
+    let path = netns_path(router_netns);
+    let name = ifname.to_string();
+    std::thread::spawn(move || -> Result<std::os::fd::OwnedFd, HostError> {
+        let ns = std::fs::File::open(&path).map_err(io(format!("opening {}", path.display())))?;
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(sys(format!("setns {}", path.display())))?;
+        let exists = std::path::Path::new("/proc/thread-self/net/dev").exists()
+            && std::fs::read_to_string("/proc/thread-self/net/dev").is_ok_and(|d| d.lines().any(|l| l.trim_start().starts_with(&format!("{name}:"))));
+        if !exists {
+            return Err(HostError::Missing(format!("the tap {name} is not in {}", path.display())));
+        }
+        tun_attach(&name)
+    })
+    .join()
+    .map_err(|_| HostError::Thread)?
+}
+
 /// Names of the links in a namespace that start with `prefix`.
 pub fn links_with_prefix(netns: &str, prefix: &str) -> Result<Vec<String>, HostError> {
     let prefix = prefix.to_string();

@@ -155,6 +155,9 @@ fn build_spec(site: &Site, c: &Connection, p: &ProjectCtx, v: Value, self_id: Op
         if let Some(u) = repo::referencing(c, Kind::Container.as_str(), "$.network_interface", &row.id)?.iter().find(|u| Some(u.id.as_str()) != self_id) {
             return Err(SiteError::ConflictOn { field: "spec.network_interface".into(), message: format!("network interface {} is used by container {}", row.name, u.name) });
         }
+        if let Some(u) = repo::referencing(c, Kind::Instance.as_str(), "$.network_interface", &row.id)?.first() {
+            return Err(SiteError::ConflictOn { field: "spec.network_interface".into(), message: format!("network interface {} belongs to instance {}", row.name, u.name) });
+        }
         s.network_interface = Some(row.id);
     }
     let r = &s.resources;
@@ -200,7 +203,14 @@ fn build_spec(site: &Site, c: &Connection, p: &ProjectCtx, v: Value, self_id: Op
     let paths = &site.config().container.host_paths;
     for (i, m) in s.mounts.iter_mut().enumerate() {
         match (&m.volume, &m.host_path) {
-            (Some(v), None) => m.volume = Some(resolve(c, Kind::Volume, p, &format!("spec.mounts[{i}].volume"), v)?.id),
+            (Some(v), None) => {
+                let field = format!("spec.mounts[{i}].volume");
+                let vol = resolve(c, Kind::Volume, p, &field, v)?;
+                if let Some(u) = super::volumes::instances_using(c, &vol.id)?.first() {
+                    return Err(SiteError::ConflictOn { field, message: format!("volume {} is a disk of instance {}", vol.name, u.name) });
+                }
+                m.volume = Some(vol.id);
+            }
             (None, Some(h)) if paths.contains_key(h) => {}
             (None, Some(h)) => return Err(SiteError::invalid(format!("spec.mounts[{i}].host_path"), format!("no host path named {h:?} in the site config"))),
             _ => return Err(SiteError::invalid(format!("spec.mounts[{i}]"), "give exactly one of volume and host_path")),

@@ -160,12 +160,15 @@ impl Site {
         self.create(Kind::Image, Some(p), name, labels, &spec, &ready_status(self, &img, None)?, None)
     }
 
-    /// Delete an image; refused (409) while a container uses it. Garbage collection follows in the
+    /// Delete an image; refused (409) while a container or an instance uses it. Garbage collection follows in the
     /// image reconciler.
     pub fn delete_image(&self, p: &ProjectCtx, r: &str) -> Result<Resource, SiteError> {
         self.delete_with(Kind::Image, Some(p), r, |c, row| {
             if let Some(u) = repo::referencing(c, Kind::Container.as_str(), "$.image", &row.id)?.first() {
                 return Err(SiteError::Conflict(format!("image {} is used by container {}", row.name, u.name)));
+            }
+            if let Some(u) = repo::referencing(c, Kind::Instance.as_str(), "$.image", &row.id)?.first() {
+                return Err(SiteError::Conflict(format!("image {} is used by instance {}", row.name, u.name)));
             }
             Ok(())
         })
@@ -229,6 +232,7 @@ impl Site {
         if rows.iter().any(|r| serde_json::from_str::<Status>(&r.status).is_ok_and(|s| s.phase == "Pulling")) {
             return Ok(0);
         }
+        self.collect_vm_image_garbage(&rows.iter().map(|r| r.id.clone()).collect(), all);
         let removed = self.blob_store()?.retain(&keep).map_err(|e| SiteError::Internal(e.to_string()))?;
         // Temporary entries of an unpack, import or upload in progress are left alone while young;
         // at start-up (`all`) nothing is in progress.

@@ -67,6 +67,24 @@ pub struct SecurityGroupSpec {
     pub ingress: Vec<SgRule>,
 }
 
+/// How a network interface reaches its workload.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Attachment {
+    /// A veth pair into the interface's own namespace (`cle-<id>`), which a container joins.
+    #[default]
+    Namespace,
+    /// A persistent tap device in the VPC router's namespace, which an instance's virtio-net
+    /// serves (set by the instance create; no namespace of its own).
+    Tap,
+}
+
+impl Attachment {
+    fn is_namespace(&self) -> bool {
+        *self == Attachment::Namespace
+    }
+}
+
 /// Spec of a network interface.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -80,6 +98,9 @@ pub struct NetworkInterfaceSpec {
     /// Security groups of the subnet's VPC (ids or names on write; stored as ids).
     #[serde(default)]
     pub security_groups: Vec<String>,
+    /// `namespace` (the default) or `tap` (an instance's interface, made with the instance).
+    #[serde(default, skip_serializing_if = "Attachment::is_namespace")]
+    pub attachment: Attachment,
 }
 
 pub(super) fn bad(field: &str) -> impl Fn(ipam::IpamError) -> SiteError + '_ {
@@ -213,28 +234,14 @@ impl Site {
     }
 
     /// Create a network interface: resolve the subnet and groups and assign the address, in one
-    /// transaction.
+    /// transaction. `tap` interfaces are made only with their instance.
     pub fn create_network_interface(&self, p: &ProjectCtx, name: &str, labels: &BTreeMap<String, String>, spec: Value) -> Result<Resource, SiteError> {
-        let mut s: NetworkInterfaceSpec = serde_json::from_value(spec).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
+        let s: NetworkInterfaceSpec = serde_json::from_value(spec).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
+        if s.attachment == Attachment::Tap {
+            return Err(SiteError::invalid("spec.attachment", "tap interfaces are made with their instance"));
+        }
         let pc = p.clone();
-        self.create_with(Kind::NetworkInterface, Some(p), name, labels, &Status::phase("Pending"), None, move |c| {
-            let subnet = resolve(c, Kind::Subnet, &pc, "spec.subnet", &s.subnet)?;
-            let sn: SubnetSpec = spec_of(&subnet)?;
-            let net: Ipv4Net = sn.cidr.parse().map_err(|_| SiteError::Internal("stored subnet CIDR".into()))?;
-            let mut groups = Vec::new();
-            for (i, g) in s.security_groups.iter().enumerate() {
-                let row = resolve(c, Kind::SecurityGroup, &pc, &format!("spec.security_groups[{i}]"), g)?;
-                if spec_of::<SecurityGroupSpec>(&row)?.vpc != sn.vpc {
-                    return Err(SiteError::invalid(format!("spec.security_groups[{i}]"), "the group belongs to another VPC"));
-                }
-                groups.push(row.id);
-            }
-            let used = used_addresses(c, &subnet.id)?;
-            s.private_ip = Some(ipam::assign(net, &used, s.private_ip).map_err(bad("spec.private_ip"))?);
-            s.subnet = subnet.id;
-            s.security_groups = groups;
-            Ok(serde_json::to_value(&s)?)
-        })
+        self.create_with(Kind::NetworkInterface, Some(p), name, labels, &Status::phase("Pending"), None, move |c| Ok(serde_json::to_value(build_interface(c, &pc, s)?)?))
     }
 
     /// Delete a VPC, subnet, security group or network interface; refused (409) while in use.
@@ -243,7 +250,7 @@ impl Site {
             let users: Vec<(Kind, &str)> = match kind {
                 Kind::Vpc => vec![(Kind::Subnet, "$.vpc"), (Kind::SecurityGroup, "$.vpc"), (Kind::LoadBalancer, "$.vpc")],
                 Kind::Subnet => vec![(Kind::NetworkInterface, "$.subnet"), (Kind::NatGateway, "$.subnet"), (Kind::LoadBalancer, "$.listener.subnet")],
-                Kind::NetworkInterface => vec![(Kind::Eip, "$.network_interface"), (Kind::PortForward, "$.network_interface"), (Kind::Container, "$.network_interface")],
+                Kind::NetworkInterface => vec![(Kind::Eip, "$.network_interface"), (Kind::PortForward, "$.network_interface"), (Kind::Container, "$.network_interface"), (Kind::Instance, "$.network_interface")],
                 Kind::SecurityGroup => vec![(Kind::NetworkInterface, "$.security_groups")],
                 _ => vec![],
             };
@@ -264,6 +271,29 @@ impl Site {
             Ok(())
         })
     }
+}
+
+/// Normalize a network interface spec inside a transaction: resolve the subnet and the groups
+/// (of the subnet's VPC) and assign the address. Errors are 422 naming `spec.subnet`,
+/// `spec.security_groups[i]` or `spec.private_ip` (409 when the address is taken or the subnet
+/// is full).
+pub(super) fn build_interface(c: &Connection, p: &ProjectCtx, mut s: NetworkInterfaceSpec) -> Result<NetworkInterfaceSpec, SiteError> {
+    let subnet = resolve(c, Kind::Subnet, p, "spec.subnet", &s.subnet)?;
+    let sn: SubnetSpec = spec_of(&subnet)?;
+    let net: Ipv4Net = sn.cidr.parse().map_err(|_| SiteError::Internal("stored subnet CIDR".into()))?;
+    let mut groups = Vec::new();
+    for (i, g) in s.security_groups.iter().enumerate() {
+        let row = resolve(c, Kind::SecurityGroup, p, &format!("spec.security_groups[{i}]"), g)?;
+        if spec_of::<SecurityGroupSpec>(&row)?.vpc != sn.vpc {
+            return Err(SiteError::invalid(format!("spec.security_groups[{i}]"), "the group belongs to another VPC"));
+        }
+        groups.push(row.id);
+    }
+    let used = used_addresses(c, &subnet.id)?;
+    s.private_ip = Some(ipam::assign(net, &used, s.private_ip).map_err(bad("spec.private_ip"))?);
+    s.subnet = subnet.id;
+    s.security_groups = groups;
+    Ok(s)
 }
 
 /// Everything desired for one VPC, read from state.
@@ -488,6 +518,24 @@ fn reconcile_vpc(site: &Site, id: &str) -> Result<Outcome, SiteError> {
     let mut wanted = BTreeSet::new();
     for (eni, s, net) in &d.interfaces {
         let Some(ip) = s.private_ip else { continue };
+        if s.attachment == Attachment::Tap {
+            // An instance's interface: a persistent tap in the router namespace, routed and
+            // filtered exactly like a veth port.
+            let t = host::TapPort { router_netns: router.clone(), ifname: names::ifname(names::Role::Workload, &eni.id), ip, gateway: ipam::gateway(*net) };
+            host::ensure_tap(&t).map_err(host_err)?;
+            wanted.insert(t.ifname.clone());
+            site.set_status(&eni.id, |st, row| {
+                st.phase = "Ready".into();
+                st.observed_generation = row.generation;
+                st.set_condition("Ready", true, "Attached", "");
+                st.extra.insert("tap".into(), t.ifname.clone().into());
+                st.extra.insert("router_netns".into(), host::netns_path(&router).display().to_string().into());
+                st.extra.insert("private_ip".into(), ip.to_string().into());
+                st.extra.insert("gateway".into(), ipam::gateway(*net).to_string().into());
+                st.extra.insert("prefix".into(), net.prefix_len().into());
+            })?;
+            continue;
+        }
         let ns = names::eni_netns(&eni.id);
         host::ensure_netns(&ns).map_err(host_err)?;
         let a = host::Attachment {

@@ -59,10 +59,19 @@ fn size_of(row: &ResourceRow) -> u64 {
     spec_of::<VolumeSpec>(row).ok().and_then(|s| s.size_mib).unwrap_or(0)
 }
 
-/// The containers (rows) whose spec mounts volume `id`.
+/// The containers (rows) whose spec mounts volume `id`, then the instances whose spec attaches
+/// it.
 pub fn mounted_by(c: &Connection, id: &str) -> Result<Vec<ResourceRow>, SiteError> {
     let all = repo::list(c, Kind::Container.as_str(), None, None, usize::MAX >> 1)?;
-    Ok(all.into_iter().filter(|r| spec_of::<super::containers::ContainerSpec>(r).is_ok_and(|s| s.mounts.iter().any(|m| m.volume.as_deref() == Some(id)))).collect())
+    let mut out: Vec<ResourceRow> = all.into_iter().filter(|r| spec_of::<super::containers::ContainerSpec>(r).is_ok_and(|s| s.mounts.iter().any(|m| m.volume.as_deref() == Some(id)))).collect();
+    out.extend(instances_using(c, id)?);
+    Ok(out)
+}
+
+/// The instances (rows) whose spec attaches volume `id` as a disk.
+pub fn instances_using(c: &Connection, id: &str) -> Result<Vec<ResourceRow>, SiteError> {
+    let all = repo::list(c, Kind::Instance.as_str(), None, None, usize::MAX >> 1)?;
+    Ok(all.into_iter().filter(|r| spec_of::<super::instances::InstanceSpec>(r).is_ok_and(|s| s.volumes.iter().any(|v| v.volume == id))).collect())
 }
 
 /// Inside a transaction: the project's volumes and the site's pool have room for `add` more MiB.
@@ -145,11 +154,11 @@ impl Site {
         })
     }
 
-    /// Delete a volume; refused (409) while a container mounts it.
+    /// Delete a volume; refused (409) while a container mounts it or an instance attaches it.
     pub fn delete_volume(&self, p: &ProjectCtx, r: &str) -> Result<Resource, SiteError> {
         self.delete_with(Kind::Volume, Some(p), r, |c, row| {
             if let Some(u) = mounted_by(c, &row.id)?.first() {
-                return Err(SiteError::Conflict(format!("volume {} is attached to container {}", row.name, u.name)));
+                return Err(SiteError::Conflict(format!("volume {} is attached to {} {}", row.name, u.kind, u.name)));
             }
             if let Some(c) = crate::container::runtime::containers_binding(&self.config().data_dir, &row.id).first() {
                 return Err(SiteError::Conflict(format!("volume {} is still attached to container {c}, which is stopping", row.name)));
@@ -181,6 +190,23 @@ impl Site {
         })
     }
 
+    /// Prepare volume `id` as an instance's disk: formatted as ext4 when blank (the same code as
+    /// container mounts), and not mounted on the host. Its file, or `None` while the volume is
+    /// not made yet or still mounted for a container that is going away.
+    pub fn volume_for_instance(&self, id: &str) -> Result<Option<std::path::PathBuf>, SiteError> {
+        let pool = self.pool()?;
+        let file = pool.volume_path(id);
+        if !file.exists() {
+            return Ok(None);
+        }
+        let _g = lock();
+        if attach::mounted_device(&pool.mount_path(id)).is_some() {
+            return Ok(None);
+        }
+        attach::format_if_blank(&file, id).map_err(storage_err)?;
+        Ok(Some(file))
+    }
+
     /// Mount volume `id` for a container (formatting it on first use); its mount directory, or
     /// `None` while the volume is not made yet.
     pub fn mount_volume(&self, id: &str) -> Result<Option<std::path::PathBuf>, SiteError> {
@@ -210,7 +236,7 @@ impl Controller for VolumeController {
     }
 
     fn watches(&self) -> &'static [Kind] {
-        &[Kind::Container]
+        &[Kind::Container, Kind::Instance]
     }
 
     async fn reconcile(&self, site: &Site, id: &str) -> Result<Outcome, SiteError> {
@@ -247,7 +273,8 @@ fn reconcile_volume(site: &Site, id: &str) -> Result<Outcome, SiteError> {
     // until their directories are gone, and look again until then.
     let binding = crate::container::runtime::containers_binding(&site.config().data_dir, id);
     let stopping = binding.iter().any(|c| !users.iter().any(|u| &u.id == c));
-    if users.is_empty() && binding.is_empty() {
+    // Only containers mount a volume on the host; an instance's disk must not be mounted.
+    if !users.iter().any(|u| u.kind == Kind::Container.as_str()) && binding.is_empty() {
         attach::unmount(&dir).map_err(storage_err)?;
     }
     let usage = Pool::usage(&file).map_err(storage_err)?;

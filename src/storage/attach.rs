@@ -44,15 +44,24 @@ pub fn formatted(file: &Path) -> Result<bool, StorageError> {
     }
 }
 
+/// Format volume `file` as ext4 (label: the first 16 bytes of `label`) when it holds no
+/// filesystem; returns whether it did. Also used for an instance's disks, which are not mounted.
+pub fn format_if_blank(file: &Path, label: &str) -> Result<bool, StorageError> {
+    if formatted(file)? {
+        return Ok(false);
+    }
+    let label = &label[..label.len().min(16)];
+    run("mkfs.ext4", &[OsStr::new("-q"), OsStr::new("-F"), OsStr::new("-L"), OsStr::new(label), file.as_os_str()])?;
+    Ok(true)
+}
+
 /// Make sure volume `file` is mounted at `dir` (formatting it first if it holds no filesystem),
 /// and that its filesystem fills the file (after a grow). Returns `dir`.
 pub fn ensure_mounted(file: &Path, dir: &Path, label: &str) -> Result<PathBuf, StorageError> {
     std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
     if mounted_device(dir).is_none() {
-        if !formatted(file)? {
-            let label = &label[..label.len().min(16)];
-            run("mkfs.ext4", &[OsStr::new("-q"), OsStr::new("-F"), OsStr::new("-L"), OsStr::new(label), file.as_os_str()])?;
-        } else if fs_bytes(file).is_some_and(|b| b < std::fs::metadata(file).map(|m| m.len()).unwrap_or(0)) {
+        let fresh = format_if_blank(file, label)?;
+        if !fresh && fs_bytes(file).is_some_and(|b| b < std::fs::metadata(file).map(|m| m.len()).unwrap_or(0)) {
             // Grown while detached (or while the online grow was not allowed): grow it offline.
             run("e2fsck", &[OsStr::new("-f"), OsStr::new("-p"), file.as_os_str()])?;
             run("resize2fs", &[file.as_os_str()])?;

@@ -3,7 +3,7 @@
 //! an initialised FPU, and the local APIC's LINT0 as ExtINT (the 8259 PIC) and LINT1 as NMI, as
 //! a BIOS leaves them (Intel SDM vol. 3 §11.5.1).
 
-use kvm_bindings::{CpuId, kvm_fpu, kvm_lapic_state, kvm_regs, kvm_segment};
+use kvm_bindings::{CpuId, Msrs, kvm_fpu, kvm_lapic_state, kvm_msr_entry, kvm_regs, kvm_segment};
 use kvm_ioctls::VcpuFd;
 
 use super::VmmError;
@@ -32,18 +32,32 @@ fn kvm(what: &'static str) -> impl Fn(kvm_ioctls::Error) -> VmmError {
     move |e| VmmError::Kvm { what, source: e }
 }
 
-/// CPUID for vCPU `index`: KVM's supported set, with the initial APIC id (leaf 1, EBX 31..24)
-/// and the hypervisor bit (leaf 1, ECX 31) set.
-pub fn cpuid_for(base: &CpuId, index: u8) -> CpuId {
+/// CPUID for vCPU `index` of `count`: KVM's supported set, with the initial APIC id (leaf 1,
+/// EBX 31..24; leaf 0xB, EDX), the logical processor count (leaf 1, EBX 23..16, with HTT in
+/// EDX 28 when there are several) and the hypervisor bit (leaf 1, ECX 31) set (Intel SDM vol. 2A,
+/// CPUID; the MADT lists the same APIC ids).
+pub fn cpuid_for(base: &CpuId, index: u8, count: u8) -> CpuId {
     let mut c = base.clone();
     for e in c.as_mut_slice() {
-        if e.function == 1 {
-            e.ebx = (e.ebx & 0x00ff_ffff) | ((index as u32) << 24);
-            e.ecx |= 1 << 31;
+        match e.function {
+            1 => {
+                e.ebx = (e.ebx & 0x0000_ffff) | ((index as u32) << 24) | ((count as u32) << 16);
+                e.ecx |= 1 << 31;
+                if count > 1 {
+                    e.edx |= 1 << 28;
+                }
+            }
+            0xb => e.edx = index as u32,
+            _ => {}
         }
     }
     c
 }
+
+/// The MSRs every vCPU starts with: fast strings on (`IA32_MISC_ENABLE` bit 0) and MTRRs on
+/// with write-back as the default type (`IA32_MTRR_DEF_TYPE`: E, type 6), as firmware leaves
+/// them (Intel SDM vol. 4; vol. 3 §11.11.2.1).
+pub const BOOT_MSRS: [(u32, u64); 2] = [(0x1a0, 1), (0x2ff, (1 << 11) | 6)];
 
 fn lapic_reg(l: &kvm_lapic_state, off: usize) -> u32 {
     u32::from_le_bytes([l.regs[off] as u8, l.regs[off + 1] as u8, l.regs[off + 2] as u8, l.regs[off + 3] as u8])
@@ -61,9 +75,27 @@ const LVT_LINT1: usize = 0x360;
 const DM_EXTINT: u32 = 0x7 << 8;
 const DM_NMI: u32 = 0x4 << 8;
 
-/// Set up vCPU `index` to enter a 64-bit kernel at `entry`.
-pub fn setup(vcpu: &VcpuFd, cpuid: &CpuId, index: u8, entry: u64) -> Result<(), VmmError> {
-    vcpu.set_cpuid2(&cpuid_for(cpuid, index)).map_err(kvm("KVM_SET_CPUID2"))?;
+/// Set up what every vCPU needs: CPUID, the boot MSRs, and LINT0/LINT1 of its local APIC.
+/// Application processors then wait (KVM's in-kernel LAPIC) for the boot processor's INIT-SIPI.
+pub fn setup_common(vcpu: &VcpuFd, cpuid: &CpuId, index: u8, count: u8) -> Result<(), VmmError> {
+    vcpu.set_cpuid2(&cpuid_for(cpuid, index, count)).map_err(kvm("KVM_SET_CPUID2"))?;
+    let entries: Vec<kvm_msr_entry> = BOOT_MSRS.iter().map(|(index, data)| kvm_msr_entry { index: *index, data: *data, ..Default::default() }).collect();
+    let msrs = Msrs::from_entries(&entries).map_err(|e| VmmError::Config(format!("MSR list: {e:?}")))?;
+    let n = vcpu.set_msrs(&msrs).map_err(kvm("KVM_SET_MSRS"))?;
+    if n != entries.len() {
+        return Err(VmmError::Config(format!("KVM took {n} of {} boot MSRs", entries.len())));
+    }
+    let mut l = vcpu.get_lapic().map_err(kvm("KVM_GET_LAPIC"))?;
+    let lint0 = lapic_reg(&l, LVT_LINT0);
+    set_lapic_reg(&mut l, LVT_LINT0, (lint0 & !0x700) | DM_EXTINT);
+    let lint1 = lapic_reg(&l, LVT_LINT1);
+    set_lapic_reg(&mut l, LVT_LINT1, (lint1 & !0x700) | DM_NMI);
+    vcpu.set_lapic(&l).map_err(kvm("KVM_SET_LAPIC"))?;
+    Ok(())
+}
+
+/// Set up the boot processor to enter a 64-bit kernel at `entry` (after [`setup_common`]).
+pub fn setup_boot(vcpu: &VcpuFd, entry: u64) -> Result<(), VmmError> {
     let mut s = vcpu.get_sregs().map_err(kvm("KVM_GET_SREGS"))?;
     s.gdt.base = GDT;
     s.gdt.limit = (GDT_FLAGS.len() * 8 - 1) as u16;
@@ -87,12 +119,6 @@ pub fn setup(vcpu: &VcpuFd, cpuid: &CpuId, index: u8, entry: u64) -> Result<(), 
     vcpu.set_fpu(&kvm_fpu { fcw: 0x37f, mxcsr: 0x1f80, ..Default::default() }).map_err(kvm("KVM_SET_FPU"))?;
     let regs = kvm_regs { rflags: 0x2, rip: entry, rsp: BOOT_STACK, rbp: BOOT_STACK, rsi: ZERO_PAGE, ..Default::default() };
     vcpu.set_regs(&regs).map_err(kvm("KVM_SET_REGS"))?;
-    let mut l = vcpu.get_lapic().map_err(kvm("KVM_GET_LAPIC"))?;
-    let lint0 = lapic_reg(&l, LVT_LINT0);
-    set_lapic_reg(&mut l, LVT_LINT0, (lint0 & !0x700) | DM_EXTINT);
-    let lint1 = lapic_reg(&l, LVT_LINT1);
-    set_lapic_reg(&mut l, LVT_LINT1, (lint1 & !0x700) | DM_NMI);
-    vcpu.set_lapic(&l).map_err(kvm("KVM_SET_LAPIC"))?;
     Ok(())
 }
 

@@ -45,6 +45,36 @@ pub const BOOT_TIMER: u64 = 0xd000_0000;
 /// The value the guest writes to [`BOOT_TIMER`] once it reaches init.
 pub const BOOT_TIMER_MAGIC: u8 = 123;
 
+/// The ACPI tables' area: the RSDP at its start (where the kernel's scan of the BIOS area finds
+/// it; the zero page's `acpi_rsdp_addr` names it too), the other tables after it. Not RAM in e820.
+pub const ACPI_START: u64 = 0xe_0000;
+/// End of the ACPI tables' area (exclusive).
+pub const ACPI_END: u64 = HIMEM;
+/// The first virtio-mmio window; device `i` is at `VIRTIO_MMIO_BASE + i * VIRTIO_MMIO_SIZE`.
+pub const VIRTIO_MMIO_BASE: u64 = 0xd000_1000;
+/// Size of one virtio-mmio window (virtio 1.2 §4.2.2: registers up to 0x100, config after).
+pub const VIRTIO_MMIO_SIZE: u64 = 0x1000;
+/// The most virtio-mmio devices a VM has.
+pub const VIRTIO_MAX_DEVICES: u32 = 16;
+/// The GSI (IOAPIC pin) of virtio-mmio device 0; device `i` uses `VIRTIO_IRQ_BASE + i`. Edge
+/// triggered, active high, as the DSDT declares.
+pub const VIRTIO_IRQ_BASE: u32 = 5;
+/// The IOAPIC's MMIO base (KVM's in-kernel IOAPIC), GSI base 0, 24 pins.
+pub const IOAPIC_ADDR: u64 = 0xfec0_0000;
+/// The local APICs' MMIO base.
+pub const LAPIC_ADDR: u64 = 0xfee0_0000;
+/// The hardware-reduced ACPI sleep control register (FADT `SLEEP_CONTROL_REG`), an I/O port:
+/// a write with SLP_EN (bit 5) and SLP_TYP (bits 2..5) = the DSDT's `_S5` value is a power-off.
+pub const ACPI_SLEEP_CONTROL: u16 = 0x600;
+/// The sleep status register (FADT `SLEEP_STATUS_REG`), an I/O port that reads 0.
+pub const ACPI_SLEEP_STATUS: u16 = 0x601;
+/// The ACPI reset register (FADT `RESET_REG`), an I/O port; writing [`ACPI_RESET_VALUE`] resets.
+pub const ACPI_RESET: u16 = 0x602;
+/// The FADT's `RESET_VALUE`.
+pub const ACPI_RESET_VALUE: u8 = 0x1;
+/// The `_S5` sleep type the DSDT declares (SLP_TYP of a power-off).
+pub const ACPI_S5_TYPE: u8 = 5;
+
 /// The e820 type of usable RAM.
 pub const E820_RAM: u32 = 1;
 

@@ -1,0 +1,273 @@
+//! Handlers for instances (`/v1/instances`: create, list, get, change, delete, start, stop,
+//! reboot, the console log and the live console over a websocket) and VM image import
+//! (`/v1/images/import-vm`). Reads need the viewer role; changes and the console the member
+//! role.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use utoipa::IntoParams;
+
+use super::AppState;
+use super::auth::{Auth, scope};
+use super::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
+use super::network::NetworkCreate;
+use super::resources::{ListQuery, ListResponse, ProjectQuery, UpdateRequest, created, if_match, item, list_kind};
+use crate::site::auth::{Principal, Role};
+use crate::site::instance_supervisor::{self as sup, Layout};
+use crate::site::{Kind, SiteError};
+
+/// Query of `POST /v1/images/import-vm`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct VmImportQuery {
+    /// The image's name (default: the manifest's `name`).
+    pub name: Option<String>,
+    /// Act in this project (site admins only).
+    pub project: Option<String>,
+}
+
+/// Query of `GET /v1/instances/{id}/console`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleQuery {
+    /// Only the last this many lines.
+    pub tail: Option<usize>,
+    /// Keep the response open and send new output until the worker ends.
+    #[serde(default)]
+    pub follow: bool,
+    /// Act in this project (site admins only).
+    pub project: Option<String>,
+}
+
+async fn project(app: &AppState, p: &Principal, role: Role, q: Option<&str>) -> Result<crate::site::ProjectCtx, ApiError> {
+    p.require(role)?;
+    scope(app, p, q).await
+}
+
+/// Import a VM image: the body is a tar of a directory holding `image.json`
+/// (`{"name","os","arch","kernel","initrd","rootfs","cmdline"}`, paths relative to it) and the
+/// files it names. A hostile manifest (an absolute path, `..`, a symlink out of the directory, a
+/// missing, empty or oversized file) is refused with 422 naming `manifest.<field>`.
+#[utoipa::path(post, path = "/v1/images/import-vm", tag = "images", params(VmImportQuery),
+    request_body(content = Vec<u8>, content_type = "application/x-tar"),
+    responses((status = 201, body = crate::site::Resource), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn import_vm_image(State(app): State<AppState>, Auth(p): Auth, ApiQuery(q): ApiQuery<VmImportQuery>, body: Body) -> Result<Response, ApiError> {
+    let pc = project(&app, &p, Role::Member, q.project.as_deref()).await?;
+    let limit = app.site.config().container.max_import_bytes;
+    let dir = app.site.images_dir();
+    tokio::fs::create_dir_all(&dir).await.map_err(|e| ApiError::from(SiteError::Internal(e.to_string())))?;
+    let path = dir.join(format!("upload-{}.tar", ulid::Ulid::new()));
+    let written = super::containers::save_body(body, &path, limit).await;
+    let result = match written {
+        Ok(()) => {
+            let path2 = path.clone();
+            app.site.run(move |s| s.import_vm_image(&pc, q.name.as_deref(), &BTreeMap::new(), &path2)).await.map_err(ApiError::from)
+        }
+        Err(e) => Err(e),
+    };
+    let _ = tokio::fs::remove_file(&path).await;
+    Ok(created(Kind::Image, &result?))
+}
+
+/// List the project's instances.
+#[utoipa::path(get, path = "/v1/instances", tag = "instances", params(ListQuery), responses((status = 200, body = ListResponse)))]
+pub async fn list_instances(State(app): State<AppState>, Auth(p): Auth, ApiQuery(q): ApiQuery<ListQuery>) -> Result<Response, ApiError> {
+    let pc = project(&app, &p, Role::Viewer, q.project.as_deref()).await?;
+    list_kind(&app, Kind::Instance, Some(pc), &q).await
+}
+
+/// Create an instance (an `InstanceSpec`) and its network interface `<name>-eth0`; it boots
+/// unless `state` is `stopped`.
+#[utoipa::path(post, path = "/v1/instances", tag = "instances", params(ProjectQuery), request_body = NetworkCreate,
+    responses((status = 201, body = crate::site::Resource), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn create_instance(State(app): State<AppState>, Auth(p): Auth, ApiQuery(q): ApiQuery<ProjectQuery>, ApiJson(b): ApiJson<NetworkCreate>) -> Result<Response, ApiError> {
+    let pc = project(&app, &p, Role::Member, q.project.as_deref()).await?;
+    let r = app.site.run(move |s| s.create_instance(&pc, &b.name, &b.labels, b.spec)).await?;
+    Ok(created(Kind::Instance, &r))
+}
+
+/// Get one of the project's instances by id or name.
+#[utoipa::path(get, path = "/v1/instances/{id}", tag = "instances", params(("id" = String, Path, description = "id or name"), ProjectQuery),
+    responses((status = 200, body = crate::site::Resource), (status = 404, body = ErrorBody)))]
+pub async fn get_instance(State(app): State<AppState>, Auth(p): Auth, Path(id): Path<String>, ApiQuery(q): ApiQuery<ProjectQuery>) -> Result<Response, ApiError> {
+    let pc = project(&app, &p, Role::Viewer, q.project.as_deref()).await?;
+    Ok(item(app.site.run(move |s| s.get(Kind::Instance, Some(&pc), &id)).await?))
+}
+
+/// Change an instance (RFC 7386 merge patch of the spec, or labels); a running instance is
+/// restarted to apply a spec change. The image and the network fields are fixed (422).
+#[utoipa::path(patch, path = "/v1/instances/{id}", tag = "instances", request_body = UpdateRequest,
+    params(("id" = String, Path, description = "id or name"), ProjectQuery, ("If-Match" = Option<String>, Header, description = "expected generation")),
+    responses((status = 200, body = crate::site::Resource), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn update_instance(
+    State(app): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<ProjectQuery>,
+    headers: HeaderMap,
+    ApiJson(b): ApiJson<UpdateRequest>,
+) -> Result<Response, ApiError> {
+    let pc = project(&app, &p, Role::Member, q.project.as_deref()).await?;
+    let g = if_match(&headers)?;
+    Ok(item(app.site.run(move |s| s.update_instance(&pc, &id, g, b.labels.as_ref(), b.spec.as_ref())).await?))
+}
+
+/// Delete an instance and its interface (409 while an EIP or a port forward uses the interface):
+/// the guest is shut down (forced after its stop timeout) and its worker, cgroup, root disk and
+/// files are removed.
+#[utoipa::path(delete, path = "/v1/instances/{id}", tag = "instances", params(("id" = String, Path, description = "id or name"), ProjectQuery),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn delete_instance(State(app): State<AppState>, Auth(p): Auth, Path(id): Path<String>, ApiQuery(q): ApiQuery<ProjectQuery>) -> Result<Response, ApiError> {
+    let pc = project(&app, &p, Role::Member, q.project.as_deref()).await?;
+    app.site.run(move |s| s.delete_instance(&pc, &id)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+macro_rules! instance_action {
+    ($name:ident, $path:literal, $action:literal, $doc:literal) => {
+        #[doc = $doc]
+        #[utoipa::path(post, path = $path, tag = "instances", params(("id" = String, Path, description = "id or name"), ProjectQuery),
+            responses((status = 202, body = crate::site::Resource), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+        pub async fn $name(State(app): State<AppState>, Auth(p): Auth, Path(id): Path<String>, ApiQuery(q): ApiQuery<ProjectQuery>) -> Result<Response, ApiError> {
+            let pc = project(&app, &p, Role::Member, q.project.as_deref()).await?;
+            let r = app.site.run(move |s| s.instance_action(&pc, &id, $action)).await?;
+            Ok((StatusCode::ACCEPTED, axum::Json(r)).into_response())
+        }
+    };
+}
+
+instance_action!(start_instance, "/v1/instances/{id}/start", "start", "Start a stopped, powered-off or failed instance.");
+instance_action!(stop_instance, "/v1/instances/{id}/stop", "stop", "Stop an instance: a graceful shutdown (Ctrl-Alt-Del), forced after its stop timeout.");
+instance_action!(reboot_instance, "/v1/instances/{id}/reboot", "reboot", "Reboot an instance: a graceful shutdown, then a fresh start.");
+
+/// The last `tail` lines of `bytes` (all when `None`).
+fn last_lines(bytes: &[u8], tail: Option<usize>) -> &[u8] {
+    let Some(n) = tail else { return bytes };
+    if n == 0 {
+        return &bytes[bytes.len()..];
+    }
+    let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    let mut seen = 0;
+    for (i, b) in body.iter().enumerate().rev() {
+        if *b == b'\n' {
+            seen += 1;
+            if seen == n {
+                return &bytes[i + 1..];
+            }
+        }
+    }
+    bytes
+}
+
+/// An instance's serial console log (`text/plain`, the bytes the guest wrote), optionally only
+/// the last `tail` lines, or followed live until the worker ends.
+#[utoipa::path(get, path = "/v1/instances/{id}/console", tag = "instances", params(("id" = String, Path, description = "id or name"), ConsoleQuery),
+    responses((status = 200, content_type = "text/plain", body = String), (status = 404, body = ErrorBody)))]
+pub async fn instance_console(State(app): State<AppState>, Auth(p): Auth, Path(id): Path<String>, ApiQuery(q): ApiQuery<ConsoleQuery>) -> Result<Response, ApiError> {
+    let pc = project(&app, &p, Role::Member, q.project.as_deref()).await?;
+    let (iid, l) = app.site.run(move |s| s.instance_dir(&pc, &id)).await?;
+    let path = l.console_log();
+    let all = tokio::fs::read(&path).await.unwrap_or_default();
+    let first = last_lines(&all, q.tail).to_vec();
+    let headers = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
+    if !q.follow {
+        return Ok((headers, first).into_response());
+    }
+    let site = app.site.clone();
+    let mut shutdown = app.shutdown.clone();
+    let mut offset = all.len() as u64;
+    let stream = async_stream::stream! {
+        yield Ok::<_, std::io::Error>(first);
+        loop {
+            let mut chunk = Vec::new();
+            if let Ok(mut f) = tokio::fs::File::open(&path).await {
+                let len = f.metadata().await.map(|m| m.len()).unwrap_or(0);
+                if len < offset {
+                    offset = 0; // rotated at a restart
+                }
+                if len > offset && tokio::io::AsyncSeekExt::seek(&mut f, std::io::SeekFrom::Start(offset)).await.is_ok() {
+                    let _ = (&mut f).take(len - offset).read_to_end(&mut chunk).await;
+                    offset += chunk.len() as u64;
+                }
+            }
+            if !chunk.is_empty() {
+                yield Ok(chunk);
+            } else {
+                let (s, i) = (site.clone(), iid.clone());
+                let running = tokio::task::spawn_blocking(move || s.instance_running(&i)).await.unwrap_or(false);
+                if !running || *shutdown.borrow() {
+                    break;
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    };
+    Ok((headers, Body::from_stream(stream)).into_response())
+}
+
+/// The live serial console over a websocket: binary (or text) messages from the client are the
+/// guest's input, binary messages to it the guest's output. 409 when the instance's worker does
+/// not run.
+#[utoipa::path(get, path = "/v1/instances/{id}/console/ws", tag = "instances", params(("id" = String, Path, description = "id or name"), ProjectQuery),
+    responses((status = 101, description = "switching to the websocket"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn instance_console_ws(State(app): State<AppState>, Auth(p): Auth, Path(id): Path<String>, ApiQuery(q): ApiQuery<ProjectQuery>, ws: WebSocketUpgrade) -> Result<Response, ApiError> {
+    let pc = project(&app, &p, Role::Member, q.project.as_deref()).await?;
+    let (_, l) = app.site.run(move |s| s.instance_dir(&pc, &id)).await?;
+    let stream = attach(l).await?;
+    Ok(ws.on_upgrade(move |socket| bridge(socket, stream)))
+}
+
+/// Open the worker's console, as an async stream. 409 when no worker answers.
+pub async fn attach(l: Layout) -> Result<tokio::net::UnixStream, ApiError> {
+    let s = tokio::task::spawn_blocking(move || sup::open_console(&l))
+        .await
+        .map_err(|e| ApiError::from(SiteError::Internal(e.to_string())))?
+        .map_err(|e| ApiError::from(SiteError::Conflict(format!("the instance's console is not available (is it running?): {e}"))))?;
+    s.set_nonblocking(true).map_err(|e| ApiError::from(SiteError::Internal(e.to_string())))?;
+    tokio::net::UnixStream::from_std(s).map_err(|e| ApiError::from(SiteError::Internal(e.to_string())))
+}
+
+async fn bridge(mut ws: WebSocket, stream: tokio::net::UnixStream) {
+    let (mut rd, mut wr) = stream.into_split();
+    let mut buf = vec![0u8; 16 << 10];
+    loop {
+        tokio::select! {
+            n = rd.read(&mut buf) => match n {
+                Ok(0) | Err(_) => break,
+                Ok(n) => if ws.send(Message::Binary(bytes::Bytes::copy_from_slice(&buf[..n]))).await.is_err() { break },
+            },
+            m = ws.recv() => match m {
+                Some(Ok(Message::Binary(b))) => if wr.write_all(&b).await.is_err() { break },
+                Some(Ok(Message::Text(t))) => if wr.write_all(t.as_bytes()).await.is_err() { break },
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                _ => break,
+            },
+        }
+    }
+    let _ = ws.send(Message::Close(None)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tails_take_the_last_lines() {
+        assert_eq!(super::last_lines(b"a\nb\nc\n", Some(2)), b"b\nc\n");
+        assert_eq!(super::last_lines(b"a\nb\nc", Some(1)), b"c");
+        assert_eq!(super::last_lines(b"a\nb\n", Some(5)), b"a\nb\n");
+        assert_eq!(super::last_lines(b"a\nb\n", None), b"a\nb\n");
+        assert_eq!(super::last_lines(b"a\n", Some(0)), b"");
+    }
+}
