@@ -24,7 +24,9 @@ stage "api fuzz (schemathesis)" bash integration/fuzz-api.sh
 stage "cargo tests" cargo test --release --locked --workspace -- --test-threads=2
 stage "browser e2e" bash -c 'cd integration/browser && npm test --silent'
 stage "nested KVM lane" bash -c 'bash integration/nested-kvm/prepare.sh >/dev/null &&
-  bash integration/nested-kvm/run-l1.sh "sh $PWD/integration/nested-kvm/vmm-boot.sh $CLOUDLET_BIN"'
+  bash images/vm/build.sh >/dev/null &&
+  bash integration/nested-kvm/run-l1.sh "sh $PWD/integration/nested-kvm/vmm-boot.sh $CLOUDLET_BIN" &&
+  bash integration/nested-kvm/run-l1.sh "python3 $PWD/integration/nested-kvm/vmm-image.py $CLOUDLET_BIN"'
 if ((${#failed[@]})); then
   echo "FAILED stages: ${failed[*]}"
   exit 1

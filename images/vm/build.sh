@@ -17,7 +17,7 @@ root="$(cd "$here/../.." && pwd)"
 out="${1:-$root/target/vm-images/debian-12}"
 nk="$root/target/nested-kvm"
 name=debian-12
-cmdline="console=ttyS0 reboot=k panic=-1 root=/dev/vda rw i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd"
+cmdline="console=ttyS0 reboot=k panic=-1 root=/dev/vda rw i8042.noaux i8042.nomux i8042.dumbkbd"
 # Modules of the initramfs (their dependencies are added from modules.dep): the virtio-mmio
 # transport (devices found in ACPI as LNRO0005), disk and NIC drivers, and the ACPI power
 # button with the evdev interface busybox acpid reads. virtio_pci (~110 KiB) makes the same
