@@ -21,12 +21,12 @@ stage "build example functions" bash images/functions/build.sh
 stage "openapi valid" bash -c '"$CLOUDLET_BIN" openapi > "$(dirname "$CLOUDLET_BIN")/openapi.json" &&
   python3 -m openapi_spec_validator "$(dirname "$CLOUDLET_BIN")/openapi.json"'
 stage "api fuzz (schemathesis)" bash integration/fuzz-api.sh
+stage "kernels and images" bash -c 'bash integration/nested-kvm/prepare.sh >/dev/null && bash images/vm/build.sh >/dev/null'
 stage "cargo tests" cargo test --release --locked --workspace -- --test-threads=2
 stage "browser e2e" bash -c 'cd integration/browser && npm test --silent'
-stage "nested KVM lane" bash -c 'bash integration/nested-kvm/prepare.sh >/dev/null &&
-  bash images/vm/build.sh >/dev/null &&
-  bash integration/nested-kvm/run-l1.sh "sh $PWD/integration/nested-kvm/vmm-boot.sh $CLOUDLET_BIN" &&
-  bash integration/nested-kvm/run-l1.sh "python3 $PWD/integration/nested-kvm/vmm-image.py $CLOUDLET_BIN"'
+stage "nested KVM lane" bash -c 'bash integration/nested-kvm/run-l1.sh "sh $PWD/integration/nested-kvm/vmm-boot.sh $CLOUDLET_BIN" &&
+  bash integration/nested-kvm/run-l1.sh "python3 $PWD/integration/nested-kvm/vmm-image.py $CLOUDLET_BIN" &&
+  L1_CPUS=1 bash integration/nested-kvm/run-l1.sh "sh $PWD/integration/nested-kvm/daemon-lane.sh $CLOUDLET_BIN"'
 if ((${#failed[@]})); then
   echo "FAILED stages: ${failed[*]}"
   exit 1

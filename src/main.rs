@@ -162,6 +162,12 @@ fn vmm_worker(a: &cloudlet::cli::VmmWorkerArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("vmm-worker: {e}");
+            if let Some(p) = &spec.exit_record {
+                let rec = cloudlet::vmm::spec::ExitRecord { reason: ExitReason::Crashed, boot_timer_ms: None, total_ms: 0.0, error: Some(e.to_string()) };
+                if let Err(e) = cloudlet::vmm::write_exit_record(p, &rec) {
+                    eprintln!("vmm-worker: {e}");
+                }
+            }
             ExitCode::from(2)
         }
     }

@@ -1,22 +1,31 @@
 #!/usr/bin/env python3
-"""microVM boot benchmark (issue 7): `python3 integration/bench/vmm_boot.py [CLOUDLET_BIN]`.
+"""microVM benchmark (issue 7): `python3 integration/bench/vmm_boot.py [CLOUDLET_BIN]`.
 
 Runs the nested KVM lane's L1 guest (integration/nested-kvm/run-l1.sh; prepare.sh first) and,
 inside it, on L1's real /dev/kvm, boots the same guest (Debian's stock cloud kernel and the
-lane's L2 initramfs, 256 MiB, one vCPU, console on ttyS0) RUNS times (default 10) with each of:
-- cloudlet's VMM (`cloudlet vmm-worker`);
-- QEMU `-M microvm` (Debian qemu-system-x86), `-nodefaults`, no network or disk;
+lane's L2 initramfs, 256 MiB, one vCPU, console on ttyS0, the same kernel command line) RUNS
+times (default 20) with each of, interleaved round by round so that load hits all alike:
+- cloudlet's VMM (`cloudlet vmm-worker --spec`, confined as the daemon runs it);
+- QEMU `-M microvm` (Debian qemu-system-x86, ACPI on), `-nodefaults`, no network or disk;
 - QEMU `-M pc`.
-Measure: from the process's start to the guest's `L2 INIT REACHED` console line, timed inside L1
-by the reader of the VMM's console (so the same clock and the same emulation for all three);
-for cloudlet also its own boot timer (the guest's MMIO write). QEMU is stopped once the line
-appears; cloudlet's guest resets itself. QEMU's machines keep their own ACPI tables (cloudlet
-has none yet, so its guest runs with acpi=off); a run that does not reach init in 120 s is dropped. VMM
-memory overhead and control-socket readiness are not measured yet. Prints a Markdown table;
-asserts nothing.
-Everything inside L1 is 10-50x slower than native (TCG), so only the ratios carry over.
+Measures, all taken inside L1 by this script (one clock, one emulation):
+1. start to init: from the process's start to the guest's `L2 INIT REACHED` console line
+   (for cloudlet, also its own boot timer: the guest's MMIO write, timestamped by the VMM);
+2. VMM memory overhead: the process's resident memory outside the guest RAM mapping
+   (`/proc/PID/smaps`: every mapping's Rss except the 256 MiB guest RAM one), sampled when
+   the guest reaches init, and the private part of it (Private_Clean + Private_Dirty: what the
+   process does not share with others through the page cache, such as the binary's text);
+3. control socket ready: from the process's start to the first answer on its control socket
+   (cloudlet: a `status` request; QEMU: the QMP greeting on `-qmp unix:`).
+Measure 3 is also taken natively on this host (not in L1), RUNS times each, for cloudlet's worker
+and QEMU microvm (`-accel tcg` here, as this host's KVM cannot run the guest; the socket comes
+up before any guest code runs either way); the process is killed once it answers.
+The guest powers off by itself (ACPI S5 on all three). A run that does not reach init in 120 s
+is dropped and counted. Everything inside L1 is 10-50x slower than native (TCG), so only the
+ratios carry over. Prints a Markdown table and the raw JSON; asserts nothing.
 """
 
+import json
 import os
 import statistics
 import subprocess
@@ -24,82 +33,182 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "target/release/cloudlet"))
-RUNS = int(os.environ.get("RUNS", "10"))
+RUNS = int(os.environ.get("RUNS", "20"))
 
 INNER = r'''
-import json, os, statistics, subprocess, sys, time
+import json, os, socket, subprocess, sys, threading, time
 out, bin, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
 k, rd = f"{out}/l2-vmlinuz", f"{out}/l2-initrd.cpio.gz"
-cmdline = "console=ttyS0 reboot=k panic=-1 acpi=off pci=off nomodule 8250.nr_uarts=1 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd l2.exit=reboot quiet"
-# QEMU's machines boot with their own ACPI tables, as they normally would.
-qcmd = "console=ttyS0 panic=-1 nomodule quiet"
+MIB = 256
+cmdline = "console=ttyS0 reboot=k panic=-1 nomodule quiet 8250.nr_uarts=1 i8042.noaux i8042.nomux i8042.dumbkbd l2.exit=poweroff"
+work = "/tmp/vmm-bench"
+os.makedirs(work, exist_ok=True)
+spec = {"id": "bench", "kernel": k, "initrd": rd, "cmdline": cmdline, "vcpus": 1, "memory_mib": MIB,
+        "control_socket": f"{work}/cloudlet.sock", "exit_record": f"{work}/exit.json", "echo": True,
+        "confinement": {"seccomp": True}}
+json.dump(spec, open(f"{work}/spec.json", "w"))
+def qemu(machine, sock):
+    return ["qemu-system-x86_64", "-accel", "kvm", "-cpu", "host", "-M", machine, "-m", str(MIB), "-smp", "1", "-nodefaults",
+            "-no-user-config", "-display", "none", "-serial", "stdio", "-no-reboot", "-kernel", k, "-initrd", rd,
+            "-append", cmdline, "-qmp", f"unix:{sock},server=on,wait=off"]
 peers = {
-    "cloudlet": [bin, "vmm-worker", "--kernel", k, "--initrd", rd, "--memory", "256", "--cmdline", cmdline, "--echo"],
-    "qemu-microvm": ["qemu-system-x86_64", "-accel", "kvm", "-cpu", "host", "-M", "microvm", "-m", "256", "-smp", "1", "-nodefaults",
-                     "-no-user-config", "-display", "none", "-serial", "stdio", "-no-reboot", "-kernel", k, "-initrd", rd, "-append", qcmd],
-    "qemu-pc": ["qemu-system-x86_64", "-accel", "kvm", "-cpu", "host", "-M", "pc", "-m", "256", "-smp", "1", "-nodefaults",
-                "-no-user-config", "-display", "none", "-serial", "stdio", "-no-reboot", "-kernel", k, "-initrd", rd, "-append", qcmd],
+    "cloudlet": ([bin, "vmm-worker", "--spec", f"{work}/spec.json"], f"{work}/cloudlet.sock", b'{"op":"status"}\n'),
+    "qemu-microvm": (qemu("microvm", f"{work}/microvm.sock"), f"{work}/microvm.sock", None),
+    "qemu-pc": (qemu("pc", f"{work}/pc.sock"), f"{work}/pc.sock", None),
 }
-import threading
-res = {}
-for name, argv in peers.items():
-    times, timers = [], []
-    for _ in range(runs):
+def overhead_kib(pid):
+    """(Rss, Private_Clean + Private_Dirty) of every mapping but the guest RAM one, KiB."""
+    rss = private = 0
+    guest = MIB * 1024
+    size = None
+    try:
+        for line in open(f"/proc/{pid}/smaps"):
+            f = line.split()
+            if len(f) < 2 or size == guest and f[0] != "Size:":
+                continue
+            if f[0] == "Size:":
+                size = int(f[1])
+            elif f[0] == "Rss:" and size != guest:
+                rss += int(f[1])
+            elif f[0] in ("Private_Clean:", "Private_Dirty:") and size != guest:
+                private += int(f[1])
+    except OSError:
+        return None
+    return rss, private
+def socket_ready(path, req, t0, res):
+    while time.monotonic() - t0 < 30:
+        try:
+            s = socket.socket(socket.AF_UNIX)
+            s.connect(path)
+            if req:
+                s.sendall(req)
+            if s.recv(1):
+                res.append((time.monotonic() - t0) * 1000)
+                s.close()
+                return
+        except OSError:
+            pass
+        time.sleep(0.0005)
+res = {n: {"init_ms": [], "boot_timer_ms": [], "overhead_kib": [], "private_kib": [], "socket_ms": [], "dropped": 0} for n in peers}
+for r in range(runs):
+    for name, (argv, sock, req) in peers.items():
+        try:
+            os.unlink(sock)
+        except FileNotFoundError:
+            pass
         t0 = time.monotonic()
-        p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        guard = threading.Timer(120, p.kill)  # a boot that never reaches init is dropped
+        p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        sres = []
+        st = threading.Thread(target=socket_ready, args=(sock, req, t0, sres), daemon=True)
+        st.start()
+        guard = threading.Timer(120, p.kill)
         guard.start()
         seen = None
         for line in p.stdout:
             if b"L2 INIT REACHED" in line and seen is None:
-                seen = time.monotonic() - t0
-                if name != "cloudlet":
-                    # QEMU has no boot timer and, with acpi=off, no way out: stop it at init.
-                    p.kill()
-                    break
-        if name == "cloudlet":
-            err = p.stderr.read().decode(errors="replace")
-        else:
-            err = ""
+                seen = (time.monotonic() - t0) * 1000
+                ov = overhead_kib(p.pid)
+                if ov is not None:
+                    res[name]["overhead_kib"].append(ov[0])
+                    res[name]["private_kib"].append(ov[1])
+        err = p.stderr.read().decode(errors="replace")
         p.wait(timeout=300)
         guard.cancel()
-        if seen is not None:
-            times.append(seen * 1000)
+        st.join(timeout=1)
+        if seen is None:
+            res[name]["dropped"] += 1
+            print(f"dropped: {name} run {r}: {err[-300:]}", file=sys.stderr, flush=True)
+            continue
+        res[name]["init_ms"].append(seen)
+        res[name]["socket_ms"] += sres
         for l in err.splitlines():
             if l.startswith("{") and "boot_timer_ms" in l:
                 t = json.loads(l).get("boot_timer_ms")
                 if t is not None:
-                    timers.append(t)
-    res[name] = {"init_ms": times, "boot_timer_ms": timers}
+                    res[name]["boot_timer_ms"].append(t)
+    print(f"round {r + 1}/{runs} done", file=sys.stderr, flush=True)
 print("BENCH " + json.dumps(res))
 '''
 
 
+def native_socket_ready(out):
+    """Measure 3 on this host: start to first answer, ms, for cloudlet and QEMU microvm."""
+    import socket
+    import tempfile
+    import time
+    work = tempfile.mkdtemp(prefix="vmm-bench-")
+    k, rd = f"{out}/l2-vmlinuz", f"{out}/l2-initrd.cpio.gz"
+    spec = {"id": "bench", "kernel": k, "initrd": rd, "cmdline": "console=ttyS0", "vcpus": 1, "memory_mib": 256,
+            "control_socket": f"{work}/c.sock", "confinement": {"seccomp": True}}
+    with open(f"{work}/spec.json", "w") as f:
+        json.dump(spec, f)
+    peers = {
+        "cloudlet": ([BIN, "vmm-worker", "--spec", f"{work}/spec.json"], f"{work}/c.sock", b'{"op":"status"}\n'),
+        "qemu-microvm": (["qemu-system-x86_64", "-accel", "tcg", "-M", "microvm", "-m", "256", "-nodefaults", "-no-user-config",
+                          "-display", "none", "-kernel", k, "-initrd", rd, "-qmp", f"unix:{work}/q.sock,server=on,wait=off"],
+                         f"{work}/q.sock", None),
+    }
+    res = {n: [] for n in peers}
+    for _ in range(RUNS):
+        for name, (argv, sock, req) in peers.items():
+            if os.path.exists(sock):
+                os.unlink(sock)
+            t0 = time.monotonic()
+            p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+            while time.monotonic() - t0 < 10:
+                try:
+                    c = socket.socket(socket.AF_UNIX)
+                    c.connect(sock)
+                    if req:
+                        c.sendall(req)
+                    if c.recv(1):
+                        res[name].append((time.monotonic() - t0) * 1000)
+                        break
+                except OSError:
+                    time.sleep(0.0002)
+                finally:
+                    c.close()
+            p.kill()
+            p.wait()
+    return res
+
+
 def main():
     out = os.path.join(ROOT, "target/nested-kvm")
+    native = native_socket_ready(out)
     script = os.path.join(out, "bench-inner.py")
     with open(script, "w") as f:
         f.write(INNER)
     cmd = f"python3 {script} {out} {BIN} {RUNS}"
-    env = dict(os.environ, TIMEOUT=os.environ.get("TIMEOUT", "3000"))
+    env = dict(os.environ, TIMEOUT=os.environ.get("TIMEOUT", "5400"))
     p = subprocess.run(["bash", os.path.join(ROOT, "integration/nested-kvm/run-l1.sh"), cmd], capture_output=True, text=True, env=env)
     line = next((l for l in p.stdout.splitlines() if l.startswith("BENCH ")), None)
     if not line:
         print(p.stdout[-3000:], p.stderr[-2000:])
         raise SystemExit("the benchmark did not report")
-    import json
     res = json.loads(line[6:])
-    med = lambda v: statistics.median(v) if v else float("nan")
+
+    def med(v):
+        return statistics.median(v) if v else float("nan")
+
+    def cell(v, unit=""):
+        return f"{med(v):,.1f}{unit} ({min(v):,.1f}-{max(v):,.1f})" if v else "-"
+
     c = med(res["cloudlet"]["init_ms"])
-    print(f"\nboot to init inside L1 (TCG + nested KVM), {RUNS} boots each, median (min-max) ms\n")
-    print("| VMM | start to init | ratio to cloudlet | boot timer |")
-    print("|---|---|---|---|")
+    print(f"\ninside L1 (TCG + nested KVM), {RUNS} boots each, median (min-max)\n")
+    print("| VMM | start to init, ms | ratio to cloudlet | boot timer, ms | overhead RSS, KiB | of it private, KiB | control socket ready, ms | dropped |")
+    print("|---|---|---|---|---|---|---|---|")
     for name in ["cloudlet", "qemu-microvm", "qemu-pc"]:
-        v = res[name]["init_ms"]
-        bt = res[name]["boot_timer_ms"]
-        rng = f"{min(v):,.0f}-{max(v):,.0f}" if v else "-"
-        print(f"| {name} | {med(v):,.0f} ({rng}) | {med(v) / c:.2f} | {med(bt):,.0f} |" if bt else f"| {name} | {med(v):,.0f} ({rng}) | {med(v) / c:.2f} | - |")
-    print("\n" + json.dumps(res))
+        r = res[name]
+        ratio = med(r["init_ms"]) / c if r["init_ms"] else float("nan")
+        print(f"| {name} | {cell(r['init_ms'])} | {ratio:.2f} | {cell(r['boot_timer_ms'])} | {cell(r['overhead_kib'])} | {cell(r['private_kib'])} | {cell(r['socket_ms'])} | {r['dropped']} |")
+    print(f"\ncontrol socket ready natively on this host, {RUNS} starts each, median (min-max) ms\n")
+    print("| VMM | start to first answer, ms | ratio to cloudlet |")
+    print("|---|---|---|")
+    nc = med(native["cloudlet"])
+    for name, v in native.items():
+        print(f"| {name} | {cell(v)} | {med(v) / nc:.2f} |")
+    print("\n" + json.dumps({"nested": res, "native_socket_ms": native}))
 
 
 if __name__ == "__main__":

@@ -518,3 +518,39 @@ fn instances_import_validate_attach_supervise_adopt_stop_and_delete() {
     assert_eq!(d.call("GET", "/v1/network-interfaces/vm1-eth0", None).status, 404);
     assert_eq!(d.call("DELETE", "/v1/volumes/spare", None).status, 204, "free again");
 }
+
+/// With the real `cloudlet vmm-worker` and Debian's cloud kernel (from the nested KVM lane's
+/// `prepare.sh`, which `integration/run-tests.sh` runs before the cargo tests): the worker runs (the guest need not boot on this host),
+/// answers `status`, is restarted after a SIGKILL, and is gone with its run directory on delete.
+#[test]
+fn the_real_worker_is_supervised() {
+    let lane = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/nested-kvm");
+    if !common::is_root() || !Path::new("/dev/kvm").exists() {
+        eprintln!("skipped: needs root and /dev/kvm");
+        return;
+    }
+    assert!(lane.join("l2-vmlinuz").is_file(), "target/nested-kvm/l2-vmlinuz is missing: run integration/nested-kvm/prepare.sh first");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let d = Daemon::start();
+    let _owned = NetnsGuard { data: Some(d.dir.clone()), extra: vec![], stop: Arc::new(AtomicBool::new(false)) };
+    let _workers = WorkerGuard(d.dir.clone());
+    let dir = tmp.path().join("img");
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::copy(lane.join("l2-vmlinuz"), dir.join("vmlinuz")).expect("kernel");
+    std::fs::copy(lane.join("l2-initrd.cpio.gz"), dir.join("initrd.img")).expect("initrd");
+    std::fs::File::create(dir.join("rootfs.img")).expect("rootfs").set_len(16 << 20).expect("size");
+    std::fs::write(dir.join("image.json"), serde_json::to_vec(&json!({"name": "cloud", "kernel": "vmlinuz", "initrd": "initrd.img", "rootfs": "rootfs.img", "cmdline": "console=ttyS0 reboot=k panic=-1"})).expect("json")).expect("manifest");
+    assert_eq!(import(&d, &dir, "cloud").status, 201);
+    create(&d, "/v1/vpcs", json!({"name": "v", "spec": {"cidr": "10.2.0.0/16"}}));
+    create(&d, "/v1/subnets", json!({"name": "s", "spec": {"vpc": "v", "cidr": "10.2.1.0/24"}}));
+    let id = create(&d, "/v1/instances", json!({"name": "real", "spec": {"image": "cloud", "subnet": "s", "stop_timeout_seconds": 1}}))["id"].as_str().expect("id").to_string();
+    let st = wait_status(&d, "real", "Running with the real worker", |s| s["phase"] == "Running" && s["pid"].is_i64());
+    let pid = st["pid"].as_i64().expect("pid") as i32;
+    let cmd = String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).expect("cmdline")).replace('\0', " ");
+    assert!(cmd.contains("vmm-worker --spec") && cmd.contains(&id), "{cmd}");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).expect("kill");
+    let st = wait_status(&d, "real", "restarted", |s| s["phase"] == "Running" && s["pid"].as_i64().is_some_and(|p| p != i64::from(pid)));
+    assert_eq!(st["exit_reason"], "lost");
+    assert_eq!(d.call("DELETE", "/v1/instances/real", None).status, 204);
+    d.wait_for(30, "the worker and run directory gone", || (workers_of(&id).is_empty() && !d.dir.join("instances").join(&id).exists()).then_some(()));
+}

@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::console::{Hub, SerialPort};
@@ -20,20 +20,26 @@ pub struct End {
     pub error: Option<String>,
 }
 
-/// What the control threads share with the VM.
+/// Press Ctrl-Alt-Del on the guest's keyboard.
+pub type CtrlAltDel = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// What the control threads share with the VM. The socket answers from the worker's first
+/// milliseconds, before the VM exists: `serial` and `ctrl_alt_del` are set once the devices are
+/// made, and `running` once the vCPUs start.
 pub struct Shared {
     pub started: Instant,
     /// A shutdown was requested: the guest's next reset or power-off is a stop.
     pub stopping: AtomicBool,
+    /// The vCPUs have started.
+    pub running: AtomicBool,
     /// Nanoseconds from `started` to the boot timer write (0: not yet).
     pub boot_timer_ns: Arc<std::sync::atomic::AtomicU64>,
     pub vcpus: u8,
     pub memory_mib: u64,
     pub end: Mutex<Sender<End>>,
     pub hub: Arc<Mutex<Hub>>,
-    pub serial: Arc<Mutex<SerialPort>>,
-    /// Press Ctrl-Alt-Del on the guest's keyboard.
-    pub ctrl_alt_del: Box<dyn Fn() -> Result<(), String> + Send + Sync>,
+    pub serial: OnceLock<Arc<Mutex<SerialPort>>>,
+    pub ctrl_alt_del: OnceLock<CtrlAltDel>,
 }
 
 impl Shared {
@@ -46,7 +52,14 @@ impl Shared {
         let bt = self.boot_timer_ns.load(Ordering::Relaxed);
         Status {
             pid: std::process::id(),
-            state: if self.stopping.load(Ordering::Relaxed) { "stopping" } else { "running" }.into(),
+            state: if self.stopping.load(Ordering::Relaxed) {
+                "stopping"
+            } else if self.running.load(Ordering::Relaxed) {
+                "running"
+            } else {
+                "starting"
+            }
+            .into(),
             boot_timer_ms: (bt > 0).then(|| bt as f64 / 1e6),
             uptime_ms: self.started.elapsed().as_secs_f64() * 1000.0,
             vcpus: self.vcpus,
@@ -111,9 +124,16 @@ fn connection(stream: UnixStream, shared: Arc<Shared>) {
             Request::Status => ok(Some(shared.status())),
             Request::Shutdown => {
                 shared.stopping.store(true, Ordering::Relaxed);
-                match (shared.ctrl_alt_del)() {
-                    Ok(()) => ok(Some(shared.status())),
-                    Err(e) => refuse(e),
+                match shared.ctrl_alt_del.get() {
+                    Some(press) => match press() {
+                        Ok(()) => ok(Some(shared.status())),
+                        Err(e) => refuse(e),
+                    },
+                    // The guest has not started: stopping it is just not starting it.
+                    None => {
+                        shared.finish(ExitReason::Stopped, None);
+                        ok(Some(shared.status()))
+                    }
                 }
             }
             Request::Kill => {
@@ -149,7 +169,12 @@ fn connection(stream: UnixStream, shared: Arc<Shared>) {
 fn feed(shared: &Shared, mut bytes: &[u8]) {
     let mut idle = 0;
     while !bytes.is_empty() && idle < 200 {
-        let n = shared.serial.lock().unwrap_or_else(|p| p.into_inner()).input(bytes);
+        let Some(serial) = shared.serial.get() else {
+            idle += 1;
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        };
+        let n = serial.lock().unwrap_or_else(|p| p.into_inner()).input(bytes);
         bytes = &bytes[n..];
         if n == 0 {
             idle += 1;
@@ -204,22 +229,30 @@ mod tests {
         let shared = Arc::new(Shared {
             started: Instant::now(),
             stopping: AtomicBool::new(false),
+            running: AtomicBool::new(false),
             boot_timer_ns: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             vcpus: 2,
             memory_mib: 256,
             end: Mutex::new(tx),
             hub: hub.clone(),
-            serial: serial.clone(),
-            ctrl_alt_del: Box::new(move || {
-                p2.store(true, Ordering::Relaxed);
-                Ok(())
-            }),
+            serial: OnceLock::new(),
+            ctrl_alt_del: OnceLock::new(),
         });
+        let s2 = shared.clone();
         // A stale socket file is replaced.
         std::fs::write(&sock, b"stale").unwrap();
         let l = bind(&sock).unwrap();
         std::thread::spawn(move || serve(l, shared));
 
+        // Before the VM exists the socket answers already.
+        let (_, r) = request(&sock, "{\"op\":\"status\"}\n");
+        assert!(r.ok && r.status.unwrap().state == "starting");
+        let _ = s2.serial.set(serial.clone());
+        let _ = s2.ctrl_alt_del.set(Box::new(move || {
+            p2.store(true, Ordering::Relaxed);
+            Ok(())
+        }));
+        s2.running.store(true, Ordering::Relaxed);
         let (_, r) = request(&sock, "{\"op\":\"status\"}\n");
         let st = r.status.unwrap();
         assert!(r.ok && st.state == "running" && st.vcpus == 2 && st.boot_timer_ms.is_none());

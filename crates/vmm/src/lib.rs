@@ -96,7 +96,7 @@ pub fn simple_spec(kernel: PathBuf, initrd: Option<PathBuf>, memory_mib: u64, cm
     }
 }
 
-pub use machine::run;
+pub use machine::{run, write_exit_record};
 
 #[cfg(test)]
 mod tests {

@@ -9,7 +9,7 @@ use std::io::Write;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use kvm_bindings::{KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY, kvm_pit_config, kvm_userspace_memory_region};
@@ -149,6 +149,12 @@ impl ExitFile {
     }
 }
 
+/// Write an exit record at `dest` (temporary file, fsync, rename): for a worker whose set-up
+/// failed after the daemon could have seen it start, so the daemon learns why.
+pub fn write_exit_record(dest: &Path, rec: &ExitRecord) -> Result<(), VmmError> {
+    ExitFile::open(dest)?.commit(rec).map_err(io(format!("writing {}", dest.display())))
+}
+
 /// Block the termination signals in the calling thread (threads started later inherit the
 /// mask), so that only the signal thread receives them.
 fn block_signals() -> libc::sigset_t {
@@ -187,6 +193,34 @@ pub fn run(spec: &WorkerSpec) -> Result<ExitRecord, VmmError> {
         None => None,
     };
 
+    // The control socket answers from here on (status "starting"), before the VM exists.
+    let sigs = block_signals();
+    let hub = Hub::new(log, spec.echo);
+    let (tx, rx) = std::sync::mpsc::channel::<End>();
+    let shared = Arc::new(Shared {
+        started: t0,
+        stopping: AtomicBool::new(false),
+        running: AtomicBool::new(false),
+        boot_timer_ns: Arc::new(AtomicU64::new(0)),
+        vcpus: spec.vcpus,
+        memory_mib: spec.memory_mib,
+        end: Mutex::new(tx),
+        hub: hub.clone(),
+        serial: OnceLock::new(),
+        ctrl_alt_del: OnceLock::new(),
+    });
+    let s2 = shared.clone();
+    spawn("signals".into(), move || {
+        let mut sig = 0;
+        // SAFETY: waits on the set blocked above.
+        unsafe { libc::sigwait(&sigs, &mut sig) };
+        s2.finish(ExitReason::Killed, Some(format!("signal {sig}")));
+    })?;
+    if let Some(l) = listener {
+        let s2 = shared.clone();
+        spawn("control".into(), move || control::serve(l, s2))?;
+    }
+
     let kvm_fd = Kvm::new().map_err(kvm("opening /dev/kvm"))?;
     let vm = kvm_fd.create_vm().map_err(kvm("KVM_CREATE_VM"))?;
     vm.set_tss_address(0xfffb_d000).map_err(kvm("KVM_SET_TSS_ADDR"))?;
@@ -198,7 +232,6 @@ pub fn run(spec: &WorkerSpec) -> Result<ExitRecord, VmmError> {
     let mut io_bus = Bus::default();
     let mut mmio_bus = Bus::default();
     let overlap = |e: super::bus::Overlap| VmmError::Device(e.to_string());
-    let hub = Hub::new(log, spec.echo);
     let serial = Arc::new(Mutex::new(SerialPort(vm_superio::Serial::new(IrqLine(irqfd(&vm, COM1_GSI)?), Sink(hub.clone())))));
     io_bus.insert(COM1, 8, serial.clone()).map_err(overlap)?;
     // HELPER(i8042, pm): the guest-event latch, the keyboard controller and the PM registers.
@@ -207,8 +240,7 @@ pub fn run(spec: &WorkerSpec) -> Result<ExitRecord, VmmError> {
     io_bus.insert(I8042_BASE, 5, kbd.clone()).map_err(overlap)?;
     let pm_regs = Arc::new(Mutex::new(pm::PmRegisters::new(events.clone())));
     io_bus.insert(layout::ACPI_SLEEP_CONTROL as u64, 3, pm_regs).map_err(overlap)?;
-    let boot_timer_ns = Arc::new(AtomicU64::new(0));
-    mmio_bus.insert(layout::BOOT_TIMER, 0x1000, Arc::new(Mutex::new(BootTimer { started: t0, at_ns: boot_timer_ns.clone() }))).map_err(overlap)?;
+    mmio_bus.insert(layout::BOOT_TIMER, 0x1000, Arc::new(Mutex::new(BootTimer { started: t0, at_ns: shared.boot_timer_ns.clone() }))).map_err(overlap)?;
     let mut infos = Vec::new();
     for (i, dev) in devices.into_iter().enumerate() {
         let base = layout::VIRTIO_MMIO_BASE + i as u64 * layout::VIRTIO_MMIO_SIZE;
@@ -236,24 +268,13 @@ pub fn run(spec: &WorkerSpec) -> Result<ExitRecord, VmmError> {
         vcpus.push(v);
     }
 
-    let sigs = block_signals();
     if spec.confinement.seccomp {
         confine::drop_capabilities()?;
         confine::install_seccomp()?;
     }
-    let (tx, rx) = std::sync::mpsc::channel::<End>();
+    let _ = shared.serial.set(serial);
     let k2 = kbd.clone();
-    let shared = Arc::new(Shared {
-        started: t0,
-        stopping: AtomicBool::new(false),
-        boot_timer_ns,
-        vcpus: spec.vcpus,
-        memory_mib: spec.memory_mib,
-        end: Mutex::new(tx),
-        hub,
-        serial,
-        ctrl_alt_del: Box::new(move || k2.lock().unwrap_or_else(|p| p.into_inner()).trigger_ctrl_alt_del().map_err(|e| e.to_string())),
-    });
+    let _ = shared.ctrl_alt_del.set(Box::new(move || k2.lock().unwrap_or_else(|p| p.into_inner()).trigger_ctrl_alt_del().map_err(|e| e.to_string())));
     let buses = Arc::new(Buses { io: io_bus, mmio: mmio_bus });
     let ev = events.clone();
     let guest: vcpu::GuestRequest = Arc::new(move || {
@@ -266,23 +287,18 @@ pub fn run(spec: &WorkerSpec) -> Result<ExitRecord, VmmError> {
             None
         }
     });
-    let s2 = shared.clone();
-    spawn("signals".into(), move || {
-        let mut sig = 0;
-        // SAFETY: waits on the set blocked above.
-        unsafe { libc::sigwait(&sigs, &mut sig) };
-        s2.finish(ExitReason::Killed, Some(format!("signal {sig}")));
-    })?;
-    if let Some(l) = listener {
-        let s2 = shared.clone();
-        spawn("control".into(), move || control::serve(l, s2))?;
-    }
+    // A kill or a stop that came during set-up ends the VM before it runs.
+    let early_end = rx.try_recv().ok();
     tracing::info!(id = %spec.id, vcpus = spec.vcpus, memory_mib = spec.memory_mib, setup_ms = t0.elapsed().as_secs_f64() * 1000.0, "starting the guest");
-    for (i, v) in vcpus.into_iter().enumerate() {
-        let (b, s, g) = (buses.clone(), shared.clone(), guest.clone());
-        spawn(format!("vcpu{i}"), move || vcpu::run(i as u8, v, b, s, g))?;
+    if early_end.is_none() {
+        shared.running.store(true, std::sync::atomic::Ordering::Relaxed);
+        for (i, v) in vcpus.into_iter().enumerate() {
+            let (b, s, g) = (buses.clone(), shared.clone(), guest.clone());
+            spawn(format!("vcpu{i}"), move || vcpu::run(i as u8, v, b, s, g))?;
+        }
     }
-    let end = rx.recv().unwrap_or(End { reason: ExitReason::Crashed, error: Some("every thread ended".into()) });
+    let end = early_end.or_else(|| rx.recv().ok());
+    let end = end.unwrap_or(End { reason: ExitReason::Crashed, error: Some("every thread ended".into()) });
     let bt = shared.boot_timer_ns.load(std::sync::atomic::Ordering::Relaxed);
     let rec = ExitRecord { reason: end.reason, boot_timer_ms: (bt > 0).then(|| bt as f64 / 1e6), total_ms: t0.elapsed().as_secs_f64() * 1000.0, error: end.error };
     if let Some(f) = exit_file
