@@ -8,8 +8,10 @@
 // live logs, stop, start, delete), storage (a volume, a snapshot, a clone,
 // growth), object storage (a bucket, an object uploaded into a folder and
 // downloaded again, an access key), functions (deploy, a refused component,
-// test requests, log, metrics, environment, a second version, rollback) and
-// the language switch.
+// test requests, log, metrics, environment, a second version, rollback),
+// instances (instances.step.mjs: a VM image, a refused memory size, status,
+// the serial console over a websocket and its log, stop, delete) and the
+// language switch.
 //
 //   cd integration/browser && npm ci && npm test
 //
@@ -24,6 +26,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { instancesStep, killInstanceWorkers } from "./instances.step.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const BIN = process.env.CLOUDLET_BIN ?? path.resolve(HERE, "../../target/release/cloudlet");
@@ -184,6 +187,8 @@ async function stopDaemon() {
     }
   }
   if (run.dataDir) {
+    // The daemon leaves live VMM workers for its next start to adopt: end ours.
+    killInstanceWorkers(run.dataDir);
     fs.rmSync(run.dataDir, { recursive: true, force: true });
     run.dataDir = "";
   }
@@ -1020,6 +1025,10 @@ test("functions: deploy, a refused component, test requests, log, metrics, envir
     await p.locator(byTestId("functions-pick")).waitFor();
     assert.equal(await p.locator(byTestId("functions-row")).count(), 0, "no function is left");
   });
+});
+
+test("instances: a VM image, a refused memory size, status, the serial console and its log, stop and delete", { timeout: 240_000 }, async () => {
+  await step("instances", () => instancesStep({ p: page(), run, waitFor, byTestId, artifacts: ARTIFACTS }));
 });
 
 test("the language switch shows Chinese and is remembered", { timeout: 60_000 }, async () => {

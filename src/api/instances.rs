@@ -54,12 +54,13 @@ async fn project(app: &AppState, p: &Principal, role: Role, q: Option<&str>) -> 
     scope(app, p, q).await
 }
 
-/// Import a VM image: the body is a tar of a directory holding `image.json`
+/// Import a VM image: the body (any content type: `application/x-tar` or
+/// `application/octet-stream`) is a tar of a directory holding `image.json`
 /// (`{"name","os","arch","kernel","initrd","rootfs","cmdline"}`, paths relative to it) and the
 /// files it names. A hostile manifest (an absolute path, `..`, a symlink out of the directory, a
 /// missing, empty or oversized file) is refused with 422 naming `manifest.<field>`.
 #[utoipa::path(post, path = "/v1/images/import-vm", tag = "images", params(VmImportQuery),
-    request_body(content = Vec<u8>, content_type = "application/x-tar"),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses((status = 201, body = crate::site::Resource), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn import_vm_image(State(app): State<AppState>, Auth(p): Auth, ApiQuery(q): ApiQuery<VmImportQuery>, body: Body) -> Result<Response, ApiError> {
     let pc = project(&app, &p, Role::Member, q.project.as_deref()).await?;

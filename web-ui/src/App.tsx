@@ -16,6 +16,7 @@ import { ContainersPage } from "./pages/containers";
 import { StoragePage } from "./pages/storage";
 import { ObjectsPage } from "./pages/objects";
 import { FunctionsPage } from "./pages/functions";
+import { InstancesPage } from "./pages/instances";
 
 type Auth =
   | { state: "checking" }
@@ -27,6 +28,7 @@ const NAV: { path: string; label: MessageKey; icon: IconName; testId: string; ad
   { path: "/projects", label: "nav.projects", icon: "projects", testId: "nav-projects" },
   { path: "/tokens", label: "nav.tokens", icon: "tokens", testId: "nav-tokens" },
   { path: "/network", label: "nav.network", icon: "network", testId: "nav-network" },
+  { path: "/instances", label: "nav.instances", icon: "instances", testId: "nav-instances" },
   { path: "/containers", label: "nav.containers", icon: "containers", testId: "nav-containers" },
   { path: "/storage", label: "nav.storage", icon: "storage", testId: "nav-storage" },
   { path: "/objects", label: "nav.objects", icon: "objects", testId: "nav-objects" },
@@ -144,6 +146,8 @@ function Route({ path }: { path: string }) {
       return <AuditPage />;
     case "/network":
       return <NetworkPage />;
+    case "/instances":
+      return <InstancesPage />;
     case "/containers":
       return <ContainersPage />;
     case "/storage":

@@ -1,6 +1,7 @@
 // A small translation table: every UI string goes through t().
 import { createContext, useCallback, useContext, useEffect, useMemo, useState, type ReactNode } from "react";
 import { functionsEn, functionsZh } from "./pages/functions/messages";
+import { instancesEn, instancesZh } from "./pages/instances/messages";
 
 const en = {
   "app.name": "cloudlet",
@@ -378,6 +379,7 @@ const en = {
   "objects.copied": "Copied",
 
   ...functionsEn,
+  ...instancesEn,
 
   "error.network": "The site cannot be reached: {message}",
   "notFound.title": "Page not found",
@@ -763,6 +765,7 @@ const zhCN: Table = {
   "objects.copied": "已复制",
 
   ...functionsZh,
+  ...instancesZh,
 
   "error.network": "无法连接站点：{message}",
   "notFound.title": "页面不存在",
