@@ -26,7 +26,7 @@ stage "cargo tests" cargo test --release --locked --workspace -- --test-threads=
 stage "browser e2e" bash -c 'cd integration/browser && npm test --silent'
 stage "nested KVM lane" bash -c 'bash integration/nested-kvm/run-l1.sh "sh $PWD/integration/nested-kvm/vmm-boot.sh $CLOUDLET_BIN" &&
   bash integration/nested-kvm/run-l1.sh "python3 $PWD/integration/nested-kvm/vmm-image.py $CLOUDLET_BIN" &&
-  L1_CPUS=1 bash integration/nested-kvm/run-l1.sh "sh $PWD/integration/nested-kvm/daemon-lane.sh $CLOUDLET_BIN"'
+  bash integration/nested-kvm/run-l1.sh "sh $PWD/integration/nested-kvm/daemon-lane.sh $CLOUDLET_BIN"'
 if ((${#failed[@]})); then
   echo "FAILED stages: ${failed[*]}"
   exit 1

@@ -4,12 +4,14 @@
 //! written here) that keeps the worker contract of `cloudlet::vmm::spec`: it reads the spec,
 //! serves the control socket (`status`, `shutdown`, `kill`, `console`), appends to the console
 //! log, writes `exit.json`, and sends a DHCP discover through the tap it inherited as fd 3.
+//! When killed it leaves a short-lived task in its cgroup, as a real worker's exiting threads do.
 //!
 //! Covered: VM image import (good and hostile manifests), every bad spec field (422 naming it),
 //! the tap in the router namespace with its route, proxy ARP and DHCP lease, the worker's cgroup
 //! and descriptors, a killed worker restarted, a killed daemon adopting its worker, a forced
 //! stop of a guest that ignores the shutdown, a guest poweroff, the console log and websocket,
-//! volumes in use (409), another project (404), and delete leaving nothing behind.
+//! volumes in use (409), another project (404), a cross-site websocket refused (403), orphaned
+//! cgroups swept at start-up, and stop then delete leaving nothing behind (no cgroup either).
 
 mod common;
 
@@ -25,7 +27,7 @@ use serde_json::{Value, json};
 
 const STAND_IN: &str = r#"#!/usr/bin/env python3
 # A stand-in vmm worker for tests: the daemon's side of the contract, without a VM.
-import fcntl, json, os, select, signal, socket, struct, sys, threading, time
+import fcntl, json, os, select, signal, socket, struct, subprocess, sys, threading, time
 
 spec = json.load(open(sys.argv[sys.argv.index("--spec") + 1]))
 t0 = time.time()
@@ -43,6 +45,10 @@ say("cmdline=%s" % spec["cmdline"])
 ignore_shutdown = "ignore_shutdown" in spec["cmdline"]
 
 def finish(reason):
+    if reason == "killed":
+        # As a real worker's vCPU threads do while KVM tears the VM down, a task stays in the
+        # worker's cgroup for a moment after the worker itself is gone.
+        subprocess.Popen(["sleep", "1"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     rec = {"reason": reason, "boot_timer_ms": 12.5, "total_ms": (time.time() - t0) * 1000}
     tmp = spec["exit_record"] + ".tmp"
     with open(tmp, "w") as f:
@@ -221,19 +227,28 @@ impl Drop for WorkerGuard {
     }
 }
 
-fn ws_console(d: &Daemon, name: &str) -> tokio_tungstenite::tungstenite::WebSocket<std::net::TcpStream> {
-    use std::io::{BufRead, BufReader};
+/// Send the console's websocket handshake (with `Origin` when given); the stream, a reader
+/// positioned after the status line, and the status line.
+fn ws_handshake(d: &Daemon, name: &str, origin: Option<&str>) -> (std::net::TcpStream, std::io::BufReader<std::net::TcpStream>, String) {
+    use std::io::BufRead;
     let mut s = std::net::TcpStream::connect(&d.addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let origin = origin.map(|o| format!("Origin: {o}\r\n")).unwrap_or_default();
     write!(
         s,
-        "GET /v1/instances/{name}/console/ws HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        "GET /v1/instances/{name}/console/ws HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n{origin}Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
         d.addr, d.token
     )
     .expect("request");
-    let mut r = BufReader::new(s.try_clone().expect("clone"));
+    let mut r = std::io::BufReader::new(s.try_clone().expect("clone"));
     let mut line = String::new();
     r.read_line(&mut line).expect("status line");
+    (s, r, line)
+}
+
+fn ws_console(d: &Daemon, name: &str, origin: Option<&str>) -> tokio_tungstenite::tungstenite::WebSocket<std::net::TcpStream> {
+    use std::io::BufRead;
+    let (s, mut r, mut line) = ws_handshake(d, name, origin);
     assert!(line.starts_with("HTTP/1.1 101"), "websocket upgrade refused: {line}");
     loop {
         line.clear();
@@ -244,6 +259,34 @@ fn ws_console(d: &Daemon, name: &str) -> tokio_tungstenite::tungstenite::WebSock
     }
     assert!(r.buffer().is_empty(), "no websocket frame before the first message");
     tokio_tungstenite::tungstenite::WebSocket::from_raw_socket(s, tokio_tungstenite::tungstenite::protocol::Role::Client, None)
+}
+
+/// A handshake with a foreign `Origin`: its status line and JSON error body.
+fn ws_refused(d: &Daemon, name: &str, origin: &str) -> (String, Value) {
+    use std::io::{BufRead, Read};
+    let (_s, mut r, status) = ws_handshake(d, name, Some(origin));
+    let mut len = 0;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        r.read_line(&mut line).expect("header");
+        if line == "\r\n" {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':')
+            && k.eq_ignore_ascii_case("content-length")
+        {
+            len = v.trim().parse().expect("length");
+        }
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).expect("body");
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+/// The directories of the cgroup `/cloudlet/<id>` that exist, in any hierarchy.
+fn cgroups_of(id: &str) -> Vec<PathBuf> {
+    cloudlet::container::cgroup::dirs(&format!("/cloudlet/{id}"))
 }
 
 #[test]
@@ -455,17 +498,35 @@ fn instances_import_validate_attach_supervise_adopt_stop_and_delete() {
     let pid = st["pid"].as_i64().expect("pid");
     assert_eq!(workers_of(&id), vec![pid as i32]);
 
-    // kill -9 of the daemon: the restarted daemon adopts the same worker.
+    // kill -9 of the daemon: the restarted daemon adopts the same worker. An empty cgroup of an
+    // instance no state has (a crash's leftover) is removed at start-up; the adopted worker's
+    // stays.
     d.kill9();
     assert_eq!(workers_of(&id), vec![pid as i32], "the worker outlives the daemon");
+    let orphan = cloudlet::site::Kind::Instance.new_id();
+    let live_cgroups = cgroups_of(&id);
+    assert!(!live_cgroups.is_empty());
+    for dir in &live_cgroups {
+        std::fs::create_dir(dir.with_file_name(&orphan)).expect("an orphaned cgroup");
+    }
+    assert_eq!(cgroups_of(&orphan).len(), live_cgroups.len());
     d.launch();
     let st = wait_status(&d, "vm1", "Running after the daemon restart", |s| s["phase"] == "Running");
     assert_eq!(st["pid"].as_i64(), Some(pid), "adopted, not restarted");
+    assert_eq!(cgroups_of(&orphan), Vec::<PathBuf>::new(), "the orphaned cgroup is swept at start-up");
+    assert_eq!(cgroups_of(&id), live_cgroups, "the adopted worker's cgroup stays");
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(workers_of(&id), vec![pid as i32], "no duplicate worker");
 
-    // The live console over the websocket.
-    let mut ws = ws_console(&d, "vm1");
+    // The live console over the websocket; a page of another site may not open it (a foreign
+    // Origin, whatever the scheme or port), the daemon's own origin may.
+    for origin in ["http://evil.example", &format!("https://evil.example:{}", d.addr.rsplit(':').next().unwrap_or_default()), "null"] {
+        let (status, body) = ws_refused(&d, "vm1", origin);
+        assert!(status.starts_with("HTTP/1.1 403"), "{origin}: {status}");
+        assert_eq!((body["error"]["code"].as_str(), body["error"]["field"].as_str()), (Some("permission_denied"), Some("Origin")), "{origin}: {body}");
+    }
+    assert!(!console(&d).contains("console got"), "nothing reached the guest");
+    let mut ws = ws_console(&d, "vm1", Some(&format!("http://{}", d.addr)));
     ws.send(tokio_tungstenite::tungstenite::Message::Binary(b"hello console\n".to_vec().into())).expect("send");
     let got = loop {
         match ws.read().expect("read") {
@@ -486,13 +547,14 @@ fn instances_import_validate_attach_supervise_adopt_stop_and_delete() {
     assert!(workers_of(&id).is_empty());
     assert!(console(&d).contains("shutdown requested"));
     assert!(st.get("pid").is_none());
+    assert_eq!(cgroups_of(&id), Vec::<PathBuf>::new(), "the killed worker's cgroup is removed");
 
     // Start again; a guest poweroff (through the console) leaves it Stopped with the reason and
     // spec.state unchanged (on-failure does not restart it).
     let (code, _, err) = cli(&d, &["instance", "start", "vm1"]);
     assert_eq!(code, 0, "{err}");
     let st = wait_status(&d, "vm1", "Running again", |s| s["phase"] == "Running" && s["pid"].is_i64());
-    let mut ws = ws_console(&d, "vm1");
+    let mut ws = ws_console(&d, "vm1", None);
     ws.send(tokio_tungstenite::tungstenite::Message::Binary(b"poweroff\n".to_vec().into())).expect("send");
     let st2 = wait_status(&d, "vm1", "powered off", |s| s["phase"] == "Stopped");
     assert_eq!(st2["exit_reason"], "poweroff");
@@ -504,17 +566,22 @@ fn instances_import_validate_attach_supervise_adopt_stop_and_delete() {
     assert_eq!(code, 0);
     assert!(out.contains("console got: poweroff"), "{out}");
 
-    // Delete: no process, no tap, no run dir, no cgroup, no interface.
+    // Stop, then delete while it stops (the guest ignores the shutdown, so it is killed after
+    // the timeout): no process, no tap, no run dir, no cgroup, no interface.
     let (code, _, err) = cli(&d, &["instance", "start", "vm1"]);
     assert_eq!(code, 0, "{err}");
     let st = wait_status(&d, "vm1", "Running before delete", |s| s["phase"] == "Running" && s["pid"].is_i64());
     let cg: Vec<String> = st["cgroup_dirs"].as_array().expect("dirs").iter().map(|v| v.as_str().unwrap_or_default().to_string()).collect();
+    assert!(!cg.is_empty());
+    let (code, _, err) = cli(&d, &["instance", "stop", "vm1"]);
+    assert_eq!(code, 0, "{err}");
     let a = d.call("DELETE", "/v1/instances/vm1", None);
     assert_eq!(a.status, 204, "{}", a.body);
     d.wait_for(30, "the worker gone", || workers_of(&id).is_empty().then_some(()));
     d.wait_for(30, "the run directory gone", || (!d.dir.join("instances").join(&id).exists()).then_some(()));
     d.wait_for(30, "the tap gone", || (!in_router(&vpc_id, &["ip", "-o", "link"]).contains(&tap)).then_some(()));
     assert!(cg.iter().all(|c| !Path::new(c).exists()), "cgroups removed: {cg:?}");
+    assert_eq!(cgroups_of(&id), Vec::<PathBuf>::new(), "no cgroup of the instance in any hierarchy");
     assert_eq!(d.call("GET", "/v1/network-interfaces/vm1-eth0", None).status, 404);
     assert_eq!(d.call("DELETE", "/v1/volumes/spare", None).status, 204, "free again");
 }
@@ -553,4 +620,5 @@ fn the_real_worker_is_supervised() {
     assert_eq!(st["exit_reason"], "lost");
     assert_eq!(d.call("DELETE", "/v1/instances/real", None).status, 204);
     d.wait_for(30, "the worker and run directory gone", || (workers_of(&id).is_empty() && !d.dir.join("instances").join(&id).exists()).then_some(()));
+    assert_eq!(cgroups_of(&id), Vec::<PathBuf>::new(), "the worker's cgroup is removed with it");
 }
