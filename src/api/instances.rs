@@ -219,12 +219,56 @@ pub async fn instance_console(State(app): State<AppState>, Auth(p): Auth, Path(i
     Ok((headers, Body::from_stream(stream)).into_response())
 }
 
+/// The authority (`host[:port]`, lowercased) of an `Origin` header value
+/// (`scheme://host[:port]`, RFC 6454 §7), with its scheme; `None` for `null` or a malformed one.
+fn origin_authority(origin: &str) -> Option<(String, String)> {
+    let (scheme, rest) = origin.trim().split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    (!authority.is_empty() && !authority.contains('@')).then(|| (scheme.to_ascii_lowercase(), authority.to_ascii_lowercase()))
+}
+
+/// Whether a websocket upgrade may proceed as far as its `Origin` goes: no `Origin` (a CLI or
+/// another non-browser client), or one whose `host[:port]` is the request's `Host`
+/// (scheme-insensitive; a missing port matches the origin scheme's default, 80 or 443). A
+/// browser always sends `Origin` on a websocket handshake (RFC 6455 §4.1, item 8), so a page of
+/// another site cannot ride the console's session cookie (cross-site websocket hijacking).
+pub fn same_origin(origin: Option<&str>, host: Option<&str>) -> bool {
+    let Some(origin) = origin else { return true };
+    let (Some((scheme, from)), Some(host)) = (origin_authority(origin), host.map(|h| h.trim().to_ascii_lowercase())) else { return false };
+    if from == host {
+        return true;
+    }
+    let default = match scheme.as_str() {
+        "https" | "wss" => "443",
+        _ => "80",
+    };
+    let with_port = |a: &str| if a.ends_with(']') || !a.contains(':') { format!("{a}:{default}") } else { a.to_string() };
+    with_port(&from) == with_port(&host)
+}
+
 /// The live serial console over a websocket: binary (or text) messages from the client are the
-/// guest's input, binary messages to it the guest's output. 409 when the instance's worker does
+/// guest's input, binary messages to it the guest's output. 403 `permission_denied` (field
+/// `Origin`) when the request carries an `Origin` that is not the daemon's own (see
+/// [`same_origin`]); 400 when it is not a websocket upgrade; 409 when the instance's worker does
 /// not run.
 #[utoipa::path(get, path = "/v1/instances/{id}/console/ws", tag = "instances", params(("id" = String, Path, description = "id or name"), ProjectQuery),
-    responses((status = 101, description = "switching to the websocket"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn instance_console_ws(State(app): State<AppState>, Auth(p): Auth, Path(id): Path<String>, ApiQuery(q): ApiQuery<ProjectQuery>, ws: WebSocketUpgrade) -> Result<Response, ApiError> {
+    responses((status = 101, description = "switching to the websocket"), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn instance_console_ws(
+    State(app): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<ProjectQuery>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let origin = headers.get(header::ORIGIN).map(|v| v.to_str().unwrap_or("\u{fffd}"));
+    // HTTP/1.1 names the authority in Host; HTTP/2 in the request target.
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).or_else(|| uri.authority().map(|a| a.as_str()));
+    if !same_origin(origin, host) {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "permission_denied", "the websocket's Origin is not this site's").with_field("Origin"));
+    }
+    let ws = ws.map_err(|e| ApiError::bad_request(format!("not a websocket upgrade: {e}")))?;
     let pc = project(&app, &p, Role::Member, q.project.as_deref()).await?;
     let (_, l) = app.site.run(move |s| s.instance_dir(&pc, &id)).await?;
     let stream = attach(l).await?;
@@ -270,5 +314,20 @@ mod tests {
         assert_eq!(super::last_lines(b"a\nb\n", Some(5)), b"a\nb\n");
         assert_eq!(super::last_lines(b"a\nb\n", None), b"a\nb\n");
         assert_eq!(super::last_lines(b"a\n", Some(0)), b"");
+    }
+
+    #[test]
+    fn websocket_origins_must_be_this_site() {
+        use super::same_origin;
+        assert!(same_origin(None, Some("127.0.0.1:8443")), "no Origin: a CLI");
+        assert!(same_origin(Some("http://127.0.0.1:8443"), Some("127.0.0.1:8443")));
+        assert!(same_origin(Some("https://Cloudlet.example:8443"), Some("cloudlet.example:8443")), "scheme and case do not matter");
+        assert!(same_origin(Some("https://cloudlet.example"), Some("cloudlet.example:443")), "the default port");
+        assert!(same_origin(Some("http://[::1]:80"), Some("[::1]")));
+        assert!(!same_origin(Some("http://evil.example"), Some("127.0.0.1:8443")));
+        assert!(!same_origin(Some("http://127.0.0.1:9999"), Some("127.0.0.1:8443")), "another port is another origin");
+        assert!(!same_origin(Some("http://127.0.0.1.evil.example:8443"), Some("127.0.0.1:8443")));
+        assert!(!same_origin(Some("null"), Some("127.0.0.1:8443")), "an opaque origin");
+        assert!(!same_origin(Some("http://127.0.0.1:8443"), None), "no Host to compare with");
     }
 }

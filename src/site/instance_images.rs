@@ -58,9 +58,13 @@ pub struct VmManifest {
 /// The files of a ready VM image, for the instance supervisor.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VmImageFiles {
+    /// The kernel (a bzImage).
     pub kernel: PathBuf,
+    /// The initramfs, when the image has one.
     pub initrd: Option<PathBuf>,
+    /// The root disk the instance's `root.img` is copied from.
     pub rootfs: PathBuf,
+    /// The image's kernel command line.
     pub cmdline: String,
 }
 

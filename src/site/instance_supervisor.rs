@@ -57,24 +57,31 @@ impl Layout {
     pub fn new(data_dir: &Path, id: &str) -> Layout {
         Layout { dir: data_dir.join("instances").join(id), id: id.to_string() }
     }
+    /// `spec.json`: the [`WorkerSpec`] the worker reads.
     pub fn spec_file(&self) -> PathBuf {
         self.dir.join("spec.json")
     }
+    /// `worker.json`: the [`WorkerRecord`].
     pub fn record_file(&self) -> PathBuf {
         self.dir.join("worker.json")
     }
+    /// `worker.log`: the worker's stdout and stderr.
     pub fn worker_log(&self) -> PathBuf {
         self.dir.join("worker.log")
     }
+    /// `console.log`: the serial console's output.
     pub fn console_log(&self) -> PathBuf {
         self.dir.join("console.log")
     }
+    /// `control.sock`: the worker's control socket (one JSON request and answer per line).
     pub fn control_socket(&self) -> PathBuf {
         self.dir.join("control.sock")
     }
+    /// `exit.json`: the worker's [`ExitRecord`].
     pub fn exit_record(&self) -> PathBuf {
         self.dir.join("exit.json")
     }
+    /// `root.img`: the root disk (`vda`).
     pub fn root_disk(&self) -> PathBuf {
         self.dir.join("root.img")
     }
@@ -87,6 +94,7 @@ impl Layout {
 /// What the daemon records of a worker it started (`worker.json`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct WorkerRecord {
+    /// The worker's process id.
     pub pid: i32,
     /// `/proc/<pid>/stat` field 22 at spawn: a reused pid has another.
     pub start: u64,
@@ -205,6 +213,7 @@ fn worker_program() -> Result<PathBuf, SiteError> {
 pub struct Cgroup {
     /// `v2` or `v1`.
     pub version: &'static str,
+    /// One directory per hierarchy (v1: memory and cpu; v2: the one).
     pub dirs: Vec<PathBuf>,
 }
 
@@ -215,7 +224,10 @@ fn v1_mount(controller: &str) -> Option<PathBuf> {
     info.lines().find_map(|l| {
         let f: Vec<&str> = l.split(' ').collect();
         let dash = f.iter().position(|x| *x == "-")?;
-        (f.get(dash + 1) == Some(&"cgroup") && f.get(dash + 3)?.split(',').any(|o| o == controller)).then(|| PathBuf::from(f[4]))
+        if f.get(dash + 1) != Some(&"cgroup") || !f.get(dash + 3)?.split(',').any(|o| o == controller) {
+            return None;
+        }
+        f.get(4).map(PathBuf::from)
     })
 }
 
@@ -257,9 +269,50 @@ pub fn make_cgroup(path: &str, vcpus: u32, memory_mib: u64) -> Result<Cgroup, Si
     Ok(Cgroup { version: "v1", dirs: vec![mem, cpu] })
 }
 
-/// Remove the worker's cgroup directories (they must be empty: the worker is gone).
-pub fn remove_cgroup(l: &Layout) {
-    crate::container::cgroup::remove(&l.cgroup());
+/// How long [`remove_cgroup`] waits for a dead worker's last threads to leave its cgroup.
+const CGROUP_DRAIN: Duration = Duration::from_secs(5);
+
+/// Remove the worker's cgroup directories once the worker is gone. A SIGKILLed worker's leader
+/// shows as a zombie (so [`observe`] reports it gone) while its vCPU and device threads are still
+/// exiting, and `rmdir(2)` of a cgroup answers `EBUSY` while any task is in it: so this retries
+/// every 20 ms for up to 5 s. Returns whether no directory is left (a warning is logged if not).
+pub fn remove_cgroup(l: &Layout) -> bool {
+    let path = l.cgroup();
+    let gone = wait_until(CGROUP_DRAIN, || {
+        crate::container::cgroup::remove(&path);
+        crate::container::cgroup::dirs(&path).is_empty()
+    });
+    if !gone {
+        tracing::warn!(instance = %l.id, dirs = ?crate::container::cgroup::dirs(&path), "the worker's cgroup still holds tasks; it is removed later");
+    }
+    gone
+}
+
+/// Remove the cgroups `/cloudlet/<instance id>` (in every hierarchy) that `owned` says no
+/// instance owns, e.g. those a crash of the daemon or an older version left. Only names of
+/// instance ids are touched (containers share `/cloudlet/`), and only empty cgroups can be
+/// removed (`rmdir(2)` refuses the others). Returns the ids whose cgroups were removed.
+pub fn sweep_cgroups(owned: impl Fn(&str) -> bool) -> Vec<String> {
+    let mut ids = std::collections::BTreeSet::new();
+    for parent in crate::container::cgroup::dirs("/cloudlet") {
+        for e in std::fs::read_dir(&parent).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if e.file_type().is_ok_and(|t| t.is_dir()) && super::Kind::of_id(&name) == Some(super::Kind::Instance) && !owned(&name) {
+                ids.insert(name);
+            }
+        }
+    }
+    ids.into_iter()
+        .filter(|id| {
+            let path = format!("/cloudlet/{id}");
+            crate::container::cgroup::remove(&path);
+            let left = crate::container::cgroup::dirs(&path);
+            if !left.is_empty() {
+                tracing::warn!(instance = %id, dirs = ?left, "an orphaned instance cgroup still holds tasks; left in place");
+            }
+            left.is_empty()
+        })
+        .collect()
 }
 
 /// Format a non-negative number into `buf` without allocating (for use after fork).
@@ -389,7 +442,11 @@ pub fn remove(l: &Layout) -> Result<(), SiteError> {
     if let Observed::Running(rec) = observe(l) {
         kill_now(l, &rec)?;
     }
-    remove_cgroup(l);
+    // The run directory (with the record) stays until the cgroup is gone, so a failure here is
+    // retried by the caller and swept at start-up.
+    if !remove_cgroup(l) {
+        return Err(SiteError::Internal(format!("the cgroup {} of instance {} still holds tasks", l.cgroup(), l.id)));
+    }
     match std::fs::remove_dir_all(&l.dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(internal(format!("removing {}", l.dir.display()))(e)),
         _ => Ok(()),

@@ -701,16 +701,25 @@ fn start(site: &Site, row: &ResourceRow, spec: &InstanceSpec, l: &Layout, restar
 }
 
 /// Remove the run directories (and stop the workers) of instances that state no longer has
-/// (deleted while the daemon was down). Runs before the instance reconciler's first pass.
+/// (deleted while the daemon was down), then the cgroups `/cloudlet/<instance id>` no live worker
+/// of an instance in state is in (left by a crash between a worker's end and its cleanup; a
+/// stopped instance's cgroup is made again at its start). Runs before the instance reconciler's
+/// first pass. Returns how many run directories were removed.
 pub fn sweep_orphans(site: &Site) -> Result<usize, SiteError> {
     let ids: std::collections::BTreeSet<String> = site.read(|c| Ok(repo::ids_of_kind(c, Kind::Instance.as_str())?))?.into_iter().collect();
     let mut n = 0;
     for e in std::fs::read_dir(site.config().data_dir.join("instances")).into_iter().flatten().flatten() {
         let id = e.file_name().to_string_lossy().into_owned();
         if Kind::of_id(&id) == Some(Kind::Instance) && !ids.contains(&id) {
-            sup::remove(&site.instance_layout(&id))?;
-            n += 1;
+            match sup::remove(&site.instance_layout(&id)) {
+                Ok(()) => n += 1,
+                Err(e) => tracing::warn!(instance = %id, error = %e, "removing an orphaned instance failed"),
+            }
         }
+    }
+    let cgroups = sup::sweep_cgroups(|id| ids.contains(id) && matches!(sup::observe(&site.instance_layout(id)), Observed::Running(_)));
+    if !cgroups.is_empty() {
+        tracing::info!(instances = ?cgroups, "removed orphaned instance cgroups");
     }
     Ok(n)
 }
