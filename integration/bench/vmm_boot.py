@@ -12,7 +12,7 @@ Measures, all taken inside L1 by this script (one clock, one emulation):
 1. start to init: from the process's start to the guest's `L2 INIT REACHED` console line
    (for cloudlet, also its own boot timer: the guest's MMIO write, timestamped by the VMM);
 2. VMM memory overhead: the process's resident memory outside the guest RAM mapping
-   (`/proc/PID/smaps`: every mapping's Rss except the 256 MiB guest RAM one), sampled when
+   (`/proc/PID/smaps`: every mapping's Rss except guest RAM's, the one of 256 MiB or more), sampled when
    the guest reaches init, and the private part of it (Private_Clean + Private_Dirty: what the
    process does not share with others through the page cache, such as the binary's text);
 3. control socket ready: from the process's start to the first answer on its control socket
@@ -57,20 +57,24 @@ peers = {
     "qemu-pc": (qemu("pc", f"{work}/pc.sock"), f"{work}/pc.sock", None),
 }
 def overhead_kib(pid):
-    """(Rss, Private_Clean + Private_Dirty) of every mapping but the guest RAM one, KiB."""
+    """(Rss, Private_Clean + Private_Dirty) of every mapping but guest RAM, KiB. Guest RAM is
+    the mapping at least as large as the guest's memory (the kernel may merge a neighbouring
+    anonymous mapping of a few KiB into it, so it is not always exactly that size)."""
     rss = private = 0
     guest = MIB * 1024
-    size = None
+    skip = False
     try:
         for line in open(f"/proc/{pid}/smaps"):
             f = line.split()
-            if len(f) < 2 or size == guest and f[0] != "Size:":
+            if len(f) < 2:
                 continue
             if f[0] == "Size:":
-                size = int(f[1])
-            elif f[0] == "Rss:" and size != guest:
+                skip = int(f[1]) >= guest
+            elif skip:
+                continue
+            elif f[0] == "Rss:":
                 rss += int(f[1])
-            elif f[0] in ("Private_Clean:", "Private_Dirty:") and size != guest:
+            elif f[0] in ("Private_Clean:", "Private_Dirty:"):
                 private += int(f[1])
     except OSError:
         return None

@@ -45,7 +45,14 @@ else
   echo "L1: no module tree for $ver (l1.modules=$mods): only the initramfs's modules are loaded"
 fi
 
+# The checkout (`l1.keep=`, from run-l1.sh) stays visible even when it lives under one of the
+# directories the tmpfs mounts below hide (a CI checkout in /tmp, say).
+keep=$(sed -n 's/.*l1\.keep=\([^ ]*\).*/\1/p' /proc/cmdline)
+if [ -n "$keep" ]; then mkdir -p /keep && mount --bind "/host$keep" /keep; fi
 for d in run tmp var/tmp; do mount -t tmpfs tmpfs "/host/$d"; done
+if [ -n "$keep" ] && [ ! -d "/host$keep/integration" ]; then
+  mkdir -p "/host$keep" && mount --bind /keep "/host$keep" || echo "L1: keeping $keep visible failed"
+fi
 mkdir -p /dev/pts /dev/shm && mount -t devpts devpts /dev/pts && mount -t tmpfs -o mode=1777 shm /dev/shm
 # What udev would add to devtmpfs (`nft -f /dev/stdin`, as the nftables crate runs it, needs it).
 ln -sfn /proc/self/fd /dev/fd

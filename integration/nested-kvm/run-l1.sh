@@ -19,7 +19,7 @@ mods="$(readlink -f "$out/modules-l1")"
 timeout "${TIMEOUT:-900}" qemu-system-x86_64 -accel tcg,thread=multi -cpu EPYC,+svm,+npt -M pc -m "${L1_MEM:-2048}" -smp "${L1_CPUS:-1}" \
   -nodefaults -no-user-config -display none -no-reboot -serial stdio \
   -kernel "$out/l1-vmlinuz" -initrd "$out/l1-initrd.cpio.gz" \
-  -append "console=ttyS0 panic=-1 quiet l1.modules=$mods l1.cmd=$enc" \
+  -append "console=ttyS0 panic=-1 quiet l1.modules=$mods l1.keep=$root l1.cmd=$enc" \
   -virtfs local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap \
   > "$log" 2>&1
 rc=$?
