@@ -466,21 +466,42 @@ fn teardown(l: &Layout) -> Result<Outcome, SiteError> {
     Ok(Outcome::Done)
 }
 
-/// One step of a stop: `shutdown` once, `kill` after the timeout, SIGKILL 3 s later. The worker's
-/// end is handled by [`ended`] on a later pass.
+/// One step of a stop: `shutdown` until the worker takes it, `kill` after the timeout, SIGKILL
+/// 3 s later. The worker's end is handled by [`ended`] on a later pass.
+///
+/// The worker refuses `shutdown` while the guest's keyboard is not listening yet (early in its
+/// boot), so the request is repeated on each pass until it is taken — and only until then, as a
+/// guest may act on a burst of Ctrl-Alt-Del (systemd reboots at once after 7 in 2 s).
 fn stop_step(site: &Site, row: &ResourceRow, spec: &InstanceSpec, l: &Layout, rec: &WorkerRecord, st: &Status) -> Result<Outcome, SiteError> {
     let now = model::now_ms();
-    let Some(since) = st.extra.get("stop_requested_ms").and_then(Value::as_i64) else {
-        if let Err(e) = sup::control(l, &Request::Shutdown, Duration::from_secs(1)) {
-            tracing::info!(instance = %row.id, error = %e, "the worker did not take the shutdown request; it is forced after the timeout");
+    let request = || match sup::control(l, &Request::Shutdown, Duration::from_secs(1)) {
+        Ok(r) if r.ok => true,
+        Ok(r) => {
+            tracing::info!(instance = %row.id, reason = r.error.as_deref().unwrap_or(""), "the guest did not take Ctrl-Alt-Del yet; asking again");
+            false
         }
+        Err(e) => {
+            tracing::info!(instance = %row.id, error = %e, "the worker did not take the shutdown request; it is forced after the timeout");
+            false
+        }
+    };
+    let Some(since) = st.extra.get("stop_requested_ms").and_then(Value::as_i64) else {
+        let taken = request();
         site.set_status(&row.id, |s, _| {
             s.phase = "Stopping".into();
             s.extra.insert("stop_requested_ms".into(), now.into());
+            if taken {
+                s.extra.insert("shutdown_taken".into(), true.into());
+            }
         })?;
         return Ok(Outcome::RequeueAfter(STOP_POLL));
     };
     let timeout = i64::from(spec.stop_timeout_seconds) * 1000;
+    if now - since < timeout && !st.extra.contains_key("shutdown_taken") && request() {
+        site.set_status(&row.id, |s, _| {
+            s.extra.insert("shutdown_taken".into(), true.into());
+        })?;
+    }
     if now - since >= timeout + 3000 {
         sup::signal(rec, nix::sys::signal::Signal::SIGKILL);
     } else if now - since >= timeout && !st.extra.contains_key("kill_sent") {
@@ -543,7 +564,7 @@ fn ended(site: &Site, row: &ResourceRow, spec: &InstanceSpec, l: &Layout, rec: &
     let reason = reason_name(exit.as_ref());
     tracing::info!(instance = %row.id, pid = rec.pid, reason = %reason, decision = ?decision, "instance worker ended");
     site.set_status(&row.id, |s, row| {
-        for k in ["pid", "pid_start", "stop_requested_ms", "kill_sent", "restart_at_ms"] {
+        for k in ["pid", "pid_start", "stop_requested_ms", "shutdown_taken", "kill_sent", "restart_at_ms"] {
             s.extra.remove(k);
         }
         s.extra.insert("exit_reason".into(), reason.clone().into());
@@ -693,7 +714,7 @@ fn start(site: &Site, row: &ResourceRow, spec: &InstanceSpec, l: &Layout, restar
         s.extra.insert("cgroup".into(), l.cgroup().into());
         s.extra.insert("cgroup_version".into(), cgroup.version.into());
         s.extra.insert("cgroup_dirs".into(), serde_json::json!(cgroup.dirs));
-        for k in ["restart_at_ms", "stop_requested_ms", "kill_sent", "message", "boot_timer_ms"] {
+        for k in ["restart_at_ms", "stop_requested_ms", "shutdown_taken", "kill_sent", "message", "boot_timer_ms"] {
             s.extra.remove(k);
         }
     })?;
