@@ -685,7 +685,7 @@ fn start(site: &Site, row: &ResourceRow, spec: &InstanceSpec, l: &Layout, restar
         control_socket: Some(l.control_socket()),
         exit_record: Some(l.exit_record()),
         echo: false,
-        confinement: Confinement { seccomp: true, uid: None, gid: None },
+        confinement: Confinement { seccomp: true },
     };
     let rec = match sup::spawn(l, &ws, vec![tap_fd], &cgroup, spec.stop_timeout_seconds) {
         Ok(r) => r,

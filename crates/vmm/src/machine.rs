@@ -49,7 +49,7 @@ fn machine_cmdline(user: &str) -> String {
     if user.split_whitespace().any(|w| w.starts_with("pci=")) { user.to_string() } else { format!("{user} pci=off") }
 }
 
-/// A virtio device to be placed: `(index, device)`.
+/// A virtio device opened from the spec, before it is placed on the MMIO bus.
 enum Virtio {
     Block(virtio::block::Block),
     Net(virtio::net::Net),

@@ -33,17 +33,14 @@ pub struct NetSpec {
     pub mac: String,
 }
 
-/// The confinement the worker applies to itself once its files are open.
+/// The confinement the worker applies to itself once its files are open (see
+/// `crate::confine`): with `seccomp`, every capability is dropped, `no_new_privs` set and the
+/// seccomp allow-list installed before the first vCPU runs. The worker keeps its uid (0 without
+/// capabilities), so it can still rename its exit record in the root-owned run directory.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 pub struct Confinement {
-    /// Install the seccomp allow-list before the first vCPU runs.
     #[serde(default)]
     pub seccomp: bool,
-    /// Switch to this uid/gid (and drop every capability) after opening the files.
-    #[serde(default)]
-    pub uid: Option<u32>,
-    #[serde(default)]
-    pub gid: Option<u32>,
 }
 
 /// What one worker runs.
