@@ -40,6 +40,21 @@ pub struct Config {
     pub storage: StorageConfig,
     pub s3: S3Config,
     pub functions: FunctionsConfig,
+    pub egress: EgressConfig,
+}
+
+/// Outbound connections the daemon makes for tenants (functions' HTTP requests, registry pulls
+/// with their redirects and token realms); see `net::egress`. Loopback, link-local, unspecified,
+/// multicast, broadcast and the host's own addresses are always refused unless an exception
+/// names them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct EgressConfig {
+    /// Extra networks to refuse (the site's management networks): `CIDR` or `ADDR`.
+    pub deny_cidrs: Vec<String>,
+    /// Exceptions a site admin permits, beating every refusal: `CIDR`, `ADDR`, `ADDR:PORT`,
+    /// `CIDR:PORT`, `[IPV6]:PORT` (a registry on `127.0.0.1:5000`, say).
+    pub allow_cidrs: Vec<String>,
 }
 
 /// The storage pool of block volumes.
@@ -187,6 +202,14 @@ pub struct EventsConfig {
     pub retention_hours: u64,
     /// Keep at most this many events.
     pub max_events: u64,
+    /// Keep audit records this many days.
+    pub audit_retention_days: u64,
+    /// Keep at most this many audit records.
+    pub max_audit_records: u64,
+    /// Audit records of unauthenticated requests kept per minute, site-wide; the rest are only
+    /// counted (`cloudlet_audit_anonymous_dropped_total`), so anonymous floods cannot fill the
+    /// database.
+    pub anonymous_audit_per_minute: u32,
 }
 
 /// Reconciler timing.
@@ -223,6 +246,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             s3: S3Config::default(),
             functions: FunctionsConfig::default(),
+            egress: EgressConfig::default(),
         }
     }
 }
@@ -247,7 +271,7 @@ impl Default for LogConfig {
 
 impl Default for EventsConfig {
     fn default() -> Self {
-        EventsConfig { retention_hours: 168, max_events: 100_000 }
+        EventsConfig { retention_hours: 168, max_events: 100_000, audit_retention_days: 90, max_audit_records: 1_000_000, anonymous_audit_per_minute: 60 }
     }
 }
 
@@ -295,6 +319,11 @@ level = "info"
 retention_hours = 168
 # Keep at most this many events.
 max_events = 100000
+# Keep audit records this many days, and at most this many.
+audit_retention_days = 90
+max_audit_records = 1000000
+# Audit records of unauthenticated requests kept per minute (the rest are only counted).
+anonymous_audit_per_minute = 60
 
 [reconcile]
 # Full reconcile pass over every resource this often (drift detection), seconds.
@@ -357,6 +386,17 @@ max_object_bytes = 5368709120
 [functions]
 # The HTTP gateway routing requests to functions by host and path prefix. Empty disables it.
 gateway = "0.0.0.0:8080"
+
+[egress]
+# Outbound connections made for tenants (functions' HTTP requests; image pulls, their redirects
+# and token realms) are checked after DNS resolution and go to the address that was checked.
+# Always refused: loopback, link-local (169.254.169.254 too), unspecified, multicast, broadcast,
+# reserved, and every address of this host's interfaces (IPv4 written as IPv6 is judged as IPv4).
+# Extra networks to refuse, the site's management networks: "CIDR" or "ADDR".
+deny_cidrs = []
+# Exceptions the site permits, beating every refusal: "CIDR", "ADDR", "ADDR:PORT", "CIDR:PORT",
+# "[IPV6]:PORT" or "[IPV6/LEN]", e.g. a registry on "127.0.0.1:5000". Flag: --egress-allow.
+allow_cidrs = []
 "#;
 
 /// The default config file path, read when it exists and no `--config` is given.
@@ -384,9 +424,11 @@ impl Config {
         Ok(cfg)
     }
 
-    /// Check values that parse but could not work: the network's CIDRs and port range.
+    /// Check values that parse but could not work: the network's CIDRs and port range, the
+    /// egress rules.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |key: &str, message: String| ConfigError::Invalid { key: key.into(), message };
+        self.egress_policy()?;
         let n = &self.network;
         if !n.public_cidr.is_empty() {
             n.public_cidr.parse::<ipnet::Ipv4Net>().map_err(|e| bad("network.public_cidr", e.to_string()))?;
@@ -399,6 +441,14 @@ impl Config {
             Some(_) => Ok(()),
             None => Err(bad("network.forward_ports", format!("{:?} is not LOW-HIGH within 1-65535", n.forward_ports))),
         }
+    }
+
+    /// The egress policy of `[egress]`. Errors: a rule that does not parse (naming its key).
+    pub fn egress_policy(&self) -> Result<crate::net::egress::EgressPolicy, ConfigError> {
+        crate::net::egress::EgressPolicy::new(&self.egress.allow_cidrs, &self.egress.deny_cidrs).map_err(|e| match e {
+            crate::net::egress::EgressError::BadRule { key, rule, message } => ConfigError::Invalid { key: format!("egress.{key}"), message: format!("{rule:?}: {message}") },
+            e => ConfigError::Invalid { key: "egress".into(), message: e.to_string() },
+        })
     }
 
     /// Apply `CLOUDLET_*` variables read through `get`.
@@ -481,5 +531,9 @@ mod tests {
         assert!(matches!(n.validate(), Err(ConfigError::Invalid { key, .. }) if key == "network.public_cidr"));
         assert!(Config::default().validate().is_ok());
         assert!(err.is_err());
+        let e = Config::parse("t", "[egress]\nallow_cidrs = ['127.0.0.1:5000', '[::1]:5000']\ndeny_cidrs = ['10.9.0.0/16']").unwrap();
+        assert_eq!(e.egress_policy().unwrap().exceptions().len(), 2);
+        let e = Config::parse("t", "[egress]\ndeny_cidrs = ['10.9.0.0/16:22']").unwrap();
+        assert!(matches!(e.validate(), Err(ConfigError::Invalid { key, .. }) if key == "egress.deny_cidrs"));
     }
 }

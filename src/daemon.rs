@@ -44,6 +44,9 @@ pub enum DaemonError {
     /// The TLS certificate could not be made or loaded.
     #[error("tls: {0}")]
     Tls(String),
+    /// A configuration value is unusable (checked again at start).
+    #[error("{0}")]
+    Config(String),
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DaemonError {
@@ -157,6 +160,10 @@ fn print_first_start(cfg: &Config, first: &crate::site::bootstrap::FirstStart) {
 /// Run the site daemon until SIGTERM/SIGINT.
 pub async fn serve(cfg: Config) -> Result<(), DaemonError> {
     let started = std::time::SystemTime::now();
+    // Resolved now, while the file is surely the one running (see `crate::self_exe`).
+    if let Err(e) = crate::self_exe() {
+        tracing::warn!(error = %e, "locating this binary failed; containers and instances cannot start");
+    }
     let data = cfg.data_dir.clone();
     std::fs::create_dir_all(&data).map_err(io(format!("creating {}", data.display())))?;
     let _ = std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700));
@@ -169,6 +176,8 @@ pub async fn serve(cfg: Config) -> Result<(), DaemonError> {
         Ok(()) => {}
         Err(problems) => tracing::error!(?problems, "database integrity check reported problems"),
     }
+    // Outbound connections for tenants (functions, pulls) follow the site's egress policy.
+    crate::net::egress::install_site_policy(cfg.egress_policy().map_err(|e| DaemonError::Config(e.to_string()))?);
     let site = Site::new(db, cfg.clone(), node_name);
     if let Some(first) = site.bootstrap()? {
         print_first_start(&cfg, &first);
@@ -260,16 +269,7 @@ pub async fn serve(cfg: Config) -> Result<(), DaemonError> {
         let addr = l.local_addr().map_err(io("reading the HTTP address"))?;
         std::fs::write(data.join("http.addr"), addr.to_string()).map_err(io("writing http.addr"))?;
         println!("cloudlet: API and console on http://{addr}/");
-        let mut stop = shutdown_rx.clone();
-        let svc = app.clone().layer(Extension(Transport::Http));
-        servers.push(tokio::spawn(async move {
-            let r = axum::serve(l, svc).with_graceful_shutdown(async move {
-                let _ = stop.changed().await;
-            });
-            if let Err(e) = r.await {
-                tracing::error!(error = %e, "HTTP server failed");
-            }
-        }));
+        servers.push(tokio::spawn(crate::api::listener::serve_router(l, app.clone(), Transport::Http, shutdown_rx.clone(), false)));
     }
     if !cfg.api.https.is_empty() {
         let addr: SocketAddr = cfg.api.https.parse().map_err(|_| DaemonError::Bind {
@@ -294,9 +294,12 @@ pub async fn serve(cfg: Config) -> Result<(), DaemonError> {
             h2.graceful_shutdown(Some(Duration::from_secs(10)));
         });
         let svc = app.clone().layer(Extension(Transport::Https));
-        let server = axum_server::from_tcp_rustls(listener, tls).map_err(io("starting the HTTPS server"))?;
+        let mut server = axum_server::from_tcp_rustls(listener, tls).map_err(io("starting the HTTPS server"))?;
+        // The same head and body limits as the plain listeners (crate::api::listener).
+        server.http_builder().http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(crate::api::listener::HEADER_READ_TIMEOUT);
+        let svc = crate::api::listener::with_body_timeout(svc);
         servers.push(tokio::spawn(async move {
-            if let Err(e) = server.handle(handle).serve(svc.into_make_service()).await {
+            if let Err(e) = server.handle(handle).serve(svc.into_make_service_with_connect_info::<SocketAddr>()).await {
                 tracing::error!(error = %e, "HTTPS server failed");
             }
         }));
@@ -324,20 +327,9 @@ pub async fn serve(cfg: Config) -> Result<(), DaemonError> {
         println!("cloudlet: S3 endpoint on http://{addr}/");
         let svc = crate::api::s3::service(site.clone());
         let router = axum::Router::new().fallback(move |req: axum::extract::Request| crate::api::s3::handle(svc.clone(), req));
-        let mut stop = shutdown_rx.clone();
         // No Nagle: a small answer written as head then body would otherwise wait for the
         // client's delayed ACK (40 ms), which capped small GETs near 500/s with 16 clients.
-        let l = axum::serve::ListenerExt::tap_io(l, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        servers.push(tokio::spawn(async move {
-            let r = axum::serve(l, router).with_graceful_shutdown(async move {
-                let _ = stop.changed().await;
-            });
-            if let Err(e) = r.await {
-                tracing::error!(error = %e, "S3 server failed");
-            }
-        }));
+        servers.push(tokio::spawn(crate::api::listener::serve_router(l, router, (), shutdown_rx.clone(), true)));
     }
     if !cfg.api.socket.is_empty() {
         let path = PathBuf::from(&cfg.api.socket);

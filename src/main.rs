@@ -63,6 +63,8 @@ fn serve_config(a: &ServeArgs, socket: Option<&str>) -> anyhow::Result<Config> {
     if let Some(p) = a.probe_interval {
         cfg.node.probe_interval_seconds = p;
     }
+    cfg.egress.allow_cidrs.extend(a.egress_allow.iter().cloned());
+    cfg.egress_policy()?;
     Ok(cfg)
 }
 

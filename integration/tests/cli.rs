@@ -32,6 +32,14 @@ fn cli_over_the_socket_and_https() {
     assert_eq!(v["spec"]["quotas"]["tokens"], 5);
     let (_, out, _) = run(&["project", "show", "acme", "-o", "yaml"]);
     assert!(out.contains("name: acme"), "{out}");
+    // Site admins approve function domains and grant host paths (only names the config has).
+    let (code, out, err) = run(&["project", "update", "acme", "--function-domain", "Acme.Example", "-o", "json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["spec"]["function_domains"], serde_json::json!(["acme.example"]));
+    let (code, _, err) = run(&["project", "update", "acme", "--host-path", "data=ro"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("field: spec.host_paths.data"), "{err}");
     let (code, out, err) = run(&["--project", "acme", "token", "create", "deploy", "--role", "member"]);
     assert_eq!(code, 0, "{out}{err}");
     let secret = out.lines().last().unwrap().trim().to_string();

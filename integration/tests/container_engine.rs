@@ -17,7 +17,7 @@ fn rootfs(tmp: &std::path::Path) -> PathBuf {
     let store = BlobStore::open(&tmp.join("blobs")).expect("store");
     let scratch = tmp.join("scratch");
     std::fs::create_dir_all(&scratch).expect("scratch");
-    let img = layout::import_archive(&store, std::fs::File::open(archive.join("busybox-httpd.oci.tar")).expect("archive"), &scratch, None).expect("import");
+    let img = layout::import_archive(&store.ingest(), std::fs::File::open(archive.join("busybox-httpd.oci.tar")).expect("archive"), &scratch, None).expect("import");
     let root = tmp.join("image-root");
     std::fs::create_dir_all(&root).expect("root");
     layout::unpack_image(&store, &img, &root, UnpackLimits::default()).expect("unpack");
@@ -112,6 +112,26 @@ fn a_container_runs_logs_execs_and_is_removed_without_leftovers() {
     assert_eq!(so[0], "engine-test", "{out:?}");
     assert_eq!(so[1], "hi x", "{out:?}");
     assert!(so.last().is_some_and(|l| *l == "rc=1" || *l == "rc=255"), "mount must fail: {out:?}");
+    // An exec'd process is confined exactly as the main process: the same seccomp filter,
+    // capabilities, no_new_privs and cgroup, so a new user namespace (where it would hold every
+    // capability and could mount) is refused.
+    let conf = "grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status; cat /proc/self/cgroup | grep -c cloudlet; \
+                unshare -r -n -m /bin/sh -c 'mount -t tmpfs none /mnt && echo MOUNTED'; echo unshare=$?";
+    let out = exec::run(&common::bin(), &l, &["/bin/sh".into(), "-c".into(), conf.into()], &[], Duration::from_secs(20)).expect("exec");
+    assert!(out.stdout.contains("Seccomp:\t2"), "exec without the filter: {out:?}");
+    assert!(out.stdout.contains("CapEff:\t00000000a80425fb") && out.stdout.contains("CapBnd:\t00000000a80425fb"), "{out:?}");
+    assert!(out.stdout.contains("NoNewPrivs:\t1"), "{out:?}");
+    assert!(!out.stdout.contains("MOUNTED") && !out.stdout.contains("unshare=0"), "a user namespace from exec: {out:?}");
+    // And it runs in the container's cgroup: the host sees the exec'd `sleep 7` in its procs.
+    let (bin, l2) = (common::bin(), l.clone());
+    let sleeper = std::thread::spawn(move || exec::run(&bin, &l2, &["/bin/sleep".into(), "7".into()], &[], Duration::from_secs(20)));
+    common::wait_secs(10, "the exec'd sleep in the container's cgroup", || {
+        let procs = std::fs::read_to_string(format!("/sys/fs/cgroup/pids{}/cgroup.procs", l.cgroup()))
+            .or_else(|_| std::fs::read_to_string(format!("/sys/fs/cgroup{}/cgroup.procs", l.cgroup())))
+            .unwrap_or_default();
+        procs.lines().any(|p| std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| c == b"/bin/sleep\x007\x00")).then_some(())
+    });
+    assert_eq!(sleeper.join().expect("join").expect("exec").exit_code, 0);
     let fail = exec::run(&common::bin(), &l, &["/bin/sh".into(), "-c".into(), "exit 7".into()], &[], Duration::from_secs(20)).expect("exec");
     assert_eq!(fail.exit_code, 7);
     let own = exec::run(&common::bin(), &l, &["/bin/sh".into(), "-c".into(), "exit 124".into()], &[], Duration::from_secs(20)).expect("exec");

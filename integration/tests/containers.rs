@@ -57,7 +57,8 @@ fn pull_run_in_a_vpc_fetch_through_an_eip_logs_exec_stop_delete_and_recover() {
     let (stop, tmp) = (Arc::new(AtomicBool::new(false)), tempfile::tempdir().expect("tmp"));
     let _topology = NetnsGuard { data: None, extra: vec![net.up.clone(), net.inet.clone()], stop: stop.clone() };
     let cfg = common::uplink_config(tmp.path(), &net);
-    let mut d = Daemon::start_with(&["--config", cfg.to_str().expect("utf-8")]);
+    // The registry is on loopback: the site permits exactly its address and port.
+    let mut d = Daemon::start_with(&["--config", cfg.to_str().expect("utf-8"), "--egress-allow", &reg.addr]);
     let _owned = NetnsGuard { data: Some(d.dir.clone()), extra: vec![], stop: stop.clone() };
     let _containers = ContainerGuard(d.dir.clone());
 
@@ -199,4 +200,94 @@ fn pull_run_in_a_vpc_fetch_through_an_eip_logs_exec_stop_delete_and_recover() {
         let blobs = std::fs::read_dir(d.dir.join("images/blobs/sha256")).map(|r| r.count()).unwrap_or(0);
         (blobs == 0).then_some(())
     });
+}
+
+fn field(a: &common::Answer) -> String {
+    a.json()["error"]["field"].as_str().unwrap_or_default().to_string()
+}
+
+/// A tenant (a member of project `b`) mounts only host paths a site admin granted to `b`, and a
+/// read-only grant only read-only: each attempt beyond is refused naming the field, and nothing
+/// of the host path is read or written.
+#[test]
+fn host_paths_are_granted_per_project_and_read_only_unless_granted_otherwise() {
+    if !common::is_root() {
+        eprintln!("skipped: needs root (namespaces, cgroups, overlayfs)");
+        return;
+    }
+    let host = tempfile::tempdir().expect("tmp");
+    let (share, secret) = (host.path().join("share"), host.path().join("secret"));
+    for p in [&share, &secret] {
+        std::fs::create_dir(p).expect("dir");
+    }
+    std::fs::write(share.join("readme"), "shared\n").expect("write");
+    std::fs::write(secret.join("key"), "a's key\n").expect("write");
+    let cfg = host.path().join("config.toml");
+    std::fs::write(&cfg, format!("[container.host_paths]\nshare = \"{}\"\nsecret = \"{}\"\n", share.display(), secret.display())).expect("config");
+    let d = Daemon::start_with(&["--config", cfg.to_str().expect("utf-8")]);
+    let _containers = ContainerGuard(d.dir.clone());
+    assert_eq!(d.call("POST", "/v1/projects", Some(json!({"name": "a", "spec": {"host_paths": {"secret": "rw"}}}))).status, 201);
+    assert_eq!(d.call("POST", "/v1/projects", Some(json!({"name": "b"}))).status, 201);
+    let r = d.call("POST", "/v1/tokens?project=b", Some(json!({"name": "m", "spec": {"role": "member"}})));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let b = r.json()["secret"].as_str().expect("secret").to_string();
+    let auth = format!("Bearer {b}");
+    let archive = std::fs::read(common::busybox_image().join("busybox-httpd.oci.tar")).expect("archive");
+    let r = d.raw("POST", "/v1/images/import?name=bb", Some(&archive), &[("authorization", &auth), ("content-type", "application/x-tar")]).expect("connection");
+    assert_eq!(r.status, 201, "{}", r.body);
+    let run = |name: &str, host_path: &str, read_only: bool, cmd: &str| {
+        d.call_as(&b, "POST", "/v1/containers", Some(json!({"name": name, "spec": {"image": "bb", "command": ["/bin/sh", "-c", cmd],
+            "mounts": [{"host_path": host_path, "target": "/mnt", "read_only": read_only}]}})))
+    };
+    let check = |r: &common::Answer, status: u16, f: &str| {
+        assert_eq!((r.status, field(r).as_str()), (status, f), "{}", r.body);
+        let e = &r.json()["error"];
+        assert!(e["code"] == "permission_denied" && e["message"].as_str().is_some_and(|m| !m.is_empty()), "{}", r.body);
+    };
+
+    // Nothing granted to b: neither a's path, nor one nobody was granted, nor a name that does
+    // not exist (answered alike, so b learns nothing of the site's paths).
+    for (hp, ro) in [("secret", false), ("secret", true), ("share", true), ("nothere", true)] {
+        check(&run("steal", hp, ro, "cat /mnt/key; echo x > /mnt/pwned"), 403, "spec.mounts[0].host_path");
+    }
+    assert_eq!(d.call_as(&b, "GET", "/v1/containers/steal", None).status, 404, "nothing was made");
+    // b cannot grant itself anything, as a member of its project or in a new one.
+    for spec in [json!({"host_paths": {"secret": "rw"}}), json!({"host_paths": {"share": "rw"}}), json!({"function_domains": ["b.example"]})] {
+        let r = d.call_as(&b, "PATCH", "/v1/projects/b", Some(json!({"spec": spec})));
+        assert_eq!((r.status, r.json()["error"]["code"].as_str()), (403, Some("permission_denied")), "{}", r.body);
+    }
+    let r = d.call_as(&b, "POST", "/v1/projects", Some(json!({"name": "c", "spec": {"host_paths": {"secret": "rw"}}})));
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(d.call("GET", "/v1/projects/b", None).json()["spec"].get("host_paths"), None);
+
+    // Granted read-only: a read-write mount is refused naming read_only; a read-only one runs
+    // and really is read-only.
+    let r = d.call("PATCH", "/v1/projects/b", Some(json!({"spec": {"host_paths": {"share": "ro"}}})));
+    assert_eq!(r.status, 200, "{}", r.body);
+    check(&run("rw", "share", false, "echo x > /mnt/pwned"), 403, "spec.mounts[0].read_only");
+    check(&run("rw", "secret", true, "cat /mnt/key"), 403, "spec.mounts[0].host_path");
+    let r = run("ro", "share", true, "cat /mnt/readme; echo x > /mnt/pwned || echo refused; sleep 1000");
+    assert_eq!(r.status, 201, "{}", r.body);
+    let logs = d.wait_for(60, "the read-only container's output", || {
+        let l = d.call_as(&b, "GET", "/v1/containers/ro/logs", None).body;
+        l.contains("refused").then_some(l)
+    });
+    assert!(logs.contains("shared"), "the granted path is readable: {logs}");
+    assert!(!share.join("pwned").exists(), "nothing written through a read-only grant");
+    // Nor can b turn its mount read-write with PATCH.
+    let r = d.call_as(&b, "PATCH", "/v1/containers/ro", Some(json!({"spec": {"mounts": [{"host_path": "share", "target": "/mnt", "read_only": false}]}})));
+    check(&r, 403, "spec.mounts[0].read_only");
+    assert_eq!(d.call_as(&b, "GET", "/v1/containers/ro", None).json()["spec"]["mounts"][0]["read_only"], true);
+    // A withdrawn grant: the container does not start again.
+    let r = d.call("PATCH", "/v1/projects/b", Some(json!({"spec": {"host_paths": {"share": null}}})));
+    assert_eq!((r.status, r.json()["spec"].get("host_paths")), (200, None), "{}", r.body);
+    assert_eq!(d.call_as(&b, "POST", "/v1/containers/ro/restart", None).status, 202);
+    let st = d.wait_for(60, "the restart to be refused", || {
+        let s = d.call_as(&b, "GET", "/v1/containers/ro", None).json()["status"].clone();
+        (s["phase"] == "Failed").then_some(s)
+    });
+    assert!(st["message"].as_str().is_some_and(|m| m.contains("not granted")), "{st}");
+    assert_eq!(std::fs::read_to_string(secret.join("key")).expect("key"), "a's key\n", "a's path untouched");
+    assert!(!secret.join("pwned").exists() && !share.join("pwned").exists());
+    assert!(!d.log().contains("panicked"));
 }

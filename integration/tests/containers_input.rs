@@ -63,8 +63,13 @@ fn bad_input_is_refused_with_the_field_and_hostile_archives_write_nothing() {
     std::fs::create_dir(&share).expect("share");
     let cfg = host.path().join("config.toml");
     std::fs::write(&cfg, format!("[container.host_paths]\nshare = \"{}\"\n", share.display())).expect("config");
-    let d = Daemon::start_with(&["--config", cfg.to_str().expect("utf-8")]);
+    // The registry of the pull below is on loopback: the site permits exactly its address and port.
+    let reg = common::Registry::with_busybox(Some("puller:s3cret-pw"));
+    let d = Daemon::start_with(&["--config", cfg.to_str().expect("utf-8"), "--egress-allow", &reg.addr]);
     let _containers = ContainerGuard(d.dir.clone());
+    // Host paths are granted per project by a site admin (here the admin's own project).
+    let r = d.call("PATCH", "/v1/projects/system", Some(json!({"spec": {"host_paths": {"share": "rw"}}})));
+    assert_eq!(r.status, 200, "{}", r.body);
 
     // Hostile archives: refused, nothing outside the store, no image, no leftover upload.
     let victim = host.path().join("victim");
@@ -108,7 +113,6 @@ fn bad_input_is_refused_with_the_field_and_hostile_archives_write_nothing() {
 
     // A pull through the CLI (it follows the operation with a progress bar), with credentials
     // from the environment; a wrong password fails the operation with the registry's answer.
-    let reg = common::Registry::with_busybox(Some("puller:s3cret-pw"));
     let source = format!("{}/busybox-httpd:latest", reg.addr);
     let pull = |pw: &str| {
         let out = std::process::Command::new(common::bin())
@@ -143,7 +147,7 @@ fn bad_input_is_refused_with_the_field_and_hostile_archives_write_nothing() {
         (json!({"image": "bb", "resources": {"cpus": 0}}), 422, "spec.resources.cpus"),
         (json!({"image": "bb", "resources": {"pids": -1}}), 422, "spec.resources.pids"),
         (json!({"image": "bb", "env": {"A=B": "x"}}), 422, "spec.env.A=B"),
-        (json!({"image": "bb", "mounts": [{"host_path": "etc", "target": "/x"}]}), 422, "spec.mounts[0].host_path"),
+        (json!({"image": "bb", "mounts": [{"host_path": "etc", "target": "/x"}]}), 403, "spec.mounts[0].host_path"),
         (json!({"image": "bb", "mounts": [{"host_path": "share", "target": "/proc/x"}]}), 422, "spec.mounts[0].target"),
         (json!({"image": "bb", "working_dir": "relative"}), 422, "spec.working_dir"),
         (json!({"image": "bb", "command": []}), 422, "spec.command"),

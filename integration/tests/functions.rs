@@ -146,7 +146,9 @@ fn upstream(n: usize) -> u16 {
 
 #[test]
 fn functions_logs_metrics_config_rollback_outbound_buckets_and_cli() {
-    let d = Daemon::start_with(&["--gateway", "127.0.0.1:0"]);
+    // The upstream is on loopback: the site permits exactly its address and port.
+    let port = upstream(2);
+    let d = Daemon::start_with(&["--gateway", "127.0.0.1:0", "--egress-allow", &format!("127.0.0.1:{port}")]);
     let g = gateway(&d);
     let remote = format!("http://{}", d.addr);
     let cli = |args: &[&str]| {
@@ -242,7 +244,6 @@ fn functions_logs_metrics_config_rollback_outbound_buckets_and_cli() {
     assert!(call(&format!("{g}/config"), None, None).1.starts_with("hello, world"), "version 1 serves again");
 
     // Outbound HTTP: denied until the allow-list names the host.
-    let port = upstream(2);
     cli(&["function", "deploy", "fetch", "--component", &file("fetch"), "--route", "/fetch"]);
     let url = format!("{g}/fetch?url=http://127.0.0.1:{port}/");
     let (status, body, _) = call(&url, None, None);
@@ -333,7 +334,8 @@ fn a_function_on_a_network_interface_answers_in_its_vpc_and_through_an_eip() {
 
     // Another project cannot use this project's interface.
     assert_eq!(d.call("POST", "/v1/projects", Some(json!({"name": "other"}))).status, 201);
-    let r = deploy(&d, "name=x&project=other", &component("hello"));
+    // (On a prefix of its own: this project's /hello owns /hello, and `/` would overlap it.)
+    let r = deploy(&d, "name=x&route=/x&project=other", &component("hello"));
     assert_eq!(r.status, 201, "{}", r.body);
     let r = d.call("PATCH", "/v1/functions/x?project=other", Some(json!({"spec": {"network_interface": eni_id}})));
     assert_eq!((r.status, r.json()["error"]["field"].as_str()), (422, Some("spec.network_interface")), "{}", r.body);
@@ -377,4 +379,193 @@ fn a_crash_inside_a_deploy_leaves_no_half_deployed_function() {
     let r = deploy(&d, "name=fresh&route=/fresh", &component("echo"));
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(call(&format!("{}/fresh", gateway(&d)), None, Some("again")).1, "again");
+}
+
+/// Issue 14 (3), as a member of project `b`: whatever the function's allow-list names, its
+/// outbound requests cannot reach the daemon's API (by address, by `localhost`, by `0.0.0.0`,
+/// IPv4-mapped), the metadata address or the host's own addresses; they are refused before any
+/// connection (`DestinationIpProhibited`) and read nothing. The site's exception opens exactly
+/// its address and port.
+#[test]
+fn a_tenants_function_cannot_reach_the_daemon_the_host_or_link_local_addresses() {
+    use serde_json::json;
+    let port = upstream(1);
+    let d = Daemon::start_with(&["--gateway", "127.0.0.1:0", "--egress-allow", &format!("127.0.0.1:{port}")]);
+    let g = gateway(&d);
+    let api = d.addr.rsplit(':').next().expect("api port").to_string();
+    assert_eq!(d.call("POST", "/v1/projects", Some(json!({"name": "b"}))).status, 201);
+    let t = d.call("POST", "/v1/tokens?project=b", Some(json!({"name": "m", "spec": {"role": "member"}})));
+    assert_eq!(t.status, 201, "{}", t.body);
+    let b = t.json()["secret"].as_str().expect("secret").to_string();
+    let auth = format!("Bearer {b}");
+    let r = d.raw("POST", "/v1/functions/deploy?name=probe&route=/b-probe", Some(&component("fetch")), &[("authorization", &auth), ("content-type", "application/wasm")]).expect("connection");
+    assert_eq!(r.status, 201, "{}", r.body);
+    // A global address of this host, if it has one (the API does not listen there, but the
+    // refusal must come before any connection attempt).
+    let own = std::process::Command::new("ip").args(["-4", "-o", "addr", "show", "scope", "global"]).output().ok().and_then(|o| {
+        String::from_utf8_lossy(&o.stdout).split_whitespace().skip_while(|w| *w != "inet").nth(1).and_then(|a| a.split('/').next()).map(str::to_string)
+    });
+    let mut hosts = vec!["127.0.0.1".to_string(), "localhost".into(), "0.0.0.0".into(), "169.254.169.254".into(), "127.1.2.3".into()];
+    hosts.extend(own.clone());
+    let r = d.call_as(&b, "PATCH", "/v1/functions/probe", Some(json!({"spec": {"allowed_hosts": hosts}})));
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    let mut targets = vec![
+        format!("127.0.0.1:{api}/v1/projects"),
+        format!("localhost:{api}/v1/projects"),
+        format!("0.0.0.0:{api}/v1/projects"),
+        format!("127.1.2.3:{api}/v1/projects"),
+        "169.254.169.254/latest/meta-data/".to_string(),
+        format!("127.0.0.1:{}/", port.wrapping_add(1).max(1)),
+    ];
+    targets.extend(own.map(|a| format!("{a}:{api}/v1/projects")));
+    for t in &targets {
+        let (status, body, _) = call(&format!("{g}/b-probe?url=http://{t}"), None, None);
+        assert_eq!(status, 502, "{t}: {body}");
+        assert!(body.contains("DestinationIpProhibited"), "{t}: refused before connecting: {body}");
+        for leak in ["items", "unauthenticated", "authentication required", "upstream ok"] {
+            assert!(!body.contains(leak), "{t}: nothing of the target is read: {body}");
+        }
+    }
+    let logs = d.call_as(&b, "GET", "/v1/functions/probe/logs", None).body;
+    assert!(logs.contains("refused by the site's egress policy"), "{logs}");
+    // The site's exception: exactly 127.0.0.1:<port>.
+    let (status, body, _) = call(&format!("{g}/b-probe?url=http://127.0.0.1:{port}/"), None, None);
+    assert_eq!((status, body.as_str()), (200, "upstream ok\n"), "the permitted address and port are reached");
+}
+
+fn deploy_as(d: &Daemon, token: &str, query: &str, wasm: &[u8]) -> common::Answer {
+    let auth = format!("Bearer {token}");
+    d.raw("POST", &format!("/v1/functions/deploy?{query}"), Some(wasm), &[("authorization", &auth), ("content-type", "application/wasm")]).expect("connection")
+}
+
+/// The `field` of an error answer, after checking it is a JSON error with a code and a message.
+fn error_field(r: &common::Answer) -> String {
+    let e = &r.json()["error"];
+    assert!(e["code"].as_str().is_some_and(|c| !c.is_empty()) && e["message"].as_str().is_some_and(|m| !m.is_empty()), "{}", r.body);
+    e["field"].as_str().unwrap_or_default().to_string()
+}
+
+/// POST `body` to the gateway with a `Host` header; (status, body, x-echo-path).
+fn post_host(url: &str, host: &str, body: &str) -> (u16, String, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(20))).build().into();
+    let mut r = agent.post(url).header("host", host).header("content-type", "text/plain").send(body).expect("gateway answers");
+    let path = r.headers().get("x-echo-path").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    (r.status().as_u16(), r.body_mut().read_to_string().unwrap_or_default(), path)
+}
+
+/// Projects `a` and `b` (function domains approved by the site admin: each its own, and one
+/// both share) with a member token each.
+fn two_tenants(d: &Daemon) -> (String, String) {
+    let mut tokens = Vec::new();
+    for (name, domains) in [("a", serde_json::json!(["a.example", "shared.example"])), ("b", serde_json::json!(["b.example", "shared.example"]))] {
+        let r = d.call("POST", "/v1/projects", Some(serde_json::json!({"name": name, "spec": {"function_domains": domains}})));
+        assert_eq!(r.status, 201, "{}", r.body);
+        let r = d.call("POST", &format!("/v1/tokens?project={name}"), Some(serde_json::json!({"name": "m", "spec": {"role": "member"}})));
+        assert_eq!(r.status, 201, "{}", r.body);
+        tokens.push(r.json()["secret"].as_str().expect("secret").to_string());
+    }
+    (tokens.remove(0), tokens.remove(0))
+}
+
+#[test]
+fn routes_and_hosts_cannot_be_hijacked_across_projects() {
+    use serde_json::json;
+    let mut d = Daemon::start_with(&["--gateway", "127.0.0.1:0"]);
+    let (a, b) = two_tenants(&d);
+    let (echo, hello) = (component("echo"), component("hello"));
+    // A serves /app and the host api.shared.example (both with echo: the body comes back).
+    for q in ["name=app&route=/app", "name=api&route=/&host=api.shared.example"] {
+        let r = deploy_as(&d, &a, q, &echo);
+        assert_eq!(r.status, 201, "{q}: {}", r.body);
+    }
+
+    // B under, on or over A's prefix: 409 naming spec.route, and nothing is made.
+    for q in ["name=login&route=/app/login", "name=login&route=/app", "name=login&route=/app/", "name=login&route=/"] {
+        let r = deploy_as(&d, &b, q, &hello);
+        assert_eq!((r.status, error_field(&r)), (409, "spec.route".to_string()), "{q}: {}", r.body);
+    }
+    // B on A's host (in a domain approved for both): 409 naming spec.host; outside B's domains 403.
+    let r = deploy_as(&d, &b, "name=login&route=/app/login&host=api.shared.example", &hello);
+    assert_eq!((r.status, error_field(&r)), (409, "spec.host".to_string()), "{}", r.body);
+    for h in ["a.example", "www.a.example", "evil.com", "API.A.EXAMPLE"] {
+        let r = deploy_as(&d, &b, &format!("name=login&route=/&host={h}"), &hello);
+        assert_eq!((r.status, error_field(&r)), (403, "spec.host".to_string()), "{h}: {}", r.body);
+        assert_eq!(r.json()["error"]["code"], "permission_denied");
+    }
+    assert_eq!(d.call_as(&b, "GET", "/v1/functions/login", None).status, 404, "a refused deploy leaves nothing");
+    // What is B's to take: a prefix that only shares letters, and its own host.
+    for q in ["name=apple&route=/apple", "name=own&route=/app/login&host=login.b.example"] {
+        let r = deploy_as(&d, &b, q, &hello);
+        assert_eq!(r.status, 201, "{q}: {}", r.body);
+    }
+    // Nor can B move a function of its own there with PATCH.
+    for (spec, status, f) in [(json!({"route": "/app/login"}), 409, "spec.route"), (json!({"route": "/"}), 409, "spec.route"), (json!({"host": "api.shared.example"}), 409, "spec.host"), (json!({"host": "www.a.example"}), 403, "spec.host")] {
+        let r = d.call_as(&b, "PATCH", "/v1/functions/apple", Some(json!({"spec": spec})));
+        assert_eq!((r.status, error_field(&r)), (status, f.to_string()), "{spec}: {}", r.body);
+    }
+    let apple = d.call_as(&b, "GET", "/v1/functions/apple", None).json();
+    assert_eq!((apple["spec"]["route"].as_str(), apple["spec"].get("host"), apple["generation"].as_i64()), (Some("/apple"), None, Some(1)));
+    // A may nest its own routes.
+    let r = deploy_as(&d, &a, "name=app-admin&route=/app/admin", &echo);
+    assert_eq!(r.status, 201, "{}", r.body);
+    // Concurrent deploys of overlapping prefixes by both projects: exactly one wins each time.
+    for i in 0..4 {
+        let (qa, qb) = (format!("name=race{i}&route=/race{i}"), format!("name=race{i}&route=/race{i}/x"));
+        let (ra, rb) = std::thread::scope(|t| {
+            let ha = t.spawn(|| deploy_as(&d, &a, &qa, &hello).status);
+            let hb = t.spawn(|| deploy_as(&d, &b, &qb, &hello).status);
+            (ha.join().expect("thread"), hb.join().expect("thread"))
+        });
+        let mut got = [ra, rb];
+        got.sort();
+        assert_eq!(got, [201, 409], "round {i}: a {ra}, b {rb}");
+    }
+
+    // B approves no domain and grants no host path to itself.
+    for spec in [json!({"function_domains": ["a.example"]}), json!({"host_paths": {"any": "rw"}})] {
+        let r = d.call_as(&b, "PATCH", "/v1/projects/b", Some(json!({"spec": spec})));
+        assert_eq!((r.status, r.json()["error"]["code"].as_str()), (403, Some("permission_denied")), "{}", r.body);
+    }
+    assert_eq!(d.call("GET", "/v1/projects/b", None).json()["spec"]["function_domains"], json!(["b.example", "shared.example"]));
+    // Bad input: 4xx JSON errors with code, message and field.
+    for (q, status, f) in [("name=x&route=app", 422, "spec.route"), ("name=x&route=/a/../b", 422, "spec.route"), ("name=x&route=/a%25b", 422, "spec.route"), ("name=x&host=bad_host", 422, "spec.host"), ("name=x&host=b.example:8080", 422, "spec.host")] {
+        let r = deploy_as(&d, &b, q, &hello);
+        assert_eq!((r.status, error_field(&r)), (status, f.to_string()), "{q}: {}", r.body);
+    }
+    for (spec, f) in [(json!({"function_domains": ["not a domain"]}), "spec.function_domains"), (json!({"host_paths": {"nope": "ro"}}), "spec.host_paths.nope"), (json!({"host_paths": {"nope": "rwx"}}), "spec")] {
+        let r = d.call("PATCH", "/v1/projects/b", Some(json!({"spec": spec})));
+        assert_eq!((r.status, error_field(&r)), (422, f.to_string()), "{spec}: {}", r.body);
+    }
+
+    // Every request of A's prefix and host reaches A: the body comes back from A's echo.
+    let g = gateway(&d);
+    let check_a = |g: &str| {
+        let (status, body, path) = post_host(&format!("{g}/app/login"), "fn.example", "a-secret");
+        assert_eq!((status, body.as_str(), path.as_str()), (200, "a-secret", "/app/login"), "A's /app serves /app/login");
+        let (status, body, _) = post_host(&format!("{g}/app/login"), "API.shared.example:8080", "a-host-secret");
+        assert_eq!((status, body.as_str()), (200, "a-host-secret"), "A's host serves its requests");
+    };
+    check_a(&g);
+    let (status, body, _) = post_host(&format!("{g}/app/login"), "login.b.example", "to-b");
+    assert_eq!((status, body.as_str()), (200, "hello from cloudlet\n"), "B's own host is B's");
+
+    // Overlaps made before ownership was enforced (here written into the state as an old daemon
+    // allowed them) keep loading, but the gateway gives A's requests to A, never to B.
+    d.kill9();
+    {
+        let db = rusqlite::Connection::open(d.dir.join("cloudlet.db")).expect("db");
+        let n = db.execute("UPDATE resources SET spec = json_set(spec, '$.route', '/app/login') WHERE kind = 'function' AND name = 'apple'", []).expect("update");
+        let m = db.execute("UPDATE resources SET spec = json_set(spec, '$.host', 'api.shared.example') WHERE kind = 'function' AND name = 'own'", []).expect("update");
+        assert_eq!((n, m), (1, 1));
+    }
+    d.launch();
+    let g = gateway(&d);
+    check_a(&g);
+    for name in ["apple", "own"] {
+        let m = d.call_as(&b, "GET", &format!("/v1/functions/{name}/metrics"), None);
+        assert_eq!(m.status, 200, "{}", m.body);
+        assert_eq!(m.json()["invocations"]["ok"], 0, "B's {name} never received a request: {}", m.body);
+    }
+    assert!(!d.log().contains("panicked"));
 }

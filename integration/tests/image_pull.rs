@@ -10,9 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
-use cloudlet::image::pull::{PullOptions, pull};
+use cloudlet::image::pull::{PullOptions, REGISTRY_UNREACHABLE, pull};
 use cloudlet::image::store::{BlobStore, Digest};
 use cloudlet::image::{ImageError, layout, unpack::Limits};
+use cloudlet::net::egress::EgressPolicy;
 use sha2::Digest as _;
 
 const REPO: &str = "cloudlet/busybox-httpd";
@@ -97,8 +98,10 @@ fn recorder() -> (Seen, impl Fn(u64, u64) + Send + Sync + 'static) {
     (seen, move |done, total| s.lock().unwrap().push((done, total)))
 }
 
-fn insecure() -> PullOptions {
-    PullOptions { insecure: true, ..Default::default() }
+/// Plain HTTP to the test registry at `addr`, which the egress policy permits as a site
+/// exception (it is on loopback, refused by default).
+fn insecure(addr: &str) -> PullOptions {
+    PullOptions { insecure: true, egress: Arc::new(EgressPolicy::new(&[addr.to_string()], &[]).expect("egress rule")), ..Default::default() }
 }
 
 #[test]
@@ -116,9 +119,9 @@ fn pulls_verify_skip_what_is_stored_pin_digests_and_report_unknown_tags() {
     // The first pull, spawned on the multi-thread runtime as the daemon would.
     let store = Arc::new(BlobStore::open(&tmp.path().join("store")).expect("store"));
     let (seen, report) = recorder();
-    let (s, r) = (store.clone(), reg.reference(":1.0"));
+    let (s, r, opts) = (store.clone(), reg.reference(":1.0"), insecure(&reg.addr));
     let (img, resolved) = rt
-        .block_on(async move { tokio::spawn(async move { pull(&s, &r, &insecure(), &report).await }).await })
+        .block_on(async move { tokio::spawn(async move { pull(&s, &r, &opts, &report).await }).await })
         .expect("join")
         .expect("pull");
     assert_eq!(img.manifest.as_str(), want, "the manifest of the pushed layout");
@@ -144,14 +147,14 @@ fn pulls_verify_skip_what_is_stored_pin_digests_and_report_unknown_tags() {
 
     // A second pull downloads nothing and stores nothing new.
     let (seen, report) = recorder();
-    let (again, _) = rt.block_on(pull(&store, &reg.reference(":1.0"), &insecure(), &report)).expect("second pull");
+    let (again, _) = rt.block_on(pull(&store, &reg.reference(":1.0"), &insecure(&reg.addr), &report)).expect("second pull");
     assert_eq!(again.manifest, img.manifest);
     assert_eq!(*seen.lock().unwrap(), vec![(0, 0)], "nothing to download");
     assert_eq!(store.list().expect("list"), stored);
 
     // A puller that does not own the stored blobs (another project's) downloads them again.
     let (seen, report) = recorder();
-    let stranger = PullOptions { known: Some(Default::default()), ..insecure() };
+    let stranger = PullOptions { known: Some(Default::default()), ..insecure(&reg.addr) };
     rt.block_on(pull(&store, &reg.reference(":1.0"), &stranger, &report)).expect("pull as a stranger");
     let last = *seen.lock().unwrap().last().expect("progress");
     assert!(last.1 > 0 && last.0 == last.1, "every blob fetched again: {last:?}");
@@ -159,25 +162,30 @@ fn pulls_verify_skip_what_is_stored_pin_digests_and_report_unknown_tags() {
 
     // By digest, into a fresh store.
     let fresh = BlobStore::open(&tmp.path().join("fresh")).expect("store");
-    let (pinned, resolved) = rt.block_on(pull(&fresh, &reg.reference(&format!("@{want}")), &insecure(), &|_, _| {})).expect("pull by digest");
+    let (pinned, resolved) = rt.block_on(pull(&fresh, &reg.reference(&format!("@{want}")), &insecure(&reg.addr), &|_, _| {})).expect("pull by digest");
     assert_eq!((pinned.manifest.as_str(), resolved.as_str()), (want.as_str(), reg.reference(&format!("@{want}")).as_str()));
     assert_eq!(fresh.list().expect("list"), stored);
 
     // Unknown tags and digests are clear errors that leave nothing half-written.
-    let err = rt.block_on(pull(&fresh, &reg.reference(":no-such-tag"), &insecure(), &|_, _| {})).expect_err("unknown tag");
+    let err = rt.block_on(pull(&fresh, &reg.reference(":no-such-tag"), &insecure(&reg.addr), &|_, _| {})).expect_err("unknown tag");
     eprintln!("unknown tag: {err}");
     assert!(matches!(err, ImageError::NotFound(_)), "{err}");
     assert!(err.to_string().contains("no-such-tag"), "{err}");
     let unknown = format!("@sha256:{}", "0".repeat(64));
-    let err = rt.block_on(pull(&fresh, &reg.reference(&unknown), &insecure(), &|_, _| {})).expect_err("unknown digest");
+    let err = rt.block_on(pull(&fresh, &reg.reference(&unknown), &insecure(&reg.addr), &|_, _| {})).expect_err("unknown digest");
     assert!(matches!(err, ImageError::NotFound(_)), "{err}");
-    let err = rt.block_on(pull(&fresh, &format!("{}/no/such/repo", reg.addr), &insecure(), &|_, _| {})).expect_err("unknown repo");
+    let err = rt.block_on(pull(&fresh, &format!("{}/no/such/repo", reg.addr), &insecure(&reg.addr), &|_, _| {})).expect_err("unknown repo");
     assert!(matches!(err, ImageError::NotFound(_)), "{err}");
     assert_eq!(fresh.list().expect("list"), stored);
     assert_eq!(std::fs::read_dir(tmp.path().join("fresh/tmp")).expect("tmp").count(), 0);
 
+    // Without the site's exception the registry on loopback is refused, with the fixed text.
+    let strict = PullOptions { insecure: true, ..Default::default() };
+    let err = rt.block_on(pull(&fresh, &reg.reference(":1.0"), &strict, &|_, _| {})).expect_err("loopback is refused");
+    assert_eq!(err.to_string(), format!("registry error: {REGISTRY_UNREACHABLE}"));
+
     // HTTPS against the plain-HTTP registry fails as a registry error, not a panic.
-    let err = rt.block_on(pull(&fresh, &reg.reference(":1.0"), &PullOptions::default(), &|_, _| {})).expect_err("https to http");
+    let err = rt.block_on(pull(&fresh, &reg.reference(":1.0"), &PullOptions { insecure: false, ..insecure(&reg.addr) }, &|_, _| {})).expect_err("https to http");
     eprintln!("https to a plain-HTTP registry: {err}");
     assert!(matches!(err, ImageError::Registry(_)), "{err}");
 }
@@ -193,14 +201,14 @@ fn basic_auth_pulls_and_wrong_or_missing_credentials_are_auth_errors() {
     reg.push("auth", Some(("user", "pass")));
     let rt = runtime();
     let store = BlobStore::open(&tmp.path().join("store")).expect("store");
-    let with = |u: &str, p: &str| PullOptions { username: Some(u.into()), password: Some(p.into()), ..insecure() };
+    let with = |u: &str, p: &str| PullOptions { username: Some(u.into()), password: Some(p.into()), ..insecure(&reg.addr) };
     let reference = reg.reference(":auth");
 
     let err = rt.block_on(pull(&store, &reference, &with("user", "not-the-pw-x9"), &|_, _| {})).expect_err("wrong password");
     eprintln!("wrong password: {err}");
     assert!(matches!(err, ImageError::Auth(_)), "{err}");
     assert!(!err.to_string().contains("not-the-pw-x9"), "no credentials in errors: {err}");
-    let err = rt.block_on(pull(&store, &reference, &insecure(), &|_, _| {})).expect_err("anonymous");
+    let err = rt.block_on(pull(&store, &reference, &insecure(&reg.addr), &|_, _| {})).expect_err("anonymous");
     assert!(matches!(err, ImageError::Auth(_)), "{err}");
     assert_eq!(store.list().expect("list"), Vec::<Digest>::new(), "nothing stored without access");
 
@@ -209,4 +217,103 @@ fn basic_auth_pulls_and_wrong_or_missing_credentials_are_auth_errors() {
     for (d, _) in &img.layers {
         assert_eq!(sha256_of(&store.path(d)), d.as_str());
     }
+}
+
+/// A tiny HTTP/1.1 server on loopback that answers every request with `answer(path)` and counts
+/// the connections it gets.
+struct Fake {
+    port: u16,
+    hits: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Fake {
+    fn start(answer: impl Fn(&str) -> String + Send + 'static) -> Fake {
+        use std::io::{Read, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        let hits: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
+        let h = hits.clone();
+        std::thread::spawn(move || {
+            for s in l.incoming() {
+                let Ok(mut s) = s else { continue };
+                h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let line = String::from_utf8_lossy(&head).lines().next().unwrap_or_default().to_string();
+                let path = line.split(' ').nth(1).unwrap_or("/").to_string();
+                let _ = s.write_all(answer(&path).as_bytes());
+            }
+        });
+        Fake { port, hits }
+    }
+
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Issue 14 (6), as a member of project `b`: pulls from internal addresses (a closed port, the
+/// daemon's own API, `localhost`, the metadata address) all fail with one fixed text that tells
+/// nothing of what answered; a registry the site permits (an exception for exactly its address
+/// and port) cannot redirect the pull, nor send its token request, to an internal service.
+#[test]
+fn a_tenants_pulls_cannot_reach_internal_addresses_directly_by_redirect_or_by_realm() {
+    use serde_json::json;
+    // The internal service the attacker aims at: it would answer with a secret.
+    let internal = Fake::start(|_| "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 26\r\nConnection: close\r\n\r\n{\"secret\":\"internal-only\"}".into());
+    let target = internal.port;
+    let redirector = Fake::start(move |path| format!("HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:{target}{path}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"));
+    let realm = Fake::start(move |_| {
+        format!("HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://127.0.0.1:{target}/token\",service=\"internal\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+    });
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let d = common::Daemon::start_with(&["--egress-allow", &redirector.addr(), "--egress-allow", &realm.addr()]);
+    let api = d.addr.rsplit(':').next().expect("api port").to_string();
+
+    assert_eq!(d.call("POST", "/v1/projects", Some(json!({"name": "b"}))).status, 201);
+    let t = d.call("POST", "/v1/tokens?project=b", Some(json!({"name": "m", "spec": {"role": "member"}})));
+    assert_eq!(t.status, 201, "{}", t.body);
+    let b = t.json()["secret"].as_str().expect("secret").to_string();
+    let pull_as_b = |name: &str, source: &str| -> serde_json::Value {
+        let r = d.call_as(&b, "POST", "/v1/images", Some(json!({"name": name, "spec": {"source": source, "insecure": true}})));
+        assert_eq!(r.status, 202, "{name}: {}", r.body);
+        let op = d.wait_operation(r.json()["id"].as_str().expect("op id"));
+        assert_eq!(op["status"]["phase"], "Failed", "{name}: {op}");
+        let img = d.call_as(&b, "GET", &format!("/v1/images/{name}"), None).json();
+        assert_eq!(img["status"]["phase"], "Failed", "{name}: {img}");
+        json!({"op": op, "image": img})
+    };
+    let fixed = format!("registry error: {REGISTRY_UNREACHABLE}");
+    for (name, source) in [
+        ("closed", format!("127.0.0.1:{closed}/x/y:1")),
+        ("api", format!("127.0.0.1:{api}/x/y:1")),
+        ("api-by-name", format!("localhost:{api}/x/y:1")),
+        ("internal", format!("{}/x/y:1", internal.addr())),
+        ("metadata", "169.254.169.254/x/y:1".to_string()),
+        ("redirected", format!("{}/x/y:1", redirector.addr())),
+    ] {
+        let got = pull_as_b(name, &source);
+        let text = got.to_string();
+        assert_eq!(got["image"]["status"]["message"].as_str(), Some(fixed.as_str()), "{name}: the same fixed text for every internal target: {got}");
+        assert_eq!(got["op"]["status"]["error"]["message"].as_str(), Some(fixed.as_str()), "{name}: {got}");
+        for leak in ["internal-only", "unauthenticated", "authentication required", "Connection refused", "connection refused"] {
+            assert!(!text.contains(leak), "{name}: nothing of the internal service's answer: {text}");
+        }
+    }
+    let got = pull_as_b("realm", &format!("{}/x/y:1", realm.addr()));
+    assert!(!got.to_string().contains("internal-only"), "{got}");
+    assert_eq!(internal.hits(), 0, "the internal service was never contacted (nor by redirect, nor as the token realm)");
+    assert!(redirector.hits() > 0 && realm.hits() > 0, "the permitted registries were reached");
+    assert!(!d.log().contains("internal-only"));
 }

@@ -584,6 +584,37 @@ fn instances_import_validate_attach_supervise_adopt_stop_and_delete() {
     assert_eq!(cgroups_of(&id), Vec::<PathBuf>::new(), "no cgroup of the instance in any hierarchy");
     assert_eq!(d.call("GET", "/v1/network-interfaces/vm1-eth0", None).status, 404);
     assert_eq!(d.call("DELETE", "/v1/volumes/spare", None).status, 204, "free again");
+
+    // The host kernel never mounts what a guest wrote: `data` was vm1's read-write disk, so a
+    // container may not mount it (409 naming the mount) until the confined check has passed.
+    let auth = format!("Bearer {}", d.token);
+    let bb = std::fs::read(common::busybox_image().join("busybox-httpd.oci.tar")).expect("busybox archive");
+    let a = d.raw("POST", "/v1/images/import?name=bb", Some(&bb), &[("authorization", &auth), ("content-type", "application/x-tar")]).expect("import");
+    assert_eq!(a.status, 201, "{}", a.body);
+    let vol = d.call("GET", "/v1/volumes/data", None).json();
+    assert_eq!(vol["status"]["guest_written"], true, "{vol}");
+    let run = json!({"name": "reader", "spec": {"image": "bb", "state": "stopped", "mounts": [{"volume": "data", "target": "/data"}]}});
+    let a = d.call("POST", "/v1/containers", Some(run.clone()));
+    assert_eq!((a.status, field_of(&a)), (409, "spec.mounts[0].volume".to_string()), "{}", a.body);
+    assert!(a.json()["error"]["message"].as_str().unwrap_or_default().contains("check it first"), "{}", a.body);
+    let (code, out, err) = cli(&d, &["volume", "check", "data", "-o", "json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let checked = d.call("GET", "/v1/volumes/data", None).json();
+    assert_eq!(checked["status"]["guest_written"], false, "{checked}");
+    let a = d.call("POST", "/v1/containers", Some(run));
+    assert_eq!(a.status, 201, "checked: a container may mount it: {}", a.body);
+    let a = d.call("DELETE", "/v1/containers/reader", None);
+    assert!(a.status / 100 == 2, "{}", a.body);
+    // A filesystem the guest destroyed fails the check, and stays refused.
+    d.wait_for(30, "the container gone", || (d.call("GET", "/v1/containers/reader", None).status == 404).then_some(()));
+    d.wait_for(30, "data unmounted", || (d.call("GET", "/v1/volumes/data", None).json()["status"]["mounted"] == false).then_some(()));
+    let noise: Vec<u8> = (0..(2u32 << 20)).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
+    std::fs::write(&vol_file, &noise).expect("the guest's scribbles");
+    cloudlet::storage::check::taint(Path::new(&vol_file)).expect("as a guest's write marks it");
+    let a = d.call("POST", "/v1/volumes/data/check", None);
+    assert_eq!((a.status, field_of(&a)), (422, "id".to_string()), "{}", a.body);
+    let a = d.call("POST", "/v1/containers", Some(json!({"name": "reader2", "spec": {"image": "bb", "state": "stopped", "mounts": [{"volume": "data", "target": "/data"}]}})));
+    assert_eq!(a.status, 409, "{}", a.body);
 }
 
 /// With the real `cloudlet vmm-worker` and Debian's cloud kernel (from the nested KVM lane's

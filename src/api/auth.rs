@@ -115,7 +115,7 @@ pub async fn scope(app: &AppState, p: &Principal, requested: Option<&str>) -> Re
 }
 
 /// Middleware: write an audit record for every mutating `/v1` request (after it ran, with its
-/// status). The target is the `Location` of a created resource, or the path's last segment.
+/// status); unauthenticated ones only up to `events.anonymous_audit_per_minute`. The target is the `Location` of a created resource, or the path's last segment.
 /// Bodies are never recorded, so secrets never reach the audit log.
 pub async fn audit(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
     let method = req.method().clone();
@@ -127,6 +127,11 @@ pub async fn audit(State(app): State<AppState>, mut req: Request, next: Next) ->
     req.extensions_mut().insert(slot.clone());
     let resp = next.run(req).await;
     let principal = slot.0.lock().ok().and_then(|g| g.clone());
+    // Unauthenticated requests are audited only up to a site-wide allowance per minute: a flood
+    // of anonymous POSTs must not grow the database without bound.
+    if principal.is_none() && !app.site.metrics().admit_anonymous_audit(app.site.config().events.anonymous_audit_per_minute) {
+        return resp;
+    }
     let target = resp
         .headers()
         .get(header::LOCATION)

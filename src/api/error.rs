@@ -84,16 +84,23 @@ impl From<SiteError> for ApiError {
             }
             SiteError::Unauthenticated(_) => ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", msg),
             SiteError::Forbidden(_) => ApiError::new(StatusCode::FORBIDDEN, "permission_denied", msg),
+            SiteError::ForbiddenOn { field, .. } => ApiError::new(StatusCode::FORBIDDEN, "permission_denied", msg).with_field(field),
             SiteError::NotFound { .. } => ApiError::not_found(msg),
             SiteError::AlreadyExists { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "already_exists", msg).with_field("name")
             }
             SiteError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", msg),
+            SiteError::TooManyRequests(_) => ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", msg),
             SiteError::ConflictOn { field, .. } => ApiError::new(StatusCode::CONFLICT, "conflict", msg).with_field(field),
             SiteError::QuotaExceeded { kind, .. } => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "quota_exceeded", msg).with_field(format!("quotas.{kind}"))
             }
-            SiteError::State(_) | SiteError::Internal(_) => ApiError::internal(msg),
+            // The detail (paths, tool output, SQL) stays in the log; the client gets a reference.
+            SiteError::State(_) | SiteError::Internal(_) => {
+                let reference = ulid::Ulid::new().to_string();
+                tracing::error!(reference = %reference, error = %msg, "internal error");
+                ApiError::internal(format!("internal error (reference {reference} in the daemon's log)"))
+            }
         }
     }
 }

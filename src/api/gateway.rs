@@ -10,7 +10,6 @@
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
@@ -33,7 +32,11 @@ fn error(status: StatusCode, code: &str, message: String) -> Response<HyperOutgo
 
 /// Serve one gateway request; on a network interface's endpoint (`eni`), only among the
 /// functions served there.
-pub async fn handle(site: Site, eni: Option<Arc<str>>, req: Request<Incoming>) -> Result<Response<HyperOutgoingBody>, std::convert::Infallible> {
+pub async fn handle<B>(site: Site, eni: Option<Arc<str>>, req: Request<B>) -> Result<Response<HyperOutgoingBody>, std::convert::Infallible>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let fs = match site.functions() {
         Ok(f) => f,
         Err(e) => return Ok(error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string())),
@@ -100,23 +103,8 @@ pub async fn serve(site: Site, l: tokio::net::TcpListener, stop: tokio::sync::wa
     serve_on(site, l, stop, None).await
 }
 
-async fn serve_on(site: Site, l: tokio::net::TcpListener, mut stop: tokio::sync::watch::Receiver<bool>, eni: Option<Arc<str>>) {
-    loop {
-        let conn = tokio::select! {
-            c = l.accept() => c,
-            _ = stop.changed() => return,
-        };
-        let Ok((tcp, _)) = conn else { continue };
-        let _ = tcp.set_nodelay(true);
-        let (site, eni) = (site.clone(), eni.clone());
-        tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| handle(site.clone(), eni.clone(), req));
-            let io = hyper_util::rt::TokioIo::new(tcp);
-            if let Err(e) = hyper::server::conn::http1::Builder::new().keep_alive(true).serve_connection(io, svc).await {
-                tracing::debug!(error = %e, "gateway connection ended");
-            }
-        });
-    }
+async fn serve_on(site: Site, l: tokio::net::TcpListener, stop: tokio::sync::watch::Receiver<bool>, eni: Option<Arc<str>>) {
+    super::listener::serve(l, move |req, _peer| handle(site.clone(), eni.clone(), req), stop, true).await
 }
 
 struct Running {

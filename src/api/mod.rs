@@ -11,6 +11,7 @@ pub mod events;
 pub mod functions;
 pub mod gateway;
 pub mod instances;
+pub mod listener;
 pub mod network;
 pub mod resources;
 pub mod s3;
@@ -137,6 +138,7 @@ pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(instances::instance_console_ws))
         .routes(routes!(volumes::list_volumes, volumes::create_volume))
         .routes(routes!(volumes::get_volume, volumes::update_volume, volumes::delete_volume))
+        .routes(routes!(volumes::check_volume))
         .routes(routes!(volumes::list_snapshots, volumes::create_snapshot))
         .routes(routes!(volumes::get_snapshot, volumes::delete_snapshot))
         .routes(routes!(buckets::list_buckets, buckets::create_bucket))

@@ -254,7 +254,7 @@ pub async fn update_project(
     let gen_ = if_match(&headers)?;
     let r = app
         .site
-        .run(move |s| s.update(Kind::Project, None, &id, gen_, b.labels.as_ref(), b.spec.as_ref(), &|_, v| projects::validate_spec(v)))
+        .run(move |s| s.update(Kind::Project, None, &id, gen_, b.labels.as_ref(), b.spec.as_ref(), &|_, v| projects::validate_spec(v, &s.config().container.host_paths)))
         .await?;
     Ok(item(r))
 }

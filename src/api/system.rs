@@ -104,11 +104,12 @@ pub struct LoginRequest {
 
 /// Log in to the console: sets the `cloudlet_session` cookie (HttpOnly, SameSite=Strict).
 #[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = LoginRequest,
-    responses((status = 200, body = Principal), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = Principal), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn login(
     State(app): State<AppState>,
     slot: Option<Extension<AuditSlot>>,
     transport: Option<Extension<Transport>>,
+    peer: Option<Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     ApiJson(b): ApiJson<LoginRequest>,
 ) -> Result<Response, ApiError> {
     if b.username.is_empty() || b.username.len() > 128 {
@@ -119,7 +120,8 @@ pub async fn login(
         return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_argument", "password is at most 256 bytes")
             .with_field("password"));
     }
-    let (value, p) = app.site.run(move |s| s.login(&b.username, &b.password)).await?;
+    let source = peer.map(|Extension(axum::extract::ConnectInfo(a))| a.ip());
+    let (value, p) = app.site.run(move |s| s.login(&b.username, &b.password, source)).await?;
     if let Some(Extension(slot)) = slot {
         slot.set(&p);
     }

@@ -101,3 +101,15 @@ pub async fn update_volume(
     let g = if_match(&headers)?;
     Ok(item(app.site.run(move |s| s.update_volume(&pc, &id, g, b.labels.as_ref(), b.spec.as_ref())).await?))
 }
+
+/// Check and repair a volume's ext4 filesystem in a confined `e2fsck` (no capabilities, user
+/// `nobody`, no network). A volume a guest has written (attached read-write to an instance) is
+/// `status.guest_written` and refused to containers until this passes. 409 while it is attached
+/// or mounted; 422 when errors remain.
+#[utoipa::path(post, path = "/v1/volumes/{id}/check", tag = "volumes", params(("id" = String, Path, description = "id or name"), ProjectQuery),
+    responses((status = 200, body = crate::site::Resource), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn check_volume(State(app): State<AppState>, Auth(p): Auth, Path(id): Path<String>, ApiQuery(q): ApiQuery<ProjectQuery>) -> Result<Response, ApiError> {
+    p.require(Role::Member)?;
+    let pc = scope(&app, &p, q.project.as_deref()).await?;
+    Ok(item(app.site.run(move |s| s.check_volume(&pc, &id)).await?))
+}

@@ -40,6 +40,21 @@ fn quotas_json(q: &[(String, String)]) -> Result<Value, CliError> {
     Ok(Value::Object(m))
 }
 
+/// `NAME=ro|rw` grants as a JSON object; with `none_removes`, `NAME=none` becomes `null` (a
+/// merge patch withdrawing the grant).
+fn host_paths_json(h: &[(String, String)], none_removes: bool) -> Result<Value, CliError> {
+    let mut m = serde_json::Map::new();
+    for (k, v) in h {
+        let v = match v.as_str() {
+            "ro" | "rw" => Value::from(v.as_str()),
+            "none" if none_removes => Value::Null,
+            _ => return Err(CliError::Usage(format!("host path {k}={v}: give ro or rw{}", if none_removes { " (or none)" } else { "" }))),
+        };
+        m.insert(k.clone(), v);
+    }
+    Ok(Value::Object(m))
+}
+
 /// Follow an operation until it ends, with a progress bar; fails when the operation failed.
 pub async fn wait_operation(c: &Client, id: &str, quiet: bool) -> Result<Value, CliError> {
     let bar = if quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(100) };
@@ -116,18 +131,26 @@ pub async fn project(g: &Global, cmd: ProjectCmd) -> Result<(), CliError> {
             output::rows(&v, &items(&v), &cols, g.output);
         }
         ProjectCmd::Show { name } => output::one(&c.json(Method::GET, &format!("/v1/projects/{name}"), None).await?, g.output),
-        ProjectCmd::Create { name, description, quotas, labels } => {
+        ProjectCmd::Create { name, description, quotas, labels, function_domains, host_paths } => {
             let body = json!({"name": name, "labels": labels_json(&labels),
-                "spec": {"description": description, "quotas": quotas_json(&quotas)?}});
+                "spec": {"description": description, "quotas": quotas_json(&quotas)?,
+                    "function_domains": function_domains, "host_paths": host_paths_json(&host_paths, false)?}});
             output::one(&c.json(Method::POST, "/v1/projects", Some(&body)).await?, g.output);
         }
-        ProjectCmd::Update { name, description, quotas, if_match } => {
+        ProjectCmd::Update { name, description, quotas, function_domains, host_paths, if_match } => {
             let mut spec = json!({});
             if let Some(d) = description {
                 spec["description"] = d.into();
             }
             if !quotas.is_empty() {
                 spec["quotas"] = quotas_json(&quotas)?;
+            }
+            if !function_domains.is_empty() {
+                let domains: Vec<String> = function_domains.into_iter().filter(|d| d != "none").collect();
+                spec["function_domains"] = domains.into();
+            }
+            if !host_paths.is_empty() {
+                spec["host_paths"] = host_paths_json(&host_paths, true)?;
             }
             let extra: Vec<(&str, String)> = if_match.map(|g| vec![("if-match", format!("\"{g}\""))]).unwrap_or_default();
             let v = c.json_with(Method::PATCH, &format!("/v1/projects/{name}"), Some(&json!({"spec": spec})), &extra).await?;

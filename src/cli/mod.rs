@@ -258,6 +258,10 @@ pub struct ServeArgs {
     /// Host probe and heartbeat interval in seconds.
     #[arg(long)]
     pub probe_interval: Option<u64>,
+    /// Permit outbound connections for tenants to RULE despite the egress policy (added to
+    /// `[egress] allow_cidrs`): CIDR, ADDR, ADDR:PORT or [IPV6]:PORT. Repeatable.
+    #[arg(long, value_name = "RULE")]
+    pub egress_allow: Vec<String>,
 }
 
 /// `cloudlet config ...`.
@@ -317,14 +321,28 @@ pub enum ProjectCmd {
         quotas: Vec<(String, String)>,
         #[arg(long = "label", value_parser = parse_kv)]
         labels: Vec<(String, String)>,
+        /// A domain whose names (it and its subdomains) the project's functions may use as
+        /// their host (repeatable; site admins).
+        #[arg(long = "function-domain", value_name = "DOMAIN")]
+        function_domains: Vec<String>,
+        /// Grant a host path of the site config as NAME=ro or NAME=rw (repeatable; site admins).
+        #[arg(long = "host-path", value_name = "NAME=ro|rw", value_parser = parse_kv)]
+        host_paths: Vec<(String, String)>,
     },
-    /// Update a project's description or quotas.
+    /// Update a project's description, quotas, function domains or host-path grants.
     Update {
         name: String,
         #[arg(long)]
         description: Option<String>,
         #[arg(long = "quota", value_parser = parse_kv)]
         quotas: Vec<(String, String)>,
+        /// Replace the approved function domains (repeatable; "none" clears them; site admins).
+        #[arg(long = "function-domain", value_name = "DOMAIN")]
+        function_domains: Vec<String>,
+        /// Grant a host path as NAME=ro or NAME=rw, or withdraw it with NAME=none (repeatable;
+        /// site admins).
+        #[arg(long = "host-path", value_name = "NAME=ro|rw|none", value_parser = parse_kv)]
+        host_paths: Vec<(String, String)>,
         /// Fail with 409 unless the project is at this generation.
         #[arg(long)]
         if_match: Option<i64>,

@@ -36,6 +36,9 @@ pub enum VolumeCmd {
     /// Delete a volume (refused while a container mounts it).
     #[command(alias = "rm")]
     Delete { name: String },
+    /// Check and repair a volume's filesystem in a confined e2fsck; a volume an instance wrote
+    /// must pass before a container may mount it.
+    Check { name: String },
 }
 
 /// `cloudlet snapshot ...`.
@@ -76,6 +79,7 @@ pub async fn volume(g: &Global, cmd: VolumeCmd) -> Result<(), CliError> {
             send(g, Method::POST, P, json!({"name": name, "spec": spec})).await
         }
         VolumeCmd::Resize { name, size } => send(g, Method::PATCH, &format!("{P}/{name}"), json!({"spec": {"size_mib": size}})).await,
+        VolumeCmd::Check { name } => send(g, Method::POST, &format!("{P}/{name}/check"), json!({})).await,
         VolumeCmd::List => {
             list(g, P, &[NAME, ID, PHASE, Col { header: "SIZE MiB", get: |v| ptr(v, "/spec/size_mib") }, Col { header: "USED MiB", get: |v| mib(v, "/status/allocated_bytes") }, Col {
                 header: "ATTACHED TO",

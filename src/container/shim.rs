@@ -23,6 +23,8 @@ use std::time::Duration;
 use libcontainer::container::Container;
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::syscall::syscall::SyscallType;
+use libcontainer::workload::default::get_executor;
+use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
 use nix::sys::signal::{SigHandler, Signal, signal};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, pipe2, setsid};
@@ -308,7 +310,18 @@ pub fn boot_id() -> String {
 /// could not run). Must run before any other thread exists.
 pub fn exec_main(dir: &Path, id: &str, args: Vec<String>, env: Vec<(String, String)>, timeout: Duration) -> i32 {
     default_signals();
+    // libcontainer's tenant builder rebuilds `linux` from the namespaces and cgroup path only, so
+    // the container's seccomp filter would be lost; the executor installs it again, last, right
+    // before the exec (capabilities are dropped and no_new_privs is set by then).
+    let seccomp = match container_seccomp(dir) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("exec: {e}");
+            return 126;
+        }
+    };
     let built = ContainerBuilder::new(id.to_string(), SyscallType::default())
+        .with_executor(SeccompExecutor { seccomp })
         .with_root_path(dir.join("state"))
         .map(|b| b.as_tenant().with_container_args(args).with_env(env.into_iter().collect()).with_detach(false).build());
     let pid = match built {
@@ -336,6 +349,33 @@ pub fn exec_main(dir: &Path, id: &str, args: Vec<String>, env: Vec<(String, Stri
             return 124;
         }
         std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The seccomp filter of the container's main process, from the bundle's `config.json`.
+/// Errors: the bundle cannot be read, or it has no filter (every cloudlet container has one, so
+/// an exec never runs unfiltered).
+fn container_seccomp(dir: &Path) -> Result<oci_spec::runtime::LinuxSeccomp, ContainerError> {
+    let spec = oci_spec::runtime::Spec::load(dir.join("bundle").join("config.json")).map_err(|e| runtime(format!("reading the container's spec: {e}")))?;
+    spec.linux().as_ref().and_then(|l| l.seccomp().clone()).ok_or_else(|| runtime("the container's spec has no seccomp filter"))
+}
+
+/// The executor of `container-exec`: installs the container's seccomp filter in the exec'd
+/// process (after libcontainer has joined its namespaces and cgroup, dropped capabilities and set
+/// no_new_privs), then runs the program as libcontainer's default executor does.
+#[derive(Clone)]
+struct SeccompExecutor {
+    seccomp: oci_spec::runtime::LinuxSeccomp,
+}
+
+impl Executor for SeccompExecutor {
+    fn exec(&self, spec: &oci_spec::runtime::Spec) -> Result<(), ExecutorError> {
+        libcontainer::seccomp::initialize_seccomp(&self.seccomp).map_err(|e| ExecutorError::Other(format!("installing the seccomp filter: {e}")))?;
+        get_executor().exec(spec)
+    }
+
+    fn validate(&self, spec: &oci_spec::runtime::Spec) -> Result<(), ExecutorValidationError> {
+        get_executor().validate(spec)
     }
 }
 

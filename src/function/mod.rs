@@ -9,8 +9,10 @@
 //!   new `Store` per request, with its own memory limit (scale to zero by construction).
 //! - Guest stdout and stderr go, line by line, to a [`LogSink`] ([`pipe`]); outbound
 //!   `wasi:http/outgoing-handler` requests are denied unless the function's allow-list names the
-//!   host ([`Hooks`]).
+//!   host ([`Hooks`]), and then go only to addresses the site's egress policy permits, checked
+//!   after DNS resolution ([`outbound`], `net::egress`).
 
+mod outbound;
 mod pipe;
 
 pub use pipe::{LogSink, Stream};
@@ -29,6 +31,8 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+use crate::net::egress::EgressPolicy;
 
 /// How often the epoch advances (the granularity of the CPU-time limit).
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -73,10 +77,13 @@ pub struct Invocation {
 }
 
 /// The outbound HTTP policy of one request: `send_request` is refused with
-/// `HTTP-request-denied` unless the authority's host (or `host:port`) is on the allow-list.
+/// `HTTP-request-denied` unless the authority's host (or `host:port`) is on the allow-list, and
+/// with `destination-IP-prohibited` when the host resolves only to addresses the site's egress
+/// policy refuses (loopback, link-local, the host's own, management networks).
 pub struct Hooks {
     allowed: Arc<[String]>,
     log: Arc<dyn LogSink>,
+    egress: Arc<EgressPolicy>,
 }
 
 impl Hooks {
@@ -88,7 +95,7 @@ impl Hooks {
     }
 }
 
-type OutgoingFuture = Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>;
+pub(crate) type OutgoingFuture = Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>;
 type SendFuture = Box<dyn Future<Output = Result<(hyper::Response<wasmtime_wasi_http::WasiBody>, OutgoingFuture), wasmtime_wasi_http::Error>> + Send>;
 
 impl WasiHttpHooks for Hooks {
@@ -99,11 +106,7 @@ impl WasiHttpHooks for Hooks {
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
         drop(fut);
-        Box::new(async move {
-            use http_body_util::BodyExt;
-            let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-            Ok((res.map(BodyExt::boxed_unsync), Box::new(io) as OutgoingFuture))
-        })
+        Box::new(outbound::send(self.egress.clone(), self.log.clone(), request, options))
     }
 }
 
@@ -150,6 +153,7 @@ pub struct FunctionEngine {
     engine: Engine,
     linker: Arc<Linker<Host>>,
     cache: PathBuf,
+    egress: Arc<EgressPolicy>,
 }
 
 fn eng(e: impl std::fmt::Display) -> FunctionError {
@@ -158,7 +162,8 @@ fn eng(e: impl std::fmt::Display) -> FunctionError {
 
 impl FunctionEngine {
     /// An engine whose pool holds up to `instances` concurrent instances, each of at most
-    /// `max_memory` bytes, caching artifacts in `cache`.
+    /// `max_memory` bytes, caching artifacts in `cache`. Outbound requests follow the site's
+    /// egress policy as installed at this point (`net::egress::site_policy`).
     pub fn new(cache: &Path, instances: u32, max_memory: usize) -> Result<Self, FunctionError> {
         std::fs::create_dir_all(cache).map_err(eng)?;
         let mut pool = PoolingAllocationConfig::default();
@@ -180,7 +185,13 @@ impl FunctionEngine {
                 }
             })
             .map_err(eng)?;
-        Ok(FunctionEngine { engine, linker: Arc::new(linker), cache: cache.to_path_buf() })
+        Ok(FunctionEngine { engine, linker: Arc::new(linker), cache: cache.to_path_buf(), egress: crate::net::egress::site_policy() })
+    }
+
+    /// The same engine with `policy` as its egress policy.
+    pub fn with_egress(mut self, policy: EgressPolicy) -> Self {
+        self.egress = Arc::new(policy);
+        self
     }
 
     /// Compile (or load from the cache) and pre-instantiate a component. Errors: `Invalid` with
@@ -225,7 +236,7 @@ impl FunctionEngine {
         wasi.envs(&inv.env);
         wasi.stdout(pipe::LogPipe::new(inv.log.clone(), Stream::Stdout));
         wasi.stderr(pipe::LogPipe::new(inv.log.clone(), Stream::Stderr));
-        let hooks = Hooks { allowed: inv.allowed_hosts.clone(), log: inv.log.clone() };
+        let hooks = Hooks { allowed: inv.allowed_hosts.clone(), log: inv.log.clone(), egress: self.egress.clone() };
         let host = Host { wasi: wasi.build(), http: WasiHttpCtx::new(), hooks, table: ResourceTable::new(), limits: StoreLimitsBuilder::new().memory_size(limits.memory_bytes).instances(16).build() };
         let mut store = Store::new(&self.engine, host);
         store.limiter(|h| &mut h.limits);

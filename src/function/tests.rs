@@ -43,7 +43,7 @@ async fn text(r: hyper::Response<HyperOutgoingBody>) -> (u16, String, hyper::Hea
 
 #[test]
 fn the_allow_list_matches_hosts_and_host_ports() {
-    let h = Hooks { allowed: Arc::from(vec!["api.example".to_string(), "db.example:5432".to_string()]), log: Arc::new(Collect::default()) };
+    let h = Hooks { allowed: Arc::from(vec!["api.example".to_string(), "db.example:5432".to_string()]), log: Arc::new(Collect::default()), egress: Arc::default() };
     assert!(h.allows("api.example") && h.allows("API.example:8080") && h.allows("db.example:5432"));
     assert!(!h.allows("db.example:80") && !h.allows("evil.example") && !h.allows("api.example.evil") && !h.allows(""));
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest, MediaType};
 
 use super::ImageError;
-use super::store::{BlobStore, Digest};
+use super::store::{Digest, Ingest};
 use super::unpack::{self, Limits, Stats};
 
 /// The annotation that names a manifest of an index (a tag).
@@ -31,15 +31,12 @@ fn bad(m: impl Into<String>) -> ImageError {
     ImageError::BadArchive(m.into())
 }
 
-/// Copy one blob of the layout into the store, verifying its digest.
-fn copy_blob(store: &BlobStore, dir: &Path, d: &Descriptor, max: u64) -> Result<Digest, ImageError> {
+/// Copy one blob of the layout into the store, verifying its digest. The blob is always read
+/// from the layout, even when the store holds it already: an archive must carry every blob it
+/// names, so a tenant can neither use nor detect blobs of other projects' images.
+fn copy_blob(store: &Ingest, dir: &Path, d: &Descriptor, max: u64) -> Result<Digest, ImageError> {
     let digest = Digest::parse(d.digest().as_ref())?;
-    if store.has(&digest) {
-        return Ok(digest);
-    }
-    // The path is built from the checked hex digits only.
-    let path = dir.join("blobs").join("sha256").join(digest.hex());
-    let mut f = std::fs::File::open(&path).map_err(|_| ImageError::MissingBlob(digest.to_string()))?;
+    let mut f = open_inside(dir, &format!("blobs/sha256/{}", digest.hex())).map_err(|_| ImageError::MissingBlob(digest.to_string()))?;
     store.put(&mut f, Some(&digest), max)?;
     Ok(digest)
 }
@@ -56,7 +53,7 @@ fn is_layer(m: &MediaType) -> Result<bool, ImageError> {
 /// Import the image named `reference` (the `org.opencontainers.image.ref.name` annotation; the
 /// only manifest when `None`) from the layout at `dir`. Nested indexes (multi-platform images)
 /// resolve to linux/amd64. Every blob is verified on the way in.
-pub fn import(store: &BlobStore, dir: &Path, reference: Option<&str>) -> Result<Image, ImageError> {
+pub fn import(store: &Ingest, dir: &Path, reference: Option<&str>) -> Result<Image, ImageError> {
     let index_path = dir.join("index.json");
     let len = std::fs::metadata(&index_path).map_err(|_| bad("index.json is missing"))?.len();
     if len > MAX_JSON {
@@ -96,7 +93,7 @@ pub fn import(store: &BlobStore, dir: &Path, reference: Option<&str>) -> Result<
 }
 
 /// Unpack every layer of `image`, bottom first, onto `root`.
-pub fn unpack_image(store: &BlobStore, image: &Image, root: &Path, limits: Limits) -> Result<Stats, ImageError> {
+pub fn unpack_image(store: &super::store::BlobStore, image: &Image, root: &Path, limits: Limits) -> Result<Stats, ImageError> {
     let mut total = Stats::default();
     for (d, gzip) in &image.layers {
         let s = unpack::unpack(store.open_blob(d)?, *gzip, root, limits)?;
@@ -118,20 +115,25 @@ struct SavedImage {
 }
 
 /// Open a file of an unpacked archive by its archive-relative name: inside `root`, reached
-/// without symlinks, and not itself a symlink.
+/// without symlinks, not itself a symlink, and a regular file. It is opened without blocking, so
+/// a FIFO or a device never hangs the import; it is refused after `fstat`.
 fn open_inside(root: &Path, name: &str) -> Result<std::fs::File, ImageError> {
     use std::os::unix::fs::OpenOptionsExt;
     let rel = unpack::clean(Path::new(name))?;
     let full = unpack::parents(root, &rel, false)?;
-    std::fs::File::options()
+    let f = std::fs::File::options()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(&full)
-        .map_err(|_| bad(format!("{name}: missing, or a symlink")))
+        .map_err(|_| bad(format!("{name}: missing, or a symlink")))?;
+    if !f.metadata().is_ok_and(|m| m.is_file()) {
+        return Err(bad(format!("{name}: not a regular file")));
+    }
+    Ok(f)
 }
 
 /// Whether a stored blob starts with the gzip magic bytes.
-fn gzipped(store: &BlobStore, d: &Digest) -> Result<bool, ImageError> {
+fn gzipped(store: &Ingest, d: &Digest) -> Result<bool, ImageError> {
     use std::io::Read;
     let mut magic = [0u8; 2];
     let n = store.open_blob(d)?.read(&mut magic).map_err(|e| ImageError::Io { what: "reading a layer".into(), source: e })?;
@@ -141,9 +143,10 @@ fn gzipped(store: &BlobStore, d: &Digest) -> Result<bool, ImageError> {
 /// Import an image archive: a `docker save` tar (its `manifest.json`; `reference` picks a repo
 /// tag, else the only image) or a tar of an OCI layout. The archive is unpacked into `scratch`
 /// with the same hostile-archive rules as layers, then its blobs enter the store verified. A
-/// `docker save` image gets an OCI manifest written for it.
-pub fn import_archive(store: &BlobStore, archive: impl std::io::Read, scratch: &Path, reference: Option<&str>) -> Result<Image, ImageError> {
-    unpack::unpack(archive, false, scratch, Limits::default())?;
+/// `docker save` image gets an OCI manifest written for it. Only regular files, directories and
+/// links may be in the archive (a FIFO or a device is refused with [`ImageError::BadArchive`]).
+pub fn import_archive(store: &Ingest, archive: impl std::io::Read, scratch: &Path, reference: Option<&str>) -> Result<Image, ImageError> {
+    unpack::unpack(archive, false, scratch, Limits { special_files: false, ..Limits::default() })?;
     let Ok(mut f) = open_inside(scratch, "manifest.json") else {
         return import(store, scratch, reference);
     };

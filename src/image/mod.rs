@@ -3,6 +3,7 @@
 //! runtime builds on these.
 
 pub mod layout;
+mod proxy;
 pub mod pull;
 pub mod store;
 pub mod unpack;

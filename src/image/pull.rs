@@ -3,7 +3,13 @@
 //! linux/amd64), the config and every layer enter the store verified by digest; blobs the store
 //! already has are not downloaded again. Layers stream to disk on a blocking thread, so a large
 //! layer is never held in memory.
+//!
+//! Every connection of a pull (the registry, its redirects, its token realm) goes through the
+//! pull's egress proxy ([`super::proxy`]) and so only to addresses the site's egress policy
+//! permits. What reaches the tenant is a fixed text ([`REGISTRY_UNREACHABLE`], or which step
+//! was refused or not found), never a remote body; the details are logged at debug level.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -20,7 +26,12 @@ use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest, MediaType};
 
 use super::ImageError;
 use super::layout::Image;
-use super::store::{BlobStore, Digest};
+use super::store::{BlobStore, Digest, Ingest};
+use crate::net::egress::EgressPolicy;
+
+/// The text of every network or server failure of a pull: the same for a refused address, a
+/// closed port, a timeout or a server error, and without anything the remote side sent.
+pub const REGISTRY_UNREACHABLE: &str = "the registry could not be reached or refused the request";
 
 /// Largest manifest, index or config accepted, in bytes (small JSON documents).
 const MAX_JSON: u64 = 4 << 20;
@@ -43,12 +54,15 @@ pub struct PullOptions {
     /// gets a blob only from a registry that serves it to them, never by naming another
     /// project's private digest in a manifest.
     pub known: Option<std::collections::BTreeSet<Digest>>,
+    /// Where the pull may connect: the registry, redirects and token realms are all checked
+    /// after resolution (the daemon passes the site's, `net::egress::site_policy`).
+    pub egress: Arc<EgressPolicy>,
 }
 
 impl Default for PullOptions {
-    /// HTTPS, anonymous, layers up to 16 GiB.
+    /// HTTPS, anonymous, layers up to 16 GiB, the strict egress policy (no exceptions).
     fn default() -> Self {
-        PullOptions { insecure: false, username: None, password: None, max_layer_bytes: 16 << 30, known: None }
+        PullOptions { insecure: false, username: None, password: None, max_layer_bytes: 16 << 30, known: None, egress: Arc::default() }
     }
 }
 
@@ -59,6 +73,7 @@ impl std::fmt::Debug for PullOptions {
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("max_layer_bytes", &self.max_layer_bytes)
+            .field("egress", &self.egress)
             .finish()
     }
 }
@@ -83,8 +98,34 @@ fn registry_auth(opts: &PullOptions) -> Result<RegistryAuth, ImageError> {
     }
 }
 
+/// A network or server failure: [`REGISTRY_UNREACHABLE`] for the tenant, the detail at debug.
+fn unreachable(what: &str, detail: impl std::fmt::Display) -> ImageError {
+    tracing::debug!(step = what, error = %detail, "registry pull failed");
+    ImageError::Registry(REGISTRY_UNREACHABLE.into())
+}
+
+/// A document from the registry that does not parse: which one, not what it said.
+fn bad_document(what: &str, detail: impl std::fmt::Display) -> ImageError {
+    tracing::debug!(step = what, error = %detail, "registry answer does not parse");
+    ImageError::Registry(format!("{what}: {BAD_DOCUMENT}"))
+}
+
+/// The end of the text of a registry document that does not parse.
+const BAD_DOCUMENT: &str = "the registry's answer is not a valid image document";
+
+/// The text an image's status shows for a failed pull: the error's own (fixed texts for
+/// anything from the network), and [`REGISTRY_UNREACHABLE`] for any other registry error.
+pub fn status_text(e: &ImageError) -> String {
+    match e {
+        ImageError::Registry(m) if m != REGISTRY_UNREACHABLE && !m.ends_with(BAD_DOCUMENT) => format!("registry error: {REGISTRY_UNREACHABLE}"),
+        ImageError::Io { .. } => "the pull failed on this host".into(),
+        e => e.to_string(),
+    }
+}
+
 /// Sort `oci-client`'s errors into the engine's: 401/403 are [`ImageError::Auth`], unknown
-/// names, tags and blobs [`ImageError::NotFound`], the rest [`ImageError::Registry`].
+/// names, tags and blobs [`ImageError::NotFound`], the rest [`ImageError::Registry`]. None
+/// carries what the registry (or whatever answered) said.
 fn from_oci(what: &str, e: OciDistributionError) -> ImageError {
     use OciDistributionError as E;
     let codes = |want: &[OciErrorCode]| matches!(&e, E::RegistryError { envelope, .. } if envelope.errors.iter().any(|x| want.contains(&x.code)));
@@ -93,10 +134,16 @@ fn from_oci(what: &str, e: OciDistributionError) -> ImageError {
     let missing = matches!(e, E::ServerError { code: 404, .. })
         || codes(&[OciErrorCode::ManifestUnknown, OciErrorCode::NameUnknown, OciErrorCode::BlobUnknown, OciErrorCode::NotFound]);
     match e {
-        _ if auth => ImageError::Auth(format!("{what}: {e}")),
-        _ if missing => ImageError::NotFound(format!("{what}: {e}")),
+        _ if auth => {
+            tracing::debug!(step = what, error = %e, "registry refused the pull");
+            ImageError::Auth(what.to_string())
+        }
+        _ if missing => {
+            tracing::debug!(step = what, error = %e, "registry has no such thing");
+            ImageError::NotFound(what.to_string())
+        }
         E::DigestError(DigestError::VerificationError { expected, actual }) => ImageError::DigestMismatch { expected, got: actual },
-        e => ImageError::Registry(format!("{what}: {e}")),
+        e => unreachable(what, e),
     }
 }
 
@@ -104,7 +151,7 @@ fn from_oci(what: &str, e: OciDistributionError) -> ImageError {
 fn stream_err(d: &Digest, e: std::io::Error) -> ImageError {
     match e.get_ref().and_then(|i| i.downcast_ref::<DigestError>()) {
         Some(DigestError::VerificationError { expected, actual }) => ImageError::DigestMismatch { expected: expected.clone(), got: actual.clone() },
-        _ => ImageError::Registry(format!("downloading blob {d}: {e}")),
+        _ => unreachable(&format!("downloading blob {d}"), e),
     }
 }
 
@@ -116,7 +163,7 @@ fn is_index(bytes: &[u8]) -> Result<bool, ImageError> {
         media_type: Option<String>,
         manifests: Option<serde::de::IgnoredAny>,
     }
-    let p: Probe = serde_json::from_slice(bytes).map_err(|e| ImageError::Registry(format!("manifest: {e}")))?;
+    let p: Probe = serde_json::from_slice(bytes).map_err(|e| bad_document("manifest", e))?;
     match p.media_type.as_deref() {
         Some(OCI_IMAGE_INDEX_MEDIA_TYPE | IMAGE_MANIFEST_LIST_MEDIA_TYPE) => Ok(true),
         Some(OCI_IMAGE_MEDIA_TYPE | IMAGE_MANIFEST_MEDIA_TYPE) => Ok(false),
@@ -137,7 +184,7 @@ fn layer_gzip(m: &MediaType) -> Result<bool, ImageError> {
 
 /// Fetch the manifest or index `r` names and store its bytes as fetched (verified against the
 /// reference's digest, if it has one). Returns the bytes and their digest.
-async fn fetch_manifest(client: &Client, store: &BlobStore, r: &Reference, auth: &RegistryAuth) -> Result<(Bytes, Digest), ImageError> {
+async fn fetch_manifest(client: &Client, store: &Ingest, r: &Reference, auth: &RegistryAuth) -> Result<(Bytes, Digest), ImageError> {
     let (bytes, _) = client.pull_manifest_raw(r, auth, ACCEPT).await.map_err(|e| from_oci(&format!("manifest {r}"), e))?;
     let want = r.digest().map(Digest::parse).transpose()?;
     let (digest, _) = store.put(&mut &bytes[..], want.as_ref(), MAX_JSON)?;
@@ -153,7 +200,7 @@ struct Progress<'a> {
 
 /// Download one blob into the store, verified by digest. The network side runs here; the disk
 /// side (writes, fsync, rename) on a blocking thread, fed through a bounded channel.
-async fn fetch_blob(client: &Client, store: &BlobStore, r: &Reference, d: &Digest, max: u64, p: &mut Progress<'_>) -> Result<(), ImageError> {
+async fn fetch_blob(client: &Client, store: &Ingest, r: &Reference, d: &Digest, max: u64, p: &mut Progress<'_>) -> Result<(), ImageError> {
     let mut stream = client.pull_blob_stream(r, d.as_str()).await.map_err(|e| from_oci(&format!("blob {d}"), e))?;
     let mut w = store.writer(max)?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Option<Bytes>>(16);
@@ -194,25 +241,34 @@ async fn fetch_blob(client: &Client, store: &BlobStore, r: &Reference, d: &Diges
 /// resolved reference `registry/repository@sha256:<hex>`, pinned to the digest the reference
 /// named (an index's own digest for a multi-platform image, as `docker pull` reports).
 pub async fn pull(store: &BlobStore, reference: &str, opts: &PullOptions, progress: &(dyn Fn(u64, u64) + Send + Sync)) -> Result<(Image, String), ImageError> {
+    // Every blob this pull finds or writes stays pinned against garbage collection until it
+    // returns; the image's `Pulling` phase keeps them from then until its row names them.
+    let ingest = store.ingest();
+    let store = &ingest;
     let r = parse_reference(reference)?;
     let auth = registry_auth(opts)?;
     // reqwest is built without a crypto provider; the process default is ring (as in main).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let protocol = if opts.insecure { ClientProtocol::HttpsExcept(vec![r.resolve_registry().to_string()]) } else { ClientProtocol::Https };
+    // Every connection of the client goes through the egress proxy, which lives as long as the pull.
+    let proxy = super::proxy::EgressProxy::start(opts.egress.clone()).await.map_err(|e| unreachable("starting the egress proxy", e))?;
     let config = ClientConfig {
         protocol,
         platform_resolver: None,
         connect_timeout: Some(Duration::from_secs(30)),
         read_timeout: Some(Duration::from_secs(120)),
+        http_proxy: Some(proxy.url().to_string()),
+        https_proxy: Some(proxy.url().to_string()),
+        no_proxy: None,
         ..Default::default()
     };
-    let client = Client::try_from(config).map_err(|e| ImageError::Registry(format!("creating the registry client: {e}")))?;
+    let client = Client::try_from(config).map_err(|e| unreachable("creating the registry client", e))?;
     tracing::info!(reference = %r, insecure = opts.insecure, authenticated = opts.username.is_some(), "pulling an image");
 
     let (mut bytes, top) = fetch_manifest(&client, store, &r, &auth).await?;
     let mut digest = top.clone();
     if is_index(&bytes)? {
-        let index = ImageIndex::from_reader(&bytes[..]).map_err(|e| ImageError::Registry(format!("index {r}: {e}")))?;
+        let index = ImageIndex::from_reader(&bytes[..]).map_err(|e| bad_document(&format!("index {r}"), e))?;
         let entry = index
             .manifests()
             .iter()
@@ -223,7 +279,7 @@ pub async fn pull(store: &BlobStore, reference: &str, opts: &PullOptions, progre
             return Err(ImageError::Unsupported(format!("{r}: an index inside an index")));
         }
     }
-    let manifest = ImageManifest::from_reader(&bytes[..]).map_err(|e| ImageError::Registry(format!("manifest {r}: {e}")))?;
+    let manifest = ImageManifest::from_reader(&bytes[..]).map_err(|e| bad_document(&format!("manifest {r}"), e))?;
     let cfg = manifest.config();
     let config_type = cfg.media_type().to_string();
     if config_type != IMAGE_CONFIG_MEDIA_TYPE && config_type != IMAGE_DOCKER_CONFIG_MEDIA_TYPE {
@@ -255,9 +311,10 @@ pub async fn pull(store: &BlobStore, reference: &str, opts: &PullOptions, progre
         fetch_blob(&client, store, &r, d, *max, &mut p).await?;
     }
 
-    let config = ImageConfiguration::from_reader(store.open_blob(&config_digest)?).map_err(|e| ImageError::Registry(format!("config {r}: {e}")))?;
+    let config = ImageConfiguration::from_reader(store.open_blob(&config_digest)?).map_err(|e| bad_document(&format!("config {r}"), e))?;
     let resolved = r.clone_with_digest(top.to_string()).whole();
     tracing::info!(reference = %resolved, manifest = %digest, blobs = todo.len(), bytes = p.done, "pulled an image");
+    drop(proxy);
     Ok((Image { manifest: digest, config, layers }, resolved))
 }
 
@@ -307,6 +364,24 @@ mod tests {
         assert!(matches!(from_oci("m", e), ImageError::NotFound(_)));
         let e = OciDistributionError::ServerError { code: 500, url: "u".into(), message: String::new() };
         assert!(matches!(from_oci("m", e), ImageError::Registry(_)));
+    }
+
+    #[test]
+    fn nothing_the_remote_side_sent_reaches_the_text() {
+        let fixed = format!("registry error: {REGISTRY_UNREACHABLE}");
+        let e = OciDistributionError::ServerError { code: 500, url: "http://10.0.0.1/v2/".into(), message: "internal secret body".into() };
+        assert_eq!(from_oci("manifest r", e).to_string(), fixed);
+        let e = OciDistributionError::ServerError { code: 401, url: "u".into(), message: "internal secret body".into() };
+        assert_eq!(from_oci("manifest r", e).to_string(), "registry authentication failed: manifest r");
+        let e = OciDistributionError::AuthenticationFailure("the realm's secret body".into());
+        assert!(!from_oci("manifest r", e).to_string().contains("secret"));
+        let e = OciDistributionError::ServerError { code: 404, url: "u".into(), message: "internal secret body".into() };
+        assert_eq!(from_oci("manifest r:tag", e).to_string(), "not found in the registry: manifest r:tag");
+        let e = is_index(b"{\"mediaType\": 5, \"secret\": \"x\"}").expect_err("not JSON of a manifest");
+        assert_eq!(e.to_string(), "registry error: manifest: the registry's answer is not a valid image document");
+        assert_eq!(status_text(&ImageError::Registry("writing blob: internal detail".into())), fixed);
+        assert_eq!(status_text(&e), e.to_string());
+        assert_eq!(status_text(&ImageError::NotFound("manifest r:tag".into())), "not found in the registry: manifest r:tag");
     }
 
     #[test]

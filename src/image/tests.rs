@@ -142,11 +142,11 @@ fn decompression_bombs_stop_at_the_limits() {
     use tar::EntryType::*;
     let root = tempfile::tempdir().unwrap();
     let big = layer(|b| entry(b, "big", Regular, &vec![0u8; 1 << 20], None));
-    let err = unpack(&gz(&big)[..], true, root.path(), Limits { max_bytes: 1000, max_entries: 10 }).unwrap_err();
+    let err = unpack(&gz(&big)[..], true, root.path(), Limits { max_bytes: 1000, max_entries: 10, special_files: true }).unwrap_err();
     assert!(matches!(err, ImageError::TooLarge { limit: 1000 }), "{err}");
     assert!(!root.path().join("big").exists(), "the partial file is removed");
     let many = layer(|b| (0..20).for_each(|i| entry(b, &format!("f{i}"), Regular, b"", None)));
-    let err = unpack(&many[..], false, root.path(), Limits { max_bytes: 1000, max_entries: 10 }).unwrap_err();
+    let err = unpack(&many[..], false, root.path(), Limits { max_bytes: 1000, max_entries: 10, special_files: true }).unwrap_err();
     assert!(matches!(err, ImageError::TooLarge { limit: 10 }), "{err}");
 }
 
@@ -191,9 +191,9 @@ fn an_oci_layout_imports_verified_and_unpacks_to_a_rootfs() {
     let (src, store_dir, root) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let upper = oci_layout(src.path());
     let store = super::store::BlobStore::open(store_dir.path()).unwrap();
-    let err = super::layout::import(&store, src.path(), Some("v2")).unwrap_err();
+    let err = super::layout::import(&store.ingest(), src.path(), Some("v2")).unwrap_err();
     assert!(matches!(err, ImageError::BadArchive(_)), "{err}");
-    let image = super::layout::import(&store, src.path(), Some("v1")).unwrap();
+    let image = super::layout::import(&store.ingest(), src.path(), Some("v1")).unwrap();
     assert_eq!(image.layers.len(), 2);
     assert_eq!(store.list().unwrap().len(), 4, "manifest, config and two layers");
     assert_eq!(image.config.config().as_ref().and_then(|c| c.cmd().clone()), Some(vec!["/bin/sh".to_string()]));
@@ -209,9 +209,17 @@ fn an_oci_layout_imports_verified_and_unpacks_to_a_rootfs() {
     std::fs::write(&path, bytes).unwrap();
     let fresh_dir = tempfile::tempdir().unwrap();
     let fresh = super::store::BlobStore::open(fresh_dir.path()).unwrap();
-    let err = super::layout::import(&fresh, src.path(), None).unwrap_err();
+    let err = super::layout::import(&fresh.ingest(), src.path(), None).unwrap_err();
     assert!(matches!(err, ImageError::DigestMismatch { .. }), "{err}");
     assert!(!fresh.list().unwrap().iter().any(|d| d.hex() == hex));
+    // The store holding the good layer already does not excuse the archive: the tampered copy
+    // is still refused (a layout cannot borrow another project's blob by naming its digest).
+    let err = super::layout::import(&store.ingest(), src.path(), None).unwrap_err();
+    assert!(matches!(err, ImageError::DigestMismatch { .. }), "{err}");
+    // Nor can it leave the blob out: a missing blob is missing whatever the store holds.
+    std::fs::remove_file(&path).unwrap();
+    let err = super::layout::import(&store.ingest(), src.path(), None).unwrap_err();
+    assert!(matches!(err, ImageError::MissingBlob(_)), "{err}");
 }
 
 /// A `docker save` archive of one image tagged `demo:1` whose manifest lists `layers`; `files`
@@ -240,7 +248,7 @@ fn docker_save_archives_import_and_hostile_ones_are_refused() {
     let archive = docker_save(&["l1/layer.tar", "l2/layer.tar"], &files);
     let (store_dir, scratch, root) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let store = super::store::BlobStore::open(store_dir.path()).unwrap();
-    let image = super::layout::import_archive(&store, &archive[..], scratch.path(), Some("demo:1")).unwrap();
+    let image = super::layout::import_archive(&store.ingest(), &archive[..], scratch.path(), Some("demo:1")).unwrap();
     assert_eq!(image.layers.iter().map(|(_, gz)| *gz).collect::<Vec<_>>(), [false, true], "gzip detected by magic");
     assert!(store.has(&image.manifest), "an OCI manifest was written for it");
     super::layout::unpack_image(&store, &image, root.path(), Limits::default()).unwrap();
@@ -248,15 +256,19 @@ fn docker_save_archives_import_and_hostile_ones_are_refused() {
 
     // A layer path out of the archive is refused.
     let escape = docker_save(&["../../etc/passwd"], &[]);
-    let err = super::layout::import_archive(&store, &escape[..], tempfile::tempdir().unwrap().path(), None).unwrap_err();
+    let err = super::layout::import_archive(&store.ingest(), &escape[..], tempfile::tempdir().unwrap().path(), None).unwrap_err();
     assert!(matches!(err, ImageError::Escape(_)), "{err}");
     // A layer that is a symlink to a host file is refused, and the file never enters the store.
     let secret = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(secret.path(), b"host secret").unwrap();
     let target = secret.path().display().to_string();
     let linked = docker_save(&["evil.tar"], &[("evil.tar", Symlink, vec![], Some(target.as_str()))]);
-    let err = super::layout::import_archive(&store, &linked[..], tempfile::tempdir().unwrap().path(), None).unwrap_err();
+    let err = super::layout::import_archive(&store.ingest(), &linked[..], tempfile::tempdir().unwrap().path(), None).unwrap_err();
     assert!(matches!(err, ImageError::BadArchive(_)), "{err}");
+    // A FIFO in the archive is refused before anything opens it (it would block the import).
+    let fifo = docker_save(&["pipe"], &[("pipe", Fifo, vec![], None)]);
+    let err = super::layout::import_archive(&store.ingest(), &fifo[..], tempfile::tempdir().unwrap().path(), None).unwrap_err();
+    assert!(matches!(err, ImageError::BadArchive(ref m) if m.contains("FIFO")), "{err}");
     let leaked = super::store::Digest::parse(&format!("sha256:{}", hex::encode(sha2::Sha256::digest(b"host secret")))).unwrap();
     assert!(!store.has(&leaked), "no host file entered the store");
 }

@@ -8,7 +8,8 @@
 //!   with `O_NOFOLLOW | O_EXCL` after removing what was there.
 //! - Hard links must name a path inside the root, reached without symlinks, that is not a
 //!   directory.
-//! - Character and block devices are refused ([`ImageError::Device`]); FIFOs are made.
+//! - Character and block devices are refused ([`ImageError::Device`]); FIFOs are made, unless
+//!   [`Limits::special_files`] is off.
 //! - Whiteouts: `.wh.NAME` removes `NAME` of the lower layers; `.wh..wh..opq` empties its
 //!   directory of what lower layers put there (entries of the same layer stay).
 //! - Limits on total file bytes and entry count stop decompression bombs
@@ -31,11 +32,14 @@ pub struct Limits {
     pub max_bytes: u64,
     /// Number of entries.
     pub max_entries: u64,
+    /// Whether FIFOs may be made (layers: yes; an upload's own archive: no, it is refused with
+    /// [`ImageError::BadArchive`]).
+    pub special_files: bool,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_bytes: 16 << 30, max_entries: 1_000_000 }
+        Limits { max_bytes: 16 << 30, max_entries: 1_000_000, special_files: true }
     }
 }
 
@@ -199,6 +203,7 @@ pub fn unpack(r: impl Read, gzip: bool, root: &Path, limits: Limits) -> Result<S
                 ours.insert(rel);
                 continue;
             }
+            EntryType::Fifo if !limits.special_files => return Err(ImageError::BadArchive(format!("{}: a FIFO is not allowed here", rel.display()))),
             EntryType::Fifo => {
                 remove(&full)?;
                 nix::unistd::mkfifo(&full, nix::sys::stat::Mode::from_bits_truncate(mode)).map_err(|e| ImageError::Io {

@@ -174,7 +174,16 @@ fn bind_in(netns: &str, ports: Vec<(String, bool)>) -> Result<(u64, Vec<Bound>),
 async fn serve(sock: tokio::net::UdpSocket, lease: Arc<Mutex<Lease>>) {
     let mut buf = vec![0u8; 1500];
     loop {
-        let Ok((n, _)) = sock.recv_from(&mut buf).await else { continue };
+        let n = match sock.recv_from(&mut buf).await {
+            Ok((n, _)) => n,
+            Err(e) => {
+                // A persistent error (the interface went away, say) must not spin a core: wait a
+                // little before the next read.
+                tracing::debug!(error = %e, "DHCP receive failed");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                continue;
+            }
+        };
         let l = lease.lock().unwrap_or_else(|p| p.into_inner()).clone();
         if let Some((reply, to)) = answer(&buf[..n], &l)
             && let Err(e) = sock.send_to(&reply, to).await

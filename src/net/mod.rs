@@ -4,6 +4,7 @@
 //! resources and reconcilers that drive it are in `site::network`; see `docs/design.md` §12.
 
 pub mod dhcp;
+pub mod egress;
 pub mod host;
 pub mod ipam;
 pub mod names;

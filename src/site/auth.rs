@@ -213,8 +213,12 @@ impl Site {
     /// Log a console user in. `username` is `name` (in the `system` project) or `name@project`.
     /// Returns the new session cookie value and the principal. Errors: unauthenticated, with the
     /// same message and roughly the same time whether the user or the password was wrong.
-    pub fn login(&self, username: &str, password: &str) -> Result<(String, Principal), SiteError> {
+    pub fn login(&self, username: &str, password: &str, source: Option<std::net::IpAddr>) -> Result<(String, Principal), SiteError> {
         let bad = || SiteError::Unauthenticated("wrong username or password".into());
+        // Bounded and backed off per user and per client address (see `login_limit`).
+        let mut keys = vec![format!("user:{username}")];
+        keys.extend(source.map(|a| format!("addr:{a}")));
+        let permit = self.login_limit().admit(&keys)?;
         let (name, project) = username.split_once('@').unwrap_or((username, SYSTEM_PROJECT));
         let found = self.read(|c| {
             let Some(p) = repo::get_by_name(c, Kind::Project.as_str(), None, project)? else { return Ok(None) };
@@ -230,6 +234,8 @@ impl Site {
                 false
             }
         };
+        drop(permit);
+        self.login_limit().record(&keys, ok);
         let Some((user, _)) = found.filter(|_| ok) else { return Err(bad()) };
         let spec: UserSpec = serde_json::from_str(&user.spec)?;
         let actor = format!("user:{}@{}", user.name, user.project_name.clone().unwrap_or_default());

@@ -69,7 +69,8 @@ pub struct ContainerResources {
 }
 
 /// A mount of a volume of the project, or of a named host path (`[container.host_paths]` in the
-/// site config): exactly one of `volume` and `host_path`.
+/// site config) that a site admin granted to the project (`spec.host_paths` of the project,
+/// `ro` or `rw`): exactly one of `volume` and `host_path`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContainerMount {
@@ -201,6 +202,7 @@ fn build_spec(site: &Site, c: &Connection, p: &ProjectCtx, v: Value, self_id: Op
         return Err(SiteError::invalid("spec.max_retries", "applies to the on-failure policy only"));
     }
     let paths = &site.config().container.host_paths;
+    let grants = if s.mounts.iter().any(|m| m.host_path.is_some()) { super::projects::spec_of(c, p)?.host_paths } else { BTreeMap::new() };
     for (i, m) in s.mounts.iter_mut().enumerate() {
         match (&m.volume, &m.host_path) {
             (Some(v), None) => {
@@ -209,15 +211,44 @@ fn build_spec(site: &Site, c: &Connection, p: &ProjectCtx, v: Value, self_id: Op
                 if let Some(u) = super::volumes::instances_using(c, &vol.id)?.first() {
                     return Err(SiteError::ConflictOn { field, message: format!("volume {} is a disk of instance {}", vol.name, u.name) });
                 }
+                // The host kernel would mount bytes a guest wrote: refused until checked.
+                if site.volume_guest_written(&vol.id)? {
+                    return Err(SiteError::ConflictOn {
+                        field,
+                        message: format!("volume {} was attached read-write to an instance, so a guest wrote its filesystem; check it first (cloudlet volume check {})", vol.name, vol.name),
+                    });
+                }
                 m.volume = Some(vol.id);
             }
-            (None, Some(h)) if paths.contains_key(h) => {}
-            (None, Some(h)) => return Err(SiteError::invalid(format!("spec.mounts[{i}].host_path"), format!("no host path named {h:?} in the site config"))),
+            (None, Some(h)) => {
+                check_grant(&grants, &p.name, h, m.read_only, i)?;
+                if !paths.contains_key(h) {
+                    return Err(SiteError::invalid(format!("spec.mounts[{i}].host_path"), format!("no host path named {h:?} in the site config")));
+                }
+            }
             _ => return Err(SiteError::invalid(format!("spec.mounts[{i}]"), "give exactly one of volume and host_path")),
         }
         cspec::check_target(&m.target).map_err(|e| SiteError::invalid(format!("spec.mounts[{i}].target"), e.to_string()))?;
     }
     Ok(serde_json::to_value(s)?)
+}
+
+/// Whether project `project` may mount host path `name` (`read_only` or not) as mount `i`:
+/// 403 naming `spec.mounts[i].host_path` when it is not granted (whether or not the site has
+/// such a path), 403 naming `spec.mounts[i].read_only` for a read-write mount of a read-only grant.
+fn check_grant(grants: &BTreeMap<String, super::projects::HostPathAccess>, project: &str, name: &str, read_only: bool, i: usize) -> Result<(), SiteError> {
+    use super::projects::HostPathAccess;
+    match grants.get(name) {
+        None => Err(SiteError::ForbiddenOn {
+            field: format!("spec.mounts[{i}].host_path"),
+            message: format!("host path {name:?} is not granted to project {project} (a site admin grants it with the project's spec.host_paths)"),
+        }),
+        Some(HostPathAccess::Ro) if !read_only => Err(SiteError::ForbiddenOn {
+            field: format!("spec.mounts[{i}].read_only"),
+            message: format!("host path {name:?} is granted read-only to project {project}: set read_only to true"),
+        }),
+        Some(_) => Ok(()),
+    }
 }
 
 impl Site {
@@ -280,7 +311,7 @@ impl Site {
 }
 
 fn self_exe() -> Result<PathBuf, SiteError> {
-    std::env::current_exe().map_err(|e| SiteError::Internal(format!("locating this binary: {e}")))
+    crate::self_exe().map_err(|e| SiteError::Internal(format!("locating this binary: {e}")))
 }
 
 fn engine_err(e: ContainerError) -> SiteError {
@@ -502,8 +533,14 @@ fn start(site: &Site, row: &ResourceRow, spec: &ContainerSpec, l: &Layout, resta
         Err(e) => return fail(site, row, &e.to_string()),
     };
     let paths = &site.config().container.host_paths;
+    // Grants are checked again at each start: a grant withdrawn or narrowed by a site admin since
+    // the container was made (or a container made before grants existed) does not mount.
+    let grants = match (&row.project_id, spec.mounts.iter().any(|m| m.host_path.is_some())) {
+        (Some(pid), true) => site.read(|c| super::projects::spec_of(c, &ProjectCtx { id: pid.clone(), name: row.project_name.clone().unwrap_or_default() }))?.host_paths,
+        _ => BTreeMap::new(),
+    };
     let mut mounts = Vec::new();
-    for m in &spec.mounts {
+    for (i, m) in spec.mounts.iter().enumerate() {
         let source = match (&m.volume, &m.host_path) {
             (Some(v), _) => match site.mount_volume(v)? {
                 Some(dir) => dir,
@@ -516,7 +553,12 @@ fn start(site: &Site, row: &ResourceRow, spec: &ContainerSpec, l: &Layout, resta
                 }
             },
             (None, Some(h)) => match paths.get(h) {
-                Some(p) => p.clone(),
+                Some(p) => {
+                    if let Err(e) = check_grant(&grants, row.project_name.as_deref().unwrap_or_default(), h, m.read_only, i) {
+                        return fail(site, row, &e.to_string());
+                    }
+                    p.clone()
+                }
                 None => return fail(site, row, &format!("host path {h:?} is no longer in the site config")),
             },
             (None, None) => continue,

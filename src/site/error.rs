@@ -20,6 +20,10 @@ pub enum SiteError {
     /// The caller's role or project does not allow this (403).
     #[error("{0}")]
     Forbidden(String),
+    /// The project lacks a grant a site admin gives for this value (403 `permission_denied`,
+    /// naming the field), such as an unapproved host or an ungranted host path.
+    #[error("{message}")]
+    ForbiddenOn { field: String, message: String },
     /// No such resource (404).
     #[error("{kind} {name:?} not found")]
     NotFound { kind: String, name: String },
@@ -33,6 +37,9 @@ pub enum SiteError {
     /// an overlapping CIDR.
     #[error("{message}")]
     ConflictOn { field: String, message: String },
+    /// Too many attempts (logins); try again later (429 `too_many_requests`).
+    #[error("{0}")]
+    TooManyRequests(String),
     /// The project's quota for a kind is used up (422 `quota_exceeded`).
     #[error("quota exceeded: project allows at most {limit} {kind}")]
     QuotaExceeded { kind: String, limit: u64 },

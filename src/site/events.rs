@@ -83,8 +83,11 @@ impl Site {
     pub fn prune(&self) -> Result<(), SiteError> {
         let cfg = &self.config().events;
         let min_ms = super::model::now_ms() - (cfg.retention_hours as i64) * 3_600_000;
+        let audit_min = chrono::Utc::now() - chrono::Duration::days(cfg.audit_retention_days.min(36_500) as i64);
+        let audit_min = audit_min.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         self.write(|tx, _| {
             repo::prune_events(tx, min_ms, cfg.max_events as i64)?;
+            repo::prune_audit(tx, &audit_min, cfg.max_audit_records as i64)?;
             Ok(())
         })?;
         super::operations::prune_finished(self, min_ms)?;

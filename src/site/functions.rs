@@ -28,10 +28,13 @@ use crate::state::repo;
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FunctionSpec {
-    /// Path prefix the gateway routes to it (`/` by default); the longest match wins.
+    /// Path prefix the gateway routes to it (`/` by default); the longest match wins. A project
+    /// owns its prefix and every path under it: another project's route may not overlap it on
+    /// the same host (or among hostless routes); see [`super::function_routes`].
     #[serde(default = "root")]
     pub route: String,
-    /// Only requests for this `Host` (any host when absent).
+    /// Only requests for this `Host` (any host when absent): a lower-case DNS name equal to or
+    /// under one of the project's `function_domains`, not used by another project.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
     /// Environment variables the function sees (its configuration).
@@ -103,6 +106,10 @@ pub struct Route {
     pub host: Option<String>,
     /// Path prefix.
     pub prefix: String,
+    /// The project's id (route ownership).
+    pub project: String,
+    /// When the function was created (RFC 3339): the earliest claim owns a host or prefix.
+    pub claimed_at: String,
     /// The version served.
     pub version: u32,
     /// The network interface (id) it is also served on.
@@ -163,13 +170,7 @@ impl FunctionState {
 
     fn pick(&self, host: Option<&str>, path: &str, eni: Option<&str>) -> Option<Arc<Route>> {
         let routes = self.routes.read().ok()?;
-        routes
-            .values()
-            .filter(|r| eni.is_none_or(|e| r.interface.as_deref() == Some(e)))
-            .filter(|r| r.host.as_deref().is_none_or(|h| Some(h) == host.map(|x| x.split(':').next().unwrap_or(x))))
-            .filter(|r| path.starts_with(&r.prefix) && (r.prefix.ends_with('/') || path.len() == r.prefix.len() || path[r.prefix.len()..].starts_with('/')))
-            .max_by_key(|r| (r.host.is_some(), r.prefix.len()))
-            .cloned()
+        super::function_routes::pick(routes.values(), host, path, eni)
     }
 }
 
@@ -180,9 +181,14 @@ fn fn_err(e: FunctionError) -> SiteError {
     }
 }
 
-fn validate(s: &FunctionSpec) -> Result<(), SiteError> {
-    if !s.route.starts_with('/') || s.route.len() > 256 {
-        return Err(SiteError::invalid("spec.route", "a path starting with '/', at most 256 characters"));
+/// Check a spec's values, normalizing its host (lower case, no trailing dot).
+fn validate(s: &mut FunctionSpec) -> Result<(), SiteError> {
+    super::function_routes::validate_route(&s.route)?;
+    if let Some(h) = &mut s.host {
+        *h = h.trim_end_matches('.').to_ascii_lowercase();
+        if !super::function_routes::valid_dns_name(h) {
+            return Err(SiteError::invalid("spec.host", "a DNS name (letters, digits, '-' and '.'), without a port"));
+        }
     }
     if !(1..=1024).contains(&s.memory_mib) {
         return Err(SiteError::invalid("spec.memory_mib", "between 1 and 1024"));
@@ -281,7 +287,7 @@ impl Site {
             }
             None => {
                 let mut s: FunctionSpec = serde_json::from_value(spec.unwrap_or_else(|| serde_json::json!({}))).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
-                validate(&s)?;
+                validate(&mut s)?;
                 self.read(|c| resolve_interface(c, p, &mut s))?;
                 (None, s)
             }
@@ -300,7 +306,11 @@ impl Site {
         }
         let full = serde_json::to_value(&s)?;
         let res = match row {
-            None => self.create_with(Kind::Function, Some(p), name, &BTreeMap::new(), &Status::phase("Ready"), None, |_| Ok(full))?,
+            // Claims are checked in the transaction that inserts: two deploys cannot both win.
+            None => self.create_with(Kind::Function, Some(p), name, &BTreeMap::new(), &Status::phase("Ready"), None, |c| {
+                super::function_routes::check_claims(c, p, &s, None)?;
+                Ok(full)
+            })?,
             // Against the generation read: a concurrent deploy of the same function is a 409.
             Some(row) => self.update(Kind::Function, Some(p), &row.id, Some(row.generation), None, None, &|_, _| Ok(full.clone()))?,
         };
@@ -380,8 +390,10 @@ impl Site {
         let route = Route {
             id: row.id.clone(),
             name: row.name.clone(),
-            host: s.host.clone(),
+            host: s.host.as_deref().map(super::function_routes::normalize_host),
             prefix: s.route.clone(),
+            project: row.project_id.clone().unwrap_or_default(),
+            claimed_at: row.created_at.clone(),
             version: s.version,
             interface: s.network_interface.clone(),
             inv: Invocation {
@@ -432,10 +444,16 @@ impl Site {
                 return Err(SiteError::invalid(format!("spec.{f}"), "versions are kept by deploys; set spec.version to roll back"));
             }
         }
+        let id = self.get(Kind::Function, Some(p), r)?.id;
         let res = self.update(Kind::Function, Some(p), r, if_match, labels, patch, &|c, v| {
             let mut s: FunctionSpec = serde_json::from_value(v).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
-            validate(&s)?;
+            validate(&mut s)?;
             resolve_interface(c, p, &mut s)?;
+            // A changed route or host is a new claim, checked in this transaction.
+            let old: Option<FunctionSpec> = repo::get(c, &id)?.and_then(|row| serde_json::from_str(&row.spec).ok());
+            if old.is_none_or(|o| o.route != s.route || o.host.as_deref().map(super::function_routes::normalize_host) != s.host) {
+                super::function_routes::check_claims(c, p, &s, Some(&id))?;
+            }
             if !s.versions.contains(&s.version) {
                 return Err(SiteError::invalid("spec.version", format!("version {} is not kept; kept versions: {:?}", s.version, s.versions)));
             }

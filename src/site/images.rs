@@ -88,12 +88,14 @@ pub struct LayerRef {
 }
 
 /// What the engine keeps per daemon: the blob store, the credentials of pulls in flight, and the
-/// lock that keeps garbage collection from racing a pull or an import.
+/// lock that keeps garbage collection from racing the placement of a VM image (blobs are
+/// protected by the store's pins instead, see [`crate::image::store::Ingest`]).
 #[derive(Default)]
 pub struct ImageState {
     store: OnceLock<BlobStore>,
     credentials: Mutex<HashMap<String, Credentials>>,
-    /// Pulls and imports hold it shared; garbage collection holds it exclusively.
+    /// VM image placement holds it shared (briefly, never across a tenant's I/O); garbage
+    /// collection holds it exclusively.
     pub(crate) gc: tokio::sync::RwLock<()>,
 }
 
@@ -148,16 +150,20 @@ impl Site {
     /// hostile or malformed archive (422 naming `body`), a taken name (409).
     pub fn import_image(&self, p: &ProjectCtx, name: &str, labels: &BTreeMap<String, String>, archive: &Path, reference: Option<&str>) -> Result<Resource, SiteError> {
         super::model::validate_name("name", name)?;
-        let _gc = self.images().gc.blocking_read();
+        // No lock is held across the archive (a tenant's bytes): the ingest pins the blobs it
+        // stores until the row naming them has committed.
+        let ingest = self.blob_store()?.ingest();
         let scratch = self.images_dir().join(format!("scratch-{}", ulid::Ulid::new()));
         std::fs::create_dir_all(&scratch).map_err(|e| SiteError::Internal(format!("creating {}: {e}", scratch.display())))?;
         let result = std::fs::File::open(archive)
             .map_err(|e| SiteError::Internal(format!("opening the upload: {e}")))
-            .and_then(|f| crate::image::layout::import_archive(self.blob_store()?, f, &scratch, reference).map_err(img_err("body")));
+            .and_then(|f| crate::image::layout::import_archive(&ingest, f, &scratch, reference).map_err(img_err("body")));
         let _ = std::fs::remove_dir_all(&scratch);
         let img = result?;
         let spec = serde_json::to_value(ImageSpec { source: None, insecure: false, authenticated: false })?;
-        self.create(Kind::Image, Some(p), name, labels, &spec, &ready_status(self, &img, None)?, None)
+        let created = self.create(Kind::Image, Some(p), name, labels, &spec, &ready_status(self, &img, None)?, None);
+        drop(ingest);
+        created
     }
 
     /// Delete an image; refused (409) while a container or an instance uses it. Garbage collection follows in the
@@ -214,6 +220,8 @@ impl Site {
     /// Returns the number of blobs removed.
     pub fn collect_image_garbage(&self, all: bool) -> Result<usize, SiteError> {
         let _gc = self.images().gc.blocking_write();
+        // Begun before the rows are read: a blob an ingest pins from here on is kept.
+        let collection = self.blob_store()?.collect();
         let rows = self.read(|c| Ok(repo::list(c, Kind::Image.as_str(), None, None, usize::MAX >> 1)?))?;
         let mut keep = BTreeSet::new();
         let mut roots = BTreeSet::new();
@@ -233,7 +241,7 @@ impl Site {
             return Ok(0);
         }
         self.collect_vm_image_garbage(&rows.iter().map(|r| r.id.clone()).collect(), all);
-        let removed = self.blob_store()?.retain(&keep).map_err(|e| SiteError::Internal(e.to_string()))?;
+        let removed = collection.retain(&keep).map_err(|e| SiteError::Internal(e.to_string()))?;
         // Temporary entries of an unpack, import or upload in progress are left alone while young;
         // at start-up (`all`) nothing is in progress.
         let stale = |e: &std::fs::DirEntry| {
@@ -346,6 +354,7 @@ impl Controller for ImageController {
             password: creds.map(|c| c.password),
             max_layer_bytes: 16 << 30,
             known: Some(known),
+            egress: crate::net::egress::site_policy(),
         };
         if let Some(op) = &op {
             let (s, op) = (site.clone(), op.clone());
@@ -366,10 +375,9 @@ impl Controller for ImageController {
                 });
             }
         };
-        let pulled = {
-            let _gc = site.images().gc.read().await;
-            crate::image::pull::pull(site.blob_store()?, &source, &opts, &progress).await
-        };
+        // No lock across the registry's I/O: the pull pins its blobs, and while the image is
+        // `Pulling` garbage collection removes nothing.
+        let pulled = crate::image::pull::pull(site.blob_store()?, &source, &opts, &progress).await;
         if !matches!(pulled, Err(ImageError::Io { .. }))
             && let Ok(mut m) = site.images().credentials.lock()
         {
@@ -391,7 +399,8 @@ impl Controller for ImageController {
                 .await?;
             }
             Err(ImageError::Io { what, source }) => return Err(SiteError::Internal(format!("{what}: {source}"))),
-            Err(e) => fail_pull(site, &id, op.as_deref(), &e.to_string()).await?,
+            // Fixed texts: nothing the registry (or an internal service) sent reaches the status.
+            Err(e) => fail_pull(site, &id, op.as_deref(), &crate::image::pull::status_text(&e)).await?,
         }
         Ok(Outcome::Done)
     }

@@ -157,7 +157,6 @@ impl Site {
         if let Some(n) = name {
             model::validate_name("name", n)?;
         }
-        let _gc = self.images().gc.blocking_read();
         let scratch = self.images_dir().join(format!("scratch-{}", ulid::Ulid::new()));
         std::fs::create_dir_all(&scratch).map_err(internal("creating the scratch directory"))?;
         let staged = self.vm_images_dir().join(format!(".tmp-{}", ulid::Ulid::new()));
@@ -187,12 +186,16 @@ impl Site {
         st.extra.insert("size_bytes".into(), files.values().map(|f| f["size_bytes"].as_u64().unwrap_or(0)).sum::<u64>().into());
         let spec = serde_json::to_value(ImageSpec { source: None, insecure: false, authenticated: false })?;
         let dir = self.vm_images_dir();
+        // Held only while the row and its directory appear together (local, bounded work): the
+        // staging above ran without it, its `.tmp-` directory kept by its age.
+        let gc = self.images().gc.blocking_read();
         let out = self.create_then(Kind::Image, Some(p), &name, labels, None, |_| Ok((spec, st)), |_, row, _| {
             // Placed inside the transaction: a failed commit leaves a directory without a row,
             // which garbage collection removes.
             std::fs::rename(&staged, dir.join(&row.id)).map_err(internal("placing the VM image"))?;
             Ok(None)
         });
+        drop(gc);
         if out.is_err() {
             let _ = std::fs::remove_dir_all(&staged);
         }
@@ -208,7 +211,7 @@ impl Site {
     fn stage_vm_image(&self, archive: &Path, scratch: &Path, staged: &Path) -> Result<(VmManifest, BTreeMap<String, Value>), SiteError> {
         let max = self.config().container.max_import_bytes;
         let f = std::fs::File::open(archive).map_err(internal("opening the upload"))?;
-        crate::image::unpack::unpack(f, false, scratch, crate::image::unpack::Limits { max_bytes: max, max_entries: 100_000 }).map_err(|e| match e {
+        crate::image::unpack::unpack(f, false, scratch, crate::image::unpack::Limits { max_bytes: max, max_entries: 100_000, special_files: false }).map_err(|e| match e {
             crate::image::ImageError::Io { .. } => SiteError::Internal(e.to_string()),
             other => SiteError::invalid("body", other.to_string()),
         })?;

@@ -9,7 +9,7 @@
 //! `exit.json` (the worker's [`ExitRecord`]) and `root.img` (the root disk, a sparse copy of the
 //! image's root filesystem, made once).
 //!
-//! The worker is `std::env::current_exe() vmm-worker --spec <dir>/spec.json`, or, for tests,
+//! The worker is `crate::self_exe() vmm-worker --spec <dir>/spec.json`, or, for tests,
 //! the program named by the environment variable `CLOUDLET_VMM_WORKER` (given the same
 //! arguments). It runs in its own session with stdin on `/dev/null`, its taps as fds 3, 4, ...
 //! and every other descriptor closed.
@@ -205,7 +205,7 @@ fn worker_program() -> Result<PathBuf, SiteError> {
     if let Some(p) = std::env::var_os(WORKER_ENV).filter(|p| !p.is_empty()) {
         return Ok(PathBuf::from(p));
     }
-    std::env::current_exe().map_err(internal("locating this binary"))
+    crate::self_exe().map_err(internal("locating this binary"))
 }
 
 /// The cgroup of one worker: the directories whose `cgroup.procs` it joins.

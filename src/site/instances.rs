@@ -652,7 +652,7 @@ fn start(site: &Site, row: &ResourceRow, spec: &InstanceSpec, l: &Layout, restar
     };
     let mut disks = vec![DiskSpec { path: l.root_disk(), read_only: false }];
     for v in &spec.volumes {
-        match site.volume_for_instance(&v.volume)? {
+        match site.volume_for_instance(&v.volume, !v.read_only)? {
             Some(path) => disks.push(DiskSpec { path, read_only: v.read_only }),
             None => return pending(site, row, "VolumesReady", "waiting for a volume to be made (or unmounted from the host)"),
         }
@@ -724,8 +724,9 @@ fn start(site: &Site, row: &ResourceRow, spec: &InstanceSpec, l: &Layout, restar
 /// Remove the run directories (and stop the workers) of instances that state no longer has
 /// (deleted while the daemon was down), then the cgroups `/cloudlet/<instance id>` no live worker
 /// of an instance in state is in (left by a crash between a worker's end and its cleanup; a
-/// stopped instance's cgroup is made again at its start). Runs before the instance reconciler's
-/// first pass. Returns how many run directories were removed.
+/// stopped instance's cgroup is made again at its start), and interrupted root disk copies
+/// (`root.img.tmp`). Runs before the instance reconciler's first pass. Returns how many run
+/// directories were removed.
 pub fn sweep_orphans(site: &Site) -> Result<usize, SiteError> {
     let ids: std::collections::BTreeSet<String> = site.read(|c| Ok(repo::ids_of_kind(c, Kind::Instance.as_str())?))?.into_iter().collect();
     let mut n = 0;
@@ -736,6 +737,12 @@ pub fn sweep_orphans(site: &Site) -> Result<usize, SiteError> {
                 Ok(()) => n += 1,
                 Err(e) => tracing::warn!(instance = %id, error = %e, "removing an orphaned instance failed"),
             }
+            continue;
+        }
+        // A root disk copy cut short by a crash (`root.img.tmp`; the copy starts over).
+        let partial = e.path().join("root.img.tmp");
+        if partial.exists() && std::fs::remove_file(&partial).is_ok() {
+            tracing::info!(instance = %id, "removed an interrupted root disk copy");
         }
     }
     let cgroups = sup::sweep_cgroups(|id| ids.contains(id) && matches!(sup::observe(&site.instance_layout(id)), Observed::Running(_)));

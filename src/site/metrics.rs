@@ -57,6 +57,10 @@ pub struct Metrics {
     /// Per-function invocation metrics (also in the registry, as a collector).
     pub functions: super::function_metrics::FunctionCollector,
     encode_lock: Mutex<()>,
+    /// Audit records of unauthenticated requests not written (over the per-minute allowance).
+    audit_anonymous_dropped: Counter,
+    /// The current minute's start and the anonymous records written in it.
+    anonymous_window: Mutex<(std::time::Instant, u32)>,
 }
 
 impl Default for Metrics {
@@ -83,6 +87,8 @@ impl Metrics {
         registry.register("reconcile_duration_seconds", "Reconcile pass latency", reconcile_latency.clone());
         let functions = super::function_metrics::FunctionCollector::default();
         registry.register_collector(Box::new(functions.clone()));
+        let audit_anonymous_dropped = Counter::default();
+        registry.register("audit_anonymous_dropped", "Audit records of unauthenticated requests not written (rate limit)", audit_anonymous_dropped.clone());
         Metrics {
             registry,
             http_requests,
@@ -93,7 +99,25 @@ impl Metrics {
             reconcile_latency,
             functions,
             encode_lock: Mutex::new(()),
+            audit_anonymous_dropped,
+            anonymous_window: Mutex::new((std::time::Instant::now(), 0)),
         }
+    }
+
+    /// Whether an audit record of an unauthenticated request may be written now: at most
+    /// `per_minute` in each minute, site-wide; a refused one is counted instead.
+    pub fn admit_anonymous_audit(&self, per_minute: u32) -> bool {
+        let mut w = self.anonymous_window.lock().unwrap_or_else(|p| p.into_inner());
+        if w.0.elapsed() >= Duration::from_secs(60) {
+            *w = (std::time::Instant::now(), 0);
+        }
+        if w.1 < per_minute {
+            w.1 += 1;
+            return true;
+        }
+        drop(w);
+        self.audit_anonymous_dropped.inc();
+        false
     }
 
     /// Count one HTTP request on `route` (the route template, never the raw path).

@@ -11,6 +11,7 @@ pub mod error;
 pub mod events;
 pub mod function_logs;
 pub mod function_metrics;
+pub mod function_routes;
 pub mod functions;
 pub mod containers;
 pub mod health;
@@ -19,6 +20,7 @@ pub mod instance_images;
 pub mod instance_supervisor;
 pub mod instances;
 pub mod kind;
+pub mod login_limit;
 pub mod metrics;
 pub mod model;
 pub mod network;
@@ -72,6 +74,7 @@ struct Inner {
     pool: std::sync::OnceLock<crate::storage::pool::Pool>,
     objects: std::sync::OnceLock<objects::ObjectState>,
     functions: std::sync::OnceLock<functions::FunctionState>,
+    login_limit: login_limit::LoginLimiter,
 }
 
 /// Capacity of the in-process event bus; a subscriber that lags further re-reads from SQLite.
@@ -94,6 +97,7 @@ impl Site {
                 pool: std::sync::OnceLock::new(),
                 objects: std::sync::OnceLock::new(),
                 functions: std::sync::OnceLock::new(),
+                login_limit: login_limit::LoginLimiter::default(),
             }),
         }
     }
@@ -114,6 +118,10 @@ impl Site {
     }
 
     /// The image engine's per-daemon state.
+    pub(crate) fn login_limit(&self) -> &login_limit::LoginLimiter {
+        &self.inner.login_limit
+    }
+
     pub(crate) fn images(&self) -> &images::ImageState {
         &self.inner.images
     }

@@ -31,6 +31,33 @@ pub struct ProjectSpec {
     /// entry is unlimited.
     #[serde(default)]
     pub quotas: BTreeMap<String, u64>,
+    /// Domains whose names (the domain itself and its subdomains) the project's functions may
+    /// claim as `spec.host`; set by site admins only. Lower-case DNS names, at most 64.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub function_domains: Vec<String>,
+    /// Host paths (names from `[container.host_paths]`) the project's containers may mount, each
+    /// `ro` (read-only) or `rw`; set by site admins only. An absent name may not be mounted.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub host_paths: BTreeMap<String, HostPathAccess>,
+}
+
+/// How a project may mount a host path granted to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum HostPathAccess {
+    /// Read-only mounts only (`read_only: true`).
+    Ro,
+    /// Read-only or read-write mounts.
+    Rw,
+}
+
+/// Most approved function domains per project.
+pub const MAX_FUNCTION_DOMAINS: usize = 64;
+
+/// The spec of project `p` (inside a transaction, or a read).
+pub fn spec_of(c: &Connection, p: &ProjectCtx) -> Result<ProjectSpec, SiteError> {
+    let row = repo::get(c, &p.id)?.ok_or_else(|| SiteError::not_found("project", &p.name))?;
+    Ok(serde_json::from_str(&row.spec)?)
 }
 
 /// Kinds that a project deletion removes by itself; anything else blocks the deletion.
@@ -46,9 +73,26 @@ pub fn quota(c: &Connection, p: &ProjectCtx, key: &str) -> Result<Option<u64>, S
     Ok(spec.quotas.get(key).copied())
 }
 
-/// Validate and normalize a project spec given as JSON.
-pub fn validate_spec(v: serde_json::Value) -> Result<serde_json::Value, SiteError> {
-    let spec: ProjectSpec = serde_json::from_value(v).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
+/// Validate and normalize a project spec given as JSON; `host_paths` are the site config's
+/// (`[container.host_paths]`), the only names a grant may give.
+pub fn validate_spec(v: serde_json::Value, host_paths: &BTreeMap<String, PathBuf>) -> Result<serde_json::Value, SiteError> {
+    let mut spec: ProjectSpec = serde_json::from_value(v).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
+    for d in spec.function_domains.iter_mut() {
+        *d = d.trim_end_matches('.').to_ascii_lowercase();
+        if !super::function_routes::valid_dns_name(d) {
+            return Err(SiteError::invalid("spec.function_domains", format!("{d:?} is not a DNS name")));
+        }
+    }
+    spec.function_domains.sort();
+    spec.function_domains.dedup();
+    if spec.function_domains.len() > MAX_FUNCTION_DOMAINS {
+        return Err(SiteError::invalid("spec.function_domains", format!("at most {MAX_FUNCTION_DOMAINS} domains")));
+    }
+    for name in spec.host_paths.keys() {
+        if !host_paths.contains_key(name) {
+            return Err(SiteError::invalid(format!("spec.host_paths.{name}"), format!("no host path named {name:?} in the site config ([container.host_paths])")));
+        }
+    }
     if spec.description.chars().count() > 256 {
         return Err(SiteError::invalid("spec.description", "at most 256 characters"));
     }
@@ -98,7 +142,7 @@ impl Site {
         labels: &BTreeMap<String, String>,
         spec: serde_json::Value,
     ) -> Result<Resource, SiteError> {
-        let spec = validate_spec(spec)?;
+        let spec = validate_spec(spec, &self.config().container.host_paths)?;
         self.create(Kind::Project, None, name, labels, &spec, &Status::phase("Pending"), None)
     }
 
@@ -214,15 +258,24 @@ mod tests {
 
     #[test]
     fn spec_validation_names_the_field() {
-        assert!(validate_spec(json!({"description": "x", "quotas": {"instances": 3}})).is_ok());
-        match validate_spec(json!({"quotas": {"nodes": 3}})) {
+        let paths = BTreeMap::from([("share".to_string(), PathBuf::from("/srv/share"))]);
+        assert!(validate_spec(json!({"description": "x", "quotas": {"instances": 3}}), &paths).is_ok());
+        let v = validate_spec(json!({"function_domains": ["Example.COM.", "example.com"], "host_paths": {"share": "ro"}}), &paths).unwrap();
+        assert_eq!(v["function_domains"], json!(["example.com"]));
+        for (bad, field) in [(json!({"function_domains": ["not a domain"]}), "spec.function_domains"), (json!({"host_paths": {"etc": "rw"}}), "spec.host_paths.etc"), (json!({"host_paths": {"share": "rwx"}}), "spec")] {
+            match validate_spec(bad, &paths) {
+                Err(SiteError::Invalid { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("{other:?}"),
+            }
+        }
+        match validate_spec(json!({"quotas": {"nodes": 3}}), &paths) {
             Err(SiteError::Invalid { field, .. }) => assert_eq!(field, "spec.quotas.nodes"),
             other => panic!("{other:?}"),
         }
-        match validate_spec(json!({"description": "a".repeat(300)})) {
+        match validate_spec(json!({"description": "a".repeat(300)}), &paths) {
             Err(SiteError::Invalid { field, .. }) => assert_eq!(field, "spec.description"),
             other => panic!("{other:?}"),
         }
-        assert!(validate_spec(json!({"bogus": 1})).is_err());
+        assert!(validate_spec(json!({"bogus": 1}), &paths).is_err());
     }
 }

@@ -20,7 +20,7 @@ use super::reconcile::{Controller, Outcome};
 use super::{Kind, ProjectCtx, Resource, Site, SiteError};
 use crate::state::{ResourceRow, repo};
 use crate::storage::pool::{MIB, Pool};
-use crate::storage::{StorageError, attach};
+use crate::storage::{StorageError, attach, check};
 
 /// Smallest volume, MiB.
 pub const MIN_MIB: u64 = 16;
@@ -191,20 +191,68 @@ impl Site {
     }
 
     /// Prepare volume `id` as an instance's disk: formatted as ext4 when blank (the same code as
-    /// container mounts), and not mounted on the host. Its file, or `None` while the volume is
-    /// not made yet or still mounted for a container that is going away.
-    pub fn volume_for_instance(&self, id: &str) -> Result<Option<std::path::PathBuf>, SiteError> {
+    /// container mounts), and not mounted on the host. A `writable` disk is marked guest-written
+    /// (durably, before the VM gets it; see [`crate::storage::check`]). Its file, or `None` while
+    /// the volume is not made yet or still mounted for a container that is going away.
+    pub fn volume_for_instance(&self, id: &str, writable: bool) -> Result<Option<std::path::PathBuf>, SiteError> {
         let pool = self.pool()?;
         let file = pool.volume_path(id);
         if !file.exists() {
             return Ok(None);
         }
         let _g = lock();
-        if attach::mounted_device(&pool.mount_path(id)).is_some() {
+        if attach::mounted_device(&pool.mount_path(id)).is_some() || checking().contains(id) {
             return Ok(None);
         }
         attach::format_if_blank(&file, id).map_err(storage_err)?;
+        if writable {
+            check::taint(&file).map_err(storage_err)?;
+        }
         Ok(Some(file))
+    }
+
+    /// Whether volume `id` was written by a guest and not checked since (no container may
+    /// mount it then).
+    pub fn volume_guest_written(&self, id: &str) -> Result<bool, SiteError> {
+        Ok(check::tainted(&self.pool()?.volume_path(id)))
+    }
+
+    /// Check (and repair) a volume's filesystem in the confined checker, which lifts the
+    /// guest-written mark on success. Errors: 409 naming `id` while an instance or a container
+    /// uses it; 422 naming `id` when the filesystem has errors left (the mark stays).
+    pub fn check_volume(&self, p: &ProjectCtx, r: &str) -> Result<Resource, SiteError> {
+        let vol = self.get(Kind::Volume, Some(p), r)?;
+        let pool = self.pool()?.clone();
+        let file = pool.volume_path(&vol.id);
+        {
+            let _g = lock();
+            if let Some(u) = self.read(|c| mounted_by(c, &vol.id))?.first() {
+                return Err(SiteError::ConflictOn { field: "id".into(), message: format!("volume {} is attached to {} {}; detach it first", vol.name, u.kind, u.name) });
+            }
+            if attach::mounted_device(&pool.mount_path(&vol.id)).is_some() || !file.exists() || !checking().insert(vol.id.clone()) {
+                return Err(SiteError::ConflictOn { field: "id".into(), message: format!("volume {} is busy (mounted, being checked or not made yet); try again", vol.name) });
+            }
+        }
+        // The check runs without the volumes' lock (its time is the tenant's); while it runs an
+        // instance waits for the disk, and a container cannot mount it (it is still marked).
+        let outcome = check::check_confined(&file);
+        checking().remove(&vol.id);
+        let (ok, message) = match &outcome {
+            Ok(o) => (true, format!("e2fsck exit code {}: {}", o.code, o.summary)),
+            Err(e) => (false, e.to_string()),
+        };
+        if ok {
+            check::clear_taint(&file).map_err(storage_err)?;
+        }
+        self.set_status(&vol.id, |st, _| {
+            st.set_condition("FilesystemChecked", ok, if ok { "Clean" } else { "Errors" }, &message);
+            st.extra.insert("guest_written".into(), (!ok).into());
+        })?;
+        tracing::info!(volume = %vol.id, ok, "volume filesystem checked");
+        if !ok {
+            return Err(SiteError::invalid("id", format!("volume {}'s filesystem has errors the check could not repair: {message}", vol.name)));
+        }
+        self.get(Kind::Volume, Some(p), &vol.id)
     }
 
     /// Mount volume `id` for a container (formatting it on first use); its mount directory, or
@@ -215,9 +263,18 @@ impl Site {
         if !file.exists() {
             return Ok(None);
         }
+        if check::tainted(&file) {
+            return Err(SiteError::Conflict(format!("volume {id} was written by a guest; check it (POST /v1/volumes/{id}/check) before a container mounts it")));
+        }
         let _g = lock();
         attach::ensure_mounted(&file, &pool.mount_path(id), id).map(Some).map_err(storage_err)
     }
+}
+
+/// The volumes whose filesystem check is running.
+fn checking() -> std::sync::MutexGuard<'static, std::collections::BTreeSet<String>> {
+    static CHECKING: std::sync::Mutex<std::collections::BTreeSet<String>> = std::sync::Mutex::new(std::collections::BTreeSet::new());
+    CHECKING.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Serializes mounting, growing and freezing of volumes across the reconcilers.
@@ -290,6 +347,7 @@ fn reconcile_volume(site: &Site, id: &str) -> Result<Outcome, SiteError> {
         attached.extend(binding.iter().filter(|c| !users.iter().any(|u| &u.id == *c)).cloned());
         st.extra.insert("attached_to".into(), serde_json::json!(attached));
         st.extra.insert("mounted".into(), mounted.into());
+        st.extra.insert("guest_written".into(), check::tainted(&file).into());
         match online {
             Some(true) => st.set_condition("FilesystemResized", true, "Online", ""),
             Some(false) if mounted => st.set_condition("FilesystemResized", false, "OnNextAttach", "the filesystem grows when the volume is next attached (online growth needs CAP_SYS_RESOURCE)"),

@@ -392,6 +392,13 @@ pub fn append_audit(c: &Connection, a: &AuditRow) -> Result<i64, StateError> {
     Ok(c.last_insert_rowid())
 }
 
+/// Drop audit records older than `min_time` (RFC 3339, UTC; the records' own format sorts by
+/// time) and all but the newest `keep`. Returns how many were removed.
+pub fn prune_audit(c: &Connection, min_time: &str, keep: i64) -> Result<usize, StateError> {
+    let max: i64 = c.query_row("SELECT ifnull(max(id), 0) FROM audit", [], |r| r.get(0))?;
+    Ok(c.execute("DELETE FROM audit WHERE time < ?1 OR id <= ?2", params![min_time, max - keep])?)
+}
+
 /// Audit records newest first, optionally of one project, with id < `before`.
 pub fn list_audit(
     c: &Connection,

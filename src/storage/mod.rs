@@ -3,6 +3,7 @@
 //! filesystem. A volume file is also the raw block device a microVM serves as virtio-blk.
 
 pub mod attach;
+pub mod check;
 pub mod pool;
 
 /// Errors of the storage engine. `Invalid` is the caller's input; the others are the host's.

@@ -131,6 +131,10 @@ impl Pool {
 
     /// Copy `src` to `dst` (a reflink when possible, else the data extents), atomically.
     pub fn copy(src: &Path, dst: &Path) -> Result<CopyKind, StorageError> {
+        // A copy of guest-written bytes is guest-written: marked before it becomes visible.
+        if super::check::tainted(src) {
+            super::check::taint(dst)?;
+        }
         let tmp = dst.with_extension("img.tmp");
         let mut from = File::open(src).map_err(io(format!("opening {}", src.display())))?;
         let mut to = File::create(&tmp).map_err(io(format!("creating {}", tmp.display())))?;
@@ -151,6 +155,7 @@ impl Pool {
 
     /// Remove a volume or snapshot file (absent is fine).
     pub fn remove(path: &Path) -> Result<(), StorageError> {
+        super::check::clear_taint(path)?;
         match std::fs::remove_file(path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StorageError::Io { what: format!("removing {}", path.display()), source: e }),
             _ => Ok(()),

@@ -78,7 +78,139 @@ pub fn service(site: Site) -> S3Service {
 }
 
 /// Serve one HTTP request with the S3 service (an axum fallback handler).
+/// The longest presigned URL lifetime AWS accepts (`X-Amz-Expires`, seconds: 7 days).
+pub const MAX_PRESIGNED_SECONDS: u64 = 604_800;
+/// How far a Signature Version 2 request's `Date` may be from the server's clock (AWS: 15 min).
+pub const MAX_CLOCK_SKEW_SECONDS: i64 = 900;
+
+/// Bound the freshness of signatures before s3s checks them, as AWS does: a Signature Version 2
+/// header (`Authorization: AWS …`) needs a `Date` (or `x-amz-date`) within 15 minutes of the
+/// server's clock (403 `RequestTimeTooSkewed`); a presigned URL, Version 2 (`Expires`, a Unix
+/// time) or 4 (`X-Amz-Expires`, seconds), may be valid for at most [`MAX_PRESIGNED_SECONDS`]
+/// (400 `AuthorizationQueryParametersError`). Version 2 stays accepted within these bounds
+/// because common clients (boto3's default presigned URLs) still make it. The answer is S3's
+/// XML error document.
+pub fn refuse_stale_auth(req: &Request) -> Option<Response> {
+    let now = chrono::Utc::now().timestamp();
+    let header = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok());
+    let header_v2 = header("authorization").is_some_and(|v| v.starts_with("AWS "));
+    let query: Vec<(String, String)> = req.uri().query().map(url_pairs).unwrap_or_default();
+    let get = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let refuse = |status: axum::http::StatusCode, code: &str, message: &str| {
+        let body = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message></Error>");
+        let mut resp = (status, body).into_response();
+        resp.headers_mut().insert(axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/xml"));
+        Some(resp)
+    };
+    if header_v2 {
+        let date = header("x-amz-date").or_else(|| header("date")).and_then(http_date);
+        if date.is_none_or(|t| (t - now).abs() > MAX_CLOCK_SKEW_SECONDS) {
+            return refuse(axum::http::StatusCode::FORBIDDEN, "RequestTimeTooSkewed", "The difference between the request time and the server's time is too large.");
+        }
+    }
+    if get("AWSAccessKeyId").is_some() && get("Signature").is_some() {
+        let expires = get("Expires").and_then(|v| v.parse::<i64>().ok());
+        if expires.is_none_or(|e| e - now > MAX_PRESIGNED_SECONDS as i64) {
+            return refuse(axum::http::StatusCode::BAD_REQUEST, "AuthorizationQueryParametersError", "Expires must be a Unix time at most 7 days (604800 seconds) from now");
+        }
+    }
+    if let Some(v) = get("X-Amz-Expires")
+        && v.parse::<u64>().map_or(true, |s| s > MAX_PRESIGNED_SECONDS)
+    {
+        return refuse(axum::http::StatusCode::BAD_REQUEST, "AuthorizationQueryParametersError", "X-Amz-Expires must be less than a week (in seconds) that is; 604800 seconds");
+    }
+    None
+}
+
+/// A Unix time from an HTTP date (RFC 7231 IMF-fixdate, as RFC 2822) or an ISO 8601 basic
+/// timestamp (`20260101T000000Z`).
+fn http_date(s: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc2822(s)
+        .map(|t| t.timestamp())
+        .ok()
+        .or_else(|| chrono::NaiveDateTime::parse_from_str(s, "%Y%m%dT%H%M%SZ").ok().map(|t| t.and_utc().timestamp()))
+}
+
+/// The query's `name=value` pairs, percent-decoded (names only need to match exactly).
+fn url_pairs(q: &str) -> Vec<(String, String)> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = (b[i] == b'%' && i + 2 < b.len()).then(|| std::str::from_utf8(&b[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok())).flatten();
+        match (hex, b[i]) {
+            (Some(v), _) => {
+                out.push(v);
+                i += 3;
+            }
+            (None, b'+') => {
+                out.push(b' ');
+                i += 1;
+            }
+            (None, c) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod legacy_auth_tests {
+    use super::*;
+
+    fn req(uri: &str, auth: Option<&str>) -> Request {
+        let mut b = axum::http::Request::builder().uri(uri);
+        if let Some(a) = auth {
+            b = b.header("authorization", a);
+        }
+        b.body(axum::body::Body::empty()).unwrap()
+    }
+
+    fn req_with(uri: &str, headers: &[(&str, String)]) -> Request {
+        let mut b = axum::http::Request::builder().uri(uri);
+        for (k, v) in headers {
+            b = b.header(*k, v);
+        }
+        b.body(axum::body::Body::empty()).unwrap()
+    }
+
+    #[test]
+    fn stale_sigv2_and_week_long_presigned_urls_are_refused_and_fresh_ones_pass() {
+        let now = chrono::Utc::now();
+        let v2 = "AWS AKID:c2lnbmF0dXJl".to_string();
+        let date = |t: chrono::DateTime<chrono::Utc>| t.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+        assert!(refuse_stale_auth(&req_with("/b/k", &[("authorization", v2.clone()), ("date", "Mon, 01 Jan 2001 00:00:00 GMT".into())])).is_some(), "a 2001 date");
+        assert!(refuse_stale_auth(&req_with("/b/k", &[("authorization", v2.clone())])).is_some(), "no date");
+        assert!(refuse_stale_auth(&req_with("/b/k", &[("authorization", v2.clone()), ("date", date(now))])).is_none(), "a fresh V2 request");
+        assert!(refuse_stale_auth(&req_with("/b/k", &[("authorization", v2), ("x-amz-date", date(now - chrono::Duration::minutes(20)))])).is_some());
+        let soon = now.timestamp() + 60;
+        assert!(refuse_stale_auth(&req(&format!("/b/k?AWSAccessKeyId=AKID&Expires={soon}&Signature=abc%2B%3D"), None)).is_none(), "boto3's default presigned URL");
+        assert!(refuse_stale_auth(&req("/b/k?AWSAccessKeyId=AKID&Expires=4102444800&Signature=abc%2B%3D", None)).is_some(), "a presigned URL to 2100");
+        assert!(refuse_stale_auth(&req("/b/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=604801&X-Amz-Signature=x", None)).is_some());
+        assert!(refuse_stale_auth(&req("/b/k?X-Amz-Expires=bogus", None)).is_some());
+        assert!(refuse_stale_auth(&req("/b/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=604800&X-Amz-Signature=x", None)).is_none());
+        assert!(refuse_stale_auth(&req("/b/k", Some("AWS4-HMAC-SHA256 Credential=AKID/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=x"))).is_none());
+        assert!(refuse_stale_auth(&req("/b?list-type=2&prefix=a%20b", None)).is_none());
+        assert_eq!(percent_decode("a%2Fb+c%zz%4"), "a/b c%zz%4");
+    }
+}
+
 pub async fn handle(svc: S3Service, req: Request) -> Response {
+    if let Some(refused) = refuse_stale_auth(&req) {
+        return refused;
+    }
     // A client that sent `Expect: 100-continue` withholds the body when the answer is final
     // (an error before the body was read). The connection must then close: keeping it would
     // make the server read the client's next request as the unsent body.

@@ -489,6 +489,8 @@ pub(super) async fn complete_multipart_upload(s: &CloudletS3, req: S3Request<Com
 
 pub(super) async fn list_multipart_uploads(s: &CloudletS3, req: S3Request<ListMultipartUploadsInput>) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
     let i = &req.input;
+    // Uploads in progress are the writers' business: public-read covers finished objects only.
+    s.signed(&req).await?;
     let (_, b) = s.bucket(&req, &i.bucket, Access::Read).await?;
     let max = i.max_uploads.map_or(MAX_KEYS, |n| (n.max(0) as usize).min(MAX_KEYS));
     // Without an upload-id marker, listing starts after every upload of the key marker ("~"
@@ -519,6 +521,7 @@ pub(super) async fn list_multipart_uploads(s: &CloudletS3, req: S3Request<ListMu
 
 pub(super) async fn list_parts(s: &CloudletS3, req: S3Request<ListPartsInput>) -> S3Result<S3Response<ListPartsOutput>> {
     let i = &req.input;
+    s.signed(&req).await?;
     let (_, b) = s.bucket(&req, &i.bucket, Access::Read).await?;
     let max = i.max_parts.map_or(MAX_KEYS, |n| (n.max(0) as usize).min(MAX_KEYS));
     let after = i64::from(i.part_number_marker.unwrap_or(0).max(0));
