@@ -121,11 +121,26 @@ pub struct ContainerConfig {
     /// Host directories that containers may mount, by name (`data = "/srv/data"`). Tenants name
     /// them; they cannot choose host paths themselves.
     pub host_paths: std::collections::BTreeMap<String, PathBuf>,
+    /// Processes and threads of a container that sets no `resources.pids` (0: unlimited).
+    pub default_pids: i64,
+    /// Memory in MiB of a container that sets no `resources.memory_mib` (0: unlimited).
+    pub default_memory_mib: u64,
+    /// CPUs of a container that sets no `resources.cpus` (0: unlimited).
+    pub default_cpus: f64,
 }
 
 impl Default for ContainerConfig {
     fn default() -> Self {
-        ContainerConfig { log_max_bytes: 10 << 20, log_keep: 3, max_import_bytes: 8 << 30, allowed_registries: vec![], host_paths: Default::default() }
+        ContainerConfig {
+            log_max_bytes: 10 << 20,
+            log_keep: 3,
+            max_import_bytes: 8 << 30,
+            allowed_registries: vec![],
+            host_paths: Default::default(),
+            default_pids: 1024,
+            default_memory_mib: 1024,
+            default_cpus: 0.0,
+        }
     }
 }
 
@@ -359,6 +374,10 @@ log_keep = 3
 max_import_bytes = 8589934592
 # Registries ("host" or "host:port") images may be pulled from; empty allows any.
 allowed_registries = []
+# Limits of a container that sets none of its own (0: unlimited).
+default_pids = 1024
+default_memory_mib = 1024
+default_cpus = 0.0
 
 # Host directories containers may mount, by name: tenants name one ("data"), never a path.
 [container.host_paths]

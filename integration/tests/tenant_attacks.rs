@@ -139,6 +139,15 @@ fn exec_is_confined_like_the_containers_main_process() {
     let r = d.call_as(&b, "POST", "/v1/containers", Some(json!({"name": "mine", "spec": {"image": "bb", "command": ["/bin/sleep", "600"]}})));
     assert!(r.status / 100 == 2, "{}", r.body);
     d.wait_for(60, "the container running", || (d.call_as(&b, "GET", "/v1/containers/mine", None).json()["status"]["phase"] == "Running").then_some(()));
+    // It set no limits, so it got the site's defaults: never `pids.max = max` by omission.
+    let id = r.json()["id"].as_str().expect("id").to_string();
+    let knob = |f: &str, v1: &str| {
+        std::fs::read_to_string(format!("/sys/fs/cgroup/{v1}/cloudlet/{id}/{f}")).or_else(|_| std::fs::read_to_string(format!("/sys/fs/cgroup/cloudlet/{id}/{f}"))).unwrap_or_default()
+    };
+    assert_eq!(knob("pids.max", "pids").trim(), "1024");
+    let mem = knob("memory.limit_in_bytes", "memory");
+    let mem = if mem.is_empty() { knob("memory.max", "memory") } else { mem };
+    assert_eq!(mem.trim(), (1024u64 << 20).to_string());
     let exec = |cmd: &str| {
         let r = d.call_as(&b, "POST", "/v1/containers/mine/exec", Some(json!({"command": ["/bin/sh", "-c", cmd]})));
         assert_eq!(r.status, 200, "{}", r.body);

@@ -170,6 +170,23 @@ fn last_lines(bytes: &[u8], tail: Option<usize>) -> &[u8] {
     bytes
 }
 
+/// The most of a console log one request reads from the end of the file, in bytes.
+const CONSOLE_READ_BYTES: u64 = 2 << 20;
+
+/// The last `max` bytes of the file at `path` (empty when it cannot be read), and the offset
+/// after them.
+async fn read_tail_bytes(path: &std::path::Path, max: u64) -> (Vec<u8>, u64) {
+    let Ok(mut f) = tokio::fs::File::open(path).await else { return (Vec::new(), 0) };
+    let len = f.metadata().await.map(|m| m.len()).unwrap_or(0);
+    let start = len.saturating_sub(max);
+    let mut out = Vec::new();
+    if tokio::io::AsyncSeekExt::seek(&mut f, std::io::SeekFrom::Start(start)).await.is_ok() {
+        let _ = (&mut f).take(max).read_to_end(&mut out).await;
+    }
+    let end = start + out.len() as u64;
+    (out, end)
+}
+
 /// An instance's serial console log (`text/plain`, the bytes the guest wrote), optionally only
 /// the last `tail` lines, or followed live until the worker ends.
 #[utoipa::path(get, path = "/v1/instances/{id}/console", tag = "instances", params(("id" = String, Path, description = "id or name"), ConsoleQuery),
@@ -178,7 +195,8 @@ pub async fn instance_console(State(app): State<AppState>, Auth(p): Auth, Path(i
     let pc = project(&app, &p, Role::Member, q.project.as_deref()).await?;
     let (iid, l) = app.site.run(move |s| s.instance_dir(&pc, &id)).await?;
     let path = l.console_log();
-    let all = tokio::fs::read(&path).await.unwrap_or_default();
+    // Only the log's last bytes are read (it is up to 16 MiB per run, plus the rotated one).
+    let (all, end) = read_tail_bytes(&path, CONSOLE_READ_BYTES).await;
     let first = last_lines(&all, q.tail).to_vec();
     let headers = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
     if !q.follow {
@@ -186,7 +204,7 @@ pub async fn instance_console(State(app): State<AppState>, Auth(p): Auth, Path(i
     }
     let site = app.site.clone();
     let mut shutdown = app.shutdown.clone();
-    let mut offset = all.len() as u64;
+    let mut offset = end;
     let stream = async_stream::stream! {
         yield Ok::<_, std::io::Error>(first);
         loop {

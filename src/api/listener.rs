@@ -219,7 +219,7 @@ mod tests {
         assert!(err.to_string().contains("paused"), "{err}");
     }
 
-    #[tokio::test(start_paused = false)]
+    #[tokio::test]
     async fn a_trickled_head_is_cut_off_and_a_whole_request_is_answered() {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();

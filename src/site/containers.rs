@@ -68,6 +68,17 @@ pub struct ContainerResources {
     pub pids: Option<i64>,
 }
 
+/// The limits a container runs with: its own, else the site's defaults (`[container]
+/// default_pids`, `default_memory_mib`, `default_cpus`; 0 leaves that one unlimited), so that no
+/// tenant's container runs with `pids.max = max` by omission.
+pub fn effective_limits(r: &ContainerResources, c: &crate::config::ContainerConfig) -> Limits {
+    Limits {
+        cpus: r.cpus.or((c.default_cpus > 0.0).then_some(c.default_cpus)),
+        memory_bytes: r.memory_mib.or((c.default_memory_mib > 0).then_some(c.default_memory_mib)).map(|m| m << 20),
+        pids: r.pids.or((c.default_pids > 0).then_some(c.default_pids)),
+    }
+}
+
 /// A mount of a volume of the project, or of a named host path (`[container.host_paths]` in the
 /// site config) that a site admin granted to the project (`spec.host_paths` of the project,
 /// `ro` or `rw`): exactly one of `volume` and `host_path`.
@@ -577,7 +588,7 @@ fn start(site: &Site, row: &ResourceRow, spec: &ContainerSpec, l: &Layout, resta
         hostname: row.name.clone(),
         netns,
         read_only_rootfs: spec.read_only_rootfs,
-        limits: Limits { cpus: spec.resources.cpus, memory_bytes: spec.resources.memory_mib.map(|m| m << 20), pids: spec.resources.pids },
+        limits: effective_limits(&spec.resources, &site.config().container),
         mounts,
         etc_dir: Some(l.dir.join("etc")),
         address,

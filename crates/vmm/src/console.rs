@@ -17,17 +17,23 @@ pub const COM1: u64 = 0x3f8;
 /// COM1's IRQ (ISA IRQ 4, the same GSI on the IOAPIC).
 pub const COM1_GSI: u32 = 4;
 
-/// Where console output goes: the log (appended), stdout when echoing, and attached clients
-/// (a client whose write fails is dropped).
+/// The most one run of a worker appends to its console log, in bytes. Past it the log gets a
+/// marker line and nothing more (live clients still get every byte): a guest that floods its
+/// serial port cannot fill the host's disk. The daemon rotates the log at the next start.
+pub const LOG_LIMIT_BYTES: u64 = 16 << 20;
+
+/// Where console output goes: the log (appended, at most [`LOG_LIMIT_BYTES`] per run), stdout
+/// when echoing, and attached clients (a client whose write fails is dropped).
 pub struct Hub {
     log: Option<File>,
+    logged: u64,
     echo: bool,
     clients: Vec<UnixStream>,
 }
 
 impl Hub {
     pub fn new(log: Option<File>, echo: bool) -> Arc<Mutex<Hub>> {
-        Arc::new(Mutex::new(Hub { log, echo, clients: Vec::new() }))
+        Arc::new(Mutex::new(Hub { log, logged: 0, echo, clients: Vec::new() }))
     }
 
     /// Attach a client: it gets every byte the guest writes from now on.
@@ -36,10 +42,18 @@ impl Hub {
     }
 
     fn put(&mut self, buf: &[u8]) {
-        if let Some(f) = self.log.as_mut()
-            && let Err(e) = f.write_all(buf)
-        {
-            tracing::warn!(error = %e, "writing the console log");
+        if let Some(f) = self.log.as_mut() {
+            let room = LOG_LIMIT_BYTES.saturating_sub(self.logged);
+            let take = buf.len().min(room as usize);
+            let mut r = f.write_all(&buf[..take]);
+            self.logged += take as u64;
+            if take < buf.len() {
+                r = r.and_then(|_| f.write_all(b"\n[cloudlet: console log limit reached; attach to the console for live output]\n"));
+                self.log = None;
+            }
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "writing the console log");
+            }
         }
         if self.echo {
             let mut o = std::io::stdout();
@@ -106,6 +120,37 @@ impl BusDevice for SerialPort {
 mod tests {
     use super::*;
     use std::io::Read;
+
+    #[test]
+    fn the_log_stops_at_its_limit_and_clients_still_get_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("console.log");
+        let hub = Hub::new(Some(File::create(&log).unwrap()), false);
+        let (mine, theirs) = UnixStream::pair().unwrap();
+        hub.lock().unwrap().attach(mine);
+        let reader = std::thread::spawn(move || {
+            let mut n = 0u64;
+            let mut buf = vec![0u8; 1 << 16];
+            let mut theirs = theirs;
+            while let Ok(k) = theirs.read(&mut buf) {
+                if k == 0 {
+                    break;
+                }
+                n += k as u64;
+            }
+            n
+        });
+        let chunk = vec![b'x'; 1 << 20];
+        for _ in 0..(LOG_LIMIT_BYTES >> 20) + 2 {
+            hub.lock().unwrap().put(&chunk);
+        }
+        let total = ((LOG_LIMIT_BYTES >> 20) + 2) << 20;
+        drop(hub);
+        assert_eq!(reader.join().unwrap(), total, "the client got every byte");
+        let len = std::fs::metadata(&log).unwrap().len();
+        assert!(len > LOG_LIMIT_BYTES && len < LOG_LIMIT_BYTES + 200, "{len}");
+        assert!(String::from_utf8_lossy(&std::fs::read(&log).unwrap()[LOG_LIMIT_BYTES as usize..]).contains("limit reached"));
+    }
 
     #[test]
     fn output_reaches_the_log_and_attached_clients_and_input_reaches_the_fifo() {
