@@ -110,16 +110,7 @@ impl Ingest {
 
     /// As [`BlobStore::put`], pinning the blob as it becomes visible.
     pub fn put(&self, r: &mut impl Read, expected: Option<&Digest>, max_bytes: u64) -> Result<(Digest, u64), ImageError> {
-        let mut w = self.writer(max_bytes)?;
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let k = r.read(&mut buf).map_err(io("reading a blob"))?;
-            if k == 0 {
-                break;
-            }
-            w.write(&buf[..k])?;
-        }
-        w.commit(expected)
+        fill(self.writer(max_bytes)?, r, expected)
     }
 
     /// As [`BlobStore::writer`]; the blob is pinned by this ingest when it commits.
@@ -205,16 +196,7 @@ impl BlobStore {
     /// ([`ImageError::DigestMismatch`]) and nothing becomes visible. At most `max_bytes` are
     /// read ([`ImageError::TooLarge`] beyond). Returns the digest and size.
     pub fn put(&self, r: &mut impl Read, expected: Option<&Digest>, max_bytes: u64) -> Result<(Digest, u64), ImageError> {
-        let mut w = self.writer(max_bytes)?;
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let k = r.read(&mut buf).map_err(io("reading a blob"))?;
-            if k == 0 {
-                break;
-            }
-            w.write(&buf[..k])?;
-        }
-        w.commit(expected)
+        fill(self.writer(max_bytes)?, r, expected)
     }
 
     /// Start writing a blob chunk by chunk (for sources that are not a [`Read`], such as a
@@ -284,6 +266,19 @@ impl Drop for Collection<'_> {
     fn drop(&mut self) {
         lock(&self.store.pins).seen = None;
     }
+}
+
+/// Stream `r` into `w` and commit it against `expected`.
+fn fill(mut w: BlobWriter, r: &mut impl Read, expected: Option<&Digest>) -> Result<(Digest, u64), ImageError> {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let k = r.read(&mut buf).map_err(io("reading a blob"))?;
+        if k == 0 {
+            break;
+        }
+        w.write(&buf[..k])?;
+    }
+    w.commit(expected)
 }
 
 /// A blob being written in chunks ([`BlobStore::writer`]): hashed as it is written, visible only
