@@ -92,11 +92,23 @@ pub fn import(store: &Ingest, dir: &Path, reference: Option<&str>) -> Result<Ima
     Ok(Image { manifest: manifest_digest, config, layers })
 }
 
-/// Unpack every layer of `image`, bottom first, onto `root`.
+/// Unpack every layer of `image`, bottom first, onto `root`. `limits` bound the whole image,
+/// not each layer: a decompression bomb split over many layers stops at the same total.
 pub fn unpack_image(store: &super::store::BlobStore, image: &Image, root: &Path, limits: Limits) -> Result<Stats, ImageError> {
+    unpack_layers(image.layers.iter().map(|(d, gzip)| (d.clone(), *gzip)), store, root, limits)
+}
+
+/// Unpack `layers` (digest, gzip), bottom first, onto `root`, within one budget `limits` for
+/// them all. Errors: [`ImageError::TooLarge`] naming the whole budget.
+pub fn unpack_layers(layers: impl IntoIterator<Item = (Digest, bool)>, store: &super::store::BlobStore, root: &Path, limits: Limits) -> Result<Stats, ImageError> {
     let mut total = Stats::default();
-    for (d, gzip) in &image.layers {
-        let s = unpack::unpack(store.open_blob(d)?, *gzip, root, limits)?;
+    for (d, gzip) in layers {
+        let left = Limits { max_bytes: limits.max_bytes - total.bytes, max_entries: limits.max_entries - total.entries, ..limits };
+        let s = unpack::unpack(store.open_blob(&d)?, gzip, root, left).map_err(|e| match e {
+            ImageError::TooLarge { limit } if limit == left.max_bytes => ImageError::TooLarge { limit: limits.max_bytes },
+            ImageError::TooLarge { limit } if limit == left.max_entries => ImageError::TooLarge { limit: limits.max_entries },
+            other => other,
+        })?;
         total.entries += s.entries;
         total.bytes += s.bytes;
         total.whiteouts += s.whiteouts;

@@ -148,6 +148,19 @@ fn decompression_bombs_stop_at_the_limits() {
     let many = layer(|b| (0..20).for_each(|i| entry(b, &format!("f{i}"), Regular, b"", None)));
     let err = unpack(&many[..], false, root.path(), Limits { max_bytes: 1000, max_entries: 10, special_files: true }).unwrap_err();
     assert!(matches!(err, ImageError::TooLarge { limit: 10 }), "{err}");
+    // The budget is the image's, not each layer's: three layers of 600 bytes under 1000 stop.
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = super::store::BlobStore::open(store_dir.path()).unwrap();
+    let layers: Vec<(super::store::Digest, bool)> = (0..3)
+        .map(|i| {
+            let l = gz(&layer(|b| entry(b, &format!("part{i}"), Regular, &[7u8; 600], None)));
+            (store.put(&mut &l[..], None, 1 << 20).unwrap().0, true)
+        })
+        .collect();
+    let err = super::layout::unpack_layers(layers.clone(), &store, tempfile::tempdir().unwrap().path(), Limits { max_bytes: 1000, max_entries: 10, special_files: true }).unwrap_err();
+    assert!(matches!(err, ImageError::TooLarge { limit: 1000 }), "{err}");
+    let ok = super::layout::unpack_layers(layers, &store, tempfile::tempdir().unwrap().path(), Limits { max_bytes: 1800, max_entries: 10, special_files: true }).unwrap();
+    assert_eq!(ok.bytes, 1800);
 }
 
 /// Write `data` as a blob of the layout at `dir`; its descriptor JSON.

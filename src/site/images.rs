@@ -197,10 +197,9 @@ impl Site {
         let tmp = self.images_dir().join("rootfs").join(format!(".tmp-{}", ulid::Ulid::new()));
         std::fs::create_dir_all(&tmp).map_err(|e| SiteError::Internal(format!("creating {}: {e}", tmp.display())))?;
         let store = self.blob_store()?;
-        let unpacked = layers.iter().try_for_each(|l| {
-            let d = Digest::parse(&l.digest)?;
-            unpack::unpack(store.open_blob(&d)?, l.gzip, &tmp, unpack::Limits::default()).map(|_| ())
-        });
+        // One budget for the whole image (every layer together).
+        let parsed: Result<Vec<(Digest, bool)>, ImageError> = layers.iter().map(|l| Ok((Digest::parse(&l.digest)?, l.gzip))).collect();
+        let unpacked = parsed.and_then(|ls| crate::image::layout::unpack_layers(ls, store, &tmp, unpack::Limits::default()).map(|_| ()));
         if let Err(e) = unpacked {
             let _ = std::fs::remove_dir_all(&tmp);
             return Err(SiteError::Internal(format!("unpacking image {}: {e}", image.name)));

@@ -116,7 +116,8 @@ pub fn confined(program: &str, args: &[&str], fd: Option<&File>, fsize: u64) -> 
 
 /// Check and repair the ext4 filesystem in `file` in a confined `e2fsck -f -y` (see
 /// [`confined`]). The file is handed over as descriptor 3 and owned by [`CHECK_UID`] for the
-/// duration (its owner and mode are restored after, whatever the outcome). The file must not be
+/// duration; after, whatever the outcome, it belongs to the daemon's own uid and gid again with
+/// its mode (so a check cut short by a crash is undone by the next one). The file must not be
 /// in use. Errors: [`StorageError::Tool`] when the filesystem has errors left (exit code 4 or
 /// more) or the tool cannot run; [`StorageError::Io`] for the host's file steps.
 pub fn check_confined(file: &Path) -> Result<CheckOutcome, StorageError> {
@@ -125,7 +126,8 @@ pub fn check_confined(file: &Path) -> Result<CheckOutcome, StorageError> {
     // e2fsck reopens `/proc/self/fd/3`; that open checks the file's own permissions.
     std::os::unix::fs::fchown(&f, Some(CHECK_UID), Some(CHECK_UID)).map_err(io("handing the volume to the check"))?;
     let out = confined("e2fsck", &["-f", "-y", "/proc/self/fd/3"], Some(&f), meta.len()).output();
-    let restored = std::os::unix::fs::fchown(&f, Some(meta.uid()), Some(meta.gid()))
+    let (uid, gid) = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
+    let restored = std::os::unix::fs::fchown(&f, Some(uid), Some(gid))
         .and_then(|_| std::fs::set_permissions(file, std::os::unix::fs::PermissionsExt::from_mode(meta.mode() & 0o7777)))
         .map_err(io("taking the volume back from the check"));
     let out = out.map_err(|e| StorageError::Tool { tool: "e2fsck".into(), message: e.to_string() })?;
@@ -189,6 +191,8 @@ mod tests {
         File::create(&good).unwrap().set_len(16 << 20).unwrap();
         super::super::run("mkfs.ext4", &[std::ffi::OsStr::new("-q"), good.as_os_str()]).unwrap();
         std::fs::set_permissions(&good, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        // As a crash in an earlier check would have left it.
+        std::os::unix::fs::chown(&good, Some(CHECK_UID), Some(CHECK_UID)).unwrap();
         let ok = check_confined(&good).unwrap();
         assert_eq!(ok.code, 0, "{ok:?}");
         let m = std::fs::metadata(&good).unwrap();
