@@ -161,7 +161,8 @@ fn exec_is_confined_like_the_containers_main_process() {
     let esc = exec("unshare -r -n -m /bin/sh -c 'mount -t tmpfs none /mnt && echo MOUNTED'; echo rc=$?");
     let out = esc["stdout"].as_str().unwrap_or_default();
     assert!(!out.contains("MOUNTED") && !out.contains("rc=0"), "{esc}");
-    std::thread::sleep(Duration::from_millis(10));
+    // Refused by the kernel, not missing: busybox's unshare ran and reported the refusal.
+    assert!(esc["stderr"].as_str().unwrap_or_default().contains("unshare"), "{esc}");
     assert!(!d.log().contains("panicked"));
 }
 
@@ -191,14 +192,13 @@ fn half_sent_requests_are_cut_off_on_every_listener() {
     let (api, s3, gw) = (addr("http.addr"), addr("s3.addr"), addr("gateway.addr"));
     let limit = Duration::from_secs(90);
     let mut waits = Vec::new();
-    for (what, a) in [("api", api.clone()), ("s3", s3.clone()), ("gateway", gw.clone())] {
+    for (what, a) in [("api", api.clone()), ("s3", s3), ("gateway", gw)] {
         waits.push(std::thread::spawn(move || (what, "head", closed_after(&a, b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow:", limit))));
     }
-    // A body that stops half way: a login (no credentials needed) and an S3 PUT.
+    // A body that stops half way: a login (read before any credential check). No S3 case: s3s
+    // refuses an unsigned PUT before it reads the body, so it could not show the timeout.
     let login = format!("POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"username\":");
     waits.push(std::thread::spawn(move || ("api", "body", closed_after(&api, login.as_bytes(), limit))));
-    let put = "PUT /bucket/key HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nhalf".to_string();
-    waits.push(std::thread::spawn(move || ("s3", "body", closed_after(&s3, put.as_bytes(), limit))));
     for w in waits {
         let (what, part, closed) = w.join().expect("join");
         assert!(closed.is_some(), "{what}: a half-sent {part} kept the connection open past {limit:?}");
@@ -215,15 +215,7 @@ fn s3_bounds_signature_freshness_and_refuses_anonymous_upload_listing() {
     let r = d.call("POST", "/v1/buckets", Some(json!({"name": "cams", "spec": {"policy": "public-read"}})));
     assert_eq!(r.status, 201, "{}", r.body);
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-    let get = |path: &str, auth: Option<&str>| {
-        let mut rq = agent.get(&format!("http://{s3}{path}"));
-        if let Some(a) = auth {
-            rq = rq.header("authorization", a);
-        }
-        let mut resp = rq.call().expect("s3 answers");
-        (resp.status().as_u16(), resp.body_mut().read_to_string().unwrap_or_default())
-    };
-    let get_with = |path: &str, headers: &[(&str, &str)]| {
+    let get = |path: &str, headers: &[(&str, &str)]| {
         let mut rq = agent.get(&format!("http://{s3}{path}"));
         for (k, v) in headers {
             rq = rq.header(*k, *v);
@@ -232,19 +224,19 @@ fn s3_bounds_signature_freshness_and_refuses_anonymous_upload_listing() {
         (resp.status().as_u16(), resp.body_mut().read_to_string().unwrap_or_default())
     };
     // Public-read: anyone lists the finished objects, nobody anonymous sees uploads in progress.
-    assert_eq!(get("/cams?list-type=2", None).0, 200);
-    let (status, body) = get("/cams?uploads", None);
+    assert_eq!(get("/cams?list-type=2", &[]).0, 200);
+    let (status, body) = get("/cams?uploads", &[]);
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("AccessDenied"), "{body}");
     // Signature Version 2 only within AWS's bounds: a 2001 date, or a presigned URL to 2100.
-    let (status, body) = get_with("/cams/k", &[("authorization", "AWS AKIAEXAMPLE:c2lnbmF0dXJl"), ("date", "Mon, 01 Jan 2001 00:00:00 GMT")]);
+    let (status, body) = get("/cams/k", &[("authorization", "AWS AKIAEXAMPLE:c2lnbmF0dXJl"), ("date", "Mon, 01 Jan 2001 00:00:00 GMT")]);
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("RequestTimeTooSkewed"), "{body}");
-    let (status, body) = get("/cams/k?AWSAccessKeyId=AKIAEXAMPLE&Expires=4102444800&Signature=x", None);
+    let (status, body) = get("/cams/k?AWSAccessKeyId=AKIAEXAMPLE&Expires=4102444800&Signature=x", &[]);
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("AuthorizationQueryParametersError"), "{body}");
     // A presigned Version 4 URL may live 7 days at most, as on AWS.
-    let (status, body) = get("/cams/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAEXAMPLE%2F20260101%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20260101T000000Z&X-Amz-Expires=2592000&X-Amz-SignedHeaders=host&X-Amz-Signature=00", None);
+    let (status, body) = get("/cams/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAEXAMPLE%2F20260101%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20260101T000000Z&X-Amz-Expires=2592000&X-Amz-SignedHeaders=host&X-Amz-Signature=00", &[]);
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("AuthorizationQueryParametersError"), "{body}");
 }
