@@ -16,6 +16,10 @@ stage() {
 stage "install dependencies" bash packaging/install-deps.sh || true
 if ((${#failed[@]})); then echo "cannot continue without dependencies"; exit 1; fi
 stage "build console" bash -c 'cd web-ui && npm run build --silent'
+# The fast, unprivileged gate first: a formatting, lint or dependency-policy failure ends the run
+# in minutes, before the long stages.
+stage "lint gate (fmt, clippy, deny)" bash integration/lint.sh
+if ((${#failed[@]})); then echo "FAILED stages: ${failed[*]}"; exit 1; fi
 stage "build" cargo build --release --locked
 stage "build example functions" bash images/functions/build.sh
 stage "openapi valid" bash -c '"$CLOUDLET_BIN" openapi > "$(dirname "$CLOUDLET_BIN")/openapi.json" &&

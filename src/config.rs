@@ -432,8 +432,7 @@ impl Config {
         let path = path.map(Path::to_path_buf).or_else(|| Some(PathBuf::from(DEFAULT_PATH)).filter(|p| p.exists()));
         let mut cfg = match path {
             Some(p) => {
-                let text = std::fs::read_to_string(&p)
-                    .map_err(|source| ConfigError::Read { path: p.display().to_string(), source })?;
+                let text = std::fs::read_to_string(&p).map_err(|source| ConfigError::Read { path: p.display().to_string(), source })?;
                 Config::parse(&p.display().to_string(), &text)?
             }
             None => Config::default(),
@@ -465,7 +464,9 @@ impl Config {
     /// The egress policy of `[egress]`. Errors: a rule that does not parse (naming its key).
     pub fn egress_policy(&self) -> Result<crate::net::egress::EgressPolicy, ConfigError> {
         crate::net::egress::EgressPolicy::new(&self.egress.allow_cidrs, &self.egress.deny_cidrs).map_err(|e| match e {
-            crate::net::egress::EgressError::BadRule { key, rule, message } => ConfigError::Invalid { key: format!("egress.{key}"), message: format!("{rule:?}: {message}") },
+            crate::net::egress::EgressError::BadRule { key, rule, message } => {
+                ConfigError::Invalid { key: format!("egress.{key}"), message: format!("{rule:?}: {message}") }
+            }
             e => ConfigError::Invalid { key: "egress".into(), message: e.to_string() },
         })
     }
@@ -493,10 +494,8 @@ impl Config {
             self.api.socket = v;
         }
         if let Some(v) = get("CLOUDLET_MAX_BODY_BYTES") {
-            self.api.max_body_bytes = v.parse().map_err(|_| ConfigError::Env {
-                var: "CLOUDLET_MAX_BODY_BYTES".into(),
-                message: format!("{v:?} is not a byte count"),
-            })?;
+            self.api.max_body_bytes =
+                v.parse().map_err(|_| ConfigError::Env { var: "CLOUDLET_MAX_BODY_BYTES".into(), message: format!("{v:?} is not a byte count") })?;
         }
         if let Some(v) = get("CLOUDLET_METRICS_PUBLIC") {
             self.api.metrics_public = bool_of("CLOUDLET_METRICS_PUBLIC", v)?;

@@ -6,11 +6,11 @@
 pub mod api;
 pub mod cli;
 pub mod config;
-pub mod console;
 pub mod container;
 pub mod daemon;
 pub mod function;
 pub mod image;
+mod layers;
 pub mod net;
 pub mod node;
 pub mod object;

@@ -73,10 +73,7 @@ fn router(eips: usize, rules: usize, members: usize, ifname: &str) -> VpcRouter 
         security_groups: vec!["sg-crowd".into()],
     }));
     let mut eip_list = vec![EipMapping { public: Ipv4Addr::new(203, 0, 113, 1), private: Ipv4Addr::new(10, 0, 1, 4) }];
-    eip_list.extend((1..eips).map(|i| EipMapping {
-        public: Ipv4Addr::from(0xc633_0000u32 + i as u32),
-        private: Ipv4Addr::from(0x0a02_0000u32 + i as u32),
-    }));
+    eip_list.extend((1..eips).map(|i| EipMapping { public: Ipv4Addr::from(0xc633_0000u32 + i as u32), private: Ipv4Addr::from(0x0a02_0000u32 + i as u32) }));
     VpcRouter {
         uplink: "clrbench0000000".into(),
         security_groups: vec![

@@ -4,7 +4,7 @@
 Both are durable control-plane stores with an HTTP API that fsync every write (cloudlet: SQLite WAL
 with synchronous=FULL; etcd: its WAL). For each we measure, from a second process:
 
-  - idle RSS after start-up, and RSS with 10,000 stored resources;
+  - idle RSS and PSS 8 s after the start (fresh data dir), and RSS with 10,000 stored resources;
   - create latency (one sequential keep-alive client, 10,000 creates, p50/p99);
   - GET one item (wrk, 2 threads, 10 connections, 10 s, p50/p99, requests/s);
   - list all 10,000 items (wrk, 1 thread, 1 connection, 10 s, p50/p99).
@@ -30,6 +30,18 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 BIN = os.environ.get("CLOUDLET_BIN", os.path.join(ROOT, "target/release/cloudlet"))
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
 WRK_SECS = int(os.environ.get("WRK_SECS", "10"))
+
+
+def idle_mem_mib(pid, started):
+    """RSS and PSS (MiB, from /proc/PID/smaps_rollup) once `started` is 8 s in the past."""
+    time.sleep(max(0.0, started + 8 - time.time()))
+    got = {}
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("Rss", "Pss"):
+                got[k] = int(v.split()[0]) / 1024
+    return got.get("Rss", 0.0), got.get("Pss", 0.0)
 
 
 def rss_mib(pid):
@@ -100,6 +112,7 @@ def run_cloudlet(tmp):
     data = os.path.join(tmp, "cloudlet")
     os.makedirs(data)
     log = open(os.path.join(tmp, "cloudlet.log"), "w")
+    started = time.time()
     proc = subprocess.Popen([BIN, "serve", "--data-dir", data, "--http", "127.0.0.1:0"], stdout=log, stderr=log)
     deadline = time.time() + 60
     while not os.path.exists(os.path.join(data, "http.addr")):
@@ -111,8 +124,8 @@ def run_cloudlet(tmp):
     wait_http(host, port, "/readyz")
     token = open(os.path.join(data, "admin.token")).read().strip()
     auth = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-    time.sleep(3)
-    r = {"idle_rss_mib": rss_mib(proc.pid)}
+    rss, pss = idle_mem_mib(proc.pid, started)
+    r = {"idle_rss_mib": rss, "idle_pss_mib": pss}
     conn = http.client.HTTPConnection(host, port)
     lat = []
     for i in range(N):
@@ -152,14 +165,15 @@ def run_etcd(tmp, sample):
     port, peer = free_port(), free_port()
     url = f"http://127.0.0.1:{port}"
     log = open(os.path.join(tmp, "etcd.log"), "w")
+    started = time.time()
     proc = subprocess.Popen(
         ["etcd", "--data-dir", data, "--listen-client-urls", url, "--advertise-client-urls", url,
          "--listen-peer-urls", f"http://127.0.0.1:{peer}", "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
          "--initial-cluster", f"default=http://127.0.0.1:{peer}", "--name", "default"],
         stdout=log, stderr=log)
     wait_http("127.0.0.1", port, "/health")
-    time.sleep(3)
-    r = {"idle_rss_mib": rss_mib(proc.pid)}
+    rss, pss = idle_mem_mib(proc.pid, started)
+    r = {"idle_rss_mib": rss, "idle_pss_mib": pss}
     conn = http.client.HTTPConnection("127.0.0.1", port)
     lat = []
     for i in range(N):
@@ -195,7 +209,8 @@ def main():
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     rows = [
-        ("idle RSS (MiB)", c["idle_rss_mib"], e["idle_rss_mib"]),
+        ("idle RSS, 8 s after start (MiB)", c["idle_rss_mib"], e["idle_rss_mib"]),
+        ("idle PSS, 8 s after start (MiB)", c["idle_pss_mib"], e["idle_pss_mib"]),
         (f"RSS with {N} resources (MiB)", c["rss_loaded_mib"], e["rss_loaded_mib"]),
         ("create p50 (ms)", c["create_p50_ms"], e["create_p50_ms"]),
         ("create p99 (ms)", c["create_p99_ms"], e["create_p99_ms"]),

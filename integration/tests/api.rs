@@ -1,7 +1,7 @@
 //! API behaviour of the real daemon: errors, resources, auth, tenancy, audit, metrics, OpenAPI,
 //! and recovery across restarts.
 
-mod common;
+use crate::common;
 
 use common::Daemon;
 use serde_json::{Value, json};
@@ -46,7 +46,15 @@ fn bad_requests_get_documented_json_errors_and_the_daemon_stays_up() {
         case("missing name", "POST", "/v1/projects", Some("{}"), 422, "invalid_argument", Some("name")),
         case("name of wrong type", "POST", "/v1/projects", Some(r#"{"name":5}"#), 400, "bad_request", Some("name")),
         case("duplicate name", "POST", "/v1/projects", Some(r#"{"name":"default"}"#), 409, "already_exists", Some("name")),
-        case("quota for a site kind", "POST", "/v1/projects", Some(r#"{"name":"q","spec":{"quotas":{"nodes":1}}}"#), 422, "invalid_argument", Some("spec.quotas.nodes")),
+        case(
+            "quota for a site kind",
+            "POST",
+            "/v1/projects",
+            Some(r#"{"name":"q","spec":{"quotas":{"nodes":1}}}"#),
+            422,
+            "invalid_argument",
+            Some("spec.quotas.nodes"),
+        ),
         case("label value of wrong type", "POST", "/v1/projects", Some(r#"{"name":"l","labels":{"k":5}}"#), 400, "bad_request", Some("labels.k")),
         case("bad label key", "POST", "/v1/projects", Some(r#"{"name":"l","labels":{"bad key":"v"}}"#), 422, "invalid_argument", Some("labels.bad key")),
         case("name that is another kind's id", "GET", &format!("/v1/projects/{tok_id}"), None, 400, "invalid_id", Some("id")),
@@ -57,9 +65,33 @@ fn bad_requests_get_documented_json_errors_and_the_daemon_stays_up() {
         case("unknown route", "GET", "/v1/nope", None, 404, "not_found", None),
         case("unknown role", "POST", "/v1/tokens", Some(r#"{"name":"t","spec":{"role":"root"}}"#), 422, "invalid_argument", Some("spec.role")),
         case("token without spec", "POST", "/v1/tokens", Some(r#"{"name":"t"}"#), 422, "invalid_argument", Some("spec")),
-        case("expiry in the past", "POST", "/v1/tokens", Some(r#"{"name":"t","spec":{"role":"member","expires_at":"2001-01-01T00:00:00Z"}}"#), 422, "invalid_argument", Some("spec.expires_at")),
-        case("expiry not a time", "POST", "/v1/tokens", Some(r#"{"name":"t","spec":{"role":"member","expires_at":"soon"}}"#), 400, "bad_request", Some("spec.expires_at")),
-        case("short password", "POST", "/v1/users", Some(r#"{"name":"u","spec":{"role":"member","password":"short"}}"#), 422, "invalid_argument", Some("spec.password")),
+        case(
+            "expiry in the past",
+            "POST",
+            "/v1/tokens",
+            Some(r#"{"name":"t","spec":{"role":"member","expires_at":"2001-01-01T00:00:00Z"}}"#),
+            422,
+            "invalid_argument",
+            Some("spec.expires_at"),
+        ),
+        case(
+            "expiry not a time",
+            "POST",
+            "/v1/tokens",
+            Some(r#"{"name":"t","spec":{"role":"member","expires_at":"soon"}}"#),
+            400,
+            "bad_request",
+            Some("spec.expires_at"),
+        ),
+        case(
+            "short password",
+            "POST",
+            "/v1/users",
+            Some(r#"{"name":"u","spec":{"role":"member","password":"short"}}"#),
+            422,
+            "invalid_argument",
+            Some("spec.password"),
+        ),
         case("limit zero", "GET", "/v1/projects?limit=0", None, 422, "invalid_argument", Some("limit")),
         case("limit not a number", "GET", "/v1/projects?limit=abc", None, 400, "bad_request", None),
         case("unknown query parameter", "GET", "/v1/projects?bogus=1", None, 400, "bad_request", None),
@@ -69,7 +101,15 @@ fn bad_requests_get_documented_json_errors_and_the_daemon_stays_up() {
         case("audit limit too high", "GET", "/v1/audit?limit=5000", None, 400, "bad_request", Some("limit")),
         case("empty username", "POST", "/v1/auth/login", Some(r#"{"username":"","password":"x"}"#), 422, "invalid_argument", Some("username")),
         case("wrong password", "POST", "/v1/auth/login", Some(r#"{"username":"admin","password":"wrong-password"}"#), 401, "unauthenticated", None),
-        case("node spec of wrong type", "PATCH", &format!("/v1/nodes/{node}"), Some(r#"{"spec":{"schedulable":"yes"}}"#), 422, "invalid_argument", Some("spec")),
+        case(
+            "node spec of wrong type",
+            "PATCH",
+            &format!("/v1/nodes/{node}"),
+            Some(r#"{"spec":{"schedulable":"yes"}}"#),
+            422,
+            "invalid_argument",
+            Some("spec"),
+        ),
     ];
     let mut c = case("stale If-Match", "PATCH", "/v1/projects/default", Some(r#"{"labels":{}}"#), 409, "conflict", None);
     c.headers.push(("if-match", "\"99\"".into()));
@@ -147,26 +187,30 @@ fn resources_have_generations_pages_labels_and_long_deletes() {
     assert_eq!(r.header("location"), Some(format!("/v1/projects/{id}").as_str()));
     // The reconciler makes the project Ready and creates its directory.
     let dir = d.dir.join("projects").join(&id);
-    d.wait_for(20, "project Ready", || {
-        (d.call("GET", "/v1/projects/acme", None).json()["status"]["phase"] == "Ready" && dir.is_dir()).then_some(())
-    });
+    d.wait_for(20, "project Ready", || (d.call("GET", "/v1/projects/acme", None).json()["status"]["phase"] == "Ready" && dir.is_dir()).then_some(()));
     let g = d.call("GET", &format!("/v1/projects/{id}"), None);
     assert_eq!(g.header("etag"), Some("\"1\""));
     // If-Match: current generation succeeds, then the old one is stale.
-    let u = d.raw("PATCH", "/v1/projects/acme", Some(br#"{"spec":{"description":"Acme Corp"}}"#), &[
-        ("authorization", &format!("Bearer {}", d.token)),
-        ("content-type", "application/json"),
-        ("if-match", "\"1\""),
-    ]).unwrap();
+    let u = d
+        .raw(
+            "PATCH",
+            "/v1/projects/acme",
+            Some(br#"{"spec":{"description":"Acme Corp"}}"#),
+            &[("authorization", &format!("Bearer {}", d.token)), ("content-type", "application/json"), ("if-match", "\"1\"")],
+        )
+        .unwrap();
     assert_eq!(u.status, 200, "{}", u.body);
     assert_eq!(u.json()["generation"], 2);
     assert_eq!(u.json()["spec"]["description"], "Acme Corp");
     assert_eq!(u.json()["labels"]["tier"], "gold");
-    let stale = d.raw("PATCH", "/v1/projects/acme", Some(br#"{"labels":{}}"#), &[
-        ("authorization", &format!("Bearer {}", d.token)),
-        ("content-type", "application/json"),
-        ("if-match", "\"1\""),
-    ]).unwrap();
+    let stale = d
+        .raw(
+            "PATCH",
+            "/v1/projects/acme",
+            Some(br#"{"labels":{}}"#),
+            &[("authorization", &format!("Bearer {}", d.token)), ("content-type", "application/json"), ("if-match", "\"1\"")],
+        )
+        .unwrap();
     assert_eq!(stale.status, 409);
     // Pagination and label filter.
     for n in 0..5 {
@@ -176,10 +220,8 @@ fn resources_have_generations_pages_labels_and_long_deletes() {
     assert_eq!(page1["items"].as_array().unwrap().len(), 3);
     let tok = page1["next_page_token"].as_str().unwrap();
     let page2 = d.call("GET", &format!("/v1/projects?limit=3&page_token={tok}"), None).json();
-    let all: Vec<String> = [&page1, &page2]
-        .iter()
-        .flat_map(|p| p["items"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap().to_string()))
-        .collect();
+    let all: Vec<String> =
+        [&page1, &page2].iter().flat_map(|p| p["items"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap().to_string())).collect();
     assert_eq!(all.len(), 6);
     let labelled = d.call("GET", "/v1/projects?label=batch=x", None).json();
     assert_eq!(labelled["items"].as_array().unwrap().len(), 5);
@@ -260,10 +302,9 @@ fn console_sessions_cookies_and_audit_without_secrets() {
     // Cookie writes must be JSON (CSRF guard).
     let form = d.raw("POST", "/v1/projects", Some(b"name=x"), &[("cookie", &cookie), ("content-type", "application/x-www-form-urlencoded")]).unwrap();
     assert_eq!(form.status, 403, "{}", form.body);
-    let ok = d.raw("POST", "/v1/tokens", Some(br#"{"name":"from-console","spec":{"role":"viewer"}}"#), &[
-        ("cookie", &cookie),
-        ("content-type", "application/json"),
-    ]).unwrap();
+    let ok = d
+        .raw("POST", "/v1/tokens", Some(br#"{"name":"from-console","spec":{"role":"viewer"}}"#), &[("cookie", &cookie), ("content-type", "application/json")])
+        .unwrap();
     assert_eq!(ok.status, 201, "{}", ok.body);
     let secret = ok.json()["secret"].as_str().unwrap().to_string();
     // The audit log has the write, with actor and target, and no secret anywhere.
@@ -320,9 +361,28 @@ fn health_metrics_node_heartbeat_and_openapi() {
     let doc = d.call("GET", "/v1/openapi.json", None).json();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     let paths = doc["paths"].as_object().unwrap();
-    for want in ["/v1/projects", "/v1/projects/{id}", "/v1/tokens", "/v1/tokens/{id}", "/v1/users", "/v1/users/{id}", "/v1/nodes",
-        "/v1/nodes/{id}", "/v1/operations", "/v1/operations/{id}", "/v1/events", "/v1/audit", "/v1/site", "/v1/auth/login",
-        "/v1/auth/logout", "/v1/auth/whoami", "/v1/openapi.json", "/healthz", "/readyz", "/metrics"] {
+    for want in [
+        "/v1/projects",
+        "/v1/projects/{id}",
+        "/v1/tokens",
+        "/v1/tokens/{id}",
+        "/v1/users",
+        "/v1/users/{id}",
+        "/v1/nodes",
+        "/v1/nodes/{id}",
+        "/v1/operations",
+        "/v1/operations/{id}",
+        "/v1/events",
+        "/v1/audit",
+        "/v1/site",
+        "/v1/auth/login",
+        "/v1/auth/logout",
+        "/v1/auth/whoami",
+        "/v1/openapi.json",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ] {
         assert!(paths.contains_key(want), "OpenAPI lacks {want}");
     }
     for (path, item) in paths {
@@ -380,11 +440,8 @@ fn reconcile_failures_are_reported_retried_with_back_off_and_recover() {
     });
     assert!(failed["message"].as_str().unwrap().contains("creating"), "{failed}");
     let m = d.call("GET", "/metrics", None).body;
-    let errors: f64 = m
-        .lines()
-        .find(|l| l.starts_with("cloudlet_reconcile_errors_total{kind=\"project\"}"))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0.0);
+    let errors: f64 =
+        m.lines().find(|l| l.starts_with("cloudlet_reconcile_errors_total{kind=\"project\"}")).and_then(|l| l.rsplit(' ').next()?.parse().ok()).unwrap_or(0.0);
     assert!(errors >= 1.0, "{m}");
     // Repair the host: the retry with back-off converges without any new request.
     std::fs::remove_file(&projects).unwrap();

@@ -2,7 +2,7 @@
 //! certificate, `--wait` on long actions, output formats, errors and exit codes, completions,
 //! `config default`, and `node check` with profiles.
 
-mod common;
+use crate::common;
 
 use common::{Daemon, cli};
 

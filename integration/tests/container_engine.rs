@@ -2,7 +2,7 @@
 //! imported and unpacked, run through the real shim and libcontainer: logs, exec, hardening,
 //! stop with a grace period, and removal that leaves no process, mount or cgroup.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -17,7 +17,8 @@ fn rootfs(tmp: &std::path::Path) -> PathBuf {
     let store = BlobStore::open(&tmp.join("blobs")).expect("store");
     let scratch = tmp.join("scratch");
     std::fs::create_dir_all(&scratch).expect("scratch");
-    let img = layout::import_archive(&store.ingest(), std::fs::File::open(archive.join("busybox-httpd.oci.tar")).expect("archive"), &scratch, None).expect("import");
+    let img =
+        layout::import_archive(&store.ingest(), std::fs::File::open(archive.join("busybox-httpd.oci.tar")).expect("archive"), &scratch, None).expect("import");
     let root = tmp.join("image-root");
     std::fs::create_dir_all(&root).expect("root");
     layout::unpack_image(&store, &img, &root, UnpackLimits::default()).expect("unpack");
@@ -66,7 +67,13 @@ fn a_container_runs_logs_execs_and_is_removed_without_leftovers() {
     let l = Layout::new(tmp.path(), &format!("ctr-engine{}", std::process::id()));
     let _guard = Guard(l.clone());
     let script = "echo started $GREETING; echo to-stderr >&2; cat /proc/self/status | grep -E '^(CapEff|NoNewPrivs|Seccomp|SigIgn):'; hostname; trap 'echo got-term; exit 3' TERM; while true; do sleep 0.1; done";
-    runtime::prepare(&l, &image, &config(&l, &["/bin/sh", "-c", script], Limits { cpus: Some(0.5), memory_bytes: Some(64 << 20), pids: Some(64) }), Duration::from_secs(10)).expect("prepare");
+    runtime::prepare(
+        &l,
+        &image,
+        &config(&l, &["/bin/sh", "-c", script], Limits { cpus: Some(0.5), memory_bytes: Some(64 << 20), pids: Some(64) }),
+        Duration::from_secs(10),
+    )
+    .expect("prepare");
     let rec = runtime::start(&common::bin(), &l, LOGS).expect("start");
     assert!(matches!(runtime::observe(&l), Observed::Running(_)));
     let lines = common::wait_secs(10, "log lines", || {
@@ -96,17 +103,33 @@ fn a_container_runs_logs_execs_and_is_removed_without_leftovers() {
     assert!(quota.trim() == "50000" || quota.starts_with("50000 100000"), "{quota}");
     // The PID limit holds: a shell that starts 80 background sleeps under a limit of 64 fails to
     // fork, and the cgroup never counts more than 64.
-    let forks = exec::run(&common::bin(), &l, &["/bin/sh".into(), "-c".into(), "for i in $(seq 80); do sleep 3 & done; echo all-forked".into()], &[], Duration::from_secs(20)).expect("exec");
+    let forks = exec::run(
+        &common::bin(),
+        &l,
+        &["/bin/sh".into(), "-c".into(), "for i in $(seq 80); do sleep 3 & done; echo all-forked".into()],
+        &[],
+        Duration::from_secs(20),
+    )
+    .expect("exec");
     assert!(!forks.stdout.contains("all-forked"), "{forks:?}");
     let pids = |f: &str| {
-        std::fs::read_to_string(format!("/sys/fs/cgroup/pids{}/{f}", l.cgroup())).or_else(|_| std::fs::read_to_string(format!("/sys/fs/cgroup{}/{f}", l.cgroup()))).expect("pids file")
+        std::fs::read_to_string(format!("/sys/fs/cgroup/pids{}/{f}", l.cgroup()))
+            .or_else(|_| std::fs::read_to_string(format!("/sys/fs/cgroup{}/{f}", l.cgroup())))
+            .expect("pids file")
     };
     assert_eq!(pids("pids.max").trim(), "64");
     let current: u32 = pids("pids.current").trim().parse().expect("pids.current");
     assert!(current <= 64, "{current}");
     std::thread::sleep(Duration::from_secs(4));
     // Exec runs inside (same hostname, same pid namespace), and the filter blocks mount(2).
-    let out = exec::run(&common::bin(), &l, &["/bin/sh".into(), "-c".into(), "hostname; echo $GREETING $EXTRA; ps | wc -l; mount -t tmpfs none /mnt; echo rc=$?".into()], &[("EXTRA".into(), "x".into())], Duration::from_secs(20)).expect("exec");
+    let out = exec::run(
+        &common::bin(),
+        &l,
+        &["/bin/sh".into(), "-c".into(), "hostname; echo $GREETING $EXTRA; ps | wc -l; mount -t tmpfs none /mnt; echo rc=$?".into()],
+        &[("EXTRA".into(), "x".into())],
+        Duration::from_secs(20),
+    )
+    .expect("exec");
     assert_eq!(out.exit_code, 0, "{out:?}");
     let so: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(so[0], "engine-test", "{out:?}");
@@ -164,7 +187,8 @@ fn a_process_past_its_memory_limit_is_oom_killed() {
     let _guard = Guard(l.clone());
     // Holding 200 MiB in a shell variable needs far more than the 32 MiB allowed.
     let hog = "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived ${#x}";
-    runtime::prepare(&l, &image, &config(&l, &["/bin/sh", "-c", hog], Limits { memory_bytes: Some(32 << 20), ..Default::default() }), Duration::from_secs(1)).expect("prepare");
+    runtime::prepare(&l, &image, &config(&l, &["/bin/sh", "-c", hog], Limits { memory_bytes: Some(32 << 20), ..Default::default() }), Duration::from_secs(1))
+        .expect("prepare");
     runtime::start(&common::bin(), &l, LOGS).expect("start");
     let exit = common::wait_secs(60, "the OOM kill", || match runtime::observe(&l) {
         Observed::Exited(e) => Some(e),

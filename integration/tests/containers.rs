@@ -5,7 +5,7 @@
 //! is simulated (every process, namespace, cgroup and mount gone: the containers whose policy
 //! says so come back with the same address).
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -74,7 +74,11 @@ fn pull_run_in_a_vpc_fetch_through_an_eip_logs_exec_stop_delete_and_recover() {
     // A VPC with a web subnet, a group open on 8080, an interface with an EIP.
     create(&d, "/v1/vpcs", json!({"name": "prod", "spec": {"cidr": "10.0.0.0/16"}}));
     create(&d, "/v1/subnets", json!({"name": "web", "spec": {"vpc": "prod", "cidr": "10.0.1.0/24"}}));
-    create(&d, "/v1/security-groups", json!({"name": "web", "spec": {"vpc": "prod", "ingress": [{"protocol": "tcp", "ports": "8080", "source_cidr": "0.0.0.0/0"}]}}));
+    create(
+        &d,
+        "/v1/security-groups",
+        json!({"name": "web", "spec": {"vpc": "prod", "ingress": [{"protocol": "tcp", "ports": "8080", "source_cidr": "0.0.0.0/0"}]}}),
+    );
     for n in ["web-1", "job-1"] {
         create(&d, "/v1/network-interfaces", json!({"name": n, "spec": {"subnet": "web", "security_groups": ["web"]}}));
     }
@@ -88,7 +92,8 @@ fn pull_run_in_a_vpc_fetch_through_an_eip_logs_exec_stop_delete_and_recover() {
         all.extend_from_slice(args);
         common::cli(&all, None)
     };
-    let (code, out, err) = cli(&["container", "run", "web", "--image", "httpd", "--eni", "web-1", "--restart", "always", "--memory", "64", "--cpus", "0.5", "-e", "MODE=test"]);
+    let (code, out, err) =
+        cli(&["container", "run", "web", "--image", "httpd", "--eni", "web-1", "--restart", "always", "--memory", "64", "--cpus", "0.5", "-e", "MODE=test"]);
     assert_eq!(code, 0, "{out}{err}");
     let st = wait_phase(&d, "web", "Running");
     assert_eq!(st["private_ip"], ip.as_str());
@@ -109,7 +114,15 @@ fn pull_run_in_a_vpc_fetch_through_an_eip_logs_exec_stop_delete_and_recover() {
     assert!(out.contains("198.51.100.2"), "{out}");
 
     // Exec: inside the container's namespaces, with its address and environment.
-    let (code, out, err) = cli(&["container", "exec", "web", "--", "/bin/sh", "-c", "hostname; echo $MODE; ip -4 addr show eth0 | grep -c inet; cat /proc/1/cmdline | tr '\\0' ' '"]);
+    let (code, out, err) = cli(&[
+        "container",
+        "exec",
+        "web",
+        "--",
+        "/bin/sh",
+        "-c",
+        "hostname; echo $MODE; ip -4 addr show eth0 | grep -c inet; cat /proc/1/cmdline | tr '\\0' ' '",
+    ]);
     assert_eq!(code, 0, "{out}{err}");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[..3], ["web", "test", "1"], "{out}");
@@ -236,8 +249,13 @@ fn host_paths_are_granted_per_project_and_read_only_unless_granted_otherwise() {
     let r = d.raw("POST", "/v1/images/import?name=bb", Some(&archive), &[("authorization", &auth), ("content-type", "application/x-tar")]).expect("connection");
     assert_eq!(r.status, 201, "{}", r.body);
     let run = |name: &str, host_path: &str, read_only: bool, cmd: &str| {
-        d.call_as(&b, "POST", "/v1/containers", Some(json!({"name": name, "spec": {"image": "bb", "command": ["/bin/sh", "-c", cmd],
-            "mounts": [{"host_path": host_path, "target": "/mnt", "read_only": read_only}]}})))
+        d.call_as(
+            &b,
+            "POST",
+            "/v1/containers",
+            Some(json!({"name": name, "spec": {"image": "bb", "command": ["/bin/sh", "-c", cmd],
+            "mounts": [{"host_path": host_path, "target": "/mnt", "read_only": read_only}]}})),
+        )
     };
     let check = |r: &common::Answer, status: u16, f: &str| {
         assert_eq!((r.status, field(r).as_str()), (status, f), "{}", r.body);

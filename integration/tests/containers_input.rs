@@ -2,7 +2,7 @@
 //! and hostile image archives write nothing outside the store; plus the limits and mounts a
 //! container really gets (an OOM kill reported in its status, a named host path).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;
@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 
 fn import(d: &Daemon, name: &str, bytes: &[u8]) -> common::Answer {
     let auth = format!("Bearer {}", d.token);
-    d.raw("POST", &format!("/v1/images/import?name={name}"), Some(bytes), &[("authorization", &auth), ("content-type", "application/x-tar")]).expect("connection")
+    d.raw("POST", &format!("/v1/images/import?name={name}"), Some(bytes), &[("authorization", &auth), ("content-type", "application/x-tar")])
+        .expect("connection")
 }
 
 /// A tar made by Python's tarfile with one hostile member (`kind`) next to a harmless one.
@@ -84,16 +85,22 @@ fn bad_input_is_refused_with_the_field_and_hostile_archives_write_nothing() {
         assert_eq!(r.status, 422, "{what}: {}", r.body);
     }
     assert_eq!(d.call("GET", "/v1/images", None).json()["items"], json!([]));
-    let leftovers: Vec<_> = std::fs::read_dir(d.dir.join("images")).expect("images").flatten().map(|e| e.file_name()).filter(|n| {
-        let n = n.to_string_lossy();
-        n.starts_with("upload-") || n.starts_with("scratch-")
-    }).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(d.dir.join("images"))
+        .expect("images")
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| {
+            let n = n.to_string_lossy();
+            n.starts_with("upload-") || n.starts_with("scratch-")
+        })
+        .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 
     // A docker save archive through the CLI.
     let archive = common::busybox_image().join("busybox-httpd.docker.tar");
     let remote = format!("http://{}", d.addr);
-    let (code, out, err) = common::cli(&["--remote", &remote, "--token", &d.token, "-o", "json", "image", "import", archive.to_str().expect("utf-8"), "--name", "bb"], None);
+    let (code, out, err) =
+        common::cli(&["--remote", &remote, "--token", &d.token, "-o", "json", "image", "import", archive.to_str().expect("utf-8"), "--name", "bb"], None);
     assert_eq!(code, 0, "{out}{err}");
     let img: Value = serde_json::from_str(&out).expect("json");
     assert_eq!(img["status"]["phase"], "Ready");
@@ -102,7 +109,8 @@ fn bad_input_is_refused_with_the_field_and_hostile_archives_write_nothing() {
     let layout = host.path().join("layout");
     std::fs::create_dir(&layout).expect("layout");
     common::run_ok(&["tar", "-xf", common::busybox_image().join("busybox-httpd.oci.tar").to_str().expect("utf-8"), "-C", layout.to_str().expect("utf-8")]);
-    let (code, out, err) = common::cli(&["--remote", &remote, "--token", &d.token, "-o", "json", "image", "import", layout.to_str().expect("utf-8"), "--name", "from-dir"], None);
+    let (code, out, err) =
+        common::cli(&["--remote", &remote, "--token", &d.token, "-o", "json", "image", "import", layout.to_str().expect("utf-8"), "--name", "from-dir"], None);
     assert_eq!(code, 0, "{out}{err}");
     let dir_img: Value = serde_json::from_str(&out).expect("json");
     let index: Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).expect("index.json")).expect("index");
@@ -116,7 +124,22 @@ fn bad_input_is_refused_with_the_field_and_hostile_archives_write_nothing() {
     let source = format!("{}/busybox-httpd:latest", reg.addr);
     let pull = |pw: &str| {
         let out = std::process::Command::new(common::bin())
-            .args(["--remote", &remote, "--token", &d.token, "-o", "json", "image", "pull", &source, "--insecure", "--username", "puller", "--name", if pw == "s3cret-pw" { "pulled" } else { "denied" }])
+            .args([
+                "--remote",
+                &remote,
+                "--token",
+                &d.token,
+                "-o",
+                "json",
+                "image",
+                "pull",
+                &source,
+                "--insecure",
+                "--username",
+                "puller",
+                "--name",
+                if pw == "s3cret-pw" { "pulled" } else { "denied" },
+            ])
             .env("CLOUDLET_REGISTRY_PASSWORD", pw)
             .output()
             .expect("cli");
@@ -169,8 +192,12 @@ fn bad_input_is_refused_with_the_field_and_hostile_archives_write_nothing() {
 
     // An OOM kill shows in the status; a named host path is mounted (read-write and read-only).
     let hog = "echo ok > /share/written; x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived";
-    let r = d.call("POST", "/v1/containers", Some(json!({"name": "hog", "spec": {"image": "bb", "command": ["/bin/sh", "-c", hog],
-        "resources": {"memory_mib": 32}, "mounts": [{"host_path": "share", "target": "/share"}]}})));
+    let r = d.call(
+        "POST",
+        "/v1/containers",
+        Some(json!({"name": "hog", "spec": {"image": "bb", "command": ["/bin/sh", "-c", hog],
+        "resources": {"memory_mib": 32}, "mounts": [{"host_path": "share", "target": "/share"}]}})),
+    );
     assert_eq!(r.status, 201, "{}", r.body);
     let st = d.wait_for(60, "the OOM kill", || {
         let s = d.call("GET", "/v1/containers/hog", None).json()["status"].clone();
@@ -179,8 +206,12 @@ fn bad_input_is_refused_with_the_field_and_hostile_archives_write_nothing() {
     assert_eq!(st["oom_killed"], true, "{st}");
     assert_eq!(st["exit_code"], 137, "{st}");
     assert_eq!(std::fs::read_to_string(share.join("written")).expect("written through the mount"), "ok\n");
-    let r = d.call("POST", "/v1/containers", Some(json!({"name": "ro", "spec": {"image": "bb", "command": ["/bin/sh", "-c", "echo x > /share/ro || echo refused; sleep 100"],
-        "mounts": [{"host_path": "share", "target": "/share", "read_only": true}], "read_only_rootfs": true}})));
+    let r = d.call(
+        "POST",
+        "/v1/containers",
+        Some(json!({"name": "ro", "spec": {"image": "bb", "command": ["/bin/sh", "-c", "echo x > /share/ro || echo refused; sleep 100"],
+        "mounts": [{"host_path": "share", "target": "/share", "read_only": true}], "read_only_rootfs": true}})),
+    );
     assert_eq!(r.status, 201, "{}", r.body);
     let out = d.wait_for(30, "the read-only write to fail", || {
         let b = d.call("GET", "/v1/containers/ro/logs", None).body;
@@ -199,8 +230,12 @@ fn bad_input_is_refused_with_the_field_and_hostile_archives_write_nothing() {
     assert_eq!(d.call("DELETE", "/v1/images/bb", None).status, 409, "in use");
 
     // The image's user by name, and on-failure restarts that stop at max_retries.
-    let r = d.call("POST", "/v1/containers", Some(json!({"name": "flaky", "spec": {"image": "bb", "user": "app",
-        "command": ["/bin/sh", "-c", "id -u; exit 3"], "restart_policy": "on-failure", "max_retries": 2}})));
+    let r = d.call(
+        "POST",
+        "/v1/containers",
+        Some(json!({"name": "flaky", "spec": {"image": "bb", "user": "app",
+        "command": ["/bin/sh", "-c", "id -u; exit 3"], "restart_policy": "on-failure", "max_retries": 2}})),
+    );
     assert_eq!(r.status, 201, "{}", r.body);
     let st = d.wait_for(60, "the retries to run out", || {
         let s = d.call("GET", "/v1/containers/flaky", None).json()["status"].clone();
@@ -212,7 +247,11 @@ fn bad_input_is_refused_with_the_field_and_hostile_archives_write_nothing() {
     // Changing the image gives the container a fresh writable layer on the new image's files.
     let r = import(&d, "bb2", &std::fs::read(common::busybox_image().join("busybox-httpd.oci.tar")).expect("archive"));
     assert_eq!(r.status, 201, "{}", r.body);
-    let r = d.call("POST", "/v1/containers", Some(json!({"name": "swap", "spec": {"image": "bb", "command": ["/bin/sleep", "100000"], "stop_timeout_seconds": 0}})));
+    let r = d.call(
+        "POST",
+        "/v1/containers",
+        Some(json!({"name": "swap", "spec": {"image": "bb", "command": ["/bin/sleep", "100000"], "stop_timeout_seconds": 0}})),
+    );
     assert_eq!(r.status, 201, "{}", r.body);
     d.wait_for(30, "swap running", || (status_of(&d, "swap") == "Running").then_some(()));
     let r = d.call("POST", "/v1/containers/swap/exec", Some(json!({"command": ["/bin/sh", "-c", "echo old > /marker"]})));
@@ -234,7 +273,13 @@ fn bad_input_is_refused_with_the_field_and_hostile_archives_write_nothing() {
     let other = r.json()["secret"].as_str().expect("secret").to_string();
     assert_eq!(d.call_as(&other, "GET", "/v1/containers", None).json()["items"], json!([]));
     assert_eq!(d.call_as(&other, "GET", "/v1/images", None).json()["items"], json!([]));
-    for (m, p) in [("GET", "/v1/containers/ro"), ("GET", "/v1/containers/ro/logs"), ("GET", "/v1/images/bb"), ("POST", "/v1/containers/ro/stop"), ("DELETE", "/v1/containers/ro")] {
+    for (m, p) in [
+        ("GET", "/v1/containers/ro"),
+        ("GET", "/v1/containers/ro/logs"),
+        ("GET", "/v1/images/bb"),
+        ("POST", "/v1/containers/ro/stop"),
+        ("DELETE", "/v1/containers/ro"),
+    ] {
         assert_eq!(d.call_as(&other, m, p, None).status, 404, "{m} {p}");
     }
     assert_eq!(d.call_as(&other, "POST", "/v1/containers/ro/exec", Some(json!({"command": ["true"]}))).status, 404);

@@ -1,7 +1,7 @@
 //! `kill -9` during a burst of writes: the database stays intact and every acknowledged write is
 //! present after a restart, with its event (no half-visible objects).
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,11 +23,8 @@ fn kill9_during_a_write_burst_loses_no_acknowledged_write() {
             .map(|w| {
                 let (stop, acked, addr, token) = (stop.clone(), acked.clone(), addr.clone(), token.clone());
                 std::thread::spawn(move || {
-                    let agent: ureq::Agent = ureq::Agent::config_builder()
-                        .http_status_as_error(false)
-                        .timeout_global(Some(Duration::from_secs(5)))
-                        .build()
-                        .into();
+                    let agent: ureq::Agent =
+                        ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(5))).build().into();
                     let mut i = 0;
                     while !stop.load(Ordering::SeqCst) {
                         let name = format!("r{round}-w{w}-{i}");

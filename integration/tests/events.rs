@@ -1,7 +1,7 @@
 //! The event stream: a client that disconnects and reconnects with `Last-Event-ID` receives every
 //! event exactly once, in order.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::sync::{Arc, Mutex};
@@ -20,15 +20,8 @@ struct Msg {
 
 /// Open a stream and read messages until `stop(msgs)` says so or `secs` pass.
 fn read_stream(d: &Daemon, last_id: Option<i64>, secs: u64, mut stop: impl FnMut(&[Msg]) -> bool) -> Vec<Msg> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(secs)))
-        .build()
-        .into();
-    let mut req = agent
-        .get(&d.url("/v1/events"))
-        .header("authorization", &format!("Bearer {}", d.token))
-        .header("accept", "text/event-stream");
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(secs))).build().into();
+    let mut req = agent.get(&d.url("/v1/events")).header("authorization", &format!("Bearer {}", d.token)).header("accept", "text/event-stream");
     if let Some(id) = last_id {
         req = req.header("last-event-id", &id.to_string());
     }
@@ -67,9 +60,7 @@ fn read_stream(d: &Daemon, last_id: Option<i64>, secs: u64, mut stop: impl FnMut
 
 /// A `created` event of one of the writer's tokens (`t0`..`t59`).
 fn is_test_token(m: &Msg) -> bool {
-    m.data["kind"] == "token"
-        && m.data["type"] == "created"
-        && m.data["name"].as_str().is_some_and(|n| n.starts_with('t') && n[1..].parse::<u32>().is_ok())
+    m.data["kind"] == "token" && m.data["type"] == "created" && m.data["name"].as_str().is_some_and(|n| n.starts_with('t') && n[1..].parse::<u32>().is_ok())
 }
 
 #[test]

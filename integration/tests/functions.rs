@@ -4,7 +4,7 @@
 //! 422 at deploy and an unknown route 404; after a restart the functions answer again from the
 //! artifact cache.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -46,7 +46,12 @@ fn call(url: &str, host: Option<&str>, body: Option<&str>) -> (u16, String, ureq
 #[test]
 fn functions_deploy_serve_fail_in_isolation_and_survive_a_restart() {
     let mut d = Daemon::start_with(&["--gateway", "127.0.0.1:0"]);
-    for (name, q) in [("hello", "name=hello&route=/hello"), ("echo", "name=echo&route=/echo"), ("config", "name=config&route=/config"), ("spin", "name=spin&route=/spin&timeout_ms=400&memory_mib=16&max_concurrency=1")] {
+    for (name, q) in [
+        ("hello", "name=hello&route=/hello"),
+        ("echo", "name=echo&route=/echo"),
+        ("config", "name=config&route=/config"),
+        ("spin", "name=spin&route=/spin&timeout_ms=400&memory_mib=16&max_concurrency=1"),
+    ] {
         let r = deploy(&d, q, &component(name));
         assert_eq!(r.status, 201, "{name}: {}", r.body);
     }
@@ -212,10 +217,18 @@ fn functions_logs_metrics_config_rollback_outbound_buckets_and_cli() {
     assert!(cli(&["function", "metrics", "echo"]).contains("2 ok, 0 errors"));
 
     // A test request through the API, as the console sends it.
-    let r = d.call("POST", "/v1/functions/echo/invoke?project=default", Some(serde_json::json!({"method": "PUT", "path": "/e/z?q=1", "body": "hi", "headers": {"x-test": "1"}})));
+    let r = d.call(
+        "POST",
+        "/v1/functions/echo/invoke?project=default",
+        Some(serde_json::json!({"method": "PUT", "path": "/e/z?q=1", "body": "hi", "headers": {"x-test": "1"}})),
+    );
     assert_eq!(r.status, 200, "{}", r.body);
     let v = r.json();
-    assert_eq!((v["status"].as_u64(), v["body"].as_str(), v["headers"]["x-echo-method"].as_str(), v["headers"]["x-echo-h-x-test"].as_str()), (Some(200), Some("hi"), Some("PUT"), Some("1")), "{v}");
+    assert_eq!(
+        (v["status"].as_u64(), v["body"].as_str(), v["headers"]["x-echo-method"].as_str(), v["headers"]["x-echo-h-x-test"].as_str()),
+        (Some(200), Some("hi"), Some("PUT"), Some("1")),
+        "{v}"
+    );
     let r = d.call("POST", "/v1/functions/echo/invoke?project=default", Some(serde_json::json!({"method": "BAD METHOD"})));
     assert_eq!((r.status, r.json()["error"]["field"].as_str()), (422, Some("method")), "{}", r.body);
     let r = d.call("POST", "/v1/functions/spin/invoke?project=default", Some(serde_json::json!({})));
@@ -229,7 +242,14 @@ fn functions_logs_metrics_config_rollback_outbound_buckets_and_cli() {
     assert!(call(&format!("{g}/config"), None, None).1.starts_with("hej, world"), "env applies to the next request");
     cli(&["function", "set", "config", "--env", "GREETING="]);
     assert!(call(&format!("{g}/config"), None, None).1.starts_with("hello, world"), "an env var is removed");
-    for (spec, field) in [(serde_json::json!({"env": {"A=B": "x"}}), "spec.env"), (serde_json::json!({"version": 7}), "spec.version"), (serde_json::json!({"versions": [1]}), "spec.versions"), (serde_json::json!({"timeout_ms": 0}), "spec.timeout_ms"), (serde_json::json!({"allowed_hosts": ["Bad Host"]}), "spec.allowed_hosts"), (serde_json::json!({"nope": 1}), "spec")] {
+    for (spec, field) in [
+        (serde_json::json!({"env": {"A=B": "x"}}), "spec.env"),
+        (serde_json::json!({"version": 7}), "spec.version"),
+        (serde_json::json!({"versions": [1]}), "spec.versions"),
+        (serde_json::json!({"timeout_ms": 0}), "spec.timeout_ms"),
+        (serde_json::json!({"allowed_hosts": ["Bad Host"]}), "spec.allowed_hosts"),
+        (serde_json::json!({"nope": 1}), "spec"),
+    ] {
         let r = d.call("PATCH", "/v1/functions/config?project=default", Some(serde_json::json!({"spec": spec})));
         assert_eq!((r.status, r.json()["error"]["field"].as_str()), (422, Some(field)), "{spec}: {}", r.body);
     }
@@ -272,7 +292,9 @@ fn functions_logs_metrics_config_rollback_outbound_buckets_and_cli() {
     let t = d.call("POST", "/v1/tokens?project=other", Some(serde_json::json!({"name": "o", "spec": {"role": "admin"}})));
     assert_eq!(t.status, 201, "{}", t.body);
     let other = t.json()["secret"].as_str().expect("secret").to_string();
-    for (m, path) in [("GET", "/v1/functions/echo"), ("GET", "/v1/functions/echo/logs"), ("GET", "/v1/functions/echo/metrics"), ("POST", "/v1/functions/echo/invoke")] {
+    for (m, path) in
+        [("GET", "/v1/functions/echo"), ("GET", "/v1/functions/echo/logs"), ("GET", "/v1/functions/echo/metrics"), ("POST", "/v1/functions/echo/invoke")]
+    {
         let body = (m == "POST").then(|| serde_json::json!({}));
         assert_eq!(d.call_as(&other, m, path, body).status, 404, "{m} {path}");
     }
@@ -299,7 +321,11 @@ fn a_function_on_a_network_interface_answers_in_its_vpc_and_through_an_eip() {
 
     create(&d, "/v1/vpcs", json!({"name": "prod", "spec": {"cidr": "10.0.0.0/16"}}));
     create(&d, "/v1/subnets", json!({"name": "web", "spec": {"vpc": "prod", "cidr": "10.0.1.0/24"}}));
-    create(&d, "/v1/security-groups", json!({"name": "http", "spec": {"vpc": "prod", "ingress": [{"protocol": "tcp", "ports": "80", "source_cidr": "0.0.0.0/0"}]}}));
+    create(
+        &d,
+        "/v1/security-groups",
+        json!({"name": "http", "spec": {"vpc": "prod", "ingress": [{"protocol": "tcp", "ports": "80", "source_cidr": "0.0.0.0/0"}]}}),
+    );
     for n in ["fn-ep", "client"] {
         create(&d, "/v1/network-interfaces", json!({"name": n, "spec": {"subnet": "web", "security_groups": ["http"]}}));
     }
@@ -398,7 +424,14 @@ fn a_tenants_function_cannot_reach_the_daemon_the_host_or_link_local_addresses()
     assert_eq!(t.status, 201, "{}", t.body);
     let b = t.json()["secret"].as_str().expect("secret").to_string();
     let auth = format!("Bearer {b}");
-    let r = d.raw("POST", "/v1/functions/deploy?name=probe&route=/b-probe", Some(&component("fetch")), &[("authorization", &auth), ("content-type", "application/wasm")]).expect("connection");
+    let r = d
+        .raw(
+            "POST",
+            "/v1/functions/deploy?name=probe&route=/b-probe",
+            Some(&component("fetch")),
+            &[("authorization", &auth), ("content-type", "application/wasm")],
+        )
+        .expect("connection");
     assert_eq!(r.status, 201, "{}", r.body);
     // A global address of this host, if it has one (the API does not listen there, but the
     // refusal must come before any connection attempt).
@@ -500,7 +533,12 @@ fn routes_and_hosts_cannot_be_hijacked_across_projects() {
         assert_eq!(r.status, 201, "{q}: {}", r.body);
     }
     // Nor can B move a function of its own there with PATCH.
-    for (spec, status, f) in [(json!({"route": "/app/login"}), 409, "spec.route"), (json!({"route": "/"}), 409, "spec.route"), (json!({"host": "api.shared.example"}), 409, "spec.host"), (json!({"host": "www.a.example"}), 403, "spec.host")] {
+    for (spec, status, f) in [
+        (json!({"route": "/app/login"}), 409, "spec.route"),
+        (json!({"route": "/"}), 409, "spec.route"),
+        (json!({"host": "api.shared.example"}), 409, "spec.host"),
+        (json!({"host": "www.a.example"}), 403, "spec.host"),
+    ] {
         let r = d.call_as(&b, "PATCH", "/v1/functions/apple", Some(json!({"spec": spec})));
         assert_eq!((r.status, error_field(&r)), (status, f.to_string()), "{spec}: {}", r.body);
     }
@@ -529,11 +567,21 @@ fn routes_and_hosts_cannot_be_hijacked_across_projects() {
     }
     assert_eq!(d.call("GET", "/v1/projects/b", None).json()["spec"]["function_domains"], json!(["b.example", "shared.example"]));
     // Bad input: 4xx JSON errors with code, message and field.
-    for (q, status, f) in [("name=x&route=app", 422, "spec.route"), ("name=x&route=/a/../b", 422, "spec.route"), ("name=x&route=/a%25b", 422, "spec.route"), ("name=x&host=bad_host", 422, "spec.host"), ("name=x&host=b.example:8080", 422, "spec.host")] {
+    for (q, status, f) in [
+        ("name=x&route=app", 422, "spec.route"),
+        ("name=x&route=/a/../b", 422, "spec.route"),
+        ("name=x&route=/a%25b", 422, "spec.route"),
+        ("name=x&host=bad_host", 422, "spec.host"),
+        ("name=x&host=b.example:8080", 422, "spec.host"),
+    ] {
         let r = deploy_as(&d, &b, q, &hello);
         assert_eq!((r.status, error_field(&r)), (status, f.to_string()), "{q}: {}", r.body);
     }
-    for (spec, f) in [(json!({"function_domains": ["not a domain"]}), "spec.function_domains"), (json!({"host_paths": {"nope": "ro"}}), "spec.host_paths.nope"), (json!({"host_paths": {"nope": "rwx"}}), "spec")] {
+    for (spec, f) in [
+        (json!({"function_domains": ["not a domain"]}), "spec.function_domains"),
+        (json!({"host_paths": {"nope": "ro"}}), "spec.host_paths.nope"),
+        (json!({"host_paths": {"nope": "rwx"}}), "spec"),
+    ] {
         let r = d.call("PATCH", "/v1/projects/b", Some(json!({"spec": spec})));
         assert_eq!((r.status, error_field(&r)), (422, f.to_string()), "{spec}: {}", r.body);
     }
@@ -555,8 +603,11 @@ fn routes_and_hosts_cannot_be_hijacked_across_projects() {
     d.kill9();
     {
         let db = rusqlite::Connection::open(d.dir.join("cloudlet.db")).expect("db");
-        let n = db.execute("UPDATE resources SET spec = json_set(spec, '$.route', '/app/login') WHERE kind = 'function' AND name = 'apple'", []).expect("update");
-        let m = db.execute("UPDATE resources SET spec = json_set(spec, '$.host', 'api.shared.example') WHERE kind = 'function' AND name = 'own'", []).expect("update");
+        let n =
+            db.execute("UPDATE resources SET spec = json_set(spec, '$.route', '/app/login') WHERE kind = 'function' AND name = 'apple'", []).expect("update");
+        let m = db
+            .execute("UPDATE resources SET spec = json_set(spec, '$.host', 'api.shared.example') WHERE kind = 'function' AND name = 'own'", [])
+            .expect("update");
         assert_eq!((n, m), (1, 1));
     }
     d.launch();

@@ -3,7 +3,7 @@
 //! matches the pushed OCI layout, every blob lands verified, a second pull downloads nothing,
 //! digests pin, and unknown tags and wrong credentials give clear errors.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -120,10 +120,7 @@ fn pulls_verify_skip_what_is_stored_pin_digests_and_report_unknown_tags() {
     let store = Arc::new(BlobStore::open(&tmp.path().join("store")).expect("store"));
     let (seen, report) = recorder();
     let (s, r, opts) = (store.clone(), reg.reference(":1.0"), insecure(&reg.addr));
-    let (img, resolved) = rt
-        .block_on(async move { tokio::spawn(async move { pull(&s, &r, &opts, &report).await }).await })
-        .expect("join")
-        .expect("pull");
+    let (img, resolved) = rt.block_on(async move { tokio::spawn(async move { pull(&s, &r, &opts, &report).await }).await }).expect("join").expect("pull");
     assert_eq!(img.manifest.as_str(), want, "the manifest of the pushed layout");
     assert_eq!(resolved, reg.reference(&format!("@{want}")));
     assert_eq!(sha256_of(&store.path(&img.manifest)), want, "the manifest bytes are stored");
@@ -185,7 +182,8 @@ fn pulls_verify_skip_what_is_stored_pin_digests_and_report_unknown_tags() {
     assert_eq!(err.to_string(), format!("registry error: {REGISTRY_UNREACHABLE}"));
 
     // HTTPS against the plain-HTTP registry fails as a registry error, not a panic.
-    let err = rt.block_on(pull(&fresh, &reg.reference(":1.0"), &PullOptions { insecure: false, ..insecure(&reg.addr) }, &|_, _| {})).expect_err("https to http");
+    let err =
+        rt.block_on(pull(&fresh, &reg.reference(":1.0"), &PullOptions { insecure: false, ..insecure(&reg.addr) }, &|_, _| {})).expect_err("https to http");
     eprintln!("https to a plain-HTTP registry: {err}");
     assert!(matches!(err, ImageError::Registry(_)), "{err}");
 }
@@ -271,11 +269,17 @@ impl Fake {
 fn a_tenants_pulls_cannot_reach_internal_addresses_directly_by_redirect_or_by_realm() {
     use serde_json::json;
     // The internal service the attacker aims at: it would answer with a secret.
-    let internal = Fake::start(|_| "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 26\r\nConnection: close\r\n\r\n{\"secret\":\"internal-only\"}".into());
+    let internal = Fake::start(|_| {
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 26\r\nConnection: close\r\n\r\n{\"secret\":\"internal-only\"}".into()
+    });
     let target = internal.port;
-    let redirector = Fake::start(move |path| format!("HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:{target}{path}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"));
+    let redirector = Fake::start(move |path| {
+        format!("HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:{target}{path}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+    });
     let realm = Fake::start(move |_| {
-        format!("HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://127.0.0.1:{target}/token\",service=\"internal\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        format!(
+            "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://127.0.0.1:{target}/token\",service=\"internal\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
     });
     let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
     let d = common::Daemon::start_with(&["--egress-allow", &redirector.addr(), "--egress-allow", &realm.addr()]);

@@ -13,7 +13,7 @@
 //! volumes in use (409), another project (404), a cross-site websocket refused (403), orphaned
 //! cgroups swept at start-up, and stop then delete leaving nothing behind (no cgroup either).
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -152,7 +152,12 @@ fn image_dir(root: &Path, manifest: Value) -> PathBuf {
 }
 
 fn rand_suffix() -> String {
-    format!("{:x}", Instant::now().elapsed().as_nanos() ^ u128::from(std::process::id()) ^ std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0))
+    format!(
+        "{:x}",
+        Instant::now().elapsed().as_nanos()
+            ^ u128::from(std::process::id())
+            ^ std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+    )
 }
 
 fn manifest() -> Value {
@@ -168,7 +173,8 @@ fn tar_of(dir: &Path) -> Vec<u8> {
 
 fn import(d: &Daemon, dir: &Path, name: &str) -> common::Answer {
     let auth = format!("Bearer {}", d.token);
-    d.raw("POST", &format!("/v1/images/import-vm?name={name}"), Some(&tar_of(dir)), &[("authorization", &auth), ("content-type", "application/x-tar")]).expect("import")
+    d.raw("POST", &format!("/v1/images/import-vm?name={name}"), Some(&tar_of(dir)), &[("authorization", &auth), ("content-type", "application/x-tar")])
+        .expect("import")
 }
 
 fn field_of(a: &common::Answer) -> String {
@@ -214,7 +220,8 @@ impl Drop for WorkerGuard {
         let dir = self.0.to_string_lossy().into_owned();
         for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
             let cmd = String::from_utf8_lossy(&std::fs::read(e.path().join("cmdline")).unwrap_or_default()).into_owned();
-            if cmd.contains(&dir) && (cmd.contains("vmm-worker") || cmd.contains("serve"))
+            if cmd.contains(&dir)
+                && (cmd.contains("vmm-worker") || cmd.contains("serve"))
                 && let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>()
             {
                 let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
@@ -357,7 +364,12 @@ fn instances_import_validate_attach_supervise_adopt_stop_and_delete() {
     let (code, _, err) = cli(&d, &["image", "import", "--vm", huge.to_str().expect("utf-8"), "--name", "bad-huge"]);
     assert_ne!(code, 0);
     assert!(err.contains("manifest.kernel") && err.contains("over the limit"), "{err}");
-    let names: Vec<String> = d.call("GET", "/v1/images", None).json()["items"].as_array().expect("items").iter().map(|i| i["name"].as_str().unwrap_or_default().to_string()).collect();
+    let names: Vec<String> = d.call("GET", "/v1/images", None).json()["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| i["name"].as_str().unwrap_or_default().to_string())
+        .collect();
     assert_eq!(names, ["debian-12"], "only the good image is registered");
     let vm_dirs = std::fs::read_dir(d.dir.join("images/vm")).expect("vm dir").count();
     assert_eq!(vm_dirs, 1, "no leftovers of refused imports");
@@ -366,7 +378,11 @@ fn instances_import_validate_attach_supervise_adopt_stop_and_delete() {
     let vpc = create(&d, "/v1/vpcs", json!({"name": "prod", "spec": {"cidr": "10.1.0.0/16"}}));
     let vpc_id = vpc["id"].as_str().expect("vpc id").to_string();
     create(&d, "/v1/subnets", json!({"name": "web", "spec": {"vpc": "prod", "cidr": "10.1.1.0/24"}}));
-    create(&d, "/v1/security-groups", json!({"name": "web", "spec": {"vpc": "prod", "ingress": [{"protocol": "tcp", "ports": "80", "source_cidr": "0.0.0.0/0"}]}}));
+    create(
+        &d,
+        "/v1/security-groups",
+        json!({"name": "web", "spec": {"vpc": "prod", "ingress": [{"protocol": "tcp", "ports": "80", "source_cidr": "0.0.0.0/0"}]}}),
+    );
     create(&d, "/v1/volumes", json!({"name": "data", "spec": {"size_mib": 64}}));
     create(&d, "/v1/volumes", json!({"name": "spare", "spec": {"size_mib": 32}}));
 
@@ -409,8 +425,32 @@ fn instances_import_validate_attach_supervise_adopt_stop_and_delete() {
     assert_eq!(d.call("GET", "/v1/network-interfaces", None).json()["items"], json!([]), "no interface left by a refused create");
 
     // The instance: created through the CLI; its interface is made with it.
-    let (code, out, err) = cli(&d, &["instance", "create", "vm1", "--image", "debian-12", "--subnet", "web", "--sg", "web", "--memory", "256", "--vcpus", "2",
-        "--volume", "data", "--volume", "spare:ro", "--stop-timeout", "2", "--cmdline-extra", "ignore_shutdown"]);
+    let (code, out, err) = cli(
+        &d,
+        &[
+            "instance",
+            "create",
+            "vm1",
+            "--image",
+            "debian-12",
+            "--subnet",
+            "web",
+            "--sg",
+            "web",
+            "--memory",
+            "256",
+            "--vcpus",
+            "2",
+            "--volume",
+            "data",
+            "--volume",
+            "spare:ro",
+            "--stop-timeout",
+            "2",
+            "--cmdline-extra",
+            "ignore_shutdown",
+        ],
+    );
     assert_eq!(code, 0, "{out}{err}");
     let inst = d.call("GET", "/v1/instances/vm1", None).json();
     let id = inst["id"].as_str().expect("id").to_string();
@@ -434,7 +474,10 @@ fn instances_import_validate_attach_supervise_adopt_stop_and_delete() {
     assert!(link.contains("tun") && link.contains("tap"), "{link}");
     assert!(in_router(&vpc_id, &["ip", "route", "show", &format!("{ip}/32")]).contains(&format!("dev {tap}")));
     assert_eq!(in_router(&vpc_id, &["cat", &format!("/proc/sys/net/ipv4/conf/{tap}/proxy_arp")]).trim(), "1");
-    assert!(!Path::new(&cloudlet::net::host::netns_path(&cloudlet::net::names::eni_netns(eni["id"].as_str().expect("id")))).exists(), "no cle- namespace for a tap");
+    assert!(
+        !Path::new(&cloudlet::net::host::netns_path(&cloudlet::net::names::eni_netns(eni["id"].as_str().expect("id")))).exists(),
+        "no cle- namespace for a tap"
+    );
     let console = |d: &Daemon| d.call("GET", "/v1/instances/vm1/console", None).body;
     let log = d.wait_for(30, "a DHCP offer through the tap", || {
         let c = console(&d);
@@ -463,7 +506,8 @@ fn instances_import_validate_attach_supervise_adopt_stop_and_delete() {
         let dir = Path::new(dir.as_str().expect("dir"));
         let procs = std::fs::read_to_string(dir.join("cgroup.procs")).expect("procs");
         assert!(procs.lines().any(|l| l == pid.to_string()), "{} holds {procs}", dir.display());
-        for (knob, want) in [("memory.limit_in_bytes", "335544320"), ("memory.max", "335544320"), ("cpu.cfs_quota_us", "200000"), ("cpu.max", "200000 100000")] {
+        for (knob, want) in [("memory.limit_in_bytes", "335544320"), ("memory.max", "335544320"), ("cpu.cfs_quota_us", "200000"), ("cpu.max", "200000 100000")]
+        {
             if let Ok(v) = std::fs::read_to_string(dir.join(knob)) {
                 assert_eq!(v.trim(), want, "{knob}");
             }
@@ -613,7 +657,11 @@ fn instances_import_validate_attach_supervise_adopt_stop_and_delete() {
     cloudlet::storage::check::taint(Path::new(&vol_file)).expect("as a guest's write marks it");
     let a = d.call("POST", "/v1/volumes/data/check", None);
     assert_eq!((a.status, field_of(&a)), (422, "id".to_string()), "{}", a.body);
-    let a = d.call("POST", "/v1/containers", Some(json!({"name": "reader2", "spec": {"image": "bb", "state": "stopped", "mounts": [{"volume": "data", "target": "/data"}]}})));
+    let a = d.call(
+        "POST",
+        "/v1/containers",
+        Some(json!({"name": "reader2", "spec": {"image": "bb", "state": "stopped", "mounts": [{"volume": "data", "target": "/data"}]}})),
+    );
     assert_eq!(a.status, 409, "{}", a.body);
 }
 
@@ -637,11 +685,21 @@ fn the_real_worker_is_supervised() {
     std::fs::copy(lane.join("l2-vmlinuz"), dir.join("vmlinuz")).expect("kernel");
     std::fs::copy(lane.join("l2-initrd.cpio.gz"), dir.join("initrd.img")).expect("initrd");
     std::fs::File::create(dir.join("rootfs.img")).expect("rootfs").set_len(16 << 20).expect("size");
-    std::fs::write(dir.join("image.json"), serde_json::to_vec(&json!({"name": "cloud", "kernel": "vmlinuz", "initrd": "initrd.img", "rootfs": "rootfs.img", "cmdline": "console=ttyS0 reboot=k panic=-1"})).expect("json")).expect("manifest");
+    std::fs::write(
+        dir.join("image.json"),
+        serde_json::to_vec(
+            &json!({"name": "cloud", "kernel": "vmlinuz", "initrd": "initrd.img", "rootfs": "rootfs.img", "cmdline": "console=ttyS0 reboot=k panic=-1"}),
+        )
+        .expect("json"),
+    )
+    .expect("manifest");
     assert_eq!(import(&d, &dir, "cloud").status, 201);
     create(&d, "/v1/vpcs", json!({"name": "v", "spec": {"cidr": "10.2.0.0/16"}}));
     create(&d, "/v1/subnets", json!({"name": "s", "spec": {"vpc": "v", "cidr": "10.2.1.0/24"}}));
-    let id = create(&d, "/v1/instances", json!({"name": "real", "spec": {"image": "cloud", "subnet": "s", "stop_timeout_seconds": 1}}))["id"].as_str().expect("id").to_string();
+    let id = create(&d, "/v1/instances", json!({"name": "real", "spec": {"image": "cloud", "subnet": "s", "stop_timeout_seconds": 1}}))["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
     let st = wait_status(&d, "real", "Running with the real worker", |s| s["phase"] == "Running" && s["pid"].is_i64());
     let pid = st["pid"].as_i64().expect("pid") as i32;
     let cmd = String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).expect("cmdline")).replace('\0', " ");

@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use cloudlet::net::render::{Backend, EipMapping, LoadBalancer, IngressRule, Interface, NatGateway, Protocol, SecurityGroup, Source, VpcRouter, render};
+use cloudlet::net::render::{Backend, EipMapping, IngressRule, Interface, LoadBalancer, NatGateway, Protocol, SecurityGroup, Source, VpcRouter, render};
 
 /// A network namespace removed on drop, even when the test fails.
 struct Netns(String);
@@ -53,10 +53,13 @@ fn model(members: usize) -> VpcRouter {
     VpcRouter {
         uplink: "clr0123456789ab".into(),
         security_groups: vec![
-            sg("sg-web", vec![
-                IngressRule { protocol: Protocol::Tcp, ports: Some((80, 80)), source: Source::Cidr(any) },
-                IngressRule { protocol: Protocol::Udp, ports: Some((5000, 5100)), source: Source::Group("sg-app".into()) },
-            ]),
+            sg(
+                "sg-web",
+                vec![
+                    IngressRule { protocol: Protocol::Tcp, ports: Some((80, 80)), source: Source::Cidr(any) },
+                    IngressRule { protocol: Protocol::Udp, ports: Some((5000, 5100)), source: Source::Group("sg-app".into()) },
+                ],
+            ),
             sg("sg-app", vec![IngressRule { protocol: Protocol::All, ports: None, source: Source::Group("sg-web".into()) }]),
         ],
         interfaces: (0..members)
@@ -67,10 +70,7 @@ fn model(members: usize) -> VpcRouter {
             })
             .collect(),
         eips: (0..members.min(200))
-            .map(|n| EipMapping {
-                public: std::net::Ipv4Addr::from(0xcb00_7100u32 + n as u32),
-                private: std::net::Ipv4Addr::from(0x0a00_0004u32 + n as u32),
-            })
+            .map(|n| EipMapping { public: std::net::Ipv4Addr::from(0xcb00_7100u32 + n as u32), private: std::net::Ipv4Addr::from(0x0a00_0004u32 + n as u32) })
             .collect(),
         nat_gateways: vec![NatGateway { subnet: "10.0.0.0/16".parse().unwrap(), snat_to: "169.254.100.2".parse().unwrap() }],
         port_forwards: vec![],

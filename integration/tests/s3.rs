@@ -3,7 +3,7 @@
 //! with curl), `rclone sync` of 1,000 files both ways; `kill -9` during a PUT and during a
 //! multipart completion; the REST side (buckets, access keys, the object browser) and its errors.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -58,7 +58,11 @@ fn aws(ep: &str, k: &Key, args: &[&str]) -> Command {
     let bin = if Path::new("/usr/bin/aws").exists() { "/usr/bin/aws" } else { "aws" };
     let mut c = Command::new(bin);
     c.args(["--endpoint-url", ep]).args(args);
-    c.env("AWS_ACCESS_KEY_ID", &k.id).env("AWS_SECRET_ACCESS_KEY", &k.secret).env("AWS_DEFAULT_REGION", "us-east-1").env("AWS_CONFIG_FILE", "/dev/null").env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
+    c.env("AWS_ACCESS_KEY_ID", &k.id)
+        .env("AWS_SECRET_ACCESS_KEY", &k.secret)
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
     c
 }
 
@@ -221,8 +225,11 @@ fn kill9_during_put_and_multipart_complete_leaves_no_partial_object() {
     let tmp_dir = d.dir.join("objects/tmp");
 
     // A PUT cut off mid-body: the blob was being written under tmp/ when the daemon died.
-    let mut put = client(&d, &["slow-put", "crash", "video.mp4", &(64u64 << 20).to_string()]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn");
-    common::wait_secs(30, "a partial upload in tmp/", || std::fs::read_dir(&tmp_dir).ok()?.flatten().find(|e| e.metadata().is_ok_and(|m| m.len() > 256 << 10)).map(|_| ()));
+    let mut put =
+        client(&d, &["slow-put", "crash", "video.mp4", &(64u64 << 20).to_string()]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn");
+    common::wait_secs(30, "a partial upload in tmp/", || {
+        std::fs::read_dir(&tmp_dir).ok()?.flatten().find(|e| e.metadata().is_ok_and(|m| m.len() > 256 << 10)).map(|_| ())
+    });
     d.kill9();
     let _ = put.kill();
     let _ = put.wait();
@@ -256,7 +263,7 @@ fn kill9_during_put_and_multipart_complete_leaves_no_partial_object() {
     // completes; killed just after it: the object is whole. Never partial.
     let complete_and_kill = |d: &mut Daemon, key: &str, delay_ms: u64| {
         let ready = d.dir.join(format!("ready-{key}"));
-        let mut comp = client(d, &["complete", "crash", key, ready.to_str().expect("p")]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn");
+        let comp = client(d, &["complete", "crash", key, ready.to_str().expect("p")]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn");
         common::wait_secs(60, "parts uploaded", || ready.exists().then_some(()));
         std::thread::sleep(std::time::Duration::from_millis(delay_ms));
         comp
@@ -306,12 +313,19 @@ fn rest_buckets_access_keys_and_object_browser() {
 
     // Upload, list with prefixes, download, delete through the object browser.
     let auth = format!("Bearer {}", d.token);
-    let put = |key: &str, body: &[u8]| d.raw("PUT", &format!("/v1/buckets/media/object?key={key}"), Some(body), &[("authorization", &auth), ("content-type", "text/plain")]).expect("connection");
+    let put = |key: &str, body: &[u8]| {
+        d.raw("PUT", &format!("/v1/buckets/media/object?key={key}"), Some(body), &[("authorization", &auth), ("content-type", "text/plain")])
+            .expect("connection")
+    };
     assert_eq!(put("clips/a.txt", b"first").status, 201);
     assert_eq!(put("clips/b.txt", b"second!").status, 201);
     assert_eq!(put("top.txt", b"t").status, 201);
     let l = d.call("GET", "/v1/buckets/media/objects?delimiter=/", None).json();
-    assert_eq!((l["prefixes"].clone(), l["objects"][0]["key"].clone(), l["count"].clone(), l["bytes"].clone()), (json!(["clips/"]), json!("top.txt"), json!(3), json!(13)), "{l}");
+    assert_eq!(
+        (l["prefixes"].clone(), l["objects"][0]["key"].clone(), l["count"].clone(), l["bytes"].clone()),
+        (json!(["clips/"]), json!("top.txt"), json!(3), json!(13)),
+        "{l}"
+    );
     let p1 = d.call("GET", "/v1/buckets/media/objects?prefix=clips/&limit=1", None).json();
     assert_eq!((p1["objects"][0]["key"].clone(), p1["next"].clone()), (json!("clips/a.txt"), json!("clips/a.txt")));
     let p2 = d.call("GET", "/v1/buckets/media/objects?prefix=clips/&limit=1&after=clips/a.txt", None).json();
@@ -343,7 +357,8 @@ fn rest_buckets_access_keys_and_object_browser() {
     let ok = Command::new("python3").arg("-c").arg(LIST_BUCKETS).env("S3_ENDPOINT", &ep).env("KEY", &k.id).env("SECRET", &k.secret).output().expect("python3");
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
     assert_eq!(d.call("DELETE", &format!("/v1/access-keys/{}?project=default", k.id), None).status, 204);
-    let denied = Command::new("python3").arg("-c").arg(LIST_BUCKETS).env("S3_ENDPOINT", &ep).env("KEY", &k.id).env("SECRET", &k.secret).output().expect("python3");
+    let denied =
+        Command::new("python3").arg("-c").arg(LIST_BUCKETS).env("S3_ENDPOINT", &ep).env("KEY", &k.id).env("SECRET", &k.secret).output().expect("python3");
     assert!(String::from_utf8_lossy(&denied.stderr).contains("InvalidAccessKeyId"), "a revoked key is refused: {}", String::from_utf8_lossy(&denied.stderr));
     // A viewer may not mint a member key.
     let t = d.call("POST", "/v1/tokens", Some(json!({"name": "viewer", "spec": {"role": "viewer"}}))).json()["secret"].as_str().expect("secret").to_string();

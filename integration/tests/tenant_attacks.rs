@@ -4,7 +4,7 @@
 //! layers by digest, hanging the site's image handling with a FIFO, and escaping a container's
 //! confinement through exec.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -14,7 +14,8 @@ use serde_json::{Value, json};
 
 fn import_as(d: &Daemon, token: &str, name: &str, bytes: &[u8]) -> common::Answer {
     let auth = format!("Bearer {token}");
-    d.raw("POST", &format!("/v1/images/import?name={name}"), Some(bytes), &[("authorization", &auth), ("content-type", "application/x-tar")]).expect("connection")
+    d.raw("POST", &format!("/v1/images/import?name={name}"), Some(bytes), &[("authorization", &auth), ("content-type", "application/x-tar")])
+        .expect("connection")
 }
 
 /// A project `b` with a member token; returns the token.
@@ -96,7 +97,8 @@ fn another_projects_layers_can_be_neither_borrowed_nor_probed_and_a_fifo_hangs_n
     let fifo = tmp.path().join("fifo");
     std::fs::create_dir_all(&fifo).expect("dir");
     std::fs::write(fifo.join("manifest.json"), json!([{"Config": "cfg.json", "RepoTags": ["x:1"], "Layers": ["layer.tar"]}]).to_string()).expect("write");
-    std::fs::write(fifo.join("cfg.json"), json!({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}).to_string()).expect("write");
+    std::fs::write(fifo.join("cfg.json"), json!({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}).to_string())
+        .expect("write");
     nix::unistd::mkfifo(&fifo.join("layer.tar"), nix::sys::stat::Mode::from_bits_truncate(0o644)).expect("mkfifo");
     let t0 = Instant::now();
     let r = import_as(&d, &b, "hang", &tar_dir(&fifo));
@@ -142,7 +144,9 @@ fn exec_is_confined_like_the_containers_main_process() {
     // It set no limits, so it got the site's defaults: never `pids.max = max` by omission.
     let id = r.json()["id"].as_str().expect("id").to_string();
     let knob = |f: &str, v1: &str| {
-        std::fs::read_to_string(format!("/sys/fs/cgroup/{v1}/cloudlet/{id}/{f}")).or_else(|_| std::fs::read_to_string(format!("/sys/fs/cgroup/cloudlet/{id}/{f}"))).unwrap_or_default()
+        std::fs::read_to_string(format!("/sys/fs/cgroup/{v1}/cloudlet/{id}/{f}"))
+            .or_else(|_| std::fs::read_to_string(format!("/sys/fs/cgroup/cloudlet/{id}/{f}")))
+            .unwrap_or_default()
     };
     assert_eq!(knob("pids.max", "pids").trim(), "1024");
     let mem = knob("memory.limit_in_bytes", "memory");
@@ -197,7 +201,7 @@ fn half_sent_requests_are_cut_off_on_every_listener() {
     }
     // A body that stops half way: a login (read before any credential check). No S3 case: s3s
     // refuses an unsigned PUT before it reads the body, so it could not show the timeout.
-    let login = format!("POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"username\":");
+    let login = "POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"username\":".to_string();
     waits.push(std::thread::spawn(move || ("api", "body", closed_after(&api, login.as_bytes(), limit))));
     for w in waits {
         let (what, part, closed) = w.join().expect("join");
@@ -236,7 +240,10 @@ fn s3_bounds_signature_freshness_and_refuses_anonymous_upload_listing() {
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("AuthorizationQueryParametersError"), "{body}");
     // A presigned Version 4 URL may live 7 days at most, as on AWS.
-    let (status, body) = get("/cams/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAEXAMPLE%2F20260101%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20260101T000000Z&X-Amz-Expires=2592000&X-Amz-SignedHeaders=host&X-Amz-Signature=00", &[]);
+    let (status, body) = get(
+        "/cams/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAEXAMPLE%2F20260101%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20260101T000000Z&X-Amz-Expires=2592000&X-Amz-SignedHeaders=host&X-Amz-Signature=00",
+        &[],
+    );
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("AuthorizationQueryParametersError"), "{body}");
 }
@@ -259,7 +266,11 @@ fn login_floods_are_bounded_and_anonymous_requests_cannot_fill_the_audit_log() {
             let addr = addr.clone();
             std::thread::spawn(move || {
                 let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-                agent.post(&format!("http://{addr}/v1/auth/login")).send_json(json!({"username": "admin", "password": format!("guess-{i}")})).map(|r| r.status().as_u16()).unwrap_or(0)
+                agent
+                    .post(&format!("http://{addr}/v1/auth/login"))
+                    .send_json(json!({"username": "admin", "password": format!("guess-{i}")}))
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0)
             })
         })
         .collect();
@@ -268,7 +279,14 @@ fn login_floods_are_bounded_and_anonymous_requests_cannot_fill_the_audit_log() {
     assert!(codes.iter().all(|c| *c == 401 || *c == 429), "{codes:?}");
     // Five free failures, the sixth that locks, and the two verifications in flight then.
     assert!(codes.iter().filter(|c| **c == 401).count() <= 8, "at most the free attempts were verified: {codes:?}");
-    let r = d.raw("POST", "/v1/auth/login", Some(json!({"username": "admin", "password": "another"}).to_string().as_bytes()), &[("content-type", "application/json")]).expect("answer");
+    let r = d
+        .raw(
+            "POST",
+            "/v1/auth/login",
+            Some(json!({"username": "admin", "password": "another"}).to_string().as_bytes()),
+            &[("content-type", "application/json")],
+        )
+        .expect("answer");
     assert_eq!(r.status, 429, "locked out: {}", r.body);
     assert_eq!(r.json()["error"]["code"], "too_many_requests");
     eprintln!("RSS {before} KiB before, {peak} KiB after 64 concurrent bad logins");

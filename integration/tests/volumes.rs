@@ -3,7 +3,7 @@
 //! holds exactly the first state; the volume grows online; an attached volume is not deleted;
 //! bad input and quotas answer with the field; a `kill -9` during a snapshot leaves no partial file.
 
-mod common;
+use crate::common;
 
 use common::{ContainerGuard, Daemon};
 use serde_json::{Value, json};
@@ -37,7 +37,11 @@ fn field(r: &common::Answer) -> String {
 }
 
 fn run(d: &Daemon, name: &str, mounts: Value) {
-    let r = d.call("POST", "/v1/containers", Some(json!({"name": name, "spec": {"image": "bb", "command": ["/bin/sleep", "100000"], "stop_timeout_seconds": 0, "mounts": mounts}})));
+    let r = d.call(
+        "POST",
+        "/v1/containers",
+        Some(json!({"name": name, "spec": {"image": "bb", "command": ["/bin/sleep", "100000"], "stop_timeout_seconds": 0, "mounts": mounts}})),
+    );
     assert_eq!(r.status, 201, "{}", r.body);
     wait_phase(d, &format!("/v1/containers/{name}"), "Running");
 }
@@ -81,7 +85,9 @@ fn volumes_snapshot_clone_grow_and_refuse_bad_input() {
     let r = d.call("PATCH", "/v1/volumes/data", Some(json!({"spec": {"size_mib": 128}})));
     assert_eq!(r.status, 200, "{}", r.body);
     d.wait_for(30, "the grown volume", || (status(&d, "/v1/volumes/data")["provisioned_bytes"] == 128 << 20).then_some(()));
-    let df_mb = |c: &str, dir: &str| -> u64 { exec(&d, c, &format!("df -m {dir} | tail -1 | awk '{{print $2}}'"))["stdout"].as_str().unwrap_or("").trim().parse().unwrap_or(0) };
+    let df_mb = |c: &str, dir: &str| -> u64 {
+        exec(&d, c, &format!("df -m {dir} | tail -1 | awk '{{print $2}}'"))["stdout"].as_str().unwrap_or("").trim().parse().unwrap_or(0)
+    };
     let online = d.wait_for(30, "the resize condition", || {
         let c = status(&d, "/v1/volumes/data")["conditions"].as_array()?.iter().find(|c| c["type"] == "FilesystemResized")?.clone();
         Some(c["status"] == "True")
@@ -106,7 +112,12 @@ fn volumes_snapshot_clone_grow_and_refuse_bad_input() {
         ("/v1/volumes", json!({"name": "x", "spec": {"source_snapshot": "s1", "size_mib": 32}}), 422, "spec.size_mib"),
         ("/v1/volumes", json!({"name": "x", "spec": {"size_mib": 1u64 << 40}}), 422, "spec.size_mib"),
         ("/v1/snapshots", json!({"name": "x", "spec": {"volume": "nope"}}), 422, "spec.volume"),
-        ("/v1/containers", json!({"name": "x", "spec": {"image": "bb", "mounts": [{"volume": "data", "host_path": "h", "target": "/x"}]}}), 422, "spec.mounts[0]"),
+        (
+            "/v1/containers",
+            json!({"name": "x", "spec": {"image": "bb", "mounts": [{"volume": "data", "host_path": "h", "target": "/x"}]}}),
+            422,
+            "spec.mounts[0]",
+        ),
         ("/v1/containers", json!({"name": "x", "spec": {"image": "bb", "mounts": [{"volume": "nope", "target": "/x"}]}}), 422, "spec.mounts[0].volume"),
     ];
     for (path, body, code, f) in bad {
@@ -132,7 +143,11 @@ fn volumes_snapshot_clone_grow_and_refuse_bad_input() {
     let s2 = wait_phase(&d, "/v1/snapshots/s2", "Ready");
     assert_eq!(s2["size_mib"], 128);
     let pool = file.parent().and_then(|p| p.parent()).expect("pool").to_path_buf();
-    let tmp: Vec<_> = ["volumes", "snapshots"].iter().flat_map(|d| std::fs::read_dir(pool.join(d)).expect("dir").flatten()).filter(|e| e.file_name().to_string_lossy().ends_with(".tmp")).collect();
+    let tmp: Vec<_> = ["volumes", "snapshots"]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(pool.join(d)).expect("dir").flatten())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
     assert!(tmp.is_empty(), "{tmp:?}");
     assert_eq!(exec(&d, "writer", "cat /data/a /data/b")["stdout"], "one\ntwo\n");
 

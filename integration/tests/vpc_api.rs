@@ -3,7 +3,7 @@
 //! subnet, accept and reject), overlapping VPCs, rule updates, drift repair after a flush, and
 //! recovery after kill -9 plus a simulated reboot (every namespace deleted), with no duplicates.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::sync::Arc;
@@ -54,10 +54,18 @@ fn vpcs_through_the_api_with_traffic_drift_repair_and_recovery() {
     assert_eq!((r.status, r.json()["error"]["field"].as_str()), (422, Some("spec.cidr")));
 
     create(&d, "/v1/security-groups", json!({"name": "app", "spec": {"vpc": "prod"}}));
-    create(&d, "/v1/security-groups", json!({"name": "web", "spec": {"vpc": "prod", "ingress": [
-        {"protocol": "tcp", "ports": "8080", "source_group": "app"}]}}));
-    let r = d.call("POST", "/v1/security-groups", Some(json!({"name": "bad", "spec": {"vpc": "prod", "ingress": [
-        {"protocol": "tcp", "ports": "9-1", "source_cidr": "0.0.0.0/0"}]}})));
+    create(
+        &d,
+        "/v1/security-groups",
+        json!({"name": "web", "spec": {"vpc": "prod", "ingress": [
+        {"protocol": "tcp", "ports": "8080", "source_group": "app"}]}}),
+    );
+    let r = d.call(
+        "POST",
+        "/v1/security-groups",
+        Some(json!({"name": "bad", "spec": {"vpc": "prod", "ingress": [
+        {"protocol": "tcp", "ports": "9-1", "source_cidr": "0.0.0.0/0"}]}})),
+    );
     assert_eq!((r.status, r.json()["error"]["field"].as_str()), (422, Some("spec.ingress[0].ports")));
     create(&d, "/v1/network-interfaces", json!({"name": "a", "spec": {"subnet": "web", "security_groups": ["web"]}}));
     create(&d, "/v1/network-interfaces", json!({"name": "b", "spec": {"subnet": "web", "security_groups": ["app"]}}));
@@ -72,16 +80,24 @@ fn vpcs_through_the_api_with_traffic_drift_repair_and_recovery() {
     assert_eq!(fetch_identity(&a_ns, &b_ip, 8080), None, "web -> app is denied by default");
 
     // Changing a group's rules takes effect on the router.
-    let r = d.call("PATCH", "/v1/security-groups/app", Some(json!({"spec": {"ingress": [
-        {"protocol": "tcp", "ports": "8000-8100", "source_group": "web"}]}})));
+    let r = d.call(
+        "PATCH",
+        "/v1/security-groups/app",
+        Some(json!({"spec": {"ingress": [
+        {"protocol": "tcp", "ports": "8000-8100", "source_group": "web"}]}})),
+    );
     assert_eq!(r.status, 200, "{}", r.body);
     d.wait_for(30, "web -> app allowed after the update", || fetch_identity(&a_ns, &b_ip, 8080).filter(|s| s == "B"));
 
     // A second VPC with the same CIDR and addresses: no crossing.
     create(&d, "/v1/vpcs", json!({"name": "dev", "spec": {"cidr": "10.0.0.0/16"}}));
     create(&d, "/v1/subnets", json!({"name": "dev-web", "spec": {"vpc": "dev", "cidr": "10.0.1.0/24"}}));
-    create(&d, "/v1/security-groups", json!({"name": "open", "spec": {"vpc": "dev", "ingress": [
-        {"protocol": "tcp", "source_cidr": "0.0.0.0/0"}]}}));
+    create(
+        &d,
+        "/v1/security-groups",
+        json!({"name": "open", "spec": {"vpc": "dev", "ingress": [
+        {"protocol": "tcp", "source_cidr": "0.0.0.0/0"}]}}),
+    );
     create(&d, "/v1/network-interfaces", json!({"name": "c", "spec": {"subnet": "dev-web", "security_groups": ["open"]}}));
     create(&d, "/v1/network-interfaces", json!({"name": "e", "spec": {"subnet": "dev-web", "security_groups": ["open"]}}));
     let (c_ns, c_ip) = ready_netns(&d, "c");
@@ -136,8 +152,15 @@ fn vpcs_through_the_api_with_traffic_drift_repair_and_recovery() {
     // web and app name each other as rule sources: either is in use until a rule goes.
     assert_eq!(d.call("DELETE", "/v1/security-groups/app", None).status, 409);
     assert_eq!(d.call("PATCH", "/v1/security-groups/web", Some(json!({"spec": {"ingress": []}}))).status, 200);
-    for (path, name) in [("subnets", "web"), ("subnets", "dev-web"), ("security-groups", "app"), ("security-groups", "web"),
-        ("security-groups", "open"), ("vpcs", "prod"), ("vpcs", "dev")] {
+    for (path, name) in [
+        ("subnets", "web"),
+        ("subnets", "dev-web"),
+        ("security-groups", "app"),
+        ("security-groups", "web"),
+        ("security-groups", "open"),
+        ("vpcs", "prod"),
+        ("vpcs", "dev"),
+    ] {
         let r = d.call("DELETE", &format!("/v1/{path}/{name}"), None);
         assert_eq!(r.status, 204, "{path}/{name}: {}", r.body);
     }
@@ -183,8 +206,23 @@ fn networking_cli_round_trip() {
     assert_ne!(code, 0);
     assert!(err.contains("PROTO:PORTS:SOURCE"), "{err}");
     // Load balancers: an internal VIP with weighted backends; backends replaced; bad input named.
-    let (code, out, err) = cli(&["lb", "create", "front", "--vpc", "net", "--subnet", "app", "--port", "80",
-        "--backend", "10.9.1.10:8080", "--backend", "10.9.1.11:8080*3", "-o", "json"]);
+    let (code, out, err) = cli(&[
+        "lb",
+        "create",
+        "front",
+        "--vpc",
+        "net",
+        "--subnet",
+        "app",
+        "--port",
+        "80",
+        "--backend",
+        "10.9.1.10:8080",
+        "--backend",
+        "10.9.1.11:8080*3",
+        "-o",
+        "json",
+    ]);
     assert_eq!(code, 0, "{out}{err}");
     let lb: Value = serde_json::from_str(&out).unwrap();
     let vip = lb["status"]["address"].as_str().unwrap().to_string();

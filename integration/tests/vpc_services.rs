@@ -3,7 +3,7 @@
 //! after a simulated reboot. Topology as in `vpc_uplink`: an "internet" namespace beyond the
 //! site's uplink namespace.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -73,7 +73,11 @@ fn dhcp_lease(netns: &Path, dir: &Path) -> String {
     let name = netns.file_name().unwrap().to_str().unwrap();
     let out = dir.join(format!("lease-{name}"));
     let script = dir.join("udhcpc.sh");
-    std::fs::write(&script, format!("#!/bin/sh\n[ \"$1\" = bound ] && echo \"ip=$ip mask=$subnet router=$router hostname=$hostname\" > {}\nexit 0\n", out.display())).unwrap();
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\n[ \"$1\" = bound ] && echo \"ip=$ip mask=$subnet router=$router hostname=$hostname\" > {}\nexit 0\n", out.display()),
+    )
+    .unwrap();
     run_ok(&["chmod", "+x", script.to_str().unwrap()]);
     let _ = std::fs::remove_file(&out);
     run_ok(&["ip", "netns", "exec", name, "busybox", "udhcpc", "-i", "eth0", "-f", "-q", "-n", "-t", "5", "-T", "1", "-s", script.to_str().unwrap()]);
@@ -111,8 +115,12 @@ fn load_balancers_port_forwards_dhcp_and_caps_with_recovery() {
 
     create(&d, "/v1/vpcs", json!({"name": "prod", "spec": {"cidr": "10.0.0.0/16"}}));
     create(&d, "/v1/subnets", json!({"name": "web", "spec": {"vpc": "prod", "cidr": "10.0.1.0/24"}}));
-    create(&d, "/v1/security-groups", json!({"name": "open", "spec": {"vpc": "prod", "ingress": [
-        {"protocol": "tcp", "source_cidr": "0.0.0.0/0"}]}}));
+    create(
+        &d,
+        "/v1/security-groups",
+        json!({"name": "open", "spec": {"vpc": "prod", "ingress": [
+        {"protocol": "tcp", "source_cidr": "0.0.0.0/0"}]}}),
+    );
     for n in ["b1", "b2", "b3", "c"] {
         create(&d, "/v1/network-interfaces", json!({"name": n, "spec": {"subnet": "web", "security_groups": ["open"]}}));
     }
@@ -126,8 +134,12 @@ fn load_balancers_port_forwards_dhcp_and_caps_with_recovery() {
 
     // An internal load balancer: 300 connections spread over the three backends.
     let check = json!({"interval_seconds": 1, "timeout_seconds": 1, "healthy_threshold": 1, "unhealthy_threshold": 2});
-    let lb = create(&d, "/v1/load-balancers", json!({"name": "int", "spec": {"vpc": "prod",
-        "listener": {"protocol": "tcp", "port": 80, "subnet": "web"}, "backends": backends, "health_check": check}}));
+    let lb = create(
+        &d,
+        "/v1/load-balancers",
+        json!({"name": "int", "spec": {"vpc": "prod",
+        "listener": {"protocol": "tcp", "port": 80, "subnet": "web"}, "backends": backends, "health_check": check}}),
+    );
     let vip = lb["spec"]["listener"]["vip"].as_str().unwrap().to_string();
     assert_eq!(lb["status"]["address"], vip.as_str());
     d.wait_for(30, "the VIP answers", || fetch_identity(&c.0, &vip, 80));
@@ -164,14 +176,22 @@ fn load_balancers_port_forwards_dhcp_and_caps_with_recovery() {
     d.wait_for(30, "b2 back in service", || spread(&c.0, &vip, 80, 30).contains_key("B2").then_some(()));
 
     // A UDP listener (no health check: the backends speak UDP only): new flows spread.
-    let r = d.call("PATCH", "/v1/security-groups/open", Some(json!({"spec": {"ingress": [
-        {"protocol": "tcp", "source_cidr": "0.0.0.0/0"}, {"protocol": "udp", "source_cidr": "10.0.0.0/16"}]}})));
+    let r = d.call(
+        "PATCH",
+        "/v1/security-groups/open",
+        Some(json!({"spec": {"ingress": [
+        {"protocol": "tcp", "source_cidr": "0.0.0.0/0"}, {"protocol": "udp", "source_cidr": "10.0.0.0/16"}]}})),
+    );
     assert_eq!(r.status, 200, "{}", r.body);
     serve_udp(&b1.0, 5353, "U1", stop.clone());
     serve_udp(&b3.0, 5353, "U3", stop.clone());
-    let udp = create(&d, "/v1/load-balancers", json!({"name": "dns", "spec": {"vpc": "prod", "health_check": null,
+    let udp = create(
+        &d,
+        "/v1/load-balancers",
+        json!({"name": "dns", "spec": {"vpc": "prod", "health_check": null,
         "listener": {"protocol": "udp", "port": 53, "subnet": "web"},
-        "backends": [{"ip": b1.1, "port": 5353}, {"ip": b3.1, "port": 5353}]}}));
+        "backends": [{"ip": b1.1, "port": 5353}, {"ip": b3.1, "port": 5353}]}}),
+    );
     let udp_vip = format!("{}:53", udp["status"]["address"].as_str().unwrap());
     d.wait_for(30, "the UDP VIP answers", || ask_udp(&c.0, &udp_vip));
     let mut seen = BTreeMap::new();
@@ -183,8 +203,12 @@ fn load_balancers_port_forwards_dhcp_and_caps_with_recovery() {
     // A public load balancer on an EIP, reached from the internet.
     let e_lb = create(&d, "/v1/eips", json!({"name": "e-lb"}));
     let e_lb_ip = e_lb["spec"]["public_ip"].as_str().unwrap().to_string();
-    create(&d, "/v1/load-balancers", json!({"name": "pub", "spec": {"vpc": "prod",
-        "listener": {"protocol": "tcp", "port": 80, "eip": "e-lb"}, "backends": backends, "affinity": "source_ip"}}));
+    create(
+        &d,
+        "/v1/load-balancers",
+        json!({"name": "pub", "spec": {"vpc": "prod",
+        "listener": {"protocol": "tcp", "port": 80, "eip": "e-lb"}, "backends": backends, "affinity": "source_ip"}}),
+    );
     d.wait_for(30, "the EIP listener answers", || fetch_identity(&t.inet_path, &e_lb_ip, 80));
     let tally = spread(&t.inet_path, &e_lb_ip, 80, 20);
     assert_eq!(tally.len(), 1, "source affinity keeps one client on one backend: {tally:?}");
@@ -194,16 +218,36 @@ fn load_balancers_port_forwards_dhcp_and_caps_with_recovery() {
 
     // Port forwards: the uplink address, and an EIP.
     create(&d, "/v1/port-forwards", json!({"name": "ssh", "spec": {"protocol": "tcp", "public_port": 12222, "network_interface": "c", "private_port": 8080}}));
-    create(&d, "/v1/port-forwards", json!({"name": "alt", "spec": {"protocol": "tcp", "public_port": 8081, "eip": "e-lb", "network_interface": "b1", "private_port": 8080}}));
+    create(
+        &d,
+        "/v1/port-forwards",
+        json!({"name": "alt", "spec": {"protocol": "tcp", "public_port": 8081, "eip": "e-lb", "network_interface": "b1", "private_port": 8080}}),
+    );
     assert_eq!(d.wait_for(30, "uplink port forward", || fetch_identity(&t.inet_path, "198.51.100.1", 12222)), "C");
     assert_eq!(d.wait_for(30, "EIP port forward", || fetch_identity(&t.inet_path, &e_lb_ip, 8081)), "B1");
-    let r = d.call("POST", "/v1/port-forwards", Some(json!({"name": "dup", "spec": {"protocol": "tcp", "public_port": 12222, "network_interface": "b1", "private_port": 1}})));
+    let r = d.call(
+        "POST",
+        "/v1/port-forwards",
+        Some(json!({"name": "dup", "spec": {"protocol": "tcp", "public_port": 12222, "network_interface": "b1", "private_port": 1}})),
+    );
     assert_eq!((r.status, r.json()["error"]["field"].as_str()), (409, Some("spec.public_port")), "{}", r.body);
-    let r = d.call("POST", "/v1/port-forwards", Some(json!({"name": "dup", "spec": {"protocol": "tcp", "public_port": 80, "eip": "e-lb", "network_interface": "b1", "private_port": 1}})));
+    let r = d.call(
+        "POST",
+        "/v1/port-forwards",
+        Some(json!({"name": "dup", "spec": {"protocol": "tcp", "public_port": 80, "eip": "e-lb", "network_interface": "b1", "private_port": 1}})),
+    );
     assert_eq!(r.status, 409, "the load balancer has that listener: {}", r.body);
-    let r = d.call("POST", "/v1/port-forwards", Some(json!({"name": "host", "spec": {"protocol": "tcp", "public_port": 22, "network_interface": "b1", "private_port": 22}})));
+    let r = d.call(
+        "POST",
+        "/v1/port-forwards",
+        Some(json!({"name": "host", "spec": {"protocol": "tcp", "public_port": 22, "network_interface": "b1", "private_port": 22}})),
+    );
     assert_eq!((r.status, r.json()["error"]["field"].as_str()), (422, Some("spec.public_port")), "the host's own ports stay its own: {}", r.body);
-    let r = d.call("POST", "/v1/port-forwards", Some(json!({"name": "bad", "spec": {"protocol": "icmp", "public_port": 1, "network_interface": "b1", "private_port": 1}})));
+    let r = d.call(
+        "POST",
+        "/v1/port-forwards",
+        Some(json!({"name": "bad", "spec": {"protocol": "icmp", "public_port": 1, "network_interface": "b1", "private_port": 1}})),
+    );
     assert_eq!((r.status, r.json()["error"]["field"].as_str()), (422, Some("spec.protocol")), "{}", r.body);
     assert_eq!(d.call("DELETE", "/v1/network-interfaces/c", None).status, 409, "a forwarded interface is in use");
 
@@ -264,9 +308,17 @@ fn load_balancers_port_forwards_dhcp_and_caps_with_recovery() {
     // Nothing doubled: one DNAT rule per listener, one shaping class per capped EIP.
     let vpc_id = d.call("GET", "/v1/vpcs/prod", None).json()["id"].as_str().unwrap().to_string();
     let router = cloudlet::net::names::vpc_netns(&vpc_id);
-    let rules = String::from_utf8(std::process::Command::new("ip").args(["netns", "exec", &router, "nft", "list", "ruleset"]).output().unwrap().stdout).unwrap();
+    let rules =
+        String::from_utf8(std::process::Command::new("ip").args(["netns", "exec", &router, "nft", "list", "ruleset"]).output().unwrap().stdout).unwrap();
     assert_eq!(rules.matches(&format!("ip daddr {vip} tcp dport 80")).count(), 1, "{rules}");
     assert_eq!(rules.matches("dport 8081").count(), 1, "{rules}");
-    let classes = String::from_utf8(std::process::Command::new("tc").args(["-n", &router, "class", "show", "dev", &cloudlet::net::names::ifname(cloudlet::net::names::Role::UplinkVpc, &vpc_id)]).output().unwrap().stdout).unwrap();
+    let classes = String::from_utf8(
+        std::process::Command::new("tc")
+            .args(["-n", &router, "class", "show", "dev", &cloudlet::net::names::ifname(cloudlet::net::names::Role::UplinkVpc, &vpc_id)])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
     assert_eq!(classes.lines().filter(|l| l.starts_with("class htb")).count(), 1, "{classes}");
 }

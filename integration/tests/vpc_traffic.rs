@@ -4,7 +4,7 @@
 //! - two VPCs with the same CIDR and the same addresses never cross;
 //! - a ruleset update takes effect, and a flush is repaired by re-applying.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -87,9 +87,7 @@ fn bound_connect(source: Ipv4Addr, ip: Ipv4Addr) -> Option<TcpStream> {
         let src = addr(source, 0);
         let dst = addr(ip, 8080);
         let len = std::mem::size_of::<libc::sockaddr_in>() as u32;
-        if libc::bind(fd, &src as *const _ as *const libc::sockaddr, len) != 0
-            || libc::connect(fd, &dst as *const _ as *const libc::sockaddr, len) != 0
-        {
+        if libc::bind(fd, &src as *const _ as *const libc::sockaddr, len) != 0 || libc::connect(fd, &dst as *const _ as *const libc::sockaddr, len) != 0 {
             libc::close(fd);
             return None;
         }
@@ -195,11 +193,7 @@ fn security_groups_and_overlapping_vpcs_with_real_traffic() {
     assert_eq!(fetch(&b, ip4).as_deref(), Some("A"), "VPC1's 10.0.1.4 is A, never C");
 
     // Update: allow web -> app; the new ruleset replaces the old atomically.
-    router1.security_groups[1].ingress.push(IngressRule {
-        protocol: Protocol::Tcp,
-        ports: Some((8000, 8100)),
-        source: Source::Group("sg-web".into()),
-    });
+    router1.security_groups[1].ingress.push(IngressRule { protocol: Protocol::Tcp, ports: Some((8000, 8100)), source: Source::Group("sg-web".into()) });
     let doc = render(&router1).unwrap();
     host::apply_ruleset(&vpc1, &doc).unwrap();
     assert_eq!(fetch(&a, ip5).as_deref(), Some("B"), "after the update A reaches B");

@@ -1,7 +1,7 @@
 //! Privileged lane: the site uplink, NAT gateways and elastic IPs, with an "internet" namespace
 //! on the uplink side whose echo server reports the source address it sees.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -26,8 +26,12 @@ fn nat_gateways_and_elastic_ips_through_the_uplink() {
 
     create(&d, "/v1/vpcs", json!({"name": "prod", "spec": {"cidr": "10.0.0.0/16"}}));
     create(&d, "/v1/subnets", json!({"name": "web", "spec": {"vpc": "prod", "cidr": "10.0.1.0/24"}}));
-    create(&d, "/v1/security-groups", json!({"name": "open", "spec": {"vpc": "prod", "ingress": [
-        {"protocol": "tcp", "source_cidr": "0.0.0.0/0"}]}}));
+    create(
+        &d,
+        "/v1/security-groups",
+        json!({"name": "open", "spec": {"vpc": "prod", "ingress": [
+        {"protocol": "tcp", "source_cidr": "0.0.0.0/0"}]}}),
+    );
     for n in ["a", "b"] {
         create(&d, "/v1/network-interfaces", json!({"name": n, "spec": {"subnet": "web", "security_groups": ["open"]}}));
     }
@@ -71,9 +75,7 @@ fn nat_gateways_and_elastic_ips_through_the_uplink() {
     // A NAT gateway through a chosen EIP.
     assert_eq!(d.call("DELETE", "/v1/nat-gateways/natgw", None).status, 204);
     create(&d, "/v1/nat-gateways", json!({"name": "natgw2", "spec": {"subnet": "web", "eip": "e2"}}));
-    let seen = d.wait_for(30, "egress through the EIP NAT gateway", || {
-        fetch_identity(&a, "198.51.100.2", 9000).filter(|s| s == "203.0.113.2")
-    });
+    let seen = d.wait_for(30, "egress through the EIP NAT gateway", || fetch_identity(&a, "198.51.100.2", 9000).filter(|s| s == "203.0.113.2"));
     assert_eq!(seen, "203.0.113.2");
     assert_eq!(d.call("DELETE", "/v1/eips/e2", None).status, 409, "used by a NAT gateway");
     let r = d.call("PATCH", "/v1/eips/e2", Some(json!({"spec": {"network_interface": "a"}})));

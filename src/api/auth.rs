@@ -75,23 +75,12 @@ impl FromRequestParts<AppState> for Auth {
             // Cookie-authenticated writes must be JSON (or carry X-Requested-With): a cross-site
             // form cannot set either without a CORS preflight, which this API never grants.
             let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
-            if !safe
-                && !is_json(parts.headers.get(header::CONTENT_TYPE))
-                && !parts.headers.contains_key("x-requested-with")
-            {
-                return Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "permission_denied",
-                    "cookie-authenticated writes need Content-Type: application/json",
-                ));
+            if !safe && !is_json(parts.headers.get(header::CONTENT_TYPE)) && !parts.headers.contains_key("x-requested-with") {
+                return Err(ApiError::new(StatusCode::FORBIDDEN, "permission_denied", "cookie-authenticated writes need Content-Type: application/json"));
             }
             app.site.run(move |s| s.authenticate_session(&cookie)).await?
         } else {
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthenticated",
-                "send Authorization: Bearer <token>, or log in to the console",
-            ));
+            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "send Authorization: Bearer <token>, or log in to the console"));
         };
         if let Some(slot) = parts.extensions.get::<AuditSlot>() {
             slot.set(&principal);
@@ -109,8 +98,7 @@ pub async fn scope(app: &AppState, p: &Principal, requested: Option<&str>) -> Re
             let name = name.to_string();
             Ok(app.site.run(move |s| s.project_by_name(&name)).await?)
         }
-        Some(_) => Err(ApiError::new(StatusCode::FORBIDDEN, "permission_denied", "only site admins may act in another project")
-            .with_field("project")),
+        Some(_) => Err(ApiError::new(StatusCode::FORBIDDEN, "permission_denied", "only site admins may act in another project").with_field("project")),
     }
 }
 
@@ -132,16 +120,10 @@ pub async fn audit(State(app): State<AppState>, mut req: Request, next: Next) ->
     if principal.is_none() && !app.site.metrics().admit_anonymous_audit(app.site.config().events.anonymous_audit_per_minute) {
         return resp;
     }
-    let target = resp
-        .headers()
-        .get(header::LOCATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|l| l.rsplit('/').next())
-        .map(str::to_string)
-        .or_else(|| {
-            let segs: Vec<&str> = path.trim_end_matches('/').split('/').collect();
-            (segs.len() >= 4).then(|| segs[3].to_string())
-        });
+    let target = resp.headers().get(header::LOCATION).and_then(|v| v.to_str().ok()).and_then(|l| l.rsplit('/').next()).map(str::to_string).or_else(|| {
+        let segs: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+        (segs.len() >= 4).then(|| segs[3].to_string())
+    });
     let row = AuditRow {
         id: 0,
         time: crate::site::model::now_rfc3339(),

@@ -52,7 +52,12 @@ pub async fn list_buckets(State(app): State<AppState>, Auth(p): Auth, ApiQuery(q
 /// name is unique across the site, as S3 addresses buckets by name.
 #[utoipa::path(post, path = "/v1/buckets", tag = "buckets", params(ProjectQuery), request_body = NetworkCreate,
     responses((status = 201, body = Resource), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn create_bucket(State(app): State<AppState>, Auth(p): Auth, ApiQuery(q): ApiQuery<ProjectQuery>, ApiJson(b): ApiJson<NetworkCreate>) -> Result<Response, ApiError> {
+pub async fn create_bucket(
+    State(app): State<AppState>,
+    Auth(p): Auth,
+    ApiQuery(q): ApiQuery<ProjectQuery>,
+    ApiJson(b): ApiJson<NetworkCreate>,
+) -> Result<Response, ApiError> {
     p.require(Role::Member)?;
     let pc = scope(&app, &p, q.project.as_deref()).await?;
     let r = app.site.run(move |s| s.create_bucket(&pc, &b.name, &b.labels, b.spec)).await?;
@@ -72,7 +77,14 @@ pub async fn get_bucket(State(app): State<AppState>, Auth(p): Auth, Path(id): Pa
 #[utoipa::path(patch, path = "/v1/buckets/{id}", tag = "buckets", request_body = UpdateRequest,
     params(("id" = String, Path, description = "id or name"), ProjectQuery, ("If-Match" = Option<String>, Header, description = "expected generation")),
     responses((status = 200, body = Resource), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn update_bucket(State(app): State<AppState>, Auth(p): Auth, Path(id): Path<String>, ApiQuery(q): ApiQuery<ProjectQuery>, headers: HeaderMap, ApiJson(b): ApiJson<UpdateRequest>) -> Result<Response, ApiError> {
+pub async fn update_bucket(
+    State(app): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<ProjectQuery>,
+    headers: HeaderMap,
+    ApiJson(b): ApiJson<UpdateRequest>,
+) -> Result<Response, ApiError> {
     p.require(Role::Member)?;
     let pc = scope(&app, &p, q.project.as_deref()).await?;
     let g = if_match(&headers)?;
@@ -82,7 +94,12 @@ pub async fn update_bucket(State(app): State<AppState>, Auth(p): Auth, Path(id):
 /// Delete an empty bucket; 409 while it holds objects. Unfinished multipart uploads go with it.
 #[utoipa::path(delete, path = "/v1/buckets/{id}", tag = "buckets", params(("id" = String, Path, description = "id or name"), ProjectQuery),
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn delete_bucket(State(app): State<AppState>, Auth(p): Auth, Path(id): Path<String>, ApiQuery(q): ApiQuery<ProjectQuery>) -> Result<Response, ApiError> {
+pub async fn delete_bucket(
+    State(app): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<ProjectQuery>,
+) -> Result<Response, ApiError> {
     p.require(Role::Member)?;
     let pc = scope(&app, &p, q.project.as_deref()).await?;
     app.site.delete_bucket(&pc, &id).await?;
@@ -128,7 +145,12 @@ pub async fn list_access_keys(State(app): State<AppState>, Auth(p): Auth, ApiQue
 /// Create an S3 access key for the project. The answer carries the secret once.
 #[utoipa::path(post, path = "/v1/access-keys", tag = "access-keys", params(ProjectQuery), request_body = AccessKeyCreate,
     responses((status = 201, body = AccessKeyCreated), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn create_access_key(State(app): State<AppState>, Auth(p): Auth, ApiQuery(q): ApiQuery<ProjectQuery>, ApiJson(b): ApiJson<AccessKeyCreate>) -> Result<Response, ApiError> {
+pub async fn create_access_key(
+    State(app): State<AppState>,
+    Auth(p): Auth,
+    ApiQuery(q): ApiQuery<ProjectQuery>,
+    ApiJson(b): ApiJson<AccessKeyCreate>,
+) -> Result<Response, ApiError> {
     p.require(Role::Member)?;
     let spec: AccessKeySpec = serde_json::from_value(b.spec.clone()).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
     if !p.site_admin && spec.role > p.role {
@@ -143,7 +165,12 @@ pub async fn create_access_key(State(app): State<AppState>, Auth(p): Auth, ApiQu
 /// Get an access key (never its secret).
 #[utoipa::path(get, path = "/v1/access-keys/{id}", tag = "access-keys", params(("id" = String, Path, description = "id or name"), ProjectQuery),
     responses((status = 200, body = Resource), (status = 404, body = ErrorBody)))]
-pub async fn get_access_key(State(app): State<AppState>, Auth(p): Auth, Path(id): Path<String>, ApiQuery(q): ApiQuery<ProjectQuery>) -> Result<Response, ApiError> {
+pub async fn get_access_key(
+    State(app): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<ProjectQuery>,
+) -> Result<Response, ApiError> {
     p.require(Role::Viewer)?;
     let pc = scope(&app, &p, q.project.as_deref()).await?;
     Ok(item(app.site.run(move |s| s.get(Kind::AccessKey, Some(&pc), &id)).await?))
@@ -153,7 +180,12 @@ pub async fn get_access_key(State(app): State<AppState>, Auth(p): Auth, Path(id)
 /// the caller's is not revoked (403).
 #[utoipa::path(delete, path = "/v1/access-keys/{id}", tag = "access-keys", params(("id" = String, Path, description = "id or name"), ProjectQuery),
     responses((status = 204), (status = 404, body = ErrorBody)))]
-pub async fn delete_access_key(State(app): State<AppState>, Auth(p): Auth, Path(id): Path<String>, ApiQuery(q): ApiQuery<ProjectQuery>) -> Result<Response, ApiError> {
+pub async fn delete_access_key(
+    State(app): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<ProjectQuery>,
+) -> Result<Response, ApiError> {
     p.require(Role::Member)?;
     let pc = scope(&app, &p, q.project.as_deref()).await?;
     let (pc2, id2) = (pc.clone(), id.clone());
@@ -233,7 +265,12 @@ pub(crate) async fn bucket_of(app: &AppState, p: &Principal, id: String, project
 /// List a bucket's objects, grouped by `delimiter`, with the bucket's usage.
 #[utoipa::path(get, path = "/v1/buckets/{id}/objects", tag = "buckets", params(("id" = String, Path, description = "id or name"), ObjectListQuery),
     responses((status = 200, body = ObjectListing), (status = 404, body = ErrorBody)))]
-pub async fn list_objects(State(app): State<AppState>, Auth(p): Auth, Path(id): Path<String>, ApiQuery(q): ApiQuery<ObjectListQuery>) -> Result<Response, ApiError> {
+pub async fn list_objects(
+    State(app): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<ObjectListQuery>,
+) -> Result<Response, ApiError> {
     let b = bucket_of(&app, &p, id, q.project.as_deref(), Role::Viewer).await?;
     let limit = q.limit.unwrap_or(1000);
     if !(1..=1000).contains(&limit) {
@@ -259,7 +296,12 @@ pub async fn list_objects(State(app): State<AppState>, Auth(p): Auth, Path(id): 
 /// Download an object (the console's download button).
 #[utoipa::path(get, path = "/v1/buckets/{id}/object", tag = "buckets", params(("id" = String, Path, description = "id or name"), ObjectKeyQuery),
     responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>), (status = 404, body = ErrorBody)))]
-pub async fn get_object(State(app): State<AppState>, Auth(p): Auth, Path(id): Path<String>, ApiQuery(q): ApiQuery<ObjectKeyQuery>) -> Result<Response, ApiError> {
+pub async fn get_object(
+    State(app): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<ObjectKeyQuery>,
+) -> Result<Response, ApiError> {
     let b = bucket_of(&app, &p, id, q.project.as_deref(), Role::Viewer).await?;
     validate_key(&q.key)?;
     let (row, files) = app.site.open_object(&b, &q.key).await?;
@@ -267,11 +309,18 @@ pub async fn get_object(State(app): State<AppState>, Auth(p): Auth, Path(id): Pa
     let name = q.key.rsplit('/').next().filter(|n| !n.is_empty()).unwrap_or("object");
     // RFC 6266: an ASCII fallback, and the exact name as RFC 8187 UTF-8 in `filename*`.
     let ascii: String = name.chars().map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' }).collect();
-    let exact: String = name.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect();
+    let exact: String =
+        name.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect();
     let ct = row.content_type.clone().unwrap_or_else(|| "application/octet-stream".into());
     let mut resp = Response::new(Body::from_stream(stream));
     let h = resp.headers_mut();
-    for (k, v) in [(header::CONTENT_TYPE, ct), (header::CONTENT_LENGTH, row.size.to_string()), (header::ETAG, format!("\"{}\"", row.etag)), (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{exact}")), (header::X_CONTENT_TYPE_OPTIONS, "nosniff".into())] {
+    for (k, v) in [
+        (header::CONTENT_TYPE, ct),
+        (header::CONTENT_LENGTH, row.size.to_string()),
+        (header::ETAG, format!("\"{}\"", row.etag)),
+        (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{exact}")),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff".into()),
+    ] {
         if let Ok(v) = v.parse() {
             h.insert(k, v);
         }
@@ -284,7 +333,14 @@ pub async fn get_object(State(app): State<AppState>, Auth(p): Auth, Path(id): Pa
 #[utoipa::path(put, path = "/v1/buckets/{id}/object", tag = "buckets", params(("id" = String, Path, description = "id or name"), ObjectKeyQuery),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses((status = 201, body = ObjectEntry), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn put_object(State(app): State<AppState>, Auth(p): Auth, Path(id): Path<String>, ApiQuery(q): ApiQuery<ObjectKeyQuery>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+pub async fn put_object(
+    State(app): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<ObjectKeyQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let b = bucket_of(&app, &p, id, q.project.as_deref(), Role::Member).await?;
     validate_key(&q.key)?;
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
@@ -304,7 +360,12 @@ pub async fn put_object(State(app): State<AppState>, Auth(p): Auth, Path(id): Pa
 /// Delete an object (absent is not an error, as in S3).
 #[utoipa::path(delete, path = "/v1/buckets/{id}/object", tag = "buckets", params(("id" = String, Path, description = "id or name"), ObjectKeyQuery),
     responses((status = 204), (status = 404, body = ErrorBody)))]
-pub async fn delete_object(State(app): State<AppState>, Auth(p): Auth, Path(id): Path<String>, ApiQuery(q): ApiQuery<ObjectKeyQuery>) -> Result<Response, ApiError> {
+pub async fn delete_object(
+    State(app): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<ObjectKeyQuery>,
+) -> Result<Response, ApiError> {
     let b = bucket_of(&app, &p, id, q.project.as_deref(), Role::Member).await?;
     validate_key(&q.key)?;
     app.site.delete_object(&b, &q.key, None).await?;

@@ -21,8 +21,8 @@ use super::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
 use super::network::NetworkCreate;
 use super::resources::{ListQuery, ListResponse, ProjectQuery, UpdateRequest, accepted, created, if_match, item, list_kind};
 use crate::site::Kind;
-use crate::site::containers::{ExecOutput, logs};
 use crate::site::auth::{Principal, Role};
+use crate::site::containers::{ExecOutput, logs};
 use crate::site::images::Credentials;
 
 /// Body of `POST /v1/images`: a pull.
@@ -100,9 +100,13 @@ pub async fn list_images(State(app): State<AppState>, Auth(p): Auth, ApiQuery(q)
 
 /// Pull an image from a registry: `202` with the operation; the image is `Pulling`, then `Ready`
 /// or `Failed`.
-#[utoipa::path(post, path = "/v1/images", tag = "images", params(ProjectQuery), request_body = ImagePull,
-    responses((status = 202, body = crate::site::Resource), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn pull_image(State(app): State<AppState>, Auth(p): Auth, ApiQuery(q): ApiQuery<ProjectQuery>, ApiJson(b): ApiJson<ImagePull>) -> Result<Response, ApiError> {
+#[utoipa::path(post, path = "/v1/images", tag = "images", params(ProjectQuery), request_body = ImagePull, responses((status = 202, body = crate::site::Resource), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn pull_image(
+    State(app): State<AppState>,
+    Auth(p): Auth,
+    ApiQuery(q): ApiQuery<ProjectQuery>,
+    ApiJson(b): ApiJson<ImagePull>,
+) -> Result<Response, ApiError> {
     let pc = project(&app, &p, Role::Member, q.project.as_deref()).await?;
     let op = app.site.run(move |s| s.create_image_pull(&pc, &b.name, &b.labels, b.spec, b.credentials)).await?;
     Ok(accepted(&op))
@@ -143,7 +147,12 @@ pub(super) async fn save_body(body: Body, path: &std::path::Path, limit: u64) ->
         let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading the body: {e}")).with_field("body"))?;
         n += chunk.len() as u64;
         if n > limit {
-            return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("the archive is larger than container.max_import_bytes ({limit})")).with_field("body"));
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the archive is larger than container.max_import_bytes ({limit})"),
+            )
+            .with_field("body"));
         }
         f.write_all(&chunk).await.map_err(internal)?;
     }
@@ -154,17 +163,20 @@ pub(super) async fn save_body(body: Body, path: &std::path::Path, limit: u64) ->
 }
 
 /// Get one of the project's images by id or name.
-#[utoipa::path(get, path = "/v1/images/{id}", tag = "images", params(("id" = String, Path, description = "id or name"), ProjectQuery),
-    responses((status = 200, body = crate::site::Resource), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/images/{id}", tag = "images", params(("id" = String, Path, description = "id or name"), ProjectQuery), responses((status = 200, body = crate::site::Resource), (status = 404, body = ErrorBody)))]
 pub async fn get_image(State(app): State<AppState>, Auth(p): Auth, Path(id): Path<String>, ApiQuery(q): ApiQuery<ProjectQuery>) -> Result<Response, ApiError> {
     let pc = project(&app, &p, Role::Viewer, q.project.as_deref()).await?;
     Ok(item(app.site.run(move |s| s.get(Kind::Image, Some(&pc), &id)).await?))
 }
 
 /// Delete an image (409 while a container uses it); unreferenced blobs are collected.
-#[utoipa::path(delete, path = "/v1/images/{id}", tag = "images", params(("id" = String, Path, description = "id or name"), ProjectQuery),
-    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn delete_image(State(app): State<AppState>, Auth(p): Auth, Path(id): Path<String>, ApiQuery(q): ApiQuery<ProjectQuery>) -> Result<Response, ApiError> {
+#[utoipa::path(delete, path = "/v1/images/{id}", tag = "images", params(("id" = String, Path, description = "id or name"), ProjectQuery), responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn delete_image(
+    State(app): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<ProjectQuery>,
+) -> Result<Response, ApiError> {
     let pc = project(&app, &p, Role::Member, q.project.as_deref()).await?;
     app.site.run(move |s| s.delete_image(&pc, &id)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -178,18 +190,26 @@ pub async fn list_containers(State(app): State<AppState>, Auth(p): Auth, ApiQuer
 }
 
 /// Create a container (a `ContainerSpec`); it runs unless `state` is `stopped`.
-#[utoipa::path(post, path = "/v1/containers", tag = "containers", params(ProjectQuery), request_body = NetworkCreate,
-    responses((status = 201, body = crate::site::Resource), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn create_container(State(app): State<AppState>, Auth(p): Auth, ApiQuery(q): ApiQuery<ProjectQuery>, ApiJson(b): ApiJson<NetworkCreate>) -> Result<Response, ApiError> {
+#[utoipa::path(post, path = "/v1/containers", tag = "containers", params(ProjectQuery), request_body = NetworkCreate, responses((status = 201, body = crate::site::Resource), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn create_container(
+    State(app): State<AppState>,
+    Auth(p): Auth,
+    ApiQuery(q): ApiQuery<ProjectQuery>,
+    ApiJson(b): ApiJson<NetworkCreate>,
+) -> Result<Response, ApiError> {
     let pc = project(&app, &p, Role::Member, q.project.as_deref()).await?;
     let r = app.site.run(move |s| s.create_container(&pc, &b.name, &b.labels, b.spec)).await?;
     Ok(created(Kind::Container, &r))
 }
 
 /// Get one of the project's containers by id or name.
-#[utoipa::path(get, path = "/v1/containers/{id}", tag = "containers", params(("id" = String, Path, description = "id or name"), ProjectQuery),
-    responses((status = 200, body = crate::site::Resource), (status = 404, body = ErrorBody)))]
-pub async fn get_container(State(app): State<AppState>, Auth(p): Auth, Path(id): Path<String>, ApiQuery(q): ApiQuery<ProjectQuery>) -> Result<Response, ApiError> {
+#[utoipa::path(get, path = "/v1/containers/{id}", tag = "containers", params(("id" = String, Path, description = "id or name"), ProjectQuery), responses((status = 200, body = crate::site::Resource), (status = 404, body = ErrorBody)))]
+pub async fn get_container(
+    State(app): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<ProjectQuery>,
+) -> Result<Response, ApiError> {
     let pc = project(&app, &p, Role::Viewer, q.project.as_deref()).await?;
     Ok(item(app.site.run(move |s| s.get(Kind::Container, Some(&pc), &id)).await?))
 }
@@ -214,9 +234,13 @@ pub async fn update_container(
 
 /// Delete a container: it is stopped (SIGTERM, then SIGKILL after its stop timeout) and its
 /// files, mounts and cgroups are removed.
-#[utoipa::path(delete, path = "/v1/containers/{id}", tag = "containers", params(("id" = String, Path, description = "id or name"), ProjectQuery),
-    responses((status = 204), (status = 404, body = ErrorBody)))]
-pub async fn delete_container(State(app): State<AppState>, Auth(p): Auth, Path(id): Path<String>, ApiQuery(q): ApiQuery<ProjectQuery>) -> Result<Response, ApiError> {
+#[utoipa::path(delete, path = "/v1/containers/{id}", tag = "containers", params(("id" = String, Path, description = "id or name"), ProjectQuery), responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn delete_container(
+    State(app): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<ProjectQuery>,
+) -> Result<Response, ApiError> {
     let pc = project(&app, &p, Role::Member, q.project.as_deref()).await?;
     app.site.run(move |s| s.delete_container(&pc, &id)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -225,9 +249,13 @@ pub async fn delete_container(State(app): State<AppState>, Auth(p): Auth, Path(i
 macro_rules! container_action {
     ($name:ident, $path:literal, $action:literal, $doc:literal) => {
         #[doc = $doc]
-        #[utoipa::path(post, path = $path, tag = "containers", params(("id" = String, Path, description = "id or name"), ProjectQuery),
-            responses((status = 202, body = crate::site::Resource), (status = 404, body = ErrorBody)))]
-        pub async fn $name(State(app): State<AppState>, Auth(p): Auth, Path(id): Path<String>, ApiQuery(q): ApiQuery<ProjectQuery>) -> Result<Response, ApiError> {
+        #[utoipa::path(post, path = $path, tag = "containers", params(("id" = String, Path, description = "id or name"), ProjectQuery), responses((status = 202, body = crate::site::Resource), (status = 404, body = ErrorBody)))]
+        pub async fn $name(
+            State(app): State<AppState>,
+            Auth(p): Auth,
+            Path(id): Path<String>,
+            ApiQuery(q): ApiQuery<ProjectQuery>,
+        ) -> Result<Response, ApiError> {
             let pc = project(&app, &p, Role::Member, q.project.as_deref()).await?;
             let r = app.site.run(move |s| s.container_action(&pc, &id, $action)).await?;
             Ok((StatusCode::ACCEPTED, axum::Json(r)).into_response())
@@ -245,9 +273,13 @@ fn render(e: &logs::Entry, timestamps: bool) -> String {
 
 /// A container's log (`text/plain`, one line per line the container wrote), optionally only the
 /// last `tail` lines, one stream, or followed live until the container stops.
-#[utoipa::path(get, path = "/v1/containers/{id}/logs", tag = "containers", params(("id" = String, Path, description = "id or name"), LogsQuery),
-    responses((status = 200, content_type = "text/plain", body = String), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn container_logs(State(app): State<AppState>, Auth(p): Auth, Path(id): Path<String>, ApiQuery(q): ApiQuery<LogsQuery>) -> Result<Response, ApiError> {
+#[utoipa::path(get, path = "/v1/containers/{id}/logs", tag = "containers", params(("id" = String, Path, description = "id or name"), LogsQuery), responses((status = 200, content_type = "text/plain", body = String), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn container_logs(
+    State(app): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<LogsQuery>,
+) -> Result<Response, ApiError> {
     let pc = project(&app, &p, Role::Member, q.project.as_deref()).await?;
     if let Some(s) = &q.stream
         && s != "stdout"
@@ -301,7 +333,13 @@ pub async fn container_logs(State(app): State<AppState>, Auth(p): Auth, Path(id)
 #[utoipa::path(post, path = "/v1/containers/{id}/exec", tag = "containers", params(("id" = String, Path, description = "id or name"), ProjectQuery),
     request_body = ExecRequest,
     responses((status = 200, body = ExecOutput), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn exec_container(State(app): State<AppState>, Auth(p): Auth, Path(id): Path<String>, ApiQuery(q): ApiQuery<ProjectQuery>, ApiJson(b): ApiJson<ExecRequest>) -> Result<Response, ApiError> {
+pub async fn exec_container(
+    State(app): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<ProjectQuery>,
+    ApiJson(b): ApiJson<ExecRequest>,
+) -> Result<Response, ApiError> {
     let pc = project(&app, &p, Role::Member, q.project.as_deref()).await?;
     let invalid = |f: &str, m: &str| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_argument", m.to_string()).with_field(f.to_string());
     if b.command.is_empty() || b.command.len() > 4096 || b.command.iter().any(|a| a.contains('\0')) {

@@ -79,16 +79,12 @@ impl From<SiteError> for ApiError {
                 a
             }
             SiteError::InvalidId { .. } => ApiError::new(StatusCode::BAD_REQUEST, "invalid_id", msg).with_field("id"),
-            SiteError::Invalid { field, .. } => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_argument", msg).with_field(field)
-            }
+            SiteError::Invalid { field, .. } => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_argument", msg).with_field(field),
             SiteError::Unauthenticated(_) => ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", msg),
             SiteError::Forbidden(_) => ApiError::new(StatusCode::FORBIDDEN, "permission_denied", msg),
             SiteError::ForbiddenOn { field, .. } => ApiError::new(StatusCode::FORBIDDEN, "permission_denied", msg).with_field(field),
             SiteError::NotFound { .. } => ApiError::not_found(msg),
-            SiteError::AlreadyExists { .. } => {
-                ApiError::new(StatusCode::CONFLICT, "already_exists", msg).with_field("name")
-            }
+            SiteError::AlreadyExists { .. } => ApiError::new(StatusCode::CONFLICT, "already_exists", msg).with_field("name"),
             SiteError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", msg),
             SiteError::TooManyRequests(_) => ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", msg),
             SiteError::ConflictOn { field, .. } => ApiError::new(StatusCode::CONFLICT, "conflict", msg).with_field(field),
@@ -145,8 +141,7 @@ pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                 }
                 serde_json::error::Category::Data if msg.starts_with("missing field") => {
                     let f = join(&quoted());
-                    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_argument", format!("missing field {f:?}"))
-                        .with_field(f)
+                    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_argument", format!("missing field {f:?}")).with_field(f)
                 }
                 serde_json::error::Category::Data
                     if msg.starts_with("unknown variant") || msg.starts_with("invalid value") || msg.starts_with("premature end") =>
@@ -184,11 +179,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         if !is_json(req.headers().get(header::CONTENT_TYPE)) {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "the body must be JSON (Content-Type: application/json)",
-            ));
+            return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "the body must be JSON (Content-Type: application/json)"));
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -208,10 +199,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
-        axum::extract::Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|q| ApiQuery(q.0))
-            .map_err(|e| ApiError::bad_request(e.body_text()))
+        axum::extract::Query::<T>::from_request_parts(parts, state).await.map(|q| ApiQuery(q.0)).map_err(|e| ApiError::bad_request(e.body_text()))
     }
 }
 
@@ -241,11 +229,7 @@ pub async fn jsonify_errors(resp: Response) -> Response {
 
 /// The response for a handler panic: a 500 JSON error (the panic is logged, never shown).
 pub fn panic_response(err: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    let detail = err
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| err.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_default();
+    let detail = err.downcast_ref::<String>().cloned().or_else(|| err.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
     tracing::error!(panic = %detail, "handler panicked");
     ApiError::internal("internal error").into_response()
 }

@@ -50,10 +50,7 @@ pub struct EventList {
 const FRESH_BACKLOG: i64 = 100;
 
 fn sse_of(e: &Event) -> SseEvent {
-    SseEvent::default()
-        .id(e.cursor.to_string())
-        .event(e.event_type.clone())
-        .data(serde_json::to_string(e).unwrap_or_default())
+    SseEvent::default().id(e.cursor.to_string()).event(e.event_type.clone()).data(serde_json::to_string(e).unwrap_or_default())
 }
 
 /// List events after a cursor, or stream them as Server-Sent Events.
@@ -61,21 +58,18 @@ fn sse_of(e: &Event) -> SseEvent {
         ("Last-Event-ID" = Option<String>, Header, description = "resume the stream after this cursor")),
     responses((status = 200, body = EventList, description = "JSON list, or text/event-stream when asked"),
         (status = 400, body = ErrorBody)))]
-pub async fn events(
-    State(app): State<AppState>,
-    Auth(p): Auth,
-    headers: HeaderMap,
-    ApiQuery(q): ApiQuery<EventsQuery>,
-) -> Result<Response, ApiError> {
+pub async fn events(State(app): State<AppState>, Auth(p): Auth, headers: HeaderMap, ApiQuery(q): ApiQuery<EventsQuery>) -> Result<Response, ApiError> {
     p.require(Role::Viewer)?;
     let filter = if p.site_admin && q.project.is_none() { None } else { Some(scope(&app, &p, q.project.as_deref()).await?) };
-    let want_stream = q.stream == Some(true)
-        || headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/event-stream"));
+    let want_stream = q.stream == Some(true) || headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/event-stream"));
     let last_id = match headers.get("last-event-id") {
         None => None,
-        Some(v) => Some(v.to_str().ok().and_then(|s| s.trim().parse::<i64>().ok()).ok_or_else(|| {
-            ApiError::bad_request("Last-Event-ID must be an event cursor").with_field("Last-Event-ID")
-        })?),
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<i64>().ok())
+                .ok_or_else(|| ApiError::bad_request("Last-Event-ID must be an event cursor").with_field("Last-Event-ID"))?,
+        ),
     };
     let after = last_id.or(q.after);
     if !want_stream {

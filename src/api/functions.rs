@@ -55,11 +55,14 @@ pub struct DeployQuery {
 }
 
 async fn component_from_bucket(app: &AppState, p: &Principal, bucket: String, key: Option<String>, project: Option<&str>) -> Result<Vec<u8>, ApiError> {
-    let key = key.ok_or_else(|| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_argument", "key names the object holding the component").with_field("key"))?;
+    let key =
+        key.ok_or_else(|| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_argument", "key names the object holding the component").with_field("key"))?;
     let b = super::buckets::bucket_of(app, p, bucket, project, Role::Member).await?;
     let (row, files) = app.site.open_object(&b, &key).await?;
     if row.size as usize > MAX_COMPONENT_BYTES {
-        return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("a component is at most {MAX_COMPONENT_BYTES} bytes")).with_field("key"));
+        return Err(
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("a component is at most {MAX_COMPONENT_BYTES} bytes")).with_field("key")
+        );
     }
     let mut wasm = Vec::with_capacity(row.size as usize);
     let mut stream = std::pin::pin!(crate::object::read_stream(files, 0, row.size as u64));
@@ -83,14 +86,17 @@ pub async fn deploy_function(State(app): State<AppState>, Auth(p): Auth, ApiQuer
     let mut stream = body.into_data_stream();
     if let Some(b) = q.bucket {
         if stream.next().await.is_some() {
-            return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_argument", "send either a body or a bucket and key, not both").with_field("bucket"));
+            return Err(
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_argument", "send either a body or a bucket and key, not both").with_field("bucket")
+            );
         }
         wasm = component_from_bucket(&app, &p, b, q.key, q.project.as_deref()).await?;
     }
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading the body: {e}")).with_field("body"))?;
         if wasm.len() + chunk.len() > MAX_COMPONENT_BYTES {
-            return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("a component is at most {MAX_COMPONENT_BYTES} bytes")).with_field("body"));
+            return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("a component is at most {MAX_COMPONENT_BYTES} bytes"))
+                .with_field("body"));
         }
         wasm.extend_from_slice(&chunk);
     }
@@ -129,7 +135,12 @@ pub async fn list_functions(State(app): State<AppState>, Auth(p): Auth, ApiQuery
 /// Get a function by id or name.
 #[utoipa::path(get, path = "/v1/functions/{id}", tag = "functions", params(("id" = String, Path, description = "id or name"), ProjectQuery),
     responses((status = 200, body = crate::site::Resource), (status = 404, body = ErrorBody)))]
-pub async fn get_function(State(app): State<AppState>, Auth(p): Auth, Path(id): Path<String>, ApiQuery(q): ApiQuery<ProjectQuery>) -> Result<Response, ApiError> {
+pub async fn get_function(
+    State(app): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<ProjectQuery>,
+) -> Result<Response, ApiError> {
     p.require(Role::Viewer)?;
     let pc = scope(&app, &p, q.project.as_deref()).await?;
     Ok(item(app.site.run(move |s| s.get(Kind::Function, Some(&pc), &id)).await?))
@@ -138,7 +149,12 @@ pub async fn get_function(State(app): State<AppState>, Auth(p): Auth, Path(id): 
 /// Delete a function and every version; the gateway stops routing to it at once.
 #[utoipa::path(delete, path = "/v1/functions/{id}", tag = "functions", params(("id" = String, Path, description = "id or name"), ProjectQuery),
     responses((status = 204), (status = 404, body = ErrorBody)))]
-pub async fn delete_function(State(app): State<AppState>, Auth(p): Auth, Path(id): Path<String>, ApiQuery(q): ApiQuery<ProjectQuery>) -> Result<Response, ApiError> {
+pub async fn delete_function(
+    State(app): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<ProjectQuery>,
+) -> Result<Response, ApiError> {
     p.require(Role::Member)?;
     let pc = scope(&app, &p, q.project.as_deref()).await?;
     app.site.run(move |s| s.delete_function(&pc, &id).map(|_| ())).await.map_err(|e: SiteError| ApiError::from(e))?;
@@ -150,7 +166,14 @@ pub async fn delete_function(State(app): State<AppState>, Auth(p): Auth, Path(id
 /// Takes effect from the next request. `If-Match: <generation>` guards against lost updates.
 #[utoipa::path(patch, path = "/v1/functions/{id}", tag = "functions", params(("id" = String, Path, description = "id or name"), ProjectQuery),
     request_body = UpdateRequest, responses((status = 200, body = crate::site::Resource), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn update_function(State(app): State<AppState>, Auth(p): Auth, Path(id): Path<String>, ApiQuery(q): ApiQuery<ProjectQuery>, headers: HeaderMap, ApiJson(b): ApiJson<UpdateRequest>) -> Result<Response, ApiError> {
+pub async fn update_function(
+    State(app): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<ProjectQuery>,
+    headers: HeaderMap,
+    ApiJson(b): ApiJson<UpdateRequest>,
+) -> Result<Response, ApiError> {
     p.require(Role::Member)?;
     let pc = scope(&app, &p, q.project.as_deref()).await?;
     let g = if_match(&headers)?;
@@ -183,7 +206,12 @@ pub struct FunctionLogsQuery {
 /// the gateway's own lines about failed requests); with `follow`, new lines as they come.
 #[utoipa::path(get, path = "/v1/functions/{id}/logs", tag = "functions", params(("id" = String, Path, description = "id or name"), FunctionLogsQuery),
     responses((status = 200, content_type = "text/plain", body = String), (status = 404, body = ErrorBody)))]
-pub async fn function_logs(State(app): State<AppState>, Auth(p): Auth, Path(id): Path<String>, ApiQuery(q): ApiQuery<FunctionLogsQuery>) -> Result<Response, ApiError> {
+pub async fn function_logs(
+    State(app): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<FunctionLogsQuery>,
+) -> Result<Response, ApiError> {
     let route = route_of(&app, &p, id, q.project.as_deref(), Role::Viewer).await?;
     let tail = q.tail.unwrap_or(200);
     if tail > 10_000 {
@@ -233,7 +261,12 @@ pub struct FunctionMetrics {
 /// daemon started), for the console's chart.
 #[utoipa::path(get, path = "/v1/functions/{id}/metrics", tag = "functions", params(("id" = String, Path, description = "id or name"), ProjectQuery),
     responses((status = 200, body = FunctionMetrics), (status = 404, body = ErrorBody)))]
-pub async fn function_metrics(State(app): State<AppState>, Auth(p): Auth, Path(id): Path<String>, ApiQuery(q): ApiQuery<ProjectQuery>) -> Result<Response, ApiError> {
+pub async fn function_metrics(
+    State(app): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<ProjectQuery>,
+) -> Result<Response, ApiError> {
     let route = route_of(&app, &p, id, q.project.as_deref(), Role::Viewer).await?;
     Ok(axum::Json(FunctionMetrics { version: route.version, stats: route.stats.view() }).into_response())
 }
@@ -282,7 +315,13 @@ pub struct InvokeResponse {
 /// and return its answer.
 #[utoipa::path(post, path = "/v1/functions/{id}/invoke", tag = "functions", params(("id" = String, Path, description = "id or name"), ProjectQuery),
     request_body = InvokeRequest, responses((status = 200, body = InvokeResponse), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn invoke_function(State(app): State<AppState>, Auth(p): Auth, Path(id): Path<String>, ApiQuery(q): ApiQuery<ProjectQuery>, ApiJson(b): ApiJson<InvokeRequest>) -> Result<Response, ApiError> {
+pub async fn invoke_function(
+    State(app): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<ProjectQuery>,
+    ApiJson(b): ApiJson<InvokeRequest>,
+) -> Result<Response, ApiError> {
     let route = route_of(&app, &p, id, q.project.as_deref(), Role::Member).await?;
     let invalid = |field: &str, m: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_argument", m).with_field(field);
     let method = hyper::Method::from_bytes(b.method.as_bytes()).map_err(|e| invalid("method", e.to_string()))?;

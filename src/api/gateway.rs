@@ -14,9 +14,9 @@ use hyper::{Request, Response, StatusCode};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::function::{FunctionEngine, FunctionError, LogSink, Stream};
+use crate::net::services::netns_inode;
 use crate::site::Site;
 use crate::site::function_metrics::Outcome;
-use crate::net::services::netns_inode;
 use crate::site::functions::{ENDPOINT_PORT, Endpoint, Route};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -71,7 +71,8 @@ where
         return error(StatusCode::SERVICE_UNAVAILABLE, "busy", format!("function {} is serving its maximum of concurrent requests", route.name));
     };
     // A body without a length is cut at the limit (the guest sees a failed read).
-    let req = req.map(|b| http_body_util::Limited::new(b, route.max_body as usize).map_err(|_| wasmtime_wasi_http::Error::from(ErrorCode::HttpRequestBodySize(None))));
+    let req = req
+        .map(|b| http_body_util::Limited::new(b, route.max_body as usize).map_err(|_| wasmtime_wasi_http::Error::from(ErrorCode::HttpRequestBodySize(None))));
     let cold = route.loaded.take_cold();
     let t0 = std::time::Instant::now();
     let out = engine.invoke(&route.loaded, req, &route.inv).await;
@@ -123,7 +124,7 @@ pub async fn serve_endpoints(site: Site, mut stop: tokio::sync::watch::Receiver<
     loop {
         let want = site.run(|s| s.function_endpoints()).await.unwrap_or_default();
         running.retain(|eni, r| {
-            let keep = want.iter().any(|w| *w == r.at) && netns_inode(&r.at.netns) == Some(r.inode);
+            let keep = want.contains(&r.at) && netns_inode(&r.at.netns) == Some(r.inode);
             if !keep {
                 r.task.abort();
                 tracing::info!(network_interface = %eni, "function endpoint closed");

@@ -89,18 +89,26 @@ pub async fn list_instances(State(app): State<AppState>, Auth(p): Auth, ApiQuery
 
 /// Create an instance (an `InstanceSpec`) and its network interface `<name>-eth0`; it boots
 /// unless `state` is `stopped`.
-#[utoipa::path(post, path = "/v1/instances", tag = "instances", params(ProjectQuery), request_body = NetworkCreate,
-    responses((status = 201, body = crate::site::Resource), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn create_instance(State(app): State<AppState>, Auth(p): Auth, ApiQuery(q): ApiQuery<ProjectQuery>, ApiJson(b): ApiJson<NetworkCreate>) -> Result<Response, ApiError> {
+#[utoipa::path(post, path = "/v1/instances", tag = "instances", params(ProjectQuery), request_body = NetworkCreate, responses((status = 201, body = crate::site::Resource), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn create_instance(
+    State(app): State<AppState>,
+    Auth(p): Auth,
+    ApiQuery(q): ApiQuery<ProjectQuery>,
+    ApiJson(b): ApiJson<NetworkCreate>,
+) -> Result<Response, ApiError> {
     let pc = project(&app, &p, Role::Member, q.project.as_deref()).await?;
     let r = app.site.run(move |s| s.create_instance(&pc, &b.name, &b.labels, b.spec)).await?;
     Ok(created(Kind::Instance, &r))
 }
 
 /// Get one of the project's instances by id or name.
-#[utoipa::path(get, path = "/v1/instances/{id}", tag = "instances", params(("id" = String, Path, description = "id or name"), ProjectQuery),
-    responses((status = 200, body = crate::site::Resource), (status = 404, body = ErrorBody)))]
-pub async fn get_instance(State(app): State<AppState>, Auth(p): Auth, Path(id): Path<String>, ApiQuery(q): ApiQuery<ProjectQuery>) -> Result<Response, ApiError> {
+#[utoipa::path(get, path = "/v1/instances/{id}", tag = "instances", params(("id" = String, Path, description = "id or name"), ProjectQuery), responses((status = 200, body = crate::site::Resource), (status = 404, body = ErrorBody)))]
+pub async fn get_instance(
+    State(app): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<ProjectQuery>,
+) -> Result<Response, ApiError> {
     let pc = project(&app, &p, Role::Viewer, q.project.as_deref()).await?;
     Ok(item(app.site.run(move |s| s.get(Kind::Instance, Some(&pc), &id)).await?))
 }
@@ -126,9 +134,13 @@ pub async fn update_instance(
 /// Delete an instance and its interface (409 while an EIP or a port forward uses the interface):
 /// the guest is shut down (forced after its stop timeout) and its worker, cgroup, root disk and
 /// files are removed.
-#[utoipa::path(delete, path = "/v1/instances/{id}", tag = "instances", params(("id" = String, Path, description = "id or name"), ProjectQuery),
-    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn delete_instance(State(app): State<AppState>, Auth(p): Auth, Path(id): Path<String>, ApiQuery(q): ApiQuery<ProjectQuery>) -> Result<Response, ApiError> {
+#[utoipa::path(delete, path = "/v1/instances/{id}", tag = "instances", params(("id" = String, Path, description = "id or name"), ProjectQuery), responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn delete_instance(
+    State(app): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<ProjectQuery>,
+) -> Result<Response, ApiError> {
     let pc = project(&app, &p, Role::Member, q.project.as_deref()).await?;
     app.site.run(move |s| s.delete_instance(&pc, &id)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -137,9 +149,13 @@ pub async fn delete_instance(State(app): State<AppState>, Auth(p): Auth, Path(id
 macro_rules! instance_action {
     ($name:ident, $path:literal, $action:literal, $doc:literal) => {
         #[doc = $doc]
-        #[utoipa::path(post, path = $path, tag = "instances", params(("id" = String, Path, description = "id or name"), ProjectQuery),
-            responses((status = 202, body = crate::site::Resource), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-        pub async fn $name(State(app): State<AppState>, Auth(p): Auth, Path(id): Path<String>, ApiQuery(q): ApiQuery<ProjectQuery>) -> Result<Response, ApiError> {
+        #[utoipa::path(post, path = $path, tag = "instances", params(("id" = String, Path, description = "id or name"), ProjectQuery), responses((status = 202, body = crate::site::Resource), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+        pub async fn $name(
+            State(app): State<AppState>,
+            Auth(p): Auth,
+            Path(id): Path<String>,
+            ApiQuery(q): ApiQuery<ProjectQuery>,
+        ) -> Result<Response, ApiError> {
             let pc = project(&app, &p, Role::Member, q.project.as_deref()).await?;
             let r = app.site.run(move |s| s.instance_action(&pc, &id, $action)).await?;
             Ok((StatusCode::ACCEPTED, axum::Json(r)).into_response())
@@ -189,9 +205,13 @@ async fn read_tail_bytes(path: &std::path::Path, max: u64) -> (Vec<u8>, u64) {
 
 /// An instance's serial console log (`text/plain`, the bytes the guest wrote), optionally only
 /// the last `tail` lines, or followed live until the worker ends.
-#[utoipa::path(get, path = "/v1/instances/{id}/console", tag = "instances", params(("id" = String, Path, description = "id or name"), ConsoleQuery),
-    responses((status = 200, content_type = "text/plain", body = String), (status = 404, body = ErrorBody)))]
-pub async fn instance_console(State(app): State<AppState>, Auth(p): Auth, Path(id): Path<String>, ApiQuery(q): ApiQuery<ConsoleQuery>) -> Result<Response, ApiError> {
+#[utoipa::path(get, path = "/v1/instances/{id}/console", tag = "instances", params(("id" = String, Path, description = "id or name"), ConsoleQuery), responses((status = 200, content_type = "text/plain", body = String), (status = 404, body = ErrorBody)))]
+pub async fn instance_console(
+    State(app): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<ConsoleQuery>,
+) -> Result<Response, ApiError> {
     let pc = project(&app, &p, Role::Member, q.project.as_deref()).await?;
     let (iid, l) = app.site.run(move |s| s.instance_dir(&pc, &id)).await?;
     let path = l.console_log();
@@ -269,8 +289,7 @@ pub fn same_origin(origin: Option<&str>, host: Option<&str>) -> bool {
 /// `Origin`) when the request carries an `Origin` that is not the daemon's own (see
 /// [`same_origin`]); 400 when it is not a websocket upgrade; 409 when the instance's worker does
 /// not run.
-#[utoipa::path(get, path = "/v1/instances/{id}/console/ws", tag = "instances", params(("id" = String, Path, description = "id or name"), ProjectQuery),
-    responses((status = 101, description = "switching to the websocket"), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/instances/{id}/console/ws", tag = "instances", params(("id" = String, Path, description = "id or name"), ProjectQuery), responses((status = 101, description = "switching to the websocket"), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn instance_console_ws(
     State(app): State<AppState>,
     Auth(p): Auth,

@@ -55,7 +55,10 @@ where
     type Data = B::Data;
     type Error = Box<dyn std::error::Error + Send + Sync>;
 
-    fn poll_frame(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Result<hyper::body::Frame<B::Data>, Self::Error>>> {
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<B::Data>, Self::Error>>> {
         use std::future::Future;
         use std::task::Poll;
         let this = &mut *self;
@@ -174,7 +177,13 @@ where
 }
 
 /// Serve an axum router with [`serve`], adding `ext` (such as the transport) to every request.
-pub async fn serve_router<E: Clone + Send + Sync + 'static>(listener: tokio::net::TcpListener, router: axum::Router, ext: E, stop: watch::Receiver<bool>, nodelay: bool) {
+pub async fn serve_router<E: Clone + Send + Sync + 'static>(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    ext: E,
+    stop: watch::Receiver<bool>,
+    nodelay: bool,
+) {
     serve(
         listener,
         move |mut req: Request, _peer| {
@@ -215,7 +224,7 @@ mod tests {
         assert_eq!(full.collect().await.unwrap().to_bytes(), "abc");
         let (_tx, rx) = tokio::sync::mpsc::channel::<Result<hyper::body::Frame<bytes::Bytes>, std::convert::Infallible>>(1);
         let stalled = IdleTimeoutBody::new(Duration::from_millis(50), http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx)));
-        let err = stalled.collect().await.err().expect("timed out");
+        let err = stalled.collect().await.expect_err("timed out");
         assert!(err.to_string().contains("paused"), "{err}");
     }
 

@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod buckets;
+pub mod console;
 pub mod containers;
 pub mod error;
 pub mod events;
@@ -48,16 +49,16 @@ pub struct AppState {
     info(title = "cloudlet", description = "The site API of cloudlet, an edge cloud in one binary. Conventions: docs/api.md."),
     components(schemas(error::ErrorBody, error::ErrorDetail, crate::site::model::Condition, crate::node::ProbeReport,
         crate::site::projects::ProjectSpec, crate::site::nodes::NodeSpec, crate::site::operations::OperationSpec,
-        crate::site::auth::Role, crate::site::network::VpcSpec, crate::site::network::SubnetSpec,
-        crate::site::network::SecurityGroupSpec, crate::site::network::SgRule, crate::site::network::NetworkInterfaceSpec,
-        crate::net::render::Protocol, crate::site::public::EipSpec, crate::site::public::NatGatewaySpec,
-        crate::site::balancing::PortForwardSpec, crate::site::balancing::LoadBalancerSpec, crate::site::balancing::Listener,
-        crate::site::balancing::BackendSpec, crate::site::balancing::Affinity, crate::site::balancing::HealthCheck,
+        crate::site::auth::Role, crate::site::net_model::VpcSpec, crate::site::net_model::SubnetSpec,
+        crate::site::net_model::SecurityGroupSpec, crate::site::net_model::SgRule, crate::site::net_model::NetworkInterfaceSpec,
+        crate::net::render::Protocol, crate::site::net_model::EipSpec, crate::site::net_model::NatGatewaySpec,
+        crate::site::net_model::PortForwardSpec, crate::site::net_model::LoadBalancerSpec, crate::site::net_model::Listener,
+        crate::site::net_model::BackendSpec, crate::site::net_model::Affinity, crate::site::net_model::HealthCheck,
         crate::site::images::ImageSpec, crate::site::images::Credentials, crate::site::images::ImageRunConfig,
         crate::site::containers::ContainerSpec, crate::site::containers::ContainerResources, crate::site::containers::ContainerMount,
-        crate::site::containers::RestartPolicy, crate::site::containers::DesiredState,
+        crate::site::workload::RestartPolicy, crate::site::workload::DesiredState,
         crate::site::instances::InstanceSpec, crate::site::instances::InstanceVolume, crate::site::instance_images::VmManifest,
-        crate::site::network::Attachment,
+        crate::site::net_model::Attachment,
         crate::site::volumes::VolumeSpec, crate::site::volumes::SnapshotSpec,
         crate::site::buckets::BucketSpec, crate::site::buckets::BucketPolicy, crate::site::buckets::AccessKeySpec)),
     modifiers(&Security),
@@ -76,10 +77,7 @@ impl utoipa::Modify for Security {
         let comps = api.components.get_or_insert_with(Default::default);
         comps.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
         comps.add_security_scheme("session", SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new("cloudlet_session"))));
-        api.security = Some(vec![
-            SecurityRequirement::new("bearer", Vec::<String>::new()),
-            SecurityRequirement::new("session", Vec::<String>::new()),
-        ]);
+        api.security = Some(vec![SecurityRequirement::new("bearer", Vec::<String>::new()), SecurityRequirement::new("session", Vec::<String>::new())]);
     }
 }
 
@@ -161,7 +159,12 @@ pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 /// Routes that take large bodies (image uploads): outside the API's body limit, each with its
 /// own.
 fn upload_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::new().routes(routes!(containers::import_image)).routes(routes!(instances::import_vm_image)).routes(routes!(buckets::put_object)).routes(routes!(functions::deploy_function)).split_for_parts()
+    OpenApiRouter::new()
+        .routes(routes!(containers::import_image))
+        .routes(routes!(instances::import_vm_image))
+        .routes(routes!(buckets::put_object))
+        .routes(routes!(functions::deploy_function))
+        .split_for_parts()
 }
 
 /// The OpenAPI document of every route.
@@ -185,7 +188,7 @@ pub fn app(site: Site, shutdown: watch::Receiver<bool>) -> Router {
     let max_body = site.config().api.max_body_bytes;
     let state = AppState { site, shutdown, openapi };
     routes
-        .fallback(crate::console::serve)
+        .fallback(console::serve)
         .layer(DefaultBodyLimit::max(max_body))
         // Refuse an oversized Content-Length before reading the body (no 100-continue).
         .layer(RequestBodyLimitLayer::new(max_body))

@@ -103,8 +103,7 @@ macro_rules! network_kind {
         }
 
         #[doc = concat!("Create one of the project's ", $tag, ".")]
-        #[utoipa::path(post, path = $path, tag = $tag, params(ProjectQuery), request_body = NetworkCreate,
-            responses((status = 201, body = crate::site::Resource), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+        #[utoipa::path(post, path = $path, tag = $tag, params(ProjectQuery), request_body = NetworkCreate, responses((status = 201, body = crate::site::Resource), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
         pub async fn $create(
             State(app): State<AppState>,
             Auth(p): Auth,
@@ -115,8 +114,7 @@ macro_rules! network_kind {
         }
 
         #[doc = concat!("Get one of the project's ", $tag, " by id or name.")]
-        #[utoipa::path(get, path = $item, tag = $tag, params(("id" = String, Path, description = "id or name"), ProjectQuery),
-            responses((status = 200, body = crate::site::Resource), (status = 404, body = ErrorBody)))]
+        #[utoipa::path(get, path = $item, tag = $tag, params(("id" = String, Path, description = "id or name"), ProjectQuery), responses((status = 200, body = crate::site::Resource), (status = 404, body = ErrorBody)))]
         pub async fn $get(
             State(app): State<AppState>,
             Auth(p): Auth,
@@ -127,8 +125,7 @@ macro_rules! network_kind {
         }
 
         #[doc = concat!("Delete one of the project's ", $tag, "; 409 while it is in use.")]
-        #[utoipa::path(delete, path = $item, tag = $tag, params(("id" = String, Path, description = "id or name"), ProjectQuery),
-            responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+        #[utoipa::path(delete, path = $item, tag = $tag, params(("id" = String, Path, description = "id or name"), ProjectQuery), responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
         pub async fn $delete(
             State(app): State<AppState>,
             Auth(p): Auth,

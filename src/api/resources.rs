@@ -137,17 +137,14 @@ pub fn if_match(h: &HeaderMap) -> Result<Option<i64>, ApiError> {
     let Some(v) = h.get(header::IF_MATCH) else { return Ok(None) };
     let s = v.to_str().unwrap_or("").trim();
     let s = s.strip_prefix("W/").unwrap_or(s).trim_matches('"');
-    s.parse::<i64>()
-        .map(Some)
-        .map_err(|_| ApiError::bad_request("If-Match must be a generation, e.g. \"3\"").with_field("If-Match"))
+    s.parse::<i64>().map(Some).map_err(|_| ApiError::bad_request("If-Match must be a generation, e.g. \"3\"").with_field("If-Match"))
 }
 
 /// List `kind` in `project` (None = all projects), applying limit, page token and label filter.
 pub async fn list_kind(app: &AppState, kind: Kind, project: Option<ProjectCtx>, q: &ListQuery) -> Result<Response, ApiError> {
     let limit = q.limit.unwrap_or(MAX_PAGE);
     if limit == 0 || limit > MAX_PAGE {
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_argument", format!("limit must be 1 to {MAX_PAGE}"))
-            .with_field("limit"));
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_argument", format!("limit must be 1 to {MAX_PAGE}")).with_field("limit"));
     }
     let after = match &q.page_token {
         None => None,
@@ -175,9 +172,7 @@ pub async fn list_kind(app: &AppState, kind: Kind, project: Option<ProjectCtx>, 
         None
     };
     if let Some((k, v)) = label {
-        items.retain(|r| {
-            serde_json::from_str::<BTreeMap<String, String>>(r.labels.get()).is_ok_and(|m| m.get(&k) == Some(&v))
-        });
+        items.retain(|r| serde_json::from_str::<BTreeMap<String, String>>(r.labels.get()).is_ok_and(|m| m.get(&k) == Some(&v)));
     }
     Ok(Json(ListResponse { items, next_page_token }).into_response())
 }
@@ -254,7 +249,9 @@ pub async fn update_project(
     let gen_ = if_match(&headers)?;
     let r = app
         .site
-        .run(move |s| s.update(Kind::Project, None, &id, gen_, b.labels.as_ref(), b.spec.as_ref(), &|_, v| projects::validate_spec(v, &s.config().container.host_paths)))
+        .run(move |s| {
+            s.update(Kind::Project, None, &id, gen_, b.labels.as_ref(), b.spec.as_ref(), &|_, v| projects::validate_spec(v, &s.config().container.host_paths))
+        })
         .await?;
     Ok(item(r))
 }
@@ -296,12 +293,7 @@ pub async fn create_token(
 /// Get an API token (project admins). The secret is never shown again.
 #[utoipa::path(get, path = "/v1/tokens/{id}", tag = "tokens", params(("id" = String, Path, description = "id or name"), ProjectQuery),
     responses((status = 200, body = Resource), (status = 404, body = ErrorBody)))]
-pub async fn get_token(
-    State(app): State<AppState>,
-    Auth(p): Auth,
-    Path(id): Path<String>,
-    ApiQuery(q): ApiQuery<ProjectQuery>,
-) -> Result<Response, ApiError> {
+pub async fn get_token(State(app): State<AppState>, Auth(p): Auth, Path(id): Path<String>, ApiQuery(q): ApiQuery<ProjectQuery>) -> Result<Response, ApiError> {
     admin_get(&app, &p, Kind::Token, id, &q).await
 }
 
@@ -343,12 +335,7 @@ pub async fn create_user(
 /// Get a console user (project admins).
 #[utoipa::path(get, path = "/v1/users/{id}", tag = "users", params(("id" = String, Path, description = "id or name"), ProjectQuery),
     responses((status = 200, body = Resource), (status = 404, body = ErrorBody)))]
-pub async fn get_user(
-    State(app): State<AppState>,
-    Auth(p): Auth,
-    Path(id): Path<String>,
-    ApiQuery(q): ApiQuery<ProjectQuery>,
-) -> Result<Response, ApiError> {
+pub async fn get_user(State(app): State<AppState>, Auth(p): Auth, Path(id): Path<String>, ApiQuery(q): ApiQuery<ProjectQuery>) -> Result<Response, ApiError> {
     admin_get(&app, &p, Kind::User, id, &q).await
 }
 
@@ -394,10 +381,7 @@ pub async fn update_node(
 ) -> Result<Response, ApiError> {
     p.require_site_admin()?;
     let gen_ = if_match(&headers)?;
-    let r = app
-        .site
-        .run(move |s| s.update(Kind::Node, None, &id, gen_, b.labels.as_ref(), b.spec.as_ref(), &|_, v| nodes::validate_spec(v)))
-        .await?;
+    let r = app.site.run(move |s| s.update(Kind::Node, None, &id, gen_, b.labels.as_ref(), b.spec.as_ref(), &|_, v| nodes::validate_spec(v))).await?;
     Ok(item(r))
 }
 

@@ -2,15 +2,15 @@
 
 use std::collections::BTreeMap;
 
+use axum::Json;
 use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::auth::{Auth, AuditSlot, SESSION_COOKIE, Transport, cookie};
+use super::auth::{AuditSlot, Auth, SESSION_COOKIE, Transport, cookie};
 use super::error::{ApiError, ApiJson, ErrorBody};
 use crate::site::auth::{Principal, SESSION_TTL_MS};
 
@@ -38,16 +38,11 @@ pub async fn metrics(State(app): State<AppState>, auth: Result<Auth, ApiError>) 
         auth?.0.require_site_admin()?;
     }
     let counts = app.site.run(|s| s.counts(None)).await?;
-    let counts: Vec<(String, i64)> = counts
-        .into_iter()
-        .map(|(plural, n)| (crate::site::Kind::from_plural(&plural).map(|k| k.as_str().to_string()).unwrap_or(plural), n))
-        .collect();
+    let counts: Vec<(String, i64)> =
+        counts.into_iter().map(|(plural, n)| (crate::site::Kind::from_plural(&plural).map(|k| k.as_str().to_string()).unwrap_or(plural), n)).collect();
     let body = app.site.metrics().encode(&counts);
     let mut resp = body.into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
-    );
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"));
     Ok(resp)
 }
 
@@ -113,12 +108,10 @@ pub async fn login(
     ApiJson(b): ApiJson<LoginRequest>,
 ) -> Result<Response, ApiError> {
     if b.username.is_empty() || b.username.len() > 128 {
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_argument", "username must be 1 to 128 bytes")
-            .with_field("username"));
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_argument", "username must be 1 to 128 bytes").with_field("username"));
     }
     if b.password.len() > 256 {
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_argument", "password is at most 256 bytes")
-            .with_field("password"));
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_argument", "password is at most 256 bytes").with_field("password"));
     }
     let source = peer.map(|Extension(axum::extract::ConnectInfo(a))| a.ip());
     let (value, p) = app.site.run(move |s| s.login(&b.username, &b.password, source)).await?;
@@ -141,10 +134,7 @@ pub async fn logout(State(app): State<AppState>, Auth(_): Auth, headers: HeaderM
         app.site.run(move |s| s.logout(&c)).await?;
     }
     let mut resp = StatusCode::NO_CONTENT.into_response();
-    resp.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static("cloudlet_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
-    );
+    resp.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_static("cloudlet_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"));
     Ok(resp)
 }
 

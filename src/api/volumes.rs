@@ -24,9 +24,13 @@ macro_rules! storage_kind {
         }
 
         #[doc = $create_doc]
-        #[utoipa::path(post, path = $path, tag = $tag, params(ProjectQuery), request_body = NetworkCreate,
-            responses((status = 201, body = crate::site::Resource), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-        pub async fn $create(State(app): State<AppState>, Auth(p): Auth, ApiQuery(q): ApiQuery<ProjectQuery>, ApiJson(b): ApiJson<NetworkCreate>) -> Result<Response, ApiError> {
+        #[utoipa::path(post, path = $path, tag = $tag, params(ProjectQuery), request_body = NetworkCreate, responses((status = 201, body = crate::site::Resource), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+        pub async fn $create(
+            State(app): State<AppState>,
+            Auth(p): Auth,
+            ApiQuery(q): ApiQuery<ProjectQuery>,
+            ApiJson(b): ApiJson<NetworkCreate>,
+        ) -> Result<Response, ApiError> {
             p.require(Role::Member)?;
             let pc = scope(&app, &p, q.project.as_deref()).await?;
             let r = app.site.run(move |s| s.$create_fn(&pc, &b.name, &b.labels, b.spec)).await?;
@@ -34,18 +38,26 @@ macro_rules! storage_kind {
         }
 
         #[doc = concat!("Get one of the project's ", $tag, " by id or name.")]
-        #[utoipa::path(get, path = $item, tag = $tag, params(("id" = String, Path, description = "id or name"), ProjectQuery),
-            responses((status = 200, body = crate::site::Resource), (status = 404, body = ErrorBody)))]
-        pub async fn $get(State(app): State<AppState>, Auth(p): Auth, Path(id): Path<String>, ApiQuery(q): ApiQuery<ProjectQuery>) -> Result<Response, ApiError> {
+        #[utoipa::path(get, path = $item, tag = $tag, params(("id" = String, Path, description = "id or name"), ProjectQuery), responses((status = 200, body = crate::site::Resource), (status = 404, body = ErrorBody)))]
+        pub async fn $get(
+            State(app): State<AppState>,
+            Auth(p): Auth,
+            Path(id): Path<String>,
+            ApiQuery(q): ApiQuery<ProjectQuery>,
+        ) -> Result<Response, ApiError> {
             p.require(Role::Viewer)?;
             let pc = scope(&app, &p, q.project.as_deref()).await?;
             Ok(item(app.site.run(move |s| s.get($kind, Some(&pc), &id)).await?))
         }
 
         #[doc = $delete_doc]
-        #[utoipa::path(delete, path = $item, tag = $tag, params(("id" = String, Path, description = "id or name"), ProjectQuery),
-            responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-        pub async fn $delete(State(app): State<AppState>, Auth(p): Auth, Path(id): Path<String>, ApiQuery(q): ApiQuery<ProjectQuery>) -> Result<Response, ApiError> {
+        #[utoipa::path(delete, path = $item, tag = $tag, params(("id" = String, Path, description = "id or name"), ProjectQuery), responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+        pub async fn $delete(
+            State(app): State<AppState>,
+            Auth(p): Auth,
+            Path(id): Path<String>,
+            ApiQuery(q): ApiQuery<ProjectQuery>,
+        ) -> Result<Response, ApiError> {
             p.require(Role::Member)?;
             let pc = scope(&app, &p, q.project.as_deref()).await?;
             app.site.run(move |s| s.$delete_fn(&pc, &id)).await?;
@@ -106,9 +118,13 @@ pub async fn update_volume(
 /// `nobody`, no network). A volume a guest has written (attached read-write to an instance) is
 /// `status.guest_written` and refused to containers until this passes. 409 while it is attached
 /// or mounted; 422 when errors remain.
-#[utoipa::path(post, path = "/v1/volumes/{id}/check", tag = "volumes", params(("id" = String, Path, description = "id or name"), ProjectQuery),
-    responses((status = 200, body = crate::site::Resource), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn check_volume(State(app): State<AppState>, Auth(p): Auth, Path(id): Path<String>, ApiQuery(q): ApiQuery<ProjectQuery>) -> Result<Response, ApiError> {
+#[utoipa::path(post, path = "/v1/volumes/{id}/check", tag = "volumes", params(("id" = String, Path, description = "id or name"), ProjectQuery), responses((status = 200, body = crate::site::Resource), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn check_volume(
+    State(app): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<ProjectQuery>,
+) -> Result<Response, ApiError> {
     p.require(Role::Member)?;
     let pc = scope(&app, &p, q.project.as_deref()).await?;
     Ok(item(app.site.run(move |s| s.check_volume(&pc, &id)).await?))

@@ -120,17 +120,23 @@ pub async fn portforward(g: &Global, cmd: PortForwardCmd) -> Result<(), CliError
             }
             send(g, Method::POST, P, json!({"name": name, "spec": spec})).await
         }
-        PortForwardCmd::List => list(g, P, &[
-            NAME,
-            ID,
-            Col { header: "PROTO", get: |v| ptr(v, "/spec/protocol") },
-            Col { header: "PORT", get: |v| ptr(v, "/spec/public_port") },
-            Col { header: "EIP", get: |v| ptr(v, "/spec/eip") },
-            Col { header: "INTERFACE", get: |v| ptr(v, "/spec/network_interface") },
-            Col { header: "TO PORT", get: |v| ptr(v, "/spec/private_port") },
-            AGE,
-        ])
-        .await,
+        PortForwardCmd::List => {
+            list(
+                g,
+                P,
+                &[
+                    NAME,
+                    ID,
+                    Col { header: "PROTO", get: |v| ptr(v, "/spec/protocol") },
+                    Col { header: "PORT", get: |v| ptr(v, "/spec/public_port") },
+                    Col { header: "EIP", get: |v| ptr(v, "/spec/eip") },
+                    Col { header: "INTERFACE", get: |v| ptr(v, "/spec/network_interface") },
+                    Col { header: "TO PORT", get: |v| ptr(v, "/spec/private_port") },
+                    AGE,
+                ],
+            )
+            .await
+        }
         PortForwardCmd::Show { name } => show(g, P, &name).await,
         PortForwardCmd::Delete { name } => delete(g, P, &name).await,
     }
@@ -175,16 +181,22 @@ pub async fn lb(g: &Global, cmd: LbCmd) -> Result<(), CliError> {
             send(g, Method::POST, P, json!({"name": name, "spec": spec})).await
         }
         LbCmd::SetBackends { name, backends: b } => send(g, Method::PATCH, &format!("{P}/{name}"), json!({"spec": {"backends": backends(&b)?}})).await,
-        LbCmd::List => list(g, P, &[
-            NAME,
-            ID,
-            Col { header: "ADDRESS", get: |v| ptr(v, "/status/address") },
-            Col { header: "PORT", get: |v| ptr(v, "/spec/listener/port") },
-            Col { header: "PROTO", get: |v| ptr(v, "/spec/listener/protocol") },
-            Col { header: "BACKENDS", get: health },
-            AGE,
-        ])
-        .await,
+        LbCmd::List => {
+            list(
+                g,
+                P,
+                &[
+                    NAME,
+                    ID,
+                    Col { header: "ADDRESS", get: |v| ptr(v, "/status/address") },
+                    Col { header: "PORT", get: |v| ptr(v, "/spec/listener/port") },
+                    Col { header: "PROTO", get: |v| ptr(v, "/spec/listener/protocol") },
+                    Col { header: "BACKENDS", get: health },
+                    AGE,
+                ],
+            )
+            .await
+        }
         LbCmd::Show { name } => show(g, P, &name).await,
         LbCmd::Delete { name } => delete(g, P, &name).await,
     }

@@ -88,7 +88,14 @@ pub async fn bucket(g: &Global, cmd: BucketCmd) -> Result<(), CliError> {
             }
             send(g, Method::PATCH, &format!("{P}/{name}"), json!({"spec": spec})).await
         }
-        BucketCmd::List => list(g, P, &[NAME, ID, Col { header: "POLICY", get: |v| ptr(v, "/spec/policy") }, Col { header: "QUOTA MiB", get: |v| ptr(v, "/spec/quota_mib") }, AGE]).await,
+        BucketCmd::List => {
+            list(
+                g,
+                P,
+                &[NAME, ID, Col { header: "POLICY", get: |v| ptr(v, "/spec/policy") }, Col { header: "QUOTA MiB", get: |v| ptr(v, "/spec/quota_mib") }, AGE],
+            )
+            .await
+        }
         BucketCmd::Show { name } => show(g, P, &name).await,
         BucketCmd::Objects { name, prefix } => {
             let c = client(g)?;

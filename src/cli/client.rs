@@ -101,17 +101,17 @@ impl Client {
                 };
                 let hostport = rest.split('/').next().unwrap_or("");
                 let (host, port) = match hostport.rsplit_once(':') {
-                    Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
-                        h.trim_matches(['[', ']']).to_string(),
-                        p.parse::<u16>().map_err(|_| CliError::Usage(format!("bad port in {url:?}")))?,
-                    ),
+                    Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
+                        (h.trim_matches(['[', ']']).to_string(), p.parse::<u16>().map_err(|_| CliError::Usage(format!("bad port in {url:?}")))?)
+                    }
                     _ => (hostport.to_string(), if tls { 443 } else { 80 }),
                 };
                 let tls = if tls {
                     let local = PathBuf::from("/var/lib/cloudlet/tls/cert.pem");
-                    let ca = ca_cert.map(Path::to_path_buf).or_else(|| local.exists().then_some(local)).ok_or_else(|| {
-                        CliError::Usage("HTTPS needs --ca-cert FILE (the daemon's DATA/tls/cert.pem, or your CA)".into())
-                    })?;
+                    let ca = ca_cert
+                        .map(Path::to_path_buf)
+                        .or_else(|| local.exists().then_some(local))
+                        .ok_or_else(|| CliError::Usage("HTTPS needs --ca-cert FILE (the daemon's DATA/tls/cert.pem, or your CA)".into()))?;
                     Some(tls_config(&ca)?)
                 } else {
                     None
@@ -149,12 +149,8 @@ impl Client {
                 match tls {
                     None => Self::handshake(tcp).await,
                     Some(cfg) => {
-                        let name = rustls::pki_types::ServerName::try_from(host.clone())
-                            .map_err(|e| CliError::Tls(format!("server name {host:?}: {e}")))?;
-                        let s = tokio_rustls::TlsConnector::from(cfg.clone())
-                            .connect(name, tcp)
-                            .await
-                            .map_err(|e| CliError::Tls(e.to_string()))?;
+                        let name = rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| CliError::Tls(format!("server name {host:?}: {e}")))?;
+                        let s = tokio_rustls::TlsConnector::from(cfg.clone()).connect(name, tcp).await.map_err(|e| CliError::Tls(e.to_string()))?;
                         Self::handshake(s).await
                     }
                 }

@@ -14,13 +14,7 @@ use super::{AuditCmd, CliError, Client, EventCmd, Global, NodeCmd, OperationCmd,
 
 /// Build the client from global options.
 pub fn client(g: &Global) -> Result<Client, CliError> {
-    Client::new(
-        g.remote.as_deref(),
-        g.socket.as_deref().map(std::path::Path::new),
-        g.token.clone(),
-        g.project.clone(),
-        g.ca_cert.as_deref(),
-    )
+    Client::new(g.remote.as_deref(), g.socket.as_deref().map(std::path::Path::new), g.token.clone(), g.project.clone(), g.ca_cert.as_deref())
 }
 
 fn items(v: &Value) -> Vec<Value> {
@@ -74,10 +68,7 @@ pub async fn wait_operation(c: &Client, id: &str, quiet: bool) -> Result<Value, 
             }
             Some("Failed") => {
                 bar.abandon_with_message("failed");
-                return Err(CliError::Failed(format!(
-                    "operation {id} failed: {}",
-                    op["status"]["error"]["message"].as_str().unwrap_or("unknown error")
-                )));
+                return Err(CliError::Failed(format!("operation {id} failed: {}", op["status"]["error"]["message"].as_str().unwrap_or("unknown error"))));
             }
             _ => tokio::time::sleep(Duration::from_millis(200)).await,
         }
@@ -260,15 +251,7 @@ pub async fn operation(g: &Global, cmd: OperationCmd) -> Result<(), CliError> {
 }
 
 fn event_line(e: &Value) -> String {
-    format!(
-        "{:>6}  {}  {:<8} {:<10} {:<20} {}",
-        ptr(e, "/cursor"),
-        ptr(e, "/time"),
-        ptr(e, "/type"),
-        ptr(e, "/kind"),
-        ptr(e, "/name"),
-        ptr(e, "/message")
-    )
+    format!("{:>6}  {}  {:<8} {:<10} {:<20} {}", ptr(e, "/cursor"), ptr(e, "/time"), ptr(e, "/type"), ptr(e, "/kind"), ptr(e, "/name"), ptr(e, "/message"))
 }
 
 /// `cloudlet event ...`.

@@ -59,12 +59,8 @@ pub fn detach_at(input: &[u8]) -> Option<usize> {
 /// Attach this terminal to the websocket console at `path` until Ctrl-] or the console closes.
 pub async fn attach(g: &Global, path: &str) -> Result<(), CliError> {
     let key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 16]>());
-    let headers = [
-        ("connection", "Upgrade".to_string()),
-        ("upgrade", "websocket".to_string()),
-        ("sec-websocket-version", "13".to_string()),
-        ("sec-websocket-key", key),
-    ];
+    let headers =
+        [("connection", "Upgrade".to_string()), ("upgrade", "websocket".to_string()), ("sec-websocket-version", "13".to_string()), ("sec-websocket-key", key)];
     let io = client(g)?.upgrade(path, &headers).await?;
     let ws = WebSocketStream::from_raw_socket(TokioIo::new(io), Role::Client, None).await;
     let (mut tx, mut rx) = ws.split();

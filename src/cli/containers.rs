@@ -163,7 +163,8 @@ pub async fn image(g: &Global, cmd: ImageCmd) -> Result<(), CliError> {
         ImageCmd::Pull { source, name, insecure, username, no_wait } => {
             let mut body = json!({"name": name.unwrap_or_else(|| default_name(&source)), "spec": {"source": source, "insecure": insecure}});
             if let Some(u) = username {
-                let password = std::env::var("CLOUDLET_REGISTRY_PASSWORD").map_err(|_| CliError::Usage("--username needs CLOUDLET_REGISTRY_PASSWORD in the environment".into()))?;
+                let password = std::env::var("CLOUDLET_REGISTRY_PASSWORD")
+                    .map_err(|_| CliError::Usage("--username needs CLOUDLET_REGISTRY_PASSWORD in the environment".into()))?;
                 body["credentials"] = json!({"username": u, "password": password});
             }
             let c = client(g)?;
@@ -189,10 +190,19 @@ pub async fn image(g: &Global, cmd: ImageCmd) -> Result<(), CliError> {
             Ok(())
         }
         ImageCmd::List => {
-            list(g, P, &[NAME, ID, PHASE, Col { header: "DIGEST", get: |v| ptr(v, "/status/digest").chars().take(19).collect() }, Col {
-                header: "SIZE",
-                get: |v| v["status"]["size_bytes"].as_u64().map(|b| format!("{:.1} MiB", b as f64 / 1048576.0)).unwrap_or_default(),
-            }, Col { header: "SOURCE", get: |v| ptr(v, "/spec/source") }, AGE])
+            list(
+                g,
+                P,
+                &[
+                    NAME,
+                    ID,
+                    PHASE,
+                    Col { header: "DIGEST", get: |v| ptr(v, "/status/digest").chars().take(19).collect() },
+                    Col { header: "SIZE", get: |v| v["status"]["size_bytes"].as_u64().map(|b| format!("{:.1} MiB", b as f64 / 1048576.0)).unwrap_or_default() },
+                    Col { header: "SOURCE", get: |v| ptr(v, "/spec/source") },
+                    AGE,
+                ],
+            )
             .await
         }
         ImageCmd::Show { name } => show(g, P, &name).await,
@@ -252,10 +262,19 @@ pub async fn container(g: &Global, cmd: ContainerCmd) -> Result<(), CliError> {
             send(g, Method::POST, P, json!({"name": name, "spec": spec})).await
         }
         ContainerCmd::List => {
-            list(g, P, &[NAME, ID, PHASE, Col { header: "IMAGE", get: |v| ptr(v, "/spec/image") }, Col { header: "IP", get: |v| ptr(v, "/status/private_ip") }, Col {
-                header: "EXIT",
-                get: |v| ptr(v, "/status/exit_code"),
-            }, AGE])
+            list(
+                g,
+                P,
+                &[
+                    NAME,
+                    ID,
+                    PHASE,
+                    Col { header: "IMAGE", get: |v| ptr(v, "/spec/image") },
+                    Col { header: "IP", get: |v| ptr(v, "/status/private_ip") },
+                    Col { header: "EXIT", get: |v| ptr(v, "/status/exit_code") },
+                    AGE,
+                ],
+            )
             .await
         }
         ContainerCmd::Show { name } => show(g, P, &name).await,
@@ -271,9 +290,7 @@ pub async fn container(g: &Global, cmd: ContainerCmd) -> Result<(), CliError> {
             client(g)?.print_stream(&path).await
         }
         ContainerCmd::Exec { name, timeout, command } => {
-            let v = client(g)?
-                .json(Method::POST, &format!("{P}/{name}/exec"), Some(&json!({"command": command, "timeout_seconds": timeout})))
-                .await?;
+            let v = client(g)?.json(Method::POST, &format!("{P}/{name}/exec"), Some(&json!({"command": command, "timeout_seconds": timeout}))).await?;
             if g.output != output::Format::Table {
                 output::value(&v, g.output);
                 return Ok(());

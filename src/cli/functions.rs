@@ -116,7 +116,15 @@ pub async fn function(g: &Global, cmd: FunctionCmd) -> Result<(), CliError> {
     match cmd {
         FunctionCmd::Deploy { name, component, bucket, key, route, host, memory, timeout, concurrency } => {
             let mut path = format!("{P}/deploy?name={}", enc(&name));
-            for (k, v) in [("route", route), ("host", host), ("memory_mib", memory.map(|m| m.to_string())), ("timeout_ms", timeout.map(|t| t.to_string())), ("max_concurrency", concurrency.map(|c| c.to_string())), ("bucket", bucket.clone()), ("key", key)] {
+            for (k, v) in [
+                ("route", route),
+                ("host", host),
+                ("memory_mib", memory.map(|m| m.to_string())),
+                ("timeout_ms", timeout.map(|t| t.to_string())),
+                ("max_concurrency", concurrency.map(|c| c.to_string())),
+                ("bucket", bucket.clone()),
+                ("key", key),
+            ] {
                 if let Some(v) = v {
                     path.push_str(&format!("&{k}={}", enc(&v)));
                 }
@@ -135,7 +143,14 @@ pub async fn function(g: &Global, cmd: FunctionCmd) -> Result<(), CliError> {
             Ok(())
         }
         FunctionCmd::List => {
-            let cols = [NAME, ID, Col { header: "ROUTE", get: |v| ptr(v, "/spec/route") }, Col { header: "HOST", get: |v| ptr(v, "/spec/host") }, Col { header: "VERSION", get: |v| ptr(v, "/spec/version") }, AGE];
+            let cols = [
+                NAME,
+                ID,
+                Col { header: "ROUTE", get: |v| ptr(v, "/spec/route") },
+                Col { header: "HOST", get: |v| ptr(v, "/spec/host") },
+                Col { header: "VERSION", get: |v| ptr(v, "/spec/version") },
+                AGE,
+            ];
             list(g, P, &cols).await
         }
         FunctionCmd::Show { name } => show(g, P, &name).await,
@@ -207,8 +222,24 @@ pub async fn function(g: &Global, cmd: FunctionCmd) -> Result<(), CliError> {
                 return Ok(());
             }
             let inv = &v["invocations"];
-            println!("version {}: {} ok, {} errors (timeout {}, failed {}, busy {}, too large {})", ptr(&v, "/version"), ptr(inv, "/ok"), ptr(&v, "/errors"), ptr(inv, "/timeout"), ptr(inv, "/failed"), ptr(inv, "/busy"), ptr(inv, "/too_large"));
-            println!("starts: {} cold, {} warm; latency mean {} ms, p50 <= {} ms, p99 <= {} ms", ptr(&v, "/cold_starts"), ptr(&v, "/warm_starts"), v["mean_ms"].as_f64().map(|m| format!("{m:.2}")).unwrap_or_default(), ptr(&v, "/p50_ms"), ptr(&v, "/p99_ms"));
+            println!(
+                "version {}: {} ok, {} errors (timeout {}, failed {}, busy {}, too large {})",
+                ptr(&v, "/version"),
+                ptr(inv, "/ok"),
+                ptr(&v, "/errors"),
+                ptr(inv, "/timeout"),
+                ptr(inv, "/failed"),
+                ptr(inv, "/busy"),
+                ptr(inv, "/too_large")
+            );
+            println!(
+                "starts: {} cold, {} warm; latency mean {} ms, p50 <= {} ms, p99 <= {} ms",
+                ptr(&v, "/cold_starts"),
+                ptr(&v, "/warm_starts"),
+                v["mean_ms"].as_f64().map(|m| format!("{m:.2}")).unwrap_or_default(),
+                ptr(&v, "/p50_ms"),
+                ptr(&v, "/p99_ms")
+            );
             Ok(())
         }
         FunctionCmd::Delete { name } => delete(g, P, &name).await,

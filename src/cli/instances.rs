@@ -98,8 +98,14 @@ pub async fn instance(g: &Global, cmd: InstanceCmd) -> Result<(), CliError> {
         InstanceCmd::Create { name, image, vcpus, memory, subnet, security_groups, private_ip, volumes, restart, stop_timeout, cmdline_extra, stopped } => {
             let mut spec = json!({"image": image, "subnet": subnet, "security_groups": security_groups,
                 "volumes": volumes.iter().map(|v| volume(v)).collect::<Result<Vec<_>, _>>()?});
-            let opt = [("vcpus", vcpus.map(Value::from)), ("memory_mib", memory.map(Value::from)), ("private_ip", private_ip.map(Value::from)),
-                ("restart_policy", restart.map(Value::from)), ("stop_timeout_seconds", stop_timeout.map(Value::from)), ("cmdline_extra", cmdline_extra.map(Value::from))];
+            let opt = [
+                ("vcpus", vcpus.map(Value::from)),
+                ("memory_mib", memory.map(Value::from)),
+                ("private_ip", private_ip.map(Value::from)),
+                ("restart_policy", restart.map(Value::from)),
+                ("stop_timeout_seconds", stop_timeout.map(Value::from)),
+                ("cmdline_extra", cmdline_extra.map(Value::from)),
+            ];
             for (k, v) in opt {
                 if let Some(v) = v {
                     spec[k] = v;
@@ -111,8 +117,21 @@ pub async fn instance(g: &Global, cmd: InstanceCmd) -> Result<(), CliError> {
             send(g, Method::POST, P, json!({"name": name, "spec": spec})).await
         }
         InstanceCmd::List => {
-            list(g, P, &[NAME, ID, PHASE, Col { header: "VCPUS", get: |v| ptr(v, "/spec/vcpus") }, Col { header: "MEMORY", get: |v| format!("{} MiB", ptr(v, "/spec/memory_mib")) },
-                Col { header: "IP", get: |v| ptr(v, "/spec/private_ip") }, Col { header: "PID", get: |v| ptr(v, "/status/pid") }, Col { header: "EXIT", get: |v| ptr(v, "/status/exit_reason") }, AGE])
+            list(
+                g,
+                P,
+                &[
+                    NAME,
+                    ID,
+                    PHASE,
+                    Col { header: "VCPUS", get: |v| ptr(v, "/spec/vcpus") },
+                    Col { header: "MEMORY", get: |v| format!("{} MiB", ptr(v, "/spec/memory_mib")) },
+                    Col { header: "IP", get: |v| ptr(v, "/spec/private_ip") },
+                    Col { header: "PID", get: |v| ptr(v, "/status/pid") },
+                    Col { header: "EXIT", get: |v| ptr(v, "/status/exit_reason") },
+                    AGE,
+                ],
+            )
             .await
         }
         InstanceCmd::Get { name } => show(g, P, &name).await,

@@ -2,22 +2,22 @@
 //! (`config default`, `node check`, `completion`).
 
 pub mod balancing;
+pub mod buckets;
 pub mod client;
 pub mod commands;
 pub mod console_attach;
 pub mod containers;
+pub mod functions;
 pub mod instances;
 pub mod network;
 pub mod output;
-pub mod buckets;
-pub mod functions;
 pub mod volumes;
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-pub use client::{Client, CliError};
+pub use client::{CliError, Client};
 use output::Format;
 
 /// cloudlet: an edge cloud in one binary.

@@ -212,7 +212,9 @@ pub async fn subnet(g: &Global, cmd: SubnetCmd) -> Result<(), CliError> {
     const P: &str = "/v1/subnets";
     match cmd {
         SubnetCmd::Create { name, vpc, cidr } => send(g, Method::POST, P, json!({"name": name, "spec": {"vpc": vpc, "cidr": cidr}})).await,
-        SubnetCmd::List => list(g, P, &[NAME, ID, Col { header: "VPC", get: |v| ptr(v, "/spec/vpc") }, Col { header: "CIDR", get: |v| ptr(v, "/spec/cidr") }, AGE]).await,
+        SubnetCmd::List => {
+            list(g, P, &[NAME, ID, Col { header: "VPC", get: |v| ptr(v, "/spec/vpc") }, Col { header: "CIDR", get: |v| ptr(v, "/spec/cidr") }, AGE]).await
+        }
         SubnetCmd::Show { name } => show(g, P, &name).await,
         SubnetCmd::Delete { name } => delete(g, P, &name).await,
     }
@@ -224,11 +226,20 @@ pub async fn sg(g: &Global, cmd: SgCmd) -> Result<(), CliError> {
     match cmd {
         SgCmd::Create { name, vpc, rules: r } => send(g, Method::POST, P, json!({"name": name, "spec": {"vpc": vpc, "ingress": rules(&r)?}})).await,
         SgCmd::SetRules { name, rules: r } => send(g, Method::PATCH, &format!("{P}/{name}"), json!({"spec": {"ingress": rules(&r)?}})).await,
-        SgCmd::List => list(g, P, &[NAME, ID, Col { header: "VPC", get: |v| ptr(v, "/spec/vpc") }, Col {
-            header: "RULES",
-            get: |v| v["spec"]["ingress"].as_array().map(|a| a.len()).unwrap_or(0).to_string(),
-        }, AGE])
-        .await,
+        SgCmd::List => {
+            list(
+                g,
+                P,
+                &[
+                    NAME,
+                    ID,
+                    Col { header: "VPC", get: |v| ptr(v, "/spec/vpc") },
+                    Col { header: "RULES", get: |v| v["spec"]["ingress"].as_array().map(|a| a.len()).unwrap_or(0).to_string() },
+                    AGE,
+                ],
+            )
+            .await
+        }
         SgCmd::Show { name } => show(g, P, &name).await,
         SgCmd::Delete { name } => delete(g, P, &name).await,
     }
@@ -245,11 +256,10 @@ pub async fn eni(g: &Global, cmd: EniCmd) -> Result<(), CliError> {
             }
             send(g, Method::POST, P, json!({"name": name, "spec": spec})).await
         }
-        EniCmd::List => list(g, P, &[NAME, ID, Col { header: "IP", get: |v| ptr(v, "/spec/private_ip") }, PHASE, Col {
-            header: "NETNS",
-            get: |v| ptr(v, "/status/netns"),
-        }])
-        .await,
+        EniCmd::List => {
+            list(g, P, &[NAME, ID, Col { header: "IP", get: |v| ptr(v, "/spec/private_ip") }, PHASE, Col { header: "NETNS", get: |v| ptr(v, "/status/netns") }])
+                .await
+        }
         EniCmd::Show { name } => show(g, P, &name).await,
         EniCmd::Delete { name } => delete(g, P, &name).await,
     }
@@ -265,11 +275,19 @@ pub async fn eip(g: &Global, cmd: EipCmd) -> Result<(), CliError> {
         }
         EipCmd::Associate { name, eni } => send(g, Method::PATCH, &format!("{P}/{name}"), json!({"spec": {"network_interface": eni}})).await,
         EipCmd::Disassociate { name } => send(g, Method::PATCH, &format!("{P}/{name}"), json!({"spec": {"network_interface": null}})).await,
-        EipCmd::List => list(g, P, &[NAME, ID, Col { header: "PUBLIC IP", get: |v| ptr(v, "/spec/public_ip") }, Col {
-            header: "INTERFACE",
-            get: |v| ptr(v, "/spec/network_interface"),
-        }])
-        .await,
+        EipCmd::List => {
+            list(
+                g,
+                P,
+                &[
+                    NAME,
+                    ID,
+                    Col { header: "PUBLIC IP", get: |v| ptr(v, "/spec/public_ip") },
+                    Col { header: "INTERFACE", get: |v| ptr(v, "/spec/network_interface") },
+                ],
+            )
+            .await
+        }
         EipCmd::Show { name } => show(g, P, &name).await,
         EipCmd::Release { name } => delete(g, P, &name).await,
     }
@@ -286,11 +304,9 @@ pub async fn natgw(g: &Global, cmd: NatGwCmd) -> Result<(), CliError> {
             }
             send(g, Method::POST, P, json!({"name": name, "spec": spec})).await
         }
-        NatGwCmd::List => list(g, P, &[NAME, ID, Col { header: "SUBNET", get: |v| ptr(v, "/spec/subnet") }, Col {
-            header: "EIP",
-            get: |v| ptr(v, "/spec/eip"),
-        }])
-        .await,
+        NatGwCmd::List => {
+            list(g, P, &[NAME, ID, Col { header: "SUBNET", get: |v| ptr(v, "/spec/subnet") }, Col { header: "EIP", get: |v| ptr(v, "/spec/eip") }]).await
+        }
         NatGwCmd::Show { name } => show(g, P, &name).await,
         NatGwCmd::Delete { name } => delete(g, P, &name).await,
     }

@@ -82,16 +82,13 @@ pub fn one(v: &Value, f: Format) {
 
 fn flatten(prefix: &str, v: &Value) -> Vec<(String, String)> {
     match v {
-        Value::Object(m) if !m.is_empty() => m
-            .iter()
-            .flat_map(|(k, x)| flatten(&if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") }, x))
-            .collect(),
+        Value::Object(m) if !m.is_empty() => {
+            m.iter().flat_map(|(k, x)| flatten(&if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") }, x)).collect()
+        }
         Value::Array(a) if !a.is_empty() && a.iter().all(|x| !x.is_object()) => {
             vec![(prefix.to_string(), a.iter().map(|x| ptr(x, "")).collect::<Vec<_>>().join(", "))]
         }
-        Value::Array(a) if !a.is_empty() => {
-            a.iter().enumerate().flat_map(|(i, x)| flatten(&format!("{prefix}[{i}]"), x)).collect()
-        }
+        Value::Array(a) if !a.is_empty() => a.iter().enumerate().flat_map(|(i, x)| flatten(&format!("{prefix}[{i}]"), x)).collect(),
         other => vec![(prefix.to_string(), ptr(other, ""))],
     }
 }
@@ -104,14 +101,7 @@ mod tests {
     #[test]
     fn flatten_walks_nested_values() {
         let f = flatten("", &json!({"a": {"b": 1, "c": ["x", "y"]}, "d": [{"e": true}]}));
-        assert_eq!(
-            f,
-            vec![
-                ("a.b".to_string(), "1".to_string()),
-                ("a.c".into(), "x, y".into()),
-                ("d[0].e".into(), "true".into())
-            ]
-        );
+        assert_eq!(f, vec![("a.b".to_string(), "1".to_string()), ("a.c".into(), "x, y".into()), ("d[0].e".into(), "true".into())]);
     }
 
     #[test]

@@ -81,10 +81,24 @@ pub async fn volume(g: &Global, cmd: VolumeCmd) -> Result<(), CliError> {
         VolumeCmd::Resize { name, size } => send(g, Method::PATCH, &format!("{P}/{name}"), json!({"spec": {"size_mib": size}})).await,
         VolumeCmd::Check { name } => send(g, Method::POST, &format!("{P}/{name}/check"), json!({})).await,
         VolumeCmd::List => {
-            list(g, P, &[NAME, ID, PHASE, Col { header: "SIZE MiB", get: |v| ptr(v, "/spec/size_mib") }, Col { header: "USED MiB", get: |v| mib(v, "/status/allocated_bytes") }, Col {
-                header: "ATTACHED TO",
-                get: |v| v["status"]["attached_to"].as_array().map(|a| a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(",")).unwrap_or_default(),
-            }, AGE])
+            list(
+                g,
+                P,
+                &[
+                    NAME,
+                    ID,
+                    PHASE,
+                    Col { header: "SIZE MiB", get: |v| ptr(v, "/spec/size_mib") },
+                    Col { header: "USED MiB", get: |v| mib(v, "/status/allocated_bytes") },
+                    Col {
+                        header: "ATTACHED TO",
+                        get: |v| {
+                            v["status"]["attached_to"].as_array().map(|a| a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(",")).unwrap_or_default()
+                        },
+                    },
+                    AGE,
+                ],
+            )
             .await
         }
         VolumeCmd::Show { name } => show(g, P, &name).await,
@@ -98,10 +112,19 @@ pub async fn snapshot(g: &Global, cmd: SnapshotCmd) -> Result<(), CliError> {
     match cmd {
         SnapshotCmd::Create { name, volume } => send(g, Method::POST, P, json!({"name": name, "spec": {"volume": volume}})).await,
         SnapshotCmd::List => {
-            list(g, P, &[NAME, ID, PHASE, Col { header: "VOLUME", get: |v| ptr(v, "/spec/volume") }, Col { header: "SIZE MiB", get: |v| ptr(v, "/status/size_mib") }, Col {
-                header: "COPY",
-                get: |v| ptr(v, "/status/copy"),
-            }, AGE])
+            list(
+                g,
+                P,
+                &[
+                    NAME,
+                    ID,
+                    PHASE,
+                    Col { header: "VOLUME", get: |v| ptr(v, "/spec/volume") },
+                    Col { header: "SIZE MiB", get: |v| ptr(v, "/status/size_mib") },
+                    Col { header: "COPY", get: |v| ptr(v, "/status/copy") },
+                    AGE,
+                ],
+            )
             .await
         }
         SnapshotCmd::Show { name } => show(g, P, &name).await,

@@ -20,10 +20,7 @@ pub fn dirs(path: &str) -> Vec<PathBuf> {
         return vec![Path::new(ROOT).join(rel)].into_iter().filter(|p| p.is_dir()).collect();
     }
     let Ok(rd) = std::fs::read_dir(ROOT) else { return vec![] };
-    rd.filter_map(|e| e.ok())
-        .map(|e| e.path().join(rel))
-        .filter(|p| p.is_dir())
-        .collect()
+    rd.filter_map(|e| e.ok()).map(|e| e.path().join(rel)).filter(|p| p.is_dir()).collect()
 }
 
 /// How many processes of the cgroup the kernel's OOM killer killed (`oom_kill` of v2's
@@ -36,11 +33,7 @@ pub fn oom_kills(path: &str) -> u64 {
 
 /// The value of `key` in a `key value` per line file.
 pub fn parse_counter(text: &str, key: &str) -> u64 {
-    text.lines()
-        .filter_map(|l| l.split_once(' '))
-        .find(|(k, _)| *k == key)
-        .and_then(|(_, v)| v.trim().parse().ok())
-        .unwrap_or(0)
+    text.lines().filter_map(|l| l.split_once(' ')).find(|(k, _)| *k == key).and_then(|(_, v)| v.trim().parse().ok()).unwrap_or(0)
 }
 
 /// Remove the cgroup's directories (children first). Only empty cgroups can be removed; the

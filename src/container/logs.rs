@@ -48,7 +48,11 @@ impl Writer {
 
     /// Append one line of `stream`.
     pub fn line(&mut self, stream: &str, text: &[u8]) -> std::io::Result<()> {
-        let e = Entry { time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true), stream: stream.to_string(), log: String::from_utf8_lossy(text).into_owned() };
+        let e = Entry {
+            time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            stream: stream.to_string(),
+            log: String::from_utf8_lossy(text).into_owned(),
+        };
         let mut buf = serde_json::to_vec(&e).map_err(std::io::Error::other)?;
         buf.push(b'\n');
         if self.size + buf.len() as u64 > self.max_bytes && self.size > 0 {

@@ -1,4 +1,4 @@
-//! The container engine (issue 4): OCI runtime specs with default hardening, the per-container
+//! The container engine: OCI runtime specs with default hardening, the per-container
 //! shim that runs youki's `libcontainer`, rotating logs, exec into a running container, and the
 //! cgroup facts (OOM kills) a shim reports.
 //!

@@ -44,7 +44,11 @@ impl Layout {
     /// The stop grace period recorded at the last start (10 s when none was recorded), so a
     /// container deleted from state is still stopped with its own timeout.
     pub fn stop_grace(&self) -> Duration {
-        std::fs::read_to_string(self.dir.join("stop-timeout")).ok().and_then(|s| s.trim().parse().ok()).map(Duration::from_secs).unwrap_or(Duration::from_secs(10))
+        std::fs::read_to_string(self.dir.join("stop-timeout"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .map(Duration::from_secs)
+            .unwrap_or(Duration::from_secs(10))
     }
     /// The cgroup path (`/cloudlet/<id>`) under each hierarchy.
     pub fn cgroup(&self) -> String {

@@ -18,8 +18,19 @@ use super::ContainerError;
 
 /// Docker's default capabilities.
 pub const DEFAULT_CAPS: &[&str] = &[
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID",
-    "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
     "CAP_AUDIT_WRITE",
 ];
 
@@ -177,7 +188,10 @@ pub fn resolve_user(rootfs: &Path, user: &str) -> Result<(u32, u32, Vec<u32>), C
         let entry = passwd.iter().find(|f| f.get(2).and_then(|x| x.parse::<u32>().ok()) == Some(n));
         (n, entry.and_then(|f| f.get(3)?.parse().ok()).unwrap_or(n), entry.and_then(|f| f.first().cloned()))
     } else {
-        let f = passwd.iter().find(|f| f.first().is_some_and(|x| x == u)).ok_or_else(|| ContainerError::Invalid(format!("user {u:?} is not in the image's /etc/passwd")))?;
+        let f = passwd
+            .iter()
+            .find(|f| f.first().is_some_and(|x| x == u))
+            .ok_or_else(|| ContainerError::Invalid(format!("user {u:?} is not in the image's /etc/passwd")))?;
         let uid = f.get(2).and_then(|x| x.parse().ok()).ok_or_else(|| ContainerError::Invalid(format!("user {u:?} has a bad /etc/passwd entry")))?;
         (uid, f.get(3).and_then(|x| x.parse().ok()).unwrap_or(uid), Some(u.to_string()))
     };
@@ -222,11 +236,7 @@ fn read_etc(rootfs: &Path, name: &str) -> Vec<Vec<String>> {
     if opened.and_then(|f| f.take(1 << 20).read_to_string(&mut text)).is_err() {
         return vec![];
     }
-    text
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(|l| l.split(':').map(str::to_string).collect())
-        .collect()
+    text.lines().filter(|l| !l.starts_with('#')).map(|l| l.split(':').map(str::to_string).collect()).collect()
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! The serverless function engine (issue 5, first part): WebAssembly components implementing
+//! The serverless function engine: WebAssembly components implementing
 //! `wasi:http/proxy` (the ABI of `wasmtime serve` and Spin), run on `wasmtime`.
 //!
 //! - One [`wasmtime::Engine`] with the pooling allocator and epoch interruption; a ticker thread
@@ -99,7 +99,12 @@ pub(crate) type OutgoingFuture = Box<dyn Future<Output = Result<(), wasmtime_was
 type SendFuture = Box<dyn Future<Output = Result<(hyper::Response<wasmtime_wasi_http::WasiBody>, OutgoingFuture), wasmtime_wasi_http::Error>> + Send>;
 
 impl WasiHttpHooks for Hooks {
-    fn send_request(&mut self, request: hyper::Request<wasmtime_wasi_http::WasiBody>, options: Option<wasmtime_wasi_http::RequestOptions>, fut: OutgoingFuture) -> SendFuture {
+    fn send_request(
+        &mut self,
+        request: hyper::Request<wasmtime_wasi_http::WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+        fut: OutgoingFuture,
+    ) -> SendFuture {
         let authority = request.uri().authority().map(|a| a.to_string()).unwrap_or_default();
         if !self.allows(&authority) {
             self.log.line(Stream::Host, &format!("outbound request to {authority:?} denied: not on the function's allow-list"));
@@ -167,7 +172,11 @@ impl FunctionEngine {
     pub fn new(cache: &Path, instances: u32, max_memory: usize) -> Result<Self, FunctionError> {
         std::fs::create_dir_all(cache).map_err(eng)?;
         let mut pool = PoolingAllocationConfig::default();
-        pool.total_component_instances(instances).total_core_instances(instances * 4).total_memories(instances * 2).total_tables(instances * 4).max_memory_size(max_memory);
+        pool.total_component_instances(instances)
+            .total_core_instances(instances * 4)
+            .total_memories(instances * 2)
+            .total_tables(instances * 4)
+            .max_memory_size(max_memory);
         let mut cfg = Config::new();
         cfg.wasm_component_model(true).epoch_interruption(true).allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&cfg).map_err(eng)?;
@@ -237,7 +246,13 @@ impl FunctionEngine {
         wasi.stdout(pipe::LogPipe::new(inv.log.clone(), Stream::Stdout));
         wasi.stderr(pipe::LogPipe::new(inv.log.clone(), Stream::Stderr));
         let hooks = Hooks { allowed: inv.allowed_hosts.clone(), log: inv.log.clone(), egress: self.egress.clone() };
-        let host = Host { wasi: wasi.build(), http: WasiHttpCtx::new(), hooks, table: ResourceTable::new(), limits: StoreLimitsBuilder::new().memory_size(limits.memory_bytes).instances(16).build() };
+        let host = Host {
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            hooks,
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new().memory_size(limits.memory_bytes).instances(16).build(),
+        };
         let mut store = Store::new(&self.engine, host);
         store.limiter(|h| &mut h.limits);
         // Every tick the guest yields to the runtime (a spinning guest must not hold a worker

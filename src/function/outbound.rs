@@ -134,12 +134,14 @@ pub(super) async fn send(
     };
     let io: Box<dyn Io> = if tls {
         let connector = tokio_rustls::TlsConnector::from(tls_config()?);
-        let stream = tokio::time::timeout(connect, connector.connect(server_name(host)?, tcp)).await.map_err(|_| Error::ConnectionTimeout)?.map_err(Error::Tls)?;
+        let stream =
+            tokio::time::timeout(connect, connector.connect(server_name(host)?, tcp)).await.map_err(|_| Error::ConnectionTimeout)?.map_err(Error::Tls)?;
         Box::new(stream)
     } else {
         Box::new(tcp)
     };
-    let (mut sender, conn) = tokio::time::timeout(connect, hyper::client::conn::http1::handshake(TokioIo::new(io))).await.map_err(|_| Error::ConnectionTimeout)??;
+    let (mut sender, conn) =
+        tokio::time::timeout(connect, hyper::client::conn::http1::handshake(TokioIo::new(io))).await.map_err(|_| Error::ConnectionTimeout)??;
     let conn = tokio::spawn(conn);
     // The request line carries the path only (the authority is in the Host header).
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");

@@ -18,7 +18,12 @@ fn component(name: &str) -> Vec<u8> {
 }
 
 fn req(path: &str, body: &'static [u8]) -> hyper::Request<Full<Bytes>> {
-    hyper::Request::builder().uri(format!("http://fn.test{path}")).header("host", "fn.test").header("content-type", "text/x-test").body(Full::new(Bytes::from_static(body))).expect("request")
+    hyper::Request::builder()
+        .uri(format!("http://fn.test{path}"))
+        .header("host", "fn.test")
+        .header("content-type", "text/x-test")
+        .body(Full::new(Bytes::from_static(body)))
+        .expect("request")
 }
 
 const LIMITS: Limits = Limits { memory_bytes: 64 << 20, timeout: Duration::from_millis(300) };
@@ -32,7 +37,12 @@ impl LogSink for Collect {
 }
 
 fn inv(env: &[(&str, &str)], log: &Arc<Collect>) -> Invocation {
-    Invocation { limits: LIMITS, env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), allowed_hosts: Arc::from(vec!["allowed.test".to_string()]), log: log.clone() }
+    Invocation {
+        limits: LIMITS,
+        env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        allowed_hosts: Arc::from(vec!["allowed.test".to_string()]),
+        log: log.clone(),
+    }
 }
 
 async fn text(r: hyper::Response<HyperOutgoingBody>) -> (u16, String, hyper::HeaderMap) {
@@ -43,7 +53,8 @@ async fn text(r: hyper::Response<HyperOutgoingBody>) -> (u16, String, hyper::Hea
 
 #[test]
 fn the_allow_list_matches_hosts_and_host_ports() {
-    let h = Hooks { allowed: Arc::from(vec!["api.example".to_string(), "db.example:5432".to_string()]), log: Arc::new(Collect::default()), egress: Arc::default() };
+    let h =
+        Hooks { allowed: Arc::from(vec!["api.example".to_string(), "db.example:5432".to_string()]), log: Arc::new(Collect::default()), egress: Arc::default() };
     assert!(h.allows("api.example") && h.allows("API.example:8080") && h.allows("db.example:5432"));
     assert!(!h.allows("db.example:80") && !h.allows("evil.example") && !h.allows("api.example.evil") && !h.allows(""));
 }

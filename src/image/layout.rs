@@ -100,7 +100,12 @@ pub fn unpack_image(store: &super::store::BlobStore, image: &Image, root: &Path,
 
 /// Unpack `layers` (digest, gzip), bottom first, onto `root`, within one budget `limits` for
 /// them all. Errors: [`ImageError::TooLarge`] naming the whole budget.
-pub fn unpack_layers(layers: impl IntoIterator<Item = (Digest, bool)>, store: &super::store::BlobStore, root: &Path, limits: Limits) -> Result<Stats, ImageError> {
+pub fn unpack_layers(
+    layers: impl IntoIterator<Item = (Digest, bool)>,
+    store: &super::store::BlobStore,
+    root: &Path,
+    limits: Limits,
+) -> Result<Stats, ImageError> {
     let mut total = Stats::default();
     for (d, gzip) in layers {
         let left = Limits { max_bytes: limits.max_bytes - total.bytes, max_entries: limits.max_entries - total.entries, ..limits };

@@ -1,4 +1,4 @@
-//! The OCI image engine (issue 4, in progress): a content-addressed blob store, safe layer
+//! The OCI image engine: a content-addressed blob store, safe layer
 //! unpacking, import of OCI image layouts, and registry pulls (`oci-client`). The container
 //! runtime builds on these.
 

@@ -75,10 +75,7 @@ fn layers_stack_with_whiteouts_and_opaque_directories() {
     });
     let s = unpack(&upper[..], false, root.path(), Limits::default()).unwrap();
     assert_eq!(s.whiteouts, 2);
-    assert_eq!(
-        tree(root.path()),
-        ["bin", "bin/ash", "bin/busybox", "bin/sh", "etc", "etc/hostname", "var", "var/cache", "var/cache/c"]
-    );
+    assert_eq!(tree(root.path()), ["bin", "bin/ash", "bin/busybox", "bin/sh", "etc", "etc/hostname", "var", "var/cache", "var/cache/c"]);
     assert_eq!(std::fs::read_to_string(root.path().join("etc/hostname")).unwrap(), "upper\n");
     assert_eq!(std::fs::read_link(root.path().join("bin/busybox")).unwrap(), Path::new("/bin/sh"));
 }
@@ -157,9 +154,17 @@ fn decompression_bombs_stop_at_the_limits() {
             (store.put(&mut &l[..], None, 1 << 20).unwrap().0, true)
         })
         .collect();
-    let err = super::layout::unpack_layers(layers.clone(), &store, tempfile::tempdir().unwrap().path(), Limits { max_bytes: 1000, max_entries: 10, special_files: true }).unwrap_err();
+    let err = super::layout::unpack_layers(
+        layers.clone(),
+        &store,
+        tempfile::tempdir().unwrap().path(),
+        Limits { max_bytes: 1000, max_entries: 10, special_files: true },
+    )
+    .unwrap_err();
     assert!(matches!(err, ImageError::TooLarge { limit: 1000 }), "{err}");
-    let ok = super::layout::unpack_layers(layers, &store, tempfile::tempdir().unwrap().path(), Limits { max_bytes: 1800, max_entries: 10, special_files: true }).unwrap();
+    let ok =
+        super::layout::unpack_layers(layers, &store, tempfile::tempdir().unwrap().path(), Limits { max_bytes: 1800, max_entries: 10, special_files: true })
+            .unwrap();
     assert_eq!(ok.bytes, 1800);
 }
 

@@ -185,13 +185,19 @@ pub fn unpack(r: impl Read, gzip: bool, root: &Path, limits: Limits) -> Result<S
                 f.set_permissions(std::fs::Permissions::from_mode(mode)).map_err(io("chmod"))?;
             }
             EntryType::Symlink => {
-                let target = e.link_name().map_err(|e| ImageError::BadArchive(e.to_string()))?.ok_or_else(|| ImageError::BadArchive(format!("{}: symlink without a target", rel.display())))?;
+                let target = e
+                    .link_name()
+                    .map_err(|e| ImageError::BadArchive(e.to_string()))?
+                    .ok_or_else(|| ImageError::BadArchive(format!("{}: symlink without a target", rel.display())))?;
                 remove(&full)?;
                 // The target is stored as-is: it is only ever resolved inside the container.
                 std::os::unix::fs::symlink(&target, &full).map_err(io(format!("symlinking {}", full.display())))?;
             }
             EntryType::Link => {
-                let target = e.link_name().map_err(|e| ImageError::BadArchive(e.to_string()))?.ok_or_else(|| ImageError::BadArchive(format!("{}: hard link without a target", rel.display())))?;
+                let target = e
+                    .link_name()
+                    .map_err(|e| ImageError::BadArchive(e.to_string()))?
+                    .ok_or_else(|| ImageError::BadArchive(format!("{}: hard link without a target", rel.display())))?;
                 let target_rel = clean(&target)?;
                 let target_full = parents(root, &target_rel, false)?;
                 match std::fs::symlink_metadata(&target_full) {
@@ -206,10 +212,8 @@ pub fn unpack(r: impl Read, gzip: bool, root: &Path, limits: Limits) -> Result<S
             EntryType::Fifo if !limits.special_files => return Err(ImageError::BadArchive(format!("{}: a FIFO is not allowed here", rel.display()))),
             EntryType::Fifo => {
                 remove(&full)?;
-                nix::unistd::mkfifo(&full, nix::sys::stat::Mode::from_bits_truncate(mode)).map_err(|e| ImageError::Io {
-                    what: format!("mkfifo {}", full.display()),
-                    source: e.into(),
-                })?;
+                nix::unistd::mkfifo(&full, nix::sys::stat::Mode::from_bits_truncate(mode))
+                    .map_err(|e| ImageError::Io { what: format!("mkfifo {}", full.display()), source: e.into() })?;
             }
             EntryType::Char | EntryType::Block => return Err(ImageError::Device(rel.display().to_string())),
             // Pax and GNU extension headers are applied by the reader; nothing else is a file.

@@ -70,13 +70,7 @@ pub fn answer(datagram: &[u8], lease: &Lease) -> Option<(Vec<u8>, SocketAddrV4)>
         _ => return None,
     };
     let mut reply = req.clone();
-    reply
-        .set_opcode(Opcode::BootReply)
-        .set_hops(0)
-        .set_secs(0)
-        .set_siaddr(Ipv4Addr::UNSPECIFIED)
-        .set_sname(&[])
-        .set_fname(&[]);
+    reply.set_opcode(Opcode::BootReply).set_hops(0).set_secs(0).set_siaddr(Ipv4Addr::UNSPECIFIED).set_sname(&[]).set_fname(&[]);
     let mut opts = DhcpOptions::default();
     opts.insert(DhcpOption::MessageType(reply_type));
     opts.insert(DhcpOption::ServerIdentifier(lease.gateway));

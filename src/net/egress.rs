@@ -348,9 +348,8 @@ fn read_host_addresses() -> Option<Arc<[IpAddr]>> {
             return None;
         }
     };
-    let ip_of = |s: &nix::sys::socket::SockaddrStorage| {
-        s.as_sockaddr_in().map(|a| IpAddr::V4(a.ip())).or_else(|| s.as_sockaddr_in6().map(|a| IpAddr::V6(a.ip())))
-    };
+    let ip_of =
+        |s: &nix::sys::socket::SockaddrStorage| s.as_sockaddr_in().map(|a| IpAddr::V4(a.ip())).or_else(|| s.as_sockaddr_in6().map(|a| IpAddr::V6(a.ip())));
     let mut out: Vec<IpAddr> = Vec::new();
     for i in ifs {
         for ip in [i.address.as_ref(), i.broadcast.as_ref()].into_iter().flatten().filter_map(ip_of) {
@@ -455,7 +454,16 @@ mod tests {
 
     #[test]
     fn bad_rules_are_refused_with_their_key() {
-        for (allow, deny) in [(vec!["nonsense"], vec![]), (vec!["127.0.0.1:0"], vec![]), (vec!["127.0.0.1:99999"], vec![]), (vec!["[::1"], vec![]), (vec!["[::1]5000"], vec![]), (vec!["10.0.0.0/33"], vec![]), (vec![], vec!["10.0.0.0/8:22"]), (vec![], vec![""])] {
+        for (allow, deny) in [
+            (vec!["nonsense"], vec![]),
+            (vec!["127.0.0.1:0"], vec![]),
+            (vec!["127.0.0.1:99999"], vec![]),
+            (vec!["[::1"], vec![]),
+            (vec!["[::1]5000"], vec![]),
+            (vec!["10.0.0.0/33"], vec![]),
+            (vec![], vec!["10.0.0.0/8:22"]),
+            (vec![], vec![""]),
+        ] {
             let a: Vec<String> = allow.iter().map(|s| s.to_string()).collect();
             let d: Vec<String> = deny.iter().map(|s| s.to_string()).collect();
             let err = EgressPolicy::new(&a, &d).expect_err("refused");

@@ -106,9 +106,7 @@ pub fn delete_netns(name: &str) -> Result<(), HostError> {
 /// Names of the namespaces in `/run/netns` that start with `prefix`.
 pub fn list_netns(prefix: &str) -> Vec<String> {
     std::fs::read_dir(NETNS_DIR)
-        .map(|d| {
-            d.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| n.starts_with(prefix)).collect()
-        })
+        .map(|d| d.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| n.starts_with(prefix)).collect())
         .unwrap_or_default()
 }
 
@@ -126,10 +124,7 @@ where
             let ns = std::fs::File::open(&path).map_err(io(format!("opening {}", path.display())))?;
             nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(sys(format!("setns {}", path.display())))?;
         }
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(io("starting a namespace runtime"))?;
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(io("starting a namespace runtime"))?;
         rt.block_on(async move {
             let (conn, handle, _) = rtnetlink::new_connection().map_err(io("opening rtnetlink"))?;
             let task = tokio::spawn(conn);
@@ -219,11 +214,7 @@ pub fn attach(a: &Attachment) -> Result<(), HostError> {
             Some(_) => false,
             None => {
                 let wl = std::fs::File::open(&wl_path).map_err(io(format!("opening {}", wl_path.display())))?;
-                h.link()
-                    .add(LinkVeth::new(&r.router_if, &peer_tmp).build())
-                    .execute()
-                    .await
-                    .map_err(nl(format!("creating veth {}", r.router_if)))?;
+                h.link().add(LinkVeth::new(&r.router_if, &peer_tmp).build()).execute().await.map_err(nl(format!("creating veth {}", r.router_if)))?;
                 let peer = link_index(&h, &peer_tmp).await?.ok_or_else(|| HostError::Missing("the new veth peer is not there".into()))?;
                 h.link()
                     .set(LinkUnspec::new_with_index(peer).setns_by_fd(wl.as_raw_fd()).build())
@@ -254,14 +245,10 @@ pub fn attach(a: &Attachment) -> Result<(), HostError> {
         let idx = match link_index(&h, &w.workload_if).await? {
             Some(i) => i,
             None => {
-                let i = link_index(&h, &peer_tmp).await?.ok_or_else(|| {
-                    HostError::Missing(format!("the workload end of {} is not there (created now: {created})", w.router_if))
-                })?;
-                h.link()
-                    .set(LinkUnspec::new_with_index(i).name(w.workload_if.clone()).build())
-                    .execute()
-                    .await
-                    .map_err(nl("naming the workload interface"))?;
+                let i = link_index(&h, &peer_tmp)
+                    .await?
+                    .ok_or_else(|| HostError::Missing(format!("the workload end of {} is not there (created now: {created})", w.router_if)))?;
+                h.link().set(LinkUnspec::new_with_index(i).name(w.workload_if.clone()).build()).execute().await.map_err(nl("naming the workload interface"))?;
                 i
             }
         };
@@ -390,8 +377,7 @@ pub fn detach(router_netns: &str, router_if: &str) -> Result<(), HostError> {
 
 /// Apply a rendered ruleset (libnftables JSON) inside a namespace, atomically.
 pub fn apply_ruleset(netns: &str, ruleset: &serde_json::Value) -> Result<(), HostError> {
-    let doc: nftables::schema::Nftables<'static> =
-        serde_json::from_value(ruleset.clone()).map_err(|e| HostError::Nft(format!("ruleset schema: {e}")))?;
+    let doc: nftables::schema::Nftables<'static> = serde_json::from_value(ruleset.clone()).map_err(|e| HostError::Nft(format!("ruleset schema: {e}")))?;
     in_netns(netns, move |_| async move { nftables::helper::apply_ruleset(&doc).map_err(|e| HostError::Nft(e.to_string())) })
 }
 
@@ -465,11 +451,7 @@ pub fn sync_uplink_routes(uplink_netns: &str, routes: Vec<(Ipv4Addr, Ipv4Addr)>)
             }
         }
         for (dst, via) in &routes {
-            let msg = RouteMessageBuilder::<Ipv4Addr>::new()
-                .destination_prefix(*dst, 32)
-                .gateway(*via)
-                .protocol(RouteProtocol::from(ROUTE_PROTO))
-                .build();
+            let msg = RouteMessageBuilder::<Ipv4Addr>::new().destination_prefix(*dst, 32).gateway(*via).protocol(RouteProtocol::from(ROUTE_PROTO)).build();
             replace_route(&h, msg, "routing an elastic IP").await?;
         }
         for m in existing {

@@ -46,9 +46,7 @@ pub fn private_ranges() -> [Ipv4Net; 4] {
 
 /// Parse a CIDR that must be in canonical form (`10.0.0.0/16`, not `10.0.0.1/16`).
 pub fn parse_cidr(field: &'static str, s: &str) -> Result<Ipv4Net, IpamError> {
-    let net: Ipv4Net = s
-        .parse()
-        .map_err(|_| IpamError::Invalid { field, message: format!("{s:?} is not an IPv4 CIDR such as 10.0.0.0/16") })?;
+    let net: Ipv4Net = s.parse().map_err(|_| IpamError::Invalid { field, message: format!("{s:?} is not an IPv4 CIDR such as 10.0.0.0/16") })?;
     if net.network() != net.addr() {
         return Err(IpamError::Invalid { field, message: format!("{s} has host bits set; did you mean {}?", net.trunc()) });
     }
@@ -62,10 +60,7 @@ pub fn parse_cidr(field: &'static str, s: &str) -> Result<Ipv4Net, IpamError> {
 pub fn validate_vpc_cidr(field: &'static str, s: &str) -> Result<Ipv4Net, IpamError> {
     let net = parse_cidr(field, s)?;
     if !private_ranges().iter().any(|r| r.contains(&net)) {
-        return Err(IpamError::Invalid {
-            field,
-            message: format!("{net} is not private (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16 or 100.64.0.0/10)"),
-        });
+        return Err(IpamError::Invalid { field, message: format!("{net} is not private (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16 or 100.64.0.0/10)") });
     }
     Ok(net)
 }
@@ -101,11 +96,7 @@ pub fn reserved(subnet: Ipv4Net, a: Ipv4Addr) -> Option<&'static str> {
 
 /// Assign an address in `subnet`: `requested` when it is free and usable, else the lowest free
 /// one. `used` holds the addresses already assigned.
-pub fn assign(
-    subnet: Ipv4Net,
-    used: &BTreeSet<Ipv4Addr>,
-    requested: Option<Ipv4Addr>,
-) -> Result<Ipv4Addr, IpamError> {
+pub fn assign(subnet: Ipv4Net, used: &BTreeSet<Ipv4Addr>, requested: Option<Ipv4Addr>) -> Result<Ipv4Addr, IpamError> {
     const FIELD: &str = "spec.private_ip";
     if let Some(a) = requested {
         if !subnet.contains(&a) {

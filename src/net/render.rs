@@ -184,9 +184,7 @@ fn ingress_exprs(r: &IngressRule) -> Vec<Value> {
     let mut e = Vec::new();
     match &r.source {
         Source::Cidr(c) if c.prefix_len() == 0 => {}
-        Source::Cidr(c) => {
-            e.push(eq(payload("ip", "saddr"), json!({"prefix": {"addr": c.network().to_string(), "len": c.prefix_len()}})))
-        }
+        Source::Cidr(c) => e.push(eq(payload("ip", "saddr"), json!({"prefix": {"addr": c.network().to_string(), "len": c.prefix_len()}}))),
         Source::Group(g) => e.push(eq(payload("ip", "saddr"), json!(format!("@{}", set_name(g))))),
     }
     match r.protocol {
@@ -223,12 +221,7 @@ pub fn render(m: &VpcRouter) -> Result<Value, RenderError> {
 
     // Membership sets, one per security group.
     for sg in &m.security_groups {
-        let members: Vec<String> = m
-            .interfaces
-            .iter()
-            .filter(|i| i.security_groups.contains(&sg.id))
-            .map(|i| i.ip.to_string())
-            .collect();
+        let members: Vec<String> = m.interfaces.iter().filter(|i| i.security_groups.contains(&sg.id)).map(|i| i.ip.to_string()).collect();
         let mut set = json!({"name": set_name(&sg.id), "type": "ipv4_addr"});
         if !members.is_empty() {
             set["elem"] = json!(members);
@@ -242,7 +235,10 @@ pub fn render(m: &VpcRouter) -> Result<Value, RenderError> {
     for i in &m.interfaces {
         out.push(obj("chain", json!({"name": format!("in_{}", i.ifname)})));
     }
-    out.push(rule("forward", vec![json!({"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": ["established", "related"]}}), json!({"accept": null})]));
+    out.push(rule(
+        "forward",
+        vec![json!({"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": ["established", "related"]}}), json!({"accept": null})],
+    ));
     out.push(rule("forward", vec![json!({"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": "invalid"}}), json!({"drop": null})]));
     if m.has_uplink {
         // Only subnets behind a NAT gateway and addresses with an EIP leave through the uplink;
@@ -263,8 +259,7 @@ pub fn render(m: &VpcRouter) -> Result<Value, RenderError> {
     }
     if !m.interfaces.is_empty() {
         // An anonymous verdict map: a hash lookup, rebuilt with the table on every change.
-        let entries: Vec<Value> =
-            m.interfaces.iter().map(|i| json!([i.ifname, {"jump": {"target": format!("in_{}", i.ifname)}}])).collect();
+        let entries: Vec<Value> = m.interfaces.iter().map(|i| json!([i.ifname, {"jump": {"target": format!("in_{}", i.ifname)}}])).collect();
         out.push(rule("forward", vec![json!({"vmap": {"key": meta("oifname"), "data": {"set": entries}}})]));
     }
     // A workload port the map does not know yet (attached before its ruleset, or not ours to
@@ -285,13 +280,16 @@ pub fn render(m: &VpcRouter) -> Result<Value, RenderError> {
     out.push(obj("chain", json!({"name": "postrouting", "type": "nat", "hook": "postrouting", "prio": 100, "policy": "accept"})));
     for pf in &m.port_forwards {
         let p = proto_name(pf.protocol);
-        out.push(rule("prerouting", vec![
-            eq(meta("iifname"), json!(m.uplink)),
-            eq(payload("ip", "daddr"), json!(pf.public.to_string())),
-            eq(meta("l4proto"), json!(p)),
-            eq(payload(p, "dport"), json!(pf.public_port)),
-            json!({"dnat": {"family": "ip", "addr": pf.private.to_string(), "port": pf.private_port}}),
-        ]));
+        out.push(rule(
+            "prerouting",
+            vec![
+                eq(meta("iifname"), json!(m.uplink)),
+                eq(payload("ip", "daddr"), json!(pf.public.to_string())),
+                eq(meta("l4proto"), json!(p)),
+                eq(payload(p, "dport"), json!(pf.public_port)),
+                json!({"dnat": {"family": "ip", "addr": pf.private.to_string(), "port": pf.private_port}}),
+            ],
+        ));
     }
     for lb in &m.load_balancers {
         if let Some(r) = lb_rule(&m.uplink, lb) {
@@ -306,20 +304,23 @@ pub fn render(m: &VpcRouter) -> Result<Value, RenderError> {
     }
     out.push(obj("map", dnat));
     out.push(obj("map", snat));
-    out.push(rule("prerouting", vec![
-        eq(meta("iifname"), json!(m.uplink)),
-        json!({"dnat": {"family": "ip", "addr": {"map": {"key": payload("ip", "daddr"), "data": "@eip_dnat"}}}}),
-    ]));
-    out.push(rule("postrouting", vec![
-        eq(meta("oifname"), json!(m.uplink)),
-        json!({"snat": {"family": "ip", "addr": {"map": {"key": payload("ip", "saddr"), "data": "@eip_snat"}}}}),
-    ]));
+    out.push(rule(
+        "prerouting",
+        vec![eq(meta("iifname"), json!(m.uplink)), json!({"dnat": {"family": "ip", "addr": {"map": {"key": payload("ip", "daddr"), "data": "@eip_dnat"}}}})],
+    ));
+    out.push(rule(
+        "postrouting",
+        vec![eq(meta("oifname"), json!(m.uplink)), json!({"snat": {"family": "ip", "addr": {"map": {"key": payload("ip", "saddr"), "data": "@eip_snat"}}}})],
+    ));
     for n in &m.nat_gateways {
-        out.push(rule("postrouting", vec![
-            eq(meta("oifname"), json!(m.uplink)),
-            eq(payload("ip", "saddr"), json!({"prefix": {"addr": n.subnet.network().to_string(), "len": n.subnet.prefix_len()}})),
-            json!({"snat": {"family": "ip", "addr": n.snat_to.to_string()}}),
-        ]));
+        out.push(rule(
+            "postrouting",
+            vec![
+                eq(meta("oifname"), json!(m.uplink)),
+                eq(payload("ip", "saddr"), json!({"prefix": {"addr": n.subnet.network().to_string(), "len": n.subnet.prefix_len()}})),
+                json!({"snat": {"family": "ip", "addr": n.snat_to.to_string()}}),
+            ],
+        ));
     }
     for o in &out {
         serde_json::from_value::<nftables::schema::NfObject>(o.clone()).map_err(|e| RenderError::Schema(format!("{e}: {o}")))?;
@@ -380,21 +381,27 @@ pub fn render_uplink(uplink: &str, transit: Ipv4Net, forwards: &[UplinkForward])
         json!({"add": {"table": table}}),
         obj("chain", json!({"name": "prerouting", "type": "nat", "hook": "prerouting", "prio": -100, "policy": "accept"})),
         obj("chain", json!({"name": "postrouting", "type": "nat", "hook": "postrouting", "prio": 100, "policy": "accept"})),
-        rule("postrouting", vec![
-            eq(meta("oifname"), json!(uplink)),
-            eq(payload("ip", "saddr"), json!({"prefix": {"addr": transit.network().to_string(), "len": transit.prefix_len()}})),
-            json!({"masquerade": null}),
-        ]),
+        rule(
+            "postrouting",
+            vec![
+                eq(meta("oifname"), json!(uplink)),
+                eq(payload("ip", "saddr"), json!({"prefix": {"addr": transit.network().to_string(), "len": transit.prefix_len()}})),
+                json!({"masquerade": null}),
+            ],
+        ),
     ];
     for f in forwards {
         let p = proto_name(f.protocol);
-        out.push(rule("prerouting", vec![
-            eq(meta("iifname"), json!(uplink)),
-            eq(json!({"fib": {"result": "type", "flags": ["daddr"]}}), json!("local")),
-            eq(meta("l4proto"), json!(p)),
-            eq(payload(p, "dport"), json!(f.port)),
-            json!({"dnat": {"family": "ip", "addr": f.to.to_string()}}),
-        ]));
+        out.push(rule(
+            "prerouting",
+            vec![
+                eq(meta("iifname"), json!(uplink)),
+                eq(json!({"fib": {"result": "type", "flags": ["daddr"]}}), json!("local")),
+                eq(meta("l4proto"), json!(p)),
+                eq(payload(p, "dport"), json!(f.port)),
+                json!({"dnat": {"family": "ip", "addr": f.to.to_string()}}),
+            ],
+        ));
     }
     for o in &out {
         serde_json::from_value::<nftables::schema::NfObject>(o.clone()).map_err(|e| RenderError::Schema(format!("{e}: {o}")))?;

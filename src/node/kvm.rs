@@ -37,12 +37,7 @@ pub fn probe() -> KvmProbe {
     };
     let api_version = kvm.get_api_version();
     match run_int3_guest(&kvm) {
-        Ok(()) => KvmProbe {
-            present: true,
-            api_version,
-            full_guests: true,
-            detail: format!("API version {api_version}; a guest ran int3 and SSE natively"),
-        },
+        Ok(()) => KvmProbe { present: true, api_version, full_guests: true, detail: format!("API version {api_version}; a guest ran int3 and SSE natively") },
         Err(why) => KvmProbe { present: true, api_version, full_guests: false, detail: format!("API version {api_version}; {why}") },
     }
 }
@@ -62,14 +57,7 @@ fn run_int3_guest(kvm: &Kvm) -> Result<(), String> {
     let vm = kvm.create_vm().map_err(|e| format!("KVM_CREATE_VM: {e}"))?;
     // SAFETY: an anonymous private mapping; we check for MAP_FAILED.
     let ptr = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            MEM_SIZE,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-            -1,
-            0,
-        )
+        libc::mmap(std::ptr::null_mut(), MEM_SIZE, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE, -1, 0)
     };
     if ptr == libc::MAP_FAILED {
         return Err("mmap of guest memory failed".into());
@@ -83,13 +71,7 @@ fn run_int3_guest(kvm: &Kvm) -> Result<(), String> {
     mem[CODE_AT..CODE_AT + 2].copy_from_slice(&[0xcc, 0xf4]);
     // pxor xmm0, xmm0; mov al, MAGIC; out PORT, al; hlt
     mem[HANDLER_AT..HANDLER_AT + 9].copy_from_slice(&[0x66, 0x0f, 0xef, 0xc0, 0xb0, MAGIC, 0xe6, PORT as u8, 0xf4]);
-    let region = kvm_userspace_memory_region {
-        slot: 0,
-        flags: 0,
-        guest_phys_addr: 0,
-        memory_size: MEM_SIZE as u64,
-        userspace_addr: map.0 as u64,
-    };
+    let region = kvm_userspace_memory_region { slot: 0, flags: 0, guest_phys_addr: 0, memory_size: MEM_SIZE as u64, userspace_addr: map.0 as u64 };
     // SAFETY: the region points at our live mapping; the VM and vCPU are dropped explicitly
     // before the mapping at the end of this function.
     unsafe { vm.set_user_memory_region(region) }.map_err(|e| format!("KVM_SET_USER_MEMORY_REGION: {e}"))?;

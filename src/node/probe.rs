@@ -43,10 +43,7 @@ fn read(path: &str) -> String {
 }
 
 fn meminfo_kb(text: &str, key: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
+    text.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(':')).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0)
 }
 
 /// Whether the running kernel has `module` loaded, built in, or available to load. `symbol` is a
@@ -93,9 +90,7 @@ fn nftables(release: &str, kallsyms: &str) -> Feature {
     let version = std::process::Command::new("nft").arg("--version").output();
     match (kernel, version) {
         (false, _) => Feature { available: false, detail: "kernel has no nf_tables".into() },
-        (true, Ok(o)) if o.status.success() => {
-            Feature { available: true, detail: String::from_utf8_lossy(&o.stdout).trim().to_string() }
-        }
+        (true, Ok(o)) if o.status.success() => Feature { available: true, detail: String::from_utf8_lossy(&o.stdout).trim().to_string() },
         _ => Feature { available: false, detail: "the nft binary is missing (Debian package nftables)".into() },
     }
 }
@@ -124,10 +119,7 @@ pub fn probe(data_dir: &Path) -> ProbeReport {
     let arch = uts.as_ref().map(|u| u.machine().to_string_lossy().into_owned()).unwrap_or_default();
     let hostname = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
     let cpuinfo = read("/proc/cpuinfo");
-    let cpu_model = cpuinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_string()))
-        .unwrap_or_default();
+    let cpu_model = cpuinfo.lines().find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())).unwrap_or_default();
     let cpus = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
     let mem = read("/proc/meminfo");
     let (disk_path, disk_total_bytes, disk_free_bytes) = disk(data_dir);
@@ -139,20 +131,13 @@ pub fn probe(data_dir: &Path) -> ProbeReport {
     features.insert("kvm".into(), Feature { available: kvm.present, detail: kvm_detail });
     features.insert("kvm_full_guests".into(), Feature { available: kvm.full_guests, detail: kvm.detail });
     features.insert("nftables".into(), nftables(&release, &ksyms));
-    let overlay = read("/proc/filesystems").lines().any(|l| l.trim_end().ends_with("overlay"))
-        || kernel_has("overlay", "ovl_fill_super", &release, &ksyms);
+    let overlay = read("/proc/filesystems").lines().any(|l| l.trim_end().ends_with("overlay")) || kernel_has("overlay", "ovl_fill_super", &release, &ksyms);
     features.insert(
         "overlayfs".into(),
         Feature { available: overlay, detail: if overlay { "overlay filesystem available".into() } else { "no overlay filesystem".into() } },
     );
     let tun_dev = Path::new("/dev/net/tun").exists();
-    features.insert(
-        "tun".into(),
-        Feature {
-            available: tun_dev,
-            detail: if tun_dev { "/dev/net/tun present".into() } else { "/dev/net/tun missing".into() },
-        },
-    );
+    features.insert("tun".into(), Feature { available: tun_dev, detail: if tun_dev { "/dev/net/tun present".into() } else { "/dev/net/tun missing".into() } });
     features.insert("bridge".into(), module_feature("bridge", "br_dev_xmit", &release, &ksyms, "Linux bridge"));
     features.insert("vxlan".into(), module_feature("vxlan", "vxlan_xmit", &release, &ksyms, "VXLAN"));
     features.insert("veth".into(), module_feature("veth", "veth_xmit", &release, &ksyms, "veth pairs"));

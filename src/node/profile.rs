@@ -81,8 +81,7 @@ impl Profile {
 
     /// Parse a profile from TOML text (`origin` names it in errors).
     pub fn parse(origin: &str, text: &str) -> Result<Profile, ProfileError> {
-        let prof: Profile =
-            toml::from_str(text).map_err(|e| ProfileError::Parse { path: origin.into(), message: e.to_string() })?;
+        let prof: Profile = toml::from_str(text).map_err(|e| ProfileError::Parse { path: origin.into(), message: e.to_string() })?;
         if let Some(f) = prof.requires.features.iter().find(|f| !KNOWN_FEATURES.contains(&f.as_str())) {
             return Err(ProfileError::UnknownFeature { path: origin.into(), feature: f.clone() });
         }
@@ -94,21 +93,11 @@ impl Profile {
         let q = &self.requires;
         let mut out = Vec::new();
         if let Some(n) = q.cpus {
-            out.push(CheckLine {
-                requirement: "cpus".into(),
-                expected: format!(">= {n}"),
-                observed: r.cpus.to_string(),
-                pass: r.cpus >= n,
-            });
+            out.push(CheckLine { requirement: "cpus".into(), expected: format!(">= {n}"), observed: r.cpus.to_string(), pass: r.cpus >= n });
         }
         if let Some(g) = q.memory_gib {
             let have = r.memory_total_bytes as f64 / GIB;
-            out.push(CheckLine {
-                requirement: "memory_gib".into(),
-                expected: format!(">= {g}"),
-                observed: format!("{have:.1}"),
-                pass: have + 0.05 >= g,
-            });
+            out.push(CheckLine { requirement: "memory_gib".into(), expected: format!(">= {g}"), observed: format!("{have:.1}"), pass: have + 0.05 >= g });
         }
         if let Some(g) = q.disk_free_gib {
             let have = r.disk_free_bytes as f64 / GIB;
@@ -184,14 +173,7 @@ features = ["kvm", "kvm_full_guests"]
         let pass: Vec<_> = lines.iter().map(|l| (l.requirement.as_str(), l.pass)).collect();
         assert_eq!(
             pass,
-            vec![
-                ("cpus", false),
-                ("memory_gib", true),
-                ("disk_free_gib", true),
-                ("cgroup", true),
-                ("feature kvm", true),
-                ("feature kvm_full_guests", false)
-            ]
+            vec![("cpus", false), ("memory_gib", true), ("disk_free_gib", true), ("cgroup", true), ("feature kvm", true), ("feature kvm_full_guests", false)]
         );
     }
 
@@ -199,10 +181,7 @@ features = ["kvm", "kvm_full_guests"]
     fn bad_profiles_are_refused() {
         assert!(matches!(Profile::parse("t", "name = 1"), Err(ProfileError::Parse { .. })));
         assert!(matches!(Profile::parse("t", "name='x'\n[requires]\nbogus=1"), Err(ProfileError::Parse { .. })));
-        assert!(matches!(
-            Profile::parse("t", "name='x'\n[requires]\nfeatures=['warp']"),
-            Err(ProfileError::UnknownFeature { .. })
-        ));
+        assert!(matches!(Profile::parse("t", "name='x'\n[requires]\nfeatures=['warp']"), Err(ProfileError::UnknownFeature { .. })));
     }
 
     #[test]

@@ -64,11 +64,7 @@ impl Principal {
 
     /// Require site admin.
     pub fn require_site_admin(&self) -> Result<(), SiteError> {
-        if self.site_admin {
-            Ok(())
-        } else {
-            Err(SiteError::Forbidden("this needs a site admin (an admin of the system project)".into()))
-        }
+        if self.site_admin { Ok(()) } else { Err(SiteError::Forbidden("this needs a site admin (an admin of the system project)".into())) }
     }
 }
 
@@ -132,16 +128,11 @@ pub fn hash_password(password: &str) -> Result<String, SiteError> {
     let mut salt = [0u8; 16];
     rand::rng().fill_bytes(&mut salt);
     let salt = SaltString::encode_b64(&salt).map_err(|e| SiteError::Internal(format!("salt: {e}")))?;
-    argon2::Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| SiteError::Internal(format!("argon2: {e}")))
+    argon2::Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string()).map_err(|e| SiteError::Internal(format!("argon2: {e}")))
 }
 
 fn verify_password(password: &str, phc: &str) -> bool {
-    PasswordHash::new(phc)
-        .map(|h| argon2::Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
-        .unwrap_or(false)
+    PasswordHash::new(phc).map(|h| argon2::Argon2::default().verify_password(password.as_bytes(), &h).is_ok()).unwrap_or(false)
 }
 
 /// Check a new password's length. Errors name `field`.
@@ -256,49 +247,21 @@ impl Site {
     }
 
     /// Create an API token in `project`; returns the resource and the secret (shown once).
-    pub fn create_token(
-        &self,
-        project: &ProjectCtx,
-        name: &str,
-        labels: &BTreeMap<String, String>,
-        spec: &TokenSpec,
-    ) -> Result<(Resource, String), SiteError> {
+    pub fn create_token(&self, project: &ProjectCtx, name: &str, labels: &BTreeMap<String, String>, spec: &TokenSpec) -> Result<(Resource, String), SiteError> {
         if spec.expires_at.is_some_and(|t| t <= chrono::Utc::now()) {
             return Err(SiteError::invalid("spec.expires_at", "must be in the future"));
         }
         let secret = new_token_secret();
-        let r = self.create(
-            Kind::Token,
-            Some(project),
-            name,
-            labels,
-            &serde_json::to_value(spec)?,
-            &Status::phase("Active"),
-            Some(&sha256_hex(&secret)),
-        )?;
+        let r = self.create(Kind::Token, Some(project), name, labels, &serde_json::to_value(spec)?, &Status::phase("Active"), Some(&sha256_hex(&secret)))?;
         Ok((r, secret))
     }
 
     /// Create a console user in `project`.
-    pub fn create_user(
-        &self,
-        project: &ProjectCtx,
-        name: &str,
-        labels: &BTreeMap<String, String>,
-        spec: &UserCreateSpec,
-    ) -> Result<Resource, SiteError> {
+    pub fn create_user(&self, project: &ProjectCtx, name: &str, labels: &BTreeMap<String, String>, spec: &UserCreateSpec) -> Result<Resource, SiteError> {
         validate_password("spec.password", &spec.password)?;
         let hash = hash_password(&spec.password)?;
         let stored = UserSpec { role: spec.role };
-        self.create(
-            Kind::User,
-            Some(project),
-            name,
-            labels,
-            &serde_json::to_value(stored)?,
-            &Status::phase("Active"),
-            Some(&hash),
-        )
+        self.create(Kind::User, Some(project), name, labels, &serde_json::to_value(stored)?, &Status::phase("Active"), Some(&hash))
     }
 }
 
@@ -309,13 +272,7 @@ mod tests {
     #[test]
     fn roles_are_ordered() {
         assert!(Role::Viewer < Role::Member && Role::Member < Role::Admin);
-        let p = Principal {
-            actor: "t".into(),
-            project_id: "p".into(),
-            project: "default".into(),
-            role: Role::Member,
-            site_admin: false,
-        };
+        let p = Principal { actor: "t".into(), project_id: "p".into(), project: "default".into(), role: Role::Member, site_admin: false };
         assert!(p.require(Role::Viewer).is_ok());
         assert!(p.require(Role::Admin).is_err());
         assert!(p.require_site_admin().is_err());

@@ -16,143 +16,18 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 use rusqlite::Connection;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use utoipa::ToSchema;
 
+use super::lookup::{resolve, spec_of};
 use super::model::Status;
-use super::network::{NetworkInterfaceSpec, SubnetSpec, VpcSpec, resolve, spec_of, used_addresses};
-use super::public::EipSpec;
+use super::net_model::{
+    self as nm, Affinity, BackendSpec, EipSpec, LoadBalancerSpec, MAX_BACKENDS, NetworkInterfaceSpec, PortForwardSpec, SubnetSpec, VpcSpec, all, eip_listeners,
+    used_addresses, vpc_of_interface,
+};
 use super::{Kind, ProjectCtx, Resource, Site, SiteError};
-use crate::net::render::{self, Protocol};
 use crate::net::ipam;
+use crate::net::render::{self, Protocol};
 use crate::state::{ResourceRow, repo};
-
-/// Spec of a port forward.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PortForwardSpec {
-    /// `tcp` or `udp`.
-    pub protocol: Protocol,
-    /// The public port (1-65535).
-    pub public_port: u16,
-    /// An elastic IP to listen on (id or name on write; stored as the id); absent means the
-    /// site's uplink address.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub eip: Option<String>,
-    /// The target network interface (id or name on write; stored as the id).
-    pub network_interface: String,
-    /// The target port (1-65535).
-    pub private_port: u16,
-}
-
-/// Where a load balancer listens.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Listener {
-    /// `tcp` or `udp`.
-    pub protocol: Protocol,
-    /// 1-65535.
-    pub port: u16,
-    /// A public listener on this elastic IP (id or name on write; stored as the id), or
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub eip: Option<String>,
-    /// an internal listener on a VIP of this subnet of the VPC (id or name; stored as the id).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subnet: Option<String>,
-    /// The internal VIP: a free address of `subnet`, assigned by IPAM when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<String>)]
-    pub vip: Option<Ipv4Addr>,
-}
-
-/// A load balancer backend.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct BackendSpec {
-    /// An address inside the VPC.
-    #[schema(value_type = String)]
-    pub ip: Ipv4Addr,
-    /// 1-65535.
-    pub port: u16,
-    /// Relative share of new flows, 1-100 (default 1).
-    #[serde(default = "one")]
-    pub weight: u32,
-}
-
-fn one() -> u32 {
-    1
-}
-
-/// How flows pick a backend.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum Affinity {
-    /// Each new flow picks at random, in proportion to the weights (`numgen random`).
-    #[default]
-    None,
-    /// A client address always lands on the same backend while the set is unchanged (`jhash`).
-    SourceIp,
-}
-
-/// TCP connect health checks, run by the daemon from the VPC router.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct HealthCheck {
-    /// The port to connect to; the backend's own port when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub port: Option<u16>,
-    /// Seconds between checks, 1-300 (default 5).
-    #[serde(default = "five")]
-    pub interval_seconds: u32,
-    /// Seconds a connect may take, 1-60 and at most the interval (default 2).
-    #[serde(default = "two")]
-    pub timeout_seconds: u32,
-    /// Consecutive successes that put a backend back in service, 1-10 (default 2).
-    #[serde(default = "two")]
-    pub healthy_threshold: u32,
-    /// Consecutive failures that take a backend out of service, 1-10 (default 2).
-    #[serde(default = "two")]
-    pub unhealthy_threshold: u32,
-}
-
-fn five() -> u32 {
-    5
-}
-
-fn two() -> u32 {
-    2
-}
-
-impl Default for HealthCheck {
-    fn default() -> Self {
-        HealthCheck { port: None, interval_seconds: 5, timeout_seconds: 2, healthy_threshold: 2, unhealthy_threshold: 2 }
-    }
-}
-
-fn default_health_check() -> Option<HealthCheck> {
-    Some(HealthCheck::default())
-}
-
-/// Spec of a load balancer.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LoadBalancerSpec {
-    /// The VPC (id or name on create; stored as the id).
-    pub vpc: String,
-    pub listener: Listener,
-    /// At most 64, each `ip:port` once.
-    #[serde(default)]
-    pub backends: Vec<BackendSpec>,
-    #[serde(default)]
-    pub affinity: Affinity,
-    /// `null` turns health checks off (every backend stays in service).
-    #[serde(default = "default_health_check")]
-    pub health_check: Option<HealthCheck>,
-}
-
-/// Most backends of one load balancer.
-pub const MAX_BACKENDS: usize = 64;
 
 fn l4(field: &str, p: Protocol) -> Result<Protocol, SiteError> {
     match p {
@@ -165,34 +40,8 @@ fn port(field: &str, p: u16) -> Result<u16, SiteError> {
     if p == 0 { Err(SiteError::invalid(field, "must be 1-65535")) } else { Ok(p) }
 }
 
-fn all(c: &Connection, kind: Kind) -> Result<Vec<ResourceRow>, SiteError> {
-    Ok(repo::list(c, kind.as_str(), None, None, usize::MAX >> 1)?)
-}
-
-/// The VPC (id) a network interface belongs to.
-fn vpc_of_interface(c: &Connection, eni_id: &str) -> Result<Option<String>, SiteError> {
-    let Some(eni) = repo::get(c, eni_id)? else { return Ok(None) };
-    let s: NetworkInterfaceSpec = spec_of(&eni)?;
-    let Some(sn) = repo::get(c, &s.subnet)? else { return Ok(None) };
-    Ok(Some(spec_of::<SubnetSpec>(&sn)?.vpc))
-}
-
-/// What uses an elastic IP as a listener address: `(kind, name, vpc id)` of each port forward
-/// and load balancer on it.
-pub(super) fn eip_listeners(c: &Connection, eip_id: &str) -> Result<Vec<(Kind, String, String)>, SiteError> {
-    let mut out = Vec::new();
-    for row in repo::referencing(c, Kind::PortForward.as_str(), "$.eip", eip_id)? {
-        let s: PortForwardSpec = spec_of(&row)?;
-        out.push((Kind::PortForward, row.name.clone(), vpc_of_interface(c, &s.network_interface)?.unwrap_or_default()));
-    }
-    for row in repo::referencing(c, Kind::LoadBalancer.as_str(), "$.listener.eip", eip_id)? {
-        out.push((Kind::LoadBalancer, row.name.clone(), spec_of::<LoadBalancerSpec>(&row)?.vpc));
-    }
-    Ok(out)
-}
-
-/// Refuse an elastic IP as a listener address unless it is free for that role: not associated,
 /// not a NAT gateway's, and used only by listeners of `vpc`. Returns the EIP's id.
+/// Refuse an elastic IP as a listener address unless it is free for that role: not associated,
 fn check_listener_eip(c: &Connection, p: &ProjectCtx, field: &str, r: &str, vpc: &str) -> Result<String, SiteError> {
     let eip = resolve(c, Kind::Eip, p, field, r)?;
     if spec_of::<EipSpec>(&eip)?.network_interface.is_some() {
@@ -202,10 +51,7 @@ fn check_listener_eip(c: &Connection, p: &ProjectCtx, field: &str, r: &str, vpc:
         return Err(SiteError::ConflictOn { field: field.into(), message: format!("elastic IP {} is used by NAT gateway {}", eip.name, n.name) });
     }
     if let Some((k, name, _)) = eip_listeners(c, &eip.id)?.into_iter().find(|(_, _, v)| v != vpc) {
-        return Err(SiteError::ConflictOn {
-            field: field.into(),
-            message: format!("elastic IP {} serves {} {name} of another VPC", eip.name, k.as_str()),
-        });
+        return Err(SiteError::ConflictOn { field: field.into(), message: format!("elastic IP {} serves {} {name} of another VPC", eip.name, k.as_str()) });
     }
     Ok(eip.id)
 }
@@ -365,7 +211,7 @@ impl Site {
                     }
                     let net: Ipv4Net = ss.cidr.parse().map_err(|_| SiteError::Internal("stored subnet CIDR".into()))?;
                     let used = used_addresses(c, &subnet.id)?;
-                    let vip = ipam::assign(net, &used, s.listener.vip).map_err(super::network::bad("spec.listener.vip"))?;
+                    let vip = ipam::assign(net, &used, s.listener.vip).map_err(nm::bad("spec.listener.vip"))?;
                     s.listener.vip = Some(vip);
                     s.listener.subnet = Some(subnet.id);
                     address = vip;
@@ -378,7 +224,14 @@ impl Site {
 
     /// Change a load balancer's backends, affinity or health check (merge patch of the spec; the
     /// VPC and listener are fixed).
-    pub fn update_load_balancer(&self, p: &ProjectCtx, r: &str, if_match: Option<i64>, labels: Option<&BTreeMap<String, String>>, patch: Option<&Value>) -> Result<Resource, SiteError> {
+    pub fn update_load_balancer(
+        &self,
+        p: &ProjectCtx,
+        r: &str,
+        if_match: Option<i64>,
+        labels: Option<&BTreeMap<String, String>>,
+        patch: Option<&Value>,
+    ) -> Result<Resource, SiteError> {
         let current = self.get(Kind::LoadBalancer, Some(p), r)?;
         let old: LoadBalancerSpec = current.spec_as()?;
         self.update(Kind::LoadBalancer, Some(p), r, if_match, labels, patch, &move |c, v| {
@@ -471,12 +324,8 @@ pub fn plan(c: &Connection, vpc_id: &str, transit_ip: Option<Ipv4Addr>) -> Resul
             out.vips.push(address);
         }
         let down = unhealthy(&row);
-        let mut backends: Vec<render::Backend> = s
-            .backends
-            .iter()
-            .filter(|b| !down.contains(&(b.ip, b.port)))
-            .map(|b| render::Backend { ip: b.ip, port: b.port, weight: b.weight })
-            .collect();
+        let mut backends: Vec<render::Backend> =
+            s.backends.iter().filter(|b| !down.contains(&(b.ip, b.port))).map(|b| render::Backend { ip: b.ip, port: b.port, weight: b.weight }).collect();
         if backends.is_empty() {
             // Fail open, as cloud load balancers do: with no backend healthy, try them all.
             backends = s.backends.iter().map(|b| render::Backend { ip: b.ip, port: b.port, weight: b.weight }).collect();

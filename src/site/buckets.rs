@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::auth::{Principal, Role};
+use super::lookup::spec_of;
 use super::model::Status;
-use super::network::spec_of;
 use super::{Kind, ProjectCtx, Resource, Site, SiteError};
 use crate::state::{ResourceRow, objects as orepo, repo};
 
@@ -224,7 +224,14 @@ impl Site {
     }
 
     /// Change a bucket's policy or quota.
-    pub fn update_bucket(&self, p: &ProjectCtx, r: &str, if_match: Option<i64>, labels: Option<&BTreeMap<String, String>>, patch: Option<&serde_json::Value>) -> Result<Resource, SiteError> {
+    pub fn update_bucket(
+        &self,
+        p: &ProjectCtx,
+        r: &str,
+        if_match: Option<i64>,
+        labels: Option<&BTreeMap<String, String>>,
+        patch: Option<&serde_json::Value>,
+    ) -> Result<Resource, SiteError> {
         self.update(Kind::Bucket, Some(p), r, if_match, labels, patch, &|_, v| {
             let s: BucketSpec = serde_json::from_value(v).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
             if s.quota_mib == Some(0) {
@@ -258,16 +265,30 @@ impl Site {
     }
 
     /// Create an access key; returns the resource and the secret (shown once).
-    pub fn create_access_key(&self, p: &ProjectCtx, name: &str, labels: &BTreeMap<String, String>, spec: serde_json::Value) -> Result<(Resource, String), SiteError> {
+    pub fn create_access_key(
+        &self,
+        p: &ProjectCtx,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+        spec: serde_json::Value,
+    ) -> Result<(Resource, String), SiteError> {
         let s: AccessKeySpec = serde_json::from_value(spec).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
         let secret = new_secret();
         let sealer = self.sealer()?;
         let spec = serde_json::to_value(&s)?;
         let sec = secret.clone();
-        let r = self.create_then(Kind::AccessKey, Some(p), name, labels, None, |_| Ok((spec, Status::phase("Active"))), move |c, row, _| {
-            repo::put_secret(c, &row.id, &sealer.seal(&row.id, &sec)?)?;
-            Ok(None)
-        })?;
+        let r = self.create_then(
+            Kind::AccessKey,
+            Some(p),
+            name,
+            labels,
+            None,
+            |_| Ok((spec, Status::phase("Active"))),
+            move |c, row, _| {
+                repo::put_secret(c, &row.id, &sealer.seal(&row.id, &sec)?)?;
+                Ok(None)
+            },
+        )?;
         Ok((r, secret))
     }
 

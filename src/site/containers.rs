@@ -17,41 +17,19 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use super::lookup::{resolve, spec_of};
 use super::model::Status;
-use super::network::{NetworkInterfaceSpec, resolve, spec_of};
+use super::net_model::NetworkInterfaceSpec;
 use super::reconcile::{Controller, Outcome};
+use super::workload::{DesiredState, RestartPolicy, restart_delay};
 use super::{Kind, ProjectCtx, Resource, Site, SiteError};
 use crate::container::runtime::{self, Layout, LogOptions, Observed};
-/// Exec results and log reading, for the API (which imports the site layer only).
-pub use crate::container::{logs, runtime::ExecOutput};
 use crate::container::shim::ExitRecord;
 use crate::container::spec::{self as cspec, BindMount, Limits, RunConfig};
 use crate::container::{ContainerError, exec};
+/// Exec results and log reading, for the API (which imports the site layer only).
+pub use crate::container::{logs, runtime::ExecOutput};
 use crate::state::{ResourceRow, repo};
-
-/// When a container is started again after it ends.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum RestartPolicy {
-    /// Never (the default, as in Docker).
-    #[default]
-    Never,
-    /// After a non-zero exit or a host failure, at most `max_retries` times in a row.
-    OnFailure,
-    /// Whenever it ends, and after a host reboot.
-    Always,
-}
-
-/// Desired run state.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum DesiredState {
-    /// Keep it running (restarting per the policy).
-    #[default]
-    Running,
-    /// Keep it stopped.
-    Stopped,
-}
 
 /// Resource limits; absent fields are unlimited.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -165,10 +143,16 @@ fn build_spec(site: &Site, c: &Connection, p: &ProjectCtx, v: Value, self_id: Op
     if let Some(eni) = &s.network_interface {
         let row = resolve(c, Kind::NetworkInterface, p, "spec.network_interface", eni)?;
         if let Some(u) = repo::referencing(c, Kind::Container.as_str(), "$.network_interface", &row.id)?.iter().find(|u| Some(u.id.as_str()) != self_id) {
-            return Err(SiteError::ConflictOn { field: "spec.network_interface".into(), message: format!("network interface {} is used by container {}", row.name, u.name) });
+            return Err(SiteError::ConflictOn {
+                field: "spec.network_interface".into(),
+                message: format!("network interface {} is used by container {}", row.name, u.name),
+            });
         }
         if let Some(u) = repo::referencing(c, Kind::Instance.as_str(), "$.network_interface", &row.id)?.first() {
-            return Err(SiteError::ConflictOn { field: "spec.network_interface".into(), message: format!("network interface {} belongs to instance {}", row.name, u.name) });
+            return Err(SiteError::ConflictOn {
+                field: "spec.network_interface".into(),
+                message: format!("network interface {} belongs to instance {}", row.name, u.name),
+            });
         }
         s.network_interface = Some(row.id);
     }
@@ -219,14 +203,17 @@ fn build_spec(site: &Site, c: &Connection, p: &ProjectCtx, v: Value, self_id: Op
             (Some(v), None) => {
                 let field = format!("spec.mounts[{i}].volume");
                 let vol = resolve(c, Kind::Volume, p, &field, v)?;
-                if let Some(u) = super::volumes::instances_using(c, &vol.id)?.first() {
+                if let Some(u) = super::workload::instances_using(c, &vol.id)?.first() {
                     return Err(SiteError::ConflictOn { field, message: format!("volume {} is a disk of instance {}", vol.name, u.name) });
                 }
                 // The host kernel would mount bytes a guest wrote: refused until checked.
                 if site.volume_guest_written(&vol.id)? {
                     return Err(SiteError::ConflictOn {
                         field,
-                        message: format!("volume {} was attached read-write to an instance, so a guest wrote its filesystem; check it first (cloudlet volume check {})", vol.name, vol.name),
+                        message: format!(
+                            "volume {} was attached read-write to an instance, so a guest wrote its filesystem; check it first (cloudlet volume check {})",
+                            vol.name, vol.name
+                        ),
                     });
                 }
                 m.volume = Some(vol.id);
@@ -271,7 +258,14 @@ impl Site {
 
     /// Change a container's spec (RFC 7386 merge patch); a running container is restarted to apply
     /// it.
-    pub fn update_container(&self, p: &ProjectCtx, r: &str, if_match: Option<i64>, labels: Option<&BTreeMap<String, String>>, patch: Option<&Value>) -> Result<Resource, SiteError> {
+    pub fn update_container(
+        &self,
+        p: &ProjectCtx,
+        r: &str,
+        if_match: Option<i64>,
+        labels: Option<&BTreeMap<String, String>>,
+        patch: Option<&Value>,
+    ) -> Result<Resource, SiteError> {
         let id = self.get(Kind::Container, Some(p), r)?.id;
         let pc = p.clone();
         self.update(Kind::Container, Some(p), r, if_match, labels, patch, &|c, v| build_spec(self, c, &pc, v, Some(&id)))
@@ -310,7 +304,14 @@ impl Site {
     }
 
     /// Run a command in a running container (409 when it is not running).
-    pub fn container_exec(&self, p: &ProjectCtx, r: &str, command: &[String], env: &BTreeMap<String, String>, timeout: Duration) -> Result<ExecOutput, SiteError> {
+    pub fn container_exec(
+        &self,
+        p: &ProjectCtx,
+        r: &str,
+        command: &[String],
+        env: &BTreeMap<String, String>,
+        timeout: Duration,
+    ) -> Result<ExecOutput, SiteError> {
         let c = self.get(Kind::Container, Some(p), r)?;
         let l = self.container_layout(&c.id);
         if !matches!(runtime::observe(&l), Observed::Running(_)) {
@@ -327,11 +328,6 @@ fn self_exe() -> Result<PathBuf, SiteError> {
 
 fn engine_err(e: ContainerError) -> SiteError {
     SiteError::Internal(e.to_string())
-}
-
-/// Delay before restart number `n` (1-based): 500 ms doubling, capped at 30 s.
-pub fn restart_delay(n: u32) -> Duration {
-    Duration::from_millis(500u64.saturating_mul(1 << n.saturating_sub(1).min(6))).min(Duration::from_secs(30))
 }
 
 /// What the reconciler decides for a container that is not running.
@@ -434,7 +430,12 @@ fn reconcile_container(site: &Site, id: &str) -> Result<Outcome, SiteError> {
             let ended = chrono::DateTime::parse_from_rfc3339(&exit.finished_at).map(|t| t.with_timezone(&chrono::Utc)).unwrap_or_else(|_| chrono::Utc::now());
             let since = (chrono::Utc::now() - ended).to_std().unwrap_or_default();
             // A container that ran 10 s or more starts a new series of restarts.
-            let ran_long = st.extra.get("started_at").and_then(Value::as_str).and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok()).is_some_and(|s| (ended - s.with_timezone(&chrono::Utc)).num_seconds() >= 10);
+            let ran_long = st
+                .extra
+                .get("started_at")
+                .and_then(Value::as_str)
+                .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+                .is_some_and(|s| (ended - s.with_timezone(&chrono::Utc)).num_seconds() >= 10);
             let restarts = if ran_long { 0 } else { restarts };
             act(site, &row, &spec, &l, decide(spec.restart_policy, spec.max_retries.unwrap_or(5), Some(&exit), restarts, since), restarts)
         }
@@ -446,11 +447,7 @@ fn reconcile_container(site: &Site, id: &str) -> Result<Outcome, SiteError> {
             if st.extra.contains_key("finished_at") {
                 // Its end was recorded in state (the record on disk is gone, as after a power
                 // loss): it was waiting for a restart, or the policy had already left it.
-                return if st.phase == "Restarting" {
-                    start(site, &row, &spec, &l, get_u64(&st, "restart_count") as u32 + 1)
-                } else {
-                    Ok(Outcome::Done)
-                };
+                return if st.phase == "Restarting" { start(site, &row, &spec, &l, get_u64(&st, "restart_count") as u32 + 1) } else { Ok(Outcome::Done) };
             }
             // Started before, and nothing ran or recorded an end: the host went down under it.
             let restarts = get_u64(&st, "restart_count") as u32;
@@ -547,7 +544,9 @@ fn start(site: &Site, row: &ResourceRow, spec: &ContainerSpec, l: &Layout, resta
     // Grants are checked again at each start: a grant withdrawn or narrowed by a site admin since
     // the container was made (or a container made before grants existed) does not mount.
     let grants = match (&row.project_id, spec.mounts.iter().any(|m| m.host_path.is_some())) {
-        (Some(pid), true) => site.read(|c| super::projects::spec_of(c, &ProjectCtx { id: pid.clone(), name: row.project_name.clone().unwrap_or_default() }))?.host_paths,
+        (Some(pid), true) => {
+            site.read(|c| super::projects::spec_of(c, &ProjectCtx { id: pid.clone(), name: row.project_name.clone().unwrap_or_default() }))?.host_paths
+        }
         _ => BTreeMap::new(),
     };
     let mut mounts = Vec::new();

@@ -140,7 +140,8 @@ impl FunctionStats {
                 (seen >= want).then(|| BUCKETS.get(i).map(|b| b * 1000.0).unwrap_or(f64::INFINITY))
             })
         };
-        let invocations: HashMap<String, u64> = Outcome::ALL.iter().map(|o| (o.as_str().to_string(), self.outcomes[*o as usize].load(Ordering::Relaxed))).collect();
+        let invocations: HashMap<String, u64> =
+            Outcome::ALL.iter().map(|o| (o.as_str().to_string(), self.outcomes[*o as usize].load(Ordering::Relaxed))).collect();
         let errors = invocations.iter().filter(|(k, _)| *k != "ok").map(|(_, v)| v).sum();
         StatsView {
             invocations,
@@ -214,7 +215,12 @@ impl Collector for FunctionCollector {
                 m.encode_family(&l)?.encode_counter::<Labels, u64, f64>(&s.outcomes[o as usize].load(Ordering::Relaxed), None)?;
             }
         }
-        let mut m = encoder.encode_descriptor("function_starts", "Function instance starts, cold (first request of a loaded version) or warm", None, MetricType::Counter)?;
+        let mut m = encoder.encode_descriptor(
+            "function_starts",
+            "Function instance starts, cold (first request of a loaded version) or warm",
+            None,
+            MetricType::Counter,
+        )?;
         for s in &all {
             for (kind, c) in [("cold", &s.cold), ("warm", &s.warm)] {
                 let l = labels(s, Some(("start", kind)));

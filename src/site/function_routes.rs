@@ -1,4 +1,4 @@
-//! Ownership of the functions gateway's routes and hosts across projects (issue 14).
+//! Ownership of the functions gateway's routes and hosts across projects.
 //!
 //! The gateway routes by `Host` (when a function names one) and the longest path prefix. A
 //! *scope* is one host name, or "no host" (hostless routes, matching any host, are one scope of
@@ -20,19 +20,10 @@ use std::sync::Arc;
 
 use rusqlite::Connection;
 
-use super::functions::{FunctionSpec, Route};
+use serde::Deserialize;
+
 use super::{Kind, ProjectCtx, SiteError, projects};
 use crate::state::repo;
-
-/// A lower-case DNS name (labels of `a-z`, `0-9` and `-`, not at either end; 1–63 bytes each;
-/// at most 253 bytes in all, at least one dot not required).
-pub fn valid_dns_name(h: &str) -> bool {
-    !h.is_empty()
-        && h.len() <= 253
-        && h.split('.').all(|l| {
-            !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && !l.ends_with('-') && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        })
-}
 
 /// The form a host name is compared in: lower case, without a trailing dot or a `:port`.
 pub fn normalize_host(h: &str) -> String {
@@ -78,17 +69,46 @@ pub fn overlaps(a: &str, b: &str) -> bool {
     a[..n] == b[..n]
 }
 
+/// What a function claims: a route prefix, within a host's scope or among the hostless routes.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Claim {
+    /// The path prefix (`spec.route`).
+    pub route: String,
+    /// The host (`spec.host`); none for a hostless route.
+    #[serde(default)]
+    pub host: Option<String>,
+}
+
+/// A routable function as [`pick`] sees it (the gateway's routes implement it).
+pub trait Routable {
+    /// The function's id.
+    fn id(&self) -> &str;
+    /// The owning project's id.
+    fn project(&self) -> &str;
+    /// The host filter (normalized), if any.
+    fn host(&self) -> Option<&str>;
+    /// The path prefix.
+    fn prefix(&self) -> &str;
+    /// When the function was created (RFC 3339): the earliest claim owns a host or prefix.
+    fn claimed_at(&self) -> &str;
+    /// The network interface (id) it is also served on.
+    fn interface(&self) -> Option<&str>;
+}
+
 /// Inside the write transaction that creates or changes function `self_id` (None: a new one) of
-/// project `p` with spec `s` (host normalized): the host is approved for the project (403
+/// project `p` with claim `s` (host normalized): the host is approved for the project (403
 /// `spec.host`), not used by another project (409 `spec.host`), and the route overlaps no other
 /// project's in the same scope (409 `spec.route`).
-pub fn check_claims(c: &Connection, p: &ProjectCtx, s: &FunctionSpec, self_id: Option<&str>) -> Result<(), SiteError> {
+pub fn check_claims(c: &Connection, p: &ProjectCtx, s: &Claim, self_id: Option<&str>) -> Result<(), SiteError> {
     if let Some(h) = &s.host {
         let domains = projects::spec_of(c, p)?.function_domains;
         if !domains.iter().any(|d| host_under(h, d)) {
             return Err(SiteError::ForbiddenOn {
                 field: "spec.host".into(),
-                message: format!("host {h} is not under a domain approved for project {} (a site admin approves domains with the project's spec.function_domains)", p.name),
+                message: format!(
+                    "host {h} is not under a domain approved for project {} (a site admin approves domains with the project's spec.function_domains)",
+                    p.name
+                ),
             });
         }
     }
@@ -96,16 +116,22 @@ pub fn check_claims(c: &Connection, p: &ProjectCtx, s: &FunctionSpec, self_id: O
         if Some(row.id.as_str()) == self_id || row.project_id.as_deref() == Some(p.id.as_str()) {
             continue;
         }
-        let Ok(other) = serde_json::from_str::<FunctionSpec>(&row.spec) else { continue };
+        let Ok(other) = serde_json::from_str::<Claim>(&row.spec) else { continue };
         let other_host = other.host.as_deref().map(normalize_host);
         if s.host.is_some() && other_host == s.host {
-            return Err(SiteError::ConflictOn { field: "spec.host".into(), message: format!("host {} is claimed by another project", s.host.as_deref().unwrap_or_default()) });
+            return Err(SiteError::ConflictOn {
+                field: "spec.host".into(),
+                message: format!("host {} is claimed by another project", s.host.as_deref().unwrap_or_default()),
+            });
         }
         if other_host == s.host && overlaps(&other.route, &s.route) {
             let scope = s.host.as_deref().map(|h| format!(" on host {h}")).unwrap_or_default();
             return Err(SiteError::ConflictOn {
                 field: "spec.route".into(),
-                message: format!("route {} overlaps route {} of another project{scope}: a project owns its prefix and every path under it", s.route, other.route),
+                message: format!(
+                    "route {} overlaps route {} of another project{scope}: a project owns its prefix and every path under it",
+                    s.route, other.route
+                ),
             });
         }
     }
@@ -120,23 +146,23 @@ fn matches(prefix: &str, path: &str) -> bool {
 /// The route for a request among `routes` (on one network interface when `eni` is given):
 /// routes naming the request's host first, else hostless ones; within the scope the earliest
 /// claim owns the host and the request, and the owner's longest matching prefix serves it.
-pub fn pick<'a>(routes: impl Iterator<Item = &'a Arc<Route>> + Clone, host: Option<&str>, path: &str, eni: Option<&str>) -> Option<Arc<Route>> {
+pub fn pick<'a, R: Routable + 'a>(routes: impl Iterator<Item = &'a Arc<R>> + Clone, host: Option<&str>, path: &str, eni: Option<&str>) -> Option<Arc<R>> {
     let host = host.map(normalize_host);
-    let on = routes.filter(|r| eni.is_none_or(|e| r.interface.as_deref() == Some(e)));
-    let claim = |r: &&Arc<Route>| (r.claimed_at.clone(), r.id.clone());
+    let on = routes.filter(|r| eni.is_none_or(|e| r.interface() == Some(e)));
+    let claim = |r: &&Arc<R>| (r.claimed_at().to_string(), r.id().to_string());
     if let Some(h) = host.as_deref() {
-        let named = on.clone().filter(|r| r.host.as_deref() == Some(h));
+        let named = on.clone().filter(|r| r.host() == Some(h));
         // The host's owner: the project of its earliest claim; other projects' routes of the
         // same host (made before ownership was enforced) are never used.
-        if let Some(owner) = named.clone().min_by_key(claim).map(|r| r.project.clone())
-            && let Some(r) = named.filter(|r| r.project == owner && matches(&r.prefix, path)).max_by_key(|r| r.prefix.len())
+        if let Some(owner) = named.clone().min_by_key(claim).map(|r| r.project().to_string())
+            && let Some(r) = named.filter(|r| r.project() == owner && matches(r.prefix(), path)).max_by_key(|r| r.prefix().len())
         {
             return Some(r.clone());
         }
     }
-    let hostless = on.filter(|r| r.host.is_none() && matches(&r.prefix, path));
-    let owner = hostless.clone().min_by_key(claim)?.project.clone();
-    hostless.filter(|r| r.project == owner).max_by_key(|r| r.prefix.len()).cloned()
+    let hostless = on.filter(|r| r.host().is_none() && matches(r.prefix(), path));
+    let owner = hostless.clone().min_by_key(claim)?.project().to_string();
+    hostless.filter(|r| r.project() == owner).max_by_key(|r| r.prefix().len()).cloned()
 }
 
 #[cfg(test)]
@@ -166,7 +192,5 @@ mod tests {
         assert!(!host_under("badexample.com", "example.com"));
         assert!(!host_under("example.com.evil", "example.com"));
         assert_eq!(normalize_host("API.Example.com.:8080"), "api.example.com");
-        assert!(valid_dns_name("a-1.example"));
-        assert!(!valid_dns_name("-a.example") && !valid_dns_name("a..b") && !valid_dns_name("A.b") && !valid_dns_name("a_b"));
     }
 }

@@ -1,4 +1,4 @@
-//! Serverless functions of a project (issue 5): each is a resource whose versions are
+//! Serverless functions of a project: each is a resource whose versions are
 //! `wasi:http/proxy` components (by SHA-256 in `spec.digests`), served by the HTTP
 //! gateway by host and path prefix ([`crate::function`]).
 //!
@@ -181,12 +181,38 @@ fn fn_err(e: FunctionError) -> SiteError {
     }
 }
 
+/// What a function spec claims of the gateway's routes.
+fn claim_of(s: &FunctionSpec) -> super::function_routes::Claim {
+    super::function_routes::Claim { route: s.route.clone(), host: s.host.clone() }
+}
+
+impl super::function_routes::Routable for Route {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn project(&self) -> &str {
+        &self.project
+    }
+    fn host(&self) -> Option<&str> {
+        self.host.as_deref()
+    }
+    fn prefix(&self) -> &str {
+        &self.prefix
+    }
+    fn claimed_at(&self) -> &str {
+        &self.claimed_at
+    }
+    fn interface(&self) -> Option<&str> {
+        self.interface.as_deref()
+    }
+}
+
 /// Check a spec's values, normalizing its host (lower case, no trailing dot).
 fn validate(s: &mut FunctionSpec) -> Result<(), SiteError> {
     super::function_routes::validate_route(&s.route)?;
     if let Some(h) = &mut s.host {
         *h = h.trim_end_matches('.').to_ascii_lowercase();
-        if !super::function_routes::valid_dns_name(h) {
+        if !super::model::valid_dns_name(h) {
             return Err(SiteError::invalid("spec.host", "a DNS name (letters, digits, '-' and '.'), without a port"));
         }
     }
@@ -217,7 +243,10 @@ fn valid_host(h: &str) -> bool {
         Some((n, p)) => (n, Some(p)),
         None => (h, None),
     };
-    !name.is_empty() && name.len() <= 253 && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.') && port.is_none_or(|p| p.parse::<u16>().is_ok_and(|n| n > 0))
+    !name.is_empty()
+        && name.len() <= 253
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && port.is_none_or(|p| p.parse::<u16>().is_ok_and(|n| n > 0))
 }
 
 /// Replace `s.network_interface` (an id or name) by the id of that interface of project `p`.
@@ -286,7 +315,8 @@ impl Site {
                 (Some(row), s)
             }
             None => {
-                let mut s: FunctionSpec = serde_json::from_value(spec.unwrap_or_else(|| serde_json::json!({}))).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
+                let mut s: FunctionSpec =
+                    serde_json::from_value(spec.unwrap_or_else(|| serde_json::json!({}))).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
                 validate(&mut s)?;
                 self.read(|c| resolve_interface(c, p, &mut s))?;
                 (None, s)
@@ -308,7 +338,7 @@ impl Site {
         let res = match row {
             // Claims are checked in the transaction that inserts: two deploys cannot both win.
             None => self.create_with(Kind::Function, Some(p), name, &BTreeMap::new(), &Status::phase("Ready"), None, |c| {
-                super::function_routes::check_claims(c, p, &s, None)?;
+                super::function_routes::check_claims(c, p, &claim_of(&s), None)?;
                 Ok(full)
             })?,
             // Against the generation read: a concurrent deploy of the same function is a 409.
@@ -383,8 +413,10 @@ impl Site {
             return Ok(());
         };
         let s: FunctionSpec = serde_json::from_str(&row.spec)?;
-        let digest = s.digests.get(&s.version).ok_or_else(|| SiteError::Internal(format!("function {} names no component for version {}", row.name, s.version)))?;
-        let wasm = std::fs::read(self.components_dir().join(format!("{digest}.wasm"))).map_err(|e| SiteError::Internal(format!("function {} version {}: {e}", row.name, s.version)))?;
+        let digest =
+            s.digests.get(&s.version).ok_or_else(|| SiteError::Internal(format!("function {} names no component for version {}", row.name, s.version)))?;
+        let wasm = std::fs::read(self.components_dir().join(format!("{digest}.wasm")))
+            .map_err(|e| SiteError::Internal(format!("function {} version {}: {e}", row.name, s.version)))?;
         let loaded = fs.engine.load(&wasm).map_err(fn_err)?;
         let log = fs.logs.of(&row.id, &self.function_dir(&row.id));
         let route = Route {
@@ -438,7 +470,14 @@ impl Site {
     /// Change a function's settings (a JSON merge patch of its spec): route, host, env, limits,
     /// allow-list, or `version` to roll back (or forward) to a kept version. The change takes
     /// effect for the next request. Errors: 422 naming the field; `versions` can't be changed.
-    pub fn update_function(&self, p: &ProjectCtx, r: &str, if_match: Option<i64>, labels: Option<&BTreeMap<String, String>>, patch: Option<&serde_json::Value>) -> Result<Resource, SiteError> {
+    pub fn update_function(
+        &self,
+        p: &ProjectCtx,
+        r: &str,
+        if_match: Option<i64>,
+        labels: Option<&BTreeMap<String, String>>,
+        patch: Option<&serde_json::Value>,
+    ) -> Result<Resource, SiteError> {
         for f in ["versions", "digests"] {
             if patch.and_then(|v| v.get(f)).is_some() {
                 return Err(SiteError::invalid(format!("spec.{f}"), "versions are kept by deploys; set spec.version to roll back"));
@@ -452,7 +491,7 @@ impl Site {
             // A changed route or host is a new claim, checked in this transaction.
             let old: Option<FunctionSpec> = repo::get(c, &id)?.and_then(|row| serde_json::from_str(&row.spec).ok());
             if old.is_none_or(|o| o.route != s.route || o.host.as_deref().map(super::function_routes::normalize_host) != s.host) {
-                super::function_routes::check_claims(c, p, &s, Some(&id))?;
+                super::function_routes::check_claims(c, p, &claim_of(&s), Some(&id))?;
             }
             if !s.versions.contains(&s.version) {
                 return Err(SiteError::invalid("spec.version", format!("version {} is not kept; kept versions: {:?}", s.version, s.versions)));

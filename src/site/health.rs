@@ -16,9 +16,10 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::balancing::{LoadBalancerSpec, backends_status, unhealthy};
+use super::balancing::{backends_status, unhealthy};
+use super::lookup::spec_of;
 use super::model::Status;
-use super::network::spec_of;
+use super::net_model::LoadBalancerSpec;
 use super::{Kind, ProjectCtx, Site, SiteError};
 use crate::net::{names, services};
 use crate::state::repo;
@@ -102,9 +103,8 @@ pub async fn run(site: Site, mut shutdown: watch::Receiver<bool>) {
 fn record(site: &Site, id: &str, want: serde_json::Value) -> Result<(), SiteError> {
     // Most passes change nothing: look first, so they take no write transaction.
     let current = site.read(|c| Ok(repo::get(c, id)?))?;
-    let same = current.is_none_or(|row| {
-        serde_json::from_str::<Status>(&row.status).ok().and_then(|st| st.extra.get("backends").cloned()).as_ref() == Some(&want)
-    });
+    let same =
+        current.is_none_or(|row| serde_json::from_str::<Status>(&row.status).ok().and_then(|st| st.extra.get("backends").cloned()).as_ref() == Some(&want));
     if same {
         return Ok(());
     }

@@ -122,7 +122,14 @@ impl Site {
     }
 
     /// Start a pull: the image (phase `Pulling`) and its operation in one transaction.
-    pub fn create_image_pull(&self, p: &ProjectCtx, name: &str, labels: &BTreeMap<String, String>, spec: Value, creds: Option<Credentials>) -> Result<Resource, SiteError> {
+    pub fn create_image_pull(
+        &self,
+        p: &ProjectCtx,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+        spec: Value,
+        creds: Option<Credentials>,
+    ) -> Result<Resource, SiteError> {
         let mut s: ImageSpec = serde_json::from_value(spec).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
         let source = s.source.clone().ok_or_else(|| SiteError::invalid("spec.source", "give the registry reference to pull"))?;
         let reference = crate::image::pull::parse_reference(&source).map_err(img_err("spec.source"))?;
@@ -135,20 +142,35 @@ impl Site {
         // The image and its operation commit together, so the reconciler always finds the
         // operation to advance. Credentials are kept in memory, keyed by the new id, before the
         // commit wakes the reconciler.
-        self.create_then(Kind::Image, Some(p), name, labels, None, |_| Ok((spec, Status::phase("Pulling"))), |tx, row, evs| {
-            if let Some(c) = creds
-                && let Ok(mut m) = self.images().credentials.lock()
-            {
-                m.insert(row.id.clone(), c);
-            }
-            Ok(Some(operations::create_in_tx(tx, evs, Some(p), "pull", Kind::Image, &row.id, name)?))
-        })
+        self.create_then(
+            Kind::Image,
+            Some(p),
+            name,
+            labels,
+            None,
+            |_| Ok((spec, Status::phase("Pulling"))),
+            |tx, row, evs| {
+                if let Some(c) = creds
+                    && let Ok(mut m) = self.images().credentials.lock()
+                {
+                    m.insert(row.id.clone(), c);
+                }
+                Ok(Some(operations::create_in_tx(tx, evs, Some(p), "pull", Kind::Image, &row.id, name)?))
+            },
+        )
     }
 
     /// Import an image archive (a `docker save` tar or a tar of an OCI layout) from `archive`, a
     /// file the caller wrote. `reference` picks a tag when the archive holds several. Errors: a
     /// hostile or malformed archive (422 naming `body`), a taken name (409).
-    pub fn import_image(&self, p: &ProjectCtx, name: &str, labels: &BTreeMap<String, String>, archive: &Path, reference: Option<&str>) -> Result<Resource, SiteError> {
+    pub fn import_image(
+        &self,
+        p: &ProjectCtx,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+        archive: &Path,
+        reference: Option<&str>,
+    ) -> Result<Resource, SiteError> {
         super::model::validate_name("name", name)?;
         // No lock is held across the archive (a tenant's bytes): the ingest pins the blobs it
         // stores until the row naming them has committed.
@@ -309,11 +331,12 @@ impl Controller for ImageController {
 
     async fn reconcile(&self, site: &Site, id: &str) -> Result<Outcome, SiteError> {
         let id = id.to_string();
-        let row = site.run({
-            let id = id.clone();
-            move |s| s.read(|c| Ok(repo::get(c, &id)?))
-        })
-        .await?;
+        let row = site
+            .run({
+                let id = id.clone();
+                move |s| s.read(|c| Ok(repo::get(c, &id)?))
+            })
+            .await?;
         let Some(row) = row else {
             site.run(|s| s.collect_image_garbage(false)).await?;
             return Ok(Outcome::Done);
@@ -325,12 +348,13 @@ impl Controller for ImageController {
         let spec: ImageSpec = serde_json::from_str(&row.spec)?;
         // Kept until the pull ends for good: a retry after a host error still has them.
         let creds = site.images().credentials.lock().ok().and_then(|m| m.get(&id).cloned());
-        let op = site.run({
-            let id = id.clone();
-            move |s| s.read(|c| operations::pending_for(c, &id))
-        })
-        .await?
-        .map(|r| r.id);
+        let op = site
+            .run({
+                let id = id.clone();
+                move |s| s.read(|c| operations::pending_for(c, &id))
+            })
+            .await?
+            .map(|r| r.id);
         let Some(source) = spec.source.clone() else { return Ok(Outcome::Done) };
         if spec.authenticated && creds.is_none() {
             fail_pull(site, &id, op.as_deref(), "the pull was interrupted and its credentials are not kept; delete the image and pull it again").await?;

@@ -189,12 +189,20 @@ impl Site {
         // Held only while the row and its directory appear together (local, bounded work): the
         // staging above ran without it, its `.tmp-` directory kept by its age.
         let gc = self.images().gc.blocking_read();
-        let out = self.create_then(Kind::Image, Some(p), &name, labels, None, |_| Ok((spec, st)), |_, row, _| {
-            // Placed inside the transaction: a failed commit leaves a directory without a row,
-            // which garbage collection removes.
-            std::fs::rename(&staged, dir.join(&row.id)).map_err(internal("placing the VM image"))?;
-            Ok(None)
-        });
+        let out = self.create_then(
+            Kind::Image,
+            Some(p),
+            &name,
+            labels,
+            None,
+            |_| Ok((spec, st)),
+            |_, row, _| {
+                // Placed inside the transaction: a failed commit leaves a directory without a row,
+                // which garbage collection removes.
+                std::fs::rename(&staged, dir.join(&row.id)).map_err(internal("placing the VM image"))?;
+                Ok(None)
+            },
+        );
         drop(gc);
         if out.is_err() {
             let _ = std::fs::remove_dir_all(&staged);
@@ -211,10 +219,12 @@ impl Site {
     fn stage_vm_image(&self, archive: &Path, scratch: &Path, staged: &Path) -> Result<(VmManifest, BTreeMap<String, Value>), SiteError> {
         let max = self.config().container.max_import_bytes;
         let f = std::fs::File::open(archive).map_err(internal("opening the upload"))?;
-        crate::image::unpack::unpack(f, false, scratch, crate::image::unpack::Limits { max_bytes: max, max_entries: 100_000, special_files: false }).map_err(|e| match e {
-            crate::image::ImageError::Io { .. } => SiteError::Internal(e.to_string()),
-            other => SiteError::invalid("body", other.to_string()),
-        })?;
+        crate::image::unpack::unpack(f, false, scratch, crate::image::unpack::Limits { max_bytes: max, max_entries: 100_000, special_files: false }).map_err(
+            |e| match e {
+                crate::image::ImageError::Io { .. } => SiteError::Internal(e.to_string()),
+                other => SiteError::invalid("body", other.to_string()),
+            },
+        )?;
         let man = read_manifest(scratch)?;
         let mut members = vec![("kernel", man.kernel.clone(), MAX_KERNEL_BYTES, "kernel")];
         if let Some(i) = &man.initrd {
@@ -238,12 +248,7 @@ impl Site {
             std::fs::File::open(&to).and_then(|f| f.sync_all()).map_err(internal("syncing an image file"))?;
             files.insert(field.to_string(), json!({"path": dest, "sha256": sha, "size_bytes": size}));
         }
-        let stored = VmManifest {
-            kernel: "kernel".into(),
-            initrd: man.initrd.as_ref().map(|_| "initrd".into()),
-            rootfs: "rootfs.img".into(),
-            ..man.clone()
-        };
+        let stored = VmManifest { kernel: "kernel".into(), initrd: man.initrd.as_ref().map(|_| "initrd".into()), rootfs: "rootfs.img".into(), ..man.clone() };
         std::fs::write(staged.join("image.json"), serde_json::to_vec_pretty(&stored)?).map_err(internal("writing image.json"))?;
         std::fs::File::open(staged).and_then(|d| d.sync_all()).map_err(internal("syncing the image directory"))?;
         Ok((man, files))
@@ -304,7 +309,8 @@ mod tests {
         std::fs::write(root.join("empty"), b"").expect("write");
         let ok = resolve_member(&root, "boot/vmlinuz", "manifest.kernel", 100).expect("a symlink inside is fine");
         assert!(ok.ends_with("boot/vmlinuz-6.1"));
-        for (rel, why) in [("/etc/passwd", "absolute"), ("../outside", ".."), ("escape", "out of"), ("nope", "not in"), ("boot", "regular"), ("empty", "empty")] {
+        for (rel, why) in [("/etc/passwd", "absolute"), ("../outside", ".."), ("escape", "out of"), ("nope", "not in"), ("boot", "regular"), ("empty", "empty")]
+        {
             match resolve_member(&root, rel, "manifest.kernel", 100) {
                 Err(SiteError::Invalid { field, message }) => {
                     assert_eq!(field, "manifest.kernel");

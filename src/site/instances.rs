@@ -33,11 +33,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::containers::{DesiredState, RestartPolicy, restart_delay};
 use super::instance_supervisor::{self as sup, Layout, Observed, WorkerRecord};
+use super::lookup::{resolve, spec_of};
 use super::model::{self, Status};
-use super::network::{NetworkInterfaceSpec, resolve, spec_of};
+use super::net_model::NetworkInterfaceSpec;
 use super::reconcile::{Controller, Outcome};
+use super::workload::{DesiredState, RestartPolicy, restart_delay};
 use super::{Kind, ProjectCtx, Resource, Site, SiteError, event_for};
 use crate::state::{ResourceRow, StateError, repo};
 use crate::vmm::spec::{Confinement, DiskSpec, ExitReason, ExitRecord, NetSpec, Request, WorkerSpec};
@@ -143,7 +144,13 @@ fn parse_spec(v: Value) -> Result<InstanceSpec, SiteError> {
 /// Validate and normalize an instance spec inside a transaction. On create (`current` is
 /// `None`) the interface's spec is built too; on update the image and the network fields must
 /// stay as they are.
-fn build_spec(c: &Connection, site: &Site, p: &ProjectCtx, v: Value, current: Option<(&str, &InstanceSpec)>) -> Result<(InstanceSpec, Option<NetworkInterfaceSpec>), SiteError> {
+fn build_spec(
+    c: &Connection,
+    site: &Site,
+    p: &ProjectCtx,
+    v: Value,
+    current: Option<(&str, &InstanceSpec)>,
+) -> Result<(InstanceSpec, Option<NetworkInterfaceSpec>), SiteError> {
     let mut s = parse_spec(v)?;
     let image = resolve(c, Kind::Image, p, "spec.image", &s.image)?;
     site.vm_image_files(&image, "spec.image")?;
@@ -172,7 +179,7 @@ fn build_spec(c: &Connection, site: &Site, p: &ProjectCtx, v: Value, current: Op
         if s.volumes[..i].iter().any(|v| v.volume == row.id) {
             return Err(SiteError::invalid(field, format!("volume {} is attached twice", row.name)));
         }
-        for u in super::volumes::mounted_by(c, &row.id)? {
+        for u in super::workload::mounted_by(c, &row.id)? {
             if Some(u.id.as_str()) != self_id {
                 return Err(SiteError::ConflictOn { field, message: format!("volume {} is used by {} {}", row.name, u.kind, u.name) });
             }
@@ -184,12 +191,16 @@ fn build_spec(c: &Connection, site: &Site, p: &ProjectCtx, v: Value, current: Op
             if s.network_interface.is_some() {
                 return Err(SiteError::invalid("spec.network_interface", "set by the daemon: give subnet, security_groups and private_ip"));
             }
-            let eni = super::network::build_interface(c, p, NetworkInterfaceSpec {
-                subnet: s.subnet.clone(),
-                private_ip: s.private_ip,
-                security_groups: s.security_groups.clone(),
-                attachment: super::network::Attachment::Tap,
-            })?;
+            let eni = super::network::build_interface(
+                c,
+                p,
+                NetworkInterfaceSpec {
+                    subnet: s.subnet.clone(),
+                    private_ip: s.private_ip,
+                    security_groups: s.security_groups.clone(),
+                    attachment: super::net_model::Attachment::Tap,
+                },
+            )?;
             s.subnet = eni.subnet.clone();
             s.security_groups = eni.security_groups.clone();
             s.private_ip = eni.private_ip;
@@ -272,11 +283,20 @@ impl Site {
 
     /// Change an instance's spec (RFC 7386 merge patch); a running instance is restarted to apply
     /// it. The image and the network fields are fixed.
-    pub fn update_instance(&self, p: &ProjectCtx, r: &str, if_match: Option<i64>, labels: Option<&BTreeMap<String, String>>, patch: Option<&Value>) -> Result<Resource, SiteError> {
+    pub fn update_instance(
+        &self,
+        p: &ProjectCtx,
+        r: &str,
+        if_match: Option<i64>,
+        labels: Option<&BTreeMap<String, String>>,
+        patch: Option<&Value>,
+    ) -> Result<Resource, SiteError> {
         let cur = self.get(Kind::Instance, Some(p), r)?;
         let cur_spec: InstanceSpec = cur.spec_as()?;
         let pc = p.clone();
-        self.update(Kind::Instance, Some(p), r, if_match, labels, patch, &|c, v| Ok(serde_json::to_value(build_spec(c, self, &pc, v, Some((&cur.id, &cur_spec)))?.0)?))
+        self.update(Kind::Instance, Some(p), r, if_match, labels, patch, &|c, v| {
+            Ok(serde_json::to_value(build_spec(c, self, &pc, v, Some((&cur.id, &cur_spec)))?.0)?)
+        })
     }
 
     /// `start`, `stop` or `reboot` an instance: sets the desired state (start and reboot grow
@@ -413,7 +433,8 @@ fn reconcile_instance(site: &Site, id: &str) -> Result<Outcome, SiteError> {
     let Some(row) = site.read(|c| Ok(repo::get(c, id)?))? else { return teardown(&l) };
     let spec: InstanceSpec = spec_of(&row)?;
     let st: Status = serde_json::from_str(&row.status).unwrap_or_default();
-    let restart_wanted = get_u64(&st, "started_token") != spec.restart_token || st.extra.get("started_spec").and_then(Value::as_str) != Some(fingerprint(&spec).as_str());
+    let restart_wanted =
+        get_u64(&st, "started_token") != spec.restart_token || st.extra.get("started_spec").and_then(Value::as_str) != Some(fingerprint(&spec).as_str());
     match (spec.state, sup::observe(&l)) {
         (_, Observed::Exited(rec, exit)) => ended(site, &row, &spec, &l, &rec, exit),
         (DesiredState::Stopped, Observed::Running(rec)) => stop_step(site, &row, &spec, &l, &rec, &st),
@@ -549,8 +570,12 @@ fn ended(site: &Site, row: &ResourceRow, spec: &InstanceSpec, l: &Layout, rec: &
     sup::clear_record(l);
     let st: Status = serde_json::from_str(&row.status).unwrap_or_default();
     let stopping = st.extra.contains_key("stop_requested_ms");
-    let restart_wanted = get_u64(&st, "started_token") != spec.restart_token || st.extra.get("started_spec").and_then(Value::as_str) != Some(fingerprint(spec).as_str());
-    let ran = chrono::DateTime::parse_from_rfc3339(&rec.started_at).ok().map(|t| (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).to_std().unwrap_or_default()).unwrap_or_default();
+    let restart_wanted =
+        get_u64(&st, "started_token") != spec.restart_token || st.extra.get("started_spec").and_then(Value::as_str) != Some(fingerprint(spec).as_str());
+    let ran = chrono::DateTime::parse_from_rfc3339(&rec.started_at)
+        .ok()
+        .map(|t| (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).to_std().unwrap_or_default())
+        .unwrap_or_default();
     let restarts = if ran >= RAN_LONG { 0 } else { get_u64(&st, "restart_count") as u32 };
     let decision = if spec.state == DesiredState::Stopped {
         AfterExit::Leave("Stopped")

@@ -122,12 +122,8 @@ impl Metrics {
 
     /// Count one HTTP request on `route` (the route template, never the raw path).
     pub fn observe_http(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
-        self.http_requests
-            .get_or_create(&HttpLabels { route: route.into(), method: method.into(), status })
-            .inc();
-        self.http_latency
-            .get_or_create(&RouteLabels { route: route.into(), method: method.into() })
-            .observe(elapsed.as_secs_f64());
+        self.http_requests.get_or_create(&HttpLabels { route: route.into(), method: method.into(), status }).inc();
+        self.http_latency.get_or_create(&RouteLabels { route: route.into(), method: method.into() }).observe(elapsed.as_secs_f64());
     }
 
     /// Count one reconcile pass.

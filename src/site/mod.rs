@@ -5,15 +5,15 @@
 
 pub mod auth;
 pub mod balancing;
-pub mod buckets;
 pub mod bootstrap;
+pub mod buckets;
+pub mod containers;
 pub mod error;
 pub mod events;
 pub mod function_logs;
 pub mod function_metrics;
 pub mod function_routes;
 pub mod functions;
-pub mod containers;
 pub mod health;
 pub mod images;
 pub mod instance_images;
@@ -21,8 +21,10 @@ pub mod instance_supervisor;
 pub mod instances;
 pub mod kind;
 pub mod login_limit;
+pub mod lookup;
 pub mod metrics;
 pub mod model;
+pub mod net_model;
 pub mod network;
 pub mod nodes;
 pub mod objects;
@@ -31,6 +33,7 @@ pub mod projects;
 pub mod public;
 pub mod reconcile;
 pub mod volumes;
+pub mod workload;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -75,14 +78,21 @@ struct Inner {
     objects: std::sync::OnceLock<objects::ObjectState>,
     functions: std::sync::OnceLock<functions::FunctionState>,
     login_limit: login_limit::LoginLimiter,
+    net_host: Arc<dyn crate::net::nethost::NetHost>,
 }
 
 /// Capacity of the in-process event bus; a subscriber that lags further re-reads from SQLite.
 const BUS_CAPACITY: usize = 4096;
 
 impl Site {
-    /// Open the site over an opened database.
+    /// Open the site over an opened database, on the real host.
     pub fn new(db: Db, config: Config, node_name: String) -> Self {
+        Site::with_net_host(db, config, node_name, Arc::new(crate::net::nethost::KernelNetHost))
+    }
+
+    /// Open the site with `net_host` making its network changes (a
+    /// [`crate::net::nethost::RecordingNetHost`] in tests that run without root).
+    pub fn with_net_host(db: Db, config: Config, node_name: String, net_host: Arc<dyn crate::net::nethost::NetHost>) -> Self {
         let (bus, _) = broadcast::channel(BUS_CAPACITY);
         Site {
             inner: Arc::new(Inner {
@@ -98,8 +108,14 @@ impl Site {
                 objects: std::sync::OnceLock::new(),
                 functions: std::sync::OnceLock::new(),
                 login_limit: login_limit::LoginLimiter::default(),
+                net_host,
             }),
         }
+    }
+
+    /// The host network operations of the VPC reconcilers.
+    pub fn net_host(&self) -> &dyn crate::net::nethost::NetHost {
+        self.inner.net_host.as_ref()
     }
 
     /// The effective configuration.
@@ -166,32 +182,21 @@ impl Site {
     }
 
     /// Run blocking site code (SQLite, hashing) off the async runtime.
-    pub async fn run<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Site) -> Result<T, SiteError> + Send + 'static,
-    ) -> Result<T, SiteError> {
+    pub async fn run<T: Send + 'static>(&self, f: impl FnOnce(&Site) -> Result<T, SiteError> + Send + 'static) -> Result<T, SiteError> {
         let s = self.clone();
-        tokio::task::spawn_blocking(move || f(&s))
-            .await
-            .map_err(|e| SiteError::Internal(format!("blocking task failed: {e}")))?
+        tokio::task::spawn_blocking(move || f(&s)).await.map_err(|e| SiteError::Internal(format!("blocking task failed: {e}")))?
     }
 
     /// One write transaction; events pushed into the vector are appended in the same transaction
     /// and published after commit, in commit order.
-    pub fn write<T>(
-        &self,
-        f: impl FnOnce(&Transaction<'_>, &mut Vec<NewEvent>) -> Result<T, SiteError>,
-    ) -> Result<T, SiteError> {
+    pub fn write<T>(&self, f: impl FnOnce(&Transaction<'_>, &mut Vec<NewEvent>) -> Result<T, SiteError>) -> Result<T, SiteError> {
         let bus = &self.inner.bus;
         let (out, _) = self.inner.db.write(
             |tx| {
                 let mut evs = Vec::new();
                 let out = f(tx, &mut evs)?;
                 let (time, ms) = (model::now_rfc3339(), model::now_ms());
-                let rows = evs
-                    .iter()
-                    .map(|e| repo::append_event(tx, e, &time, ms))
-                    .collect::<Result<Vec<EventRow>, StateError>>()?;
+                let rows = evs.iter().map(|e| repo::append_event(tx, e, &time, ms)).collect::<Result<Vec<EventRow>, StateError>>()?;
                 Ok::<_, SiteError>((out, rows))
             },
             |(_, rows)| {
@@ -220,9 +225,7 @@ impl Site {
             Ref::Id(s) | Ref::Name(s) => s.clone(),
         };
         match row {
-            Some(row) if row.kind == kind.as_str() && (kind.scope() == Scope::Site || row.project_id.as_deref() == pid) => {
-                Ok(row)
-            }
+            Some(row) if row.kind == kind.as_str() && (kind.scope() == Scope::Site || row.project_id.as_deref() == pid) => Ok(row),
             _ => Err(SiteError::not_found(kind.as_str(), label)),
         }
     }
@@ -314,9 +317,7 @@ impl Site {
                 deleting: false,
             };
             repo::insert(tx, &row).map_err(|e| match e {
-                StateError::Duplicate(_) => {
-                    SiteError::AlreadyExists { kind: kind.as_str().to_string(), name: name.to_string() }
-                }
+                StateError::Duplicate(_) => SiteError::AlreadyExists { kind: kind.as_str().to_string(), name: name.to_string() },
                 other => other.into(),
             })?;
             if let Some(h) = secret_hash {
@@ -338,13 +339,7 @@ impl Site {
 
     /// List resources of `kind` (of one project, or all when `project` is `None`), ordered by
     /// name, after the name `after`, at most `limit`.
-    pub fn list(
-        &self,
-        kind: Kind,
-        project: Option<&ProjectCtx>,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<Resource>, SiteError> {
+    pub fn list(&self, kind: Kind, project: Option<&ProjectCtx>, after: Option<&str>, limit: usize) -> Result<Vec<Resource>, SiteError> {
         let rows = self.read(|c| Ok(repo::list(c, kind.as_str(), project.map(|p| p.id.as_str()), after, limit)?))?;
         rows.into_iter().map(Resource::from_row).collect()
     }
@@ -374,12 +369,7 @@ impl Site {
             if let Some(g) = if_match
                 && g != row.generation
             {
-                return Err(SiteError::Conflict(format!(
-                    "generation {g} is stale: {} {} is at generation {}",
-                    kind.as_str(),
-                    row.name,
-                    row.generation
-                )));
+                return Err(SiteError::Conflict(format!("generation {g} is stale: {} {} is at generation {}", kind.as_str(), row.name, row.generation)));
             }
             let mut spec: Value = serde_json::from_str(&row.spec)?;
             if let Some(p) = spec_patch {
@@ -419,9 +409,7 @@ impl Site {
             let row = Self::find(tx, kind, project, &r)?;
             check(tx, &row)?;
             repo::delete(tx, &row.id).map_err(|e| match e {
-                StateError::Referenced(_) => {
-                    SiteError::Conflict(format!("{} {} is still in use", kind.as_str(), row.name))
-                }
+                StateError::Referenced(_) => SiteError::Conflict(format!("{} {} is still in use", kind.as_str(), row.name)),
                 other => other.into(),
             })?;
             evs.push(event_for(&row, project, "deleted", format!("{} {} deleted", kind.as_str(), row.name)));
@@ -432,11 +420,7 @@ impl Site {
 
     /// Read-modify-write the status of a resource (for reconcilers). Publishes a `status` event
     /// when the phase changes. Returns `None` when the resource is gone.
-    pub fn set_status(
-        &self,
-        id: &str,
-        f: impl FnOnce(&mut Status, &ResourceRow),
-    ) -> Result<Option<Status>, SiteError> {
+    pub fn set_status(&self, id: &str, f: impl FnOnce(&mut Status, &ResourceRow)) -> Result<Option<Status>, SiteError> {
         self.write(|tx, evs| {
             let Some(row) = repo::get(tx, id)? else { return Ok(None) };
             let old: Status = serde_json::from_str(&row.status).unwrap_or_default();

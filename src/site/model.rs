@@ -162,10 +162,7 @@ pub fn validate_name(field: &str, name: &str) -> Result<(), SiteError> {
     let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
     let b = name.as_bytes();
     if !name.chars().all(ok_char) || b[0] == b'-' || b[b.len() - 1] == b'-' {
-        return Err(SiteError::invalid(
-            field,
-            "must be an RFC 1123 label: lowercase letters, digits and '-', starting and ending with a letter or digit",
-        ));
+        return Err(SiteError::invalid(field, "must be an RFC 1123 label: lowercase letters, digits and '-', starting and ending with a letter or digit"));
     }
     Ok(())
 }
@@ -179,9 +176,7 @@ pub fn validate_labels(labels: &BTreeMap<String, String>) -> Result<(), SiteErro
         return Err(SiteError::invalid("labels", format!("at most {MAX_LABELS} labels")));
     }
     for (k, v) in labels {
-        let ok = !k.is_empty()
-            && k.len() <= 63
-            && k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '/' | '-'));
+        let ok = !k.is_empty() && k.len() <= 63 && k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '/' | '-'));
         if !ok {
             return Err(SiteError::invalid(format!("labels.{k}"), "label keys are 1-63 characters of [A-Za-z0-9._/-]"));
         }
@@ -238,6 +233,20 @@ pub fn merge_patch(target: &mut serde_json::Value, patch: &serde_json::Value) {
     }
 }
 
+/// A lower-case DNS name (labels of `a-z`, `0-9` and `-`, not at either end; 1–63 bytes each;
+/// at most 253 bytes in all, at least one dot not required).
+pub fn valid_dns_name(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= 253
+        && h.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,6 +260,12 @@ mod tests {
         for bad in ["", "-a", "a-", "A", "a_b", "a.b", &"a".repeat(64), "é"] {
             assert!(validate_name("name", bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn dns_names_are_lower_case_labels() {
+        assert!(valid_dns_name("a-1.example"));
+        assert!(!valid_dns_name("-a.example") && !valid_dns_name("a..b") && !valid_dns_name("A.b") && !valid_dns_name("a_b"));
     }
 
     #[test]

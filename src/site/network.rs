@@ -10,133 +10,17 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 use rusqlite::Connection;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use utoipa::ToSchema;
 
-use super::model::{self, Status};
+use super::lookup::{resolve, spec_of};
+use super::model::Status;
+use super::net_model::{Attachment, NetworkInterfaceSpec, SecurityGroupSpec, SubnetSpec, VpcSpec};
+use super::net_model::{bad, used_addresses};
 use super::reconcile::{Controller, Outcome};
 use super::{Kind, ProjectCtx, Resource, Site, SiteError};
 use crate::net::render::{self, IngressRule, Protocol, Source};
 use crate::net::{dhcp, host, ipam, names, services};
 use crate::state::{ResourceRow, repo};
-
-/// Spec of a VPC.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct VpcSpec {
-    /// A private IPv4 CIDR, /16 to /28 (RFC 1918 or RFC 6598). Two VPCs may use the same one.
-    pub cidr: String,
-}
-
-/// Spec of a subnet.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SubnetSpec {
-    /// The VPC (id or name on create; stored as the id).
-    pub vpc: String,
-    /// Inside the VPC's CIDR, overlapping no other subnet of it.
-    pub cidr: String,
-}
-
-/// One inbound rule of a security group.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct SgRule {
-    /// `tcp`, `udp`, `icmp` or `all`.
-    pub protocol: Protocol,
-    /// `"80"` or `"8000-8099"`; absent means every port (TCP/UDP only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ports: Option<String>,
-    /// Source addresses; exactly one of `source_cidr` and `source_group`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source_cidr: Option<String>,
-    /// Source security group of the same VPC (id or name on write; stored as the id).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source_group: Option<String>,
-}
-
-/// Spec of a security group: stateful, default deny inbound, allow outbound.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SecurityGroupSpec {
-    /// The VPC (id or name on create; stored as the id).
-    pub vpc: String,
-    /// Inbound rules (at most 1,000).
-    #[serde(default)]
-    pub ingress: Vec<SgRule>,
-}
-
-/// How a network interface reaches its workload.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Attachment {
-    /// A veth pair into the interface's own namespace (`cle-<id>`), which a container joins.
-    #[default]
-    Namespace,
-    /// A persistent tap device in the VPC router's namespace, which an instance's virtio-net
-    /// serves (set by the instance create; no namespace of its own).
-    Tap,
-}
-
-impl Attachment {
-    fn is_namespace(&self) -> bool {
-        *self == Attachment::Namespace
-    }
-}
-
-/// Spec of a network interface.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NetworkInterfaceSpec {
-    /// The subnet (id or name on create; stored as the id).
-    pub subnet: String,
-    /// A free address of the subnet; assigned automatically when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<String>)]
-    pub private_ip: Option<Ipv4Addr>,
-    /// Security groups of the subnet's VPC (ids or names on write; stored as ids).
-    #[serde(default)]
-    pub security_groups: Vec<String>,
-    /// `namespace` (the default) or `tap` (an instance's interface, made with the instance).
-    #[serde(default, skip_serializing_if = "Attachment::is_namespace")]
-    pub attachment: Attachment,
-}
-
-pub(super) fn bad(field: &str) -> impl Fn(ipam::IpamError) -> SiteError + '_ {
-    move |e| match e {
-        ipam::IpamError::Overlap { .. } | ipam::IpamError::Exhausted(_) => {
-            SiteError::ConflictOn { field: field.to_string(), message: e.to_string() }
-        }
-        other => SiteError::invalid(field, other.to_string()),
-    }
-}
-
-/// Resolve a reference to a resource of `kind` in the project, inside a transaction; errors
-/// are 422 naming `field`.
-pub(super) fn resolve(c: &Connection, kind: Kind, p: &ProjectCtx, field: &str, r: &str) -> Result<ResourceRow, SiteError> {
-    let rf = model::parse_ref(kind, r).map_err(|_| SiteError::invalid(field, format!("{r:?} is not a {} id or name", kind.as_str())))?;
-    Site::find(c, kind, Some(p), &rf).map_err(|_| SiteError::invalid(field, format!("no {} {r:?} in this project", kind.as_str())))
-}
-
-/// Addresses of a subnet already taken: its interfaces' and its internal load balancer VIPs.
-pub(super) fn used_addresses(c: &Connection, subnet_id: &str) -> Result<BTreeSet<Ipv4Addr>, SiteError> {
-    let mut used: BTreeSet<Ipv4Addr> = repo::referencing(c, Kind::NetworkInterface.as_str(), "$.subnet", subnet_id)?
-        .iter()
-        .filter_map(|r| spec_of::<NetworkInterfaceSpec>(r).ok()?.private_ip)
-        .collect();
-    for r in repo::referencing(c, Kind::LoadBalancer.as_str(), "$.listener.subnet", subnet_id)? {
-        if let Some(vip) = spec_of::<super::balancing::LoadBalancerSpec>(&r)?.listener.vip {
-            used.insert(vip);
-        }
-    }
-    Ok(used)
-}
-
-/// Parse a stored spec.
-pub(super) fn spec_of<T: for<'de> Deserialize<'de>>(row: &ResourceRow) -> Result<T, SiteError> {
-    Ok(serde_json::from_str(&row.spec)?)
-}
 
 fn parse_ports(field: &str, s: &str) -> Result<(u16, u16), SiteError> {
     let err = || SiteError::invalid(field, format!("{s:?} is not a port or a range such as 8000-8099"));
@@ -219,7 +103,14 @@ impl Site {
     }
 
     /// Replace a security group's rules (merge patch of the spec; the VPC cannot change).
-    pub fn update_security_group(&self, p: &ProjectCtx, r: &str, if_match: Option<i64>, labels: Option<&BTreeMap<String, String>>, patch: Option<&Value>) -> Result<Resource, SiteError> {
+    pub fn update_security_group(
+        &self,
+        p: &ProjectCtx,
+        r: &str,
+        if_match: Option<i64>,
+        labels: Option<&BTreeMap<String, String>>,
+        patch: Option<&Value>,
+    ) -> Result<Resource, SiteError> {
         let current = self.get(Kind::SecurityGroup, Some(p), r)?;
         let old: SecurityGroupSpec = current.spec_as()?;
         let pc = p.clone();
@@ -241,7 +132,9 @@ impl Site {
             return Err(SiteError::invalid("spec.attachment", "tap interfaces are made with their instance"));
         }
         let pc = p.clone();
-        self.create_with(Kind::NetworkInterface, Some(p), name, labels, &Status::phase("Pending"), None, move |c| Ok(serde_json::to_value(build_interface(c, &pc, s)?)?))
+        self.create_with(Kind::NetworkInterface, Some(p), name, labels, &Status::phase("Pending"), None, move |c| {
+            Ok(serde_json::to_value(build_interface(c, &pc, s)?)?)
+        })
     }
 
     /// Delete a VPC, subnet, security group or network interface; refused (409) while in use.
@@ -250,7 +143,12 @@ impl Site {
             let users: Vec<(Kind, &str)> = match kind {
                 Kind::Vpc => vec![(Kind::Subnet, "$.vpc"), (Kind::SecurityGroup, "$.vpc"), (Kind::LoadBalancer, "$.vpc")],
                 Kind::Subnet => vec![(Kind::NetworkInterface, "$.subnet"), (Kind::NatGateway, "$.subnet"), (Kind::LoadBalancer, "$.listener.subnet")],
-                Kind::NetworkInterface => vec![(Kind::Eip, "$.network_interface"), (Kind::PortForward, "$.network_interface"), (Kind::Container, "$.network_interface"), (Kind::Instance, "$.network_interface")],
+                Kind::NetworkInterface => vec![
+                    (Kind::Eip, "$.network_interface"),
+                    (Kind::PortForward, "$.network_interface"),
+                    (Kind::Container, "$.network_interface"),
+                    (Kind::Instance, "$.network_interface"),
+                ],
                 Kind::SecurityGroup => vec![(Kind::NetworkInterface, "$.security_groups")],
                 _ => vec![],
             };
@@ -262,8 +160,7 @@ impl Site {
             if kind == Kind::SecurityGroup {
                 let refs = repo::referencing(c, Kind::SecurityGroup.as_str(), "$.vpc", &spec_of::<SecurityGroupSpec>(row)?.vpc)?;
                 if let Some(u) = refs.iter().find(|g| {
-                    g.id != row.id
-                        && spec_of::<SecurityGroupSpec>(g).is_ok_and(|s| s.ingress.iter().any(|r| r.source_group.as_deref() == Some(&row.id)))
+                    g.id != row.id && spec_of::<SecurityGroupSpec>(g).is_ok_and(|s| s.ingress.iter().any(|r| r.source_group.as_deref() == Some(&row.id)))
                 }) {
                     return Err(SiteError::Conflict(format!("security group {} is a rule source of {}", row.name, u.name)));
                 }
@@ -378,7 +275,7 @@ fn wire_uplink(site: &Site, row: &ResourceRow, router: &str) -> Result<(Option<U
         vpc_ip,
         prefix: 30,
     };
-    host::ensure_transit(&t, &cfg.uplink).map_err(host_err)?;
+    site.net_host().ensure_transit(&t, &cfg.uplink).map_err(host_err)?;
     let (public, bal) = site.read(|c| Ok((super::public::plan(c, &row.id)?, super::balancing::plan(c, &row.id, Some(vpc_ip))?)))?;
     let vpcs = site.read(|c| Ok(repo::list(c, Kind::Vpc.as_str(), None, None, usize::MAX >> 1)?))?;
     let router_ip = |vpc: &str| Some(transit_addrs(transit, index_of(vpcs.iter().find(|v| v.id == vpc)?)?).ok()?.1);
@@ -388,9 +285,9 @@ fn wire_uplink(site: &Site, row: &ResourceRow, router: &str) -> Result<(Option<U
         .filter_map(|(protocol, port, vpc)| Some(render::UplinkForward { protocol: *protocol, port: *port, to: router_ip(vpc)? }))
         .collect();
     let up = render::render_uplink(&cfg.uplink, transit, &forwards).map_err(|e| SiteError::Internal(e.to_string()))?;
-    host::apply_ruleset(&cfg.uplink_netns, &up).map_err(host_err)?;
+    site.net_host().apply_ruleset(&cfg.uplink_netns, &up).map_err(host_err)?;
     let routes = public.routes.iter().chain(&bal.routes).filter_map(|(eip, vpc)| Some((*eip, router_ip(vpc)?))).collect();
-    host::sync_uplink_routes(&cfg.uplink_netns, routes).map_err(host_err)?;
+    site.net_host().sync_uplink_routes(&cfg.uplink_netns, routes).map_err(host_err)?;
     // Bandwidth caps of the EIPs routed here: uploads leave the router by its transit port
     // (after SNAT), downloads leave the uplink side toward it (before DNAT).
     let caps: Vec<services::Cap> = public
@@ -402,8 +299,8 @@ fn wire_uplink(site: &Site, row: &ResourceRow, router: &str) -> Result<(Option<U
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    services::sync_caps(router, &t.vpc_if, services::Direction::Source, &caps).map_err(host_err)?;
-    services::sync_caps(&cfg.uplink_netns, &t.host_if, services::Direction::Destination, &caps).map_err(host_err)?;
+    site.net_host().sync_caps(router, &t.vpc_if, services::Direction::Source, &caps).map_err(host_err)?;
+    site.net_host().sync_caps(&cfg.uplink_netns, &t.host_if, services::Direction::Destination, &caps).map_err(host_err)?;
     Ok((Some(Uplinked { uplink: t.vpc_if, transit_ip: vpc_ip, public }), bal))
 }
 
@@ -432,11 +329,7 @@ fn router_model(d: &Desired) -> render::VpcRouter {
         .interfaces
         .iter()
         .filter_map(|(row, s, _)| {
-            Some(render::Interface {
-                ifname: names::ifname(names::Role::Workload, &row.id),
-                ip: s.private_ip?,
-                security_groups: s.security_groups.clone(),
-            })
+            Some(render::Interface { ifname: names::ifname(names::Role::Workload, &row.id), ip: s.private_ip?, security_groups: s.security_groups.clone() })
         })
         .collect();
     render::VpcRouter { uplink: "clr-none".into(), security_groups, interfaces, ..Default::default() }
@@ -479,7 +372,7 @@ impl Controller for NetworkInterfaceController {
         site.run(move |site| {
             let _host = host_lock();
             if site.read(|c| Ok(repo::get(c, &id)?))?.is_none() {
-                host::delete_netns(&names::eni_netns(&id)).map_err(host_err)?;
+                site.net_host().delete_netns(&names::eni_netns(&id)).map_err(host_err)?;
             }
             Ok(Outcome::Done)
         })
@@ -502,8 +395,8 @@ fn reconcile_vpc(site: &Site, id: &str) -> Result<Outcome, SiteError> {
     let _host = host_lock();
     let router = names::vpc_netns(id);
     let Some(row) = site.read(|c| Ok(repo::get(c, id)?))? else {
-        dhcp::servers().stop(&router);
-        host::delete_netns(&router).map_err(host_err)?;
+        site.net_host().dhcp_stop(&router);
+        site.net_host().delete_netns(&router).map_err(host_err)?;
         return Ok(Outcome::Done);
     };
     // Interfaces this VPC attached before (kept in its status): the ones gone from state have
@@ -514,7 +407,7 @@ fn reconcile_vpc(site: &Site, id: &str) -> Result<Outcome, SiteError> {
         .and_then(|v| serde_json::from_value(v).ok())
         .unwrap_or_default();
     let d = site.read(|c| desired(c, id))?;
-    host::ensure_router(&router).map_err(host_err)?;
+    site.net_host().ensure_router(&router).map_err(host_err)?;
     let mut wanted = BTreeSet::new();
     for (eni, s, net) in &d.interfaces {
         let Some(ip) = s.private_ip else { continue };
@@ -522,7 +415,7 @@ fn reconcile_vpc(site: &Site, id: &str) -> Result<Outcome, SiteError> {
             // An instance's interface: a persistent tap in the router namespace, routed and
             // filtered exactly like a veth port.
             let t = host::TapPort { router_netns: router.clone(), ifname: names::ifname(names::Role::Workload, &eni.id), ip, gateway: ipam::gateway(*net) };
-            host::ensure_tap(&t).map_err(host_err)?;
+            site.net_host().ensure_tap(&t).map_err(host_err)?;
             wanted.insert(t.ifname.clone());
             site.set_status(&eni.id, |st, row| {
                 st.phase = "Ready".into();
@@ -537,7 +430,7 @@ fn reconcile_vpc(site: &Site, id: &str) -> Result<Outcome, SiteError> {
             continue;
         }
         let ns = names::eni_netns(&eni.id);
-        host::ensure_netns(&ns).map_err(host_err)?;
+        site.net_host().ensure_netns(&ns).map_err(host_err)?;
         let a = host::Attachment {
             router_netns: router.clone(),
             router_if: names::ifname(names::Role::Workload, &eni.id),
@@ -547,7 +440,7 @@ fn reconcile_vpc(site: &Site, id: &str) -> Result<Outcome, SiteError> {
             prefix: net.prefix_len(),
             gateway: ipam::gateway(*net),
         };
-        host::attach(&a).map_err(host_err)?;
+        site.net_host().attach(&a).map_err(host_err)?;
         wanted.insert(a.router_if.clone());
         site.set_status(&eni.id, |st, row| {
             st.phase = "Ready".into();
@@ -562,14 +455,20 @@ fn reconcile_vpc(site: &Site, id: &str) -> Result<Outcome, SiteError> {
         .interfaces
         .iter()
         .filter_map(|(eni, s, net)| {
-            let lease = dhcp::Lease { ip: s.private_ip?, prefix: net.prefix_len(), gateway: ipam::gateway(*net), hostname: eni.name.clone(), lease_seconds: DHCP_LEASE_SECONDS };
+            let lease = dhcp::Lease {
+                ip: s.private_ip?,
+                prefix: net.prefix_len(),
+                gateway: ipam::gateway(*net),
+                hostname: eni.name.clone(),
+                lease_seconds: DHCP_LEASE_SECONDS,
+            };
             Some((names::ifname(names::Role::Workload, &eni.id), lease))
         })
         .collect();
-    dhcp::servers().sync(&router, leases).map_err(host_err)?;
-    for stale in host::links_with_prefix(&router, "clw").map_err(host_err)? {
+    site.net_host().dhcp_sync(&router, leases).map_err(host_err)?;
+    for stale in site.net_host().links_with_prefix(&router, "clw").map_err(host_err)? {
         if !wanted.contains(&stale) {
-            host::detach(&router, &stale).map_err(host_err)?;
+            site.net_host().detach(&router, &stale).map_err(host_err)?;
         }
     }
     let mut model = router_model(&d);
@@ -578,24 +477,20 @@ fn reconcile_vpc(site: &Site, id: &str) -> Result<Outcome, SiteError> {
         model.uplink = u.uplink;
         model.has_uplink = true;
         model.eips = u.public.eips.iter().map(|(public, private)| render::EipMapping { public: *public, private: *private }).collect();
-        model.nat_gateways = u
-            .public
-            .nat_gateways
-            .iter()
-            .map(|(subnet, eip)| render::NatGateway { subnet: *subnet, snat_to: eip.unwrap_or(u.transit_ip) })
-            .collect();
+        model.nat_gateways =
+            u.public.nat_gateways.iter().map(|(subnet, eip)| render::NatGateway { subnet: *subnet, snat_to: eip.unwrap_or(u.transit_ip) }).collect();
     }
     // Gateways and internal VIPs are the router's own addresses (on lo): proxy ARP answers for
     // them on every port, and local DNAT serves the VIPs.
     let local: Vec<Ipv4Addr> = d.subnets.iter().map(|(_, n)| ipam::gateway(*n)).chain(bal.vips.iter().copied()).collect();
-    services::sync_local_addresses(&router, local).map_err(host_err)?;
+    site.net_host().sync_local_addresses(&router, local).map_err(host_err)?;
     model.port_forwards = bal.port_forwards;
     model.load_balancers = bal.load_balancers;
     let doc = render::render(&model).map_err(|e| SiteError::Internal(e.to_string()))?;
-    host::apply_ruleset(&router, &doc).map_err(host_err)?;
+    site.net_host().apply_ruleset(&router, &doc).map_err(host_err)?;
     let attached: BTreeSet<String> = d.interfaces.iter().map(|(r, _, _)| r.id.clone()).collect();
     for gone in before.difference(&attached) {
-        host::delete_netns(&names::eni_netns(gone)).map_err(host_err)?;
+        site.net_host().delete_netns(&names::eni_netns(gone)).map_err(host_err)?;
     }
     site.set_status(&row.id, |st, row| {
         st.phase = "Ready".into();
@@ -609,3 +504,6 @@ fn reconcile_vpc(site: &Site, id: &str) -> Result<Outcome, SiteError> {
     Ok(Outcome::Done)
 }
 
+#[cfg(test)]
+#[path = "network_tests.rs"]
+mod tests;

@@ -106,11 +106,7 @@ fn heartbeat(site: &Site, id: &str) -> Result<(), SiteError> {
 fn mark_stale(site: &Site, id: &str, interval: Duration) -> Result<(), SiteError> {
     let limit = chrono::Duration::from_std(interval * 3).unwrap_or_default();
     site.set_status(id, |st, _| {
-        let last = st
-            .extra
-            .get("heartbeat_at")
-            .and_then(|v| v.as_str())
-            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok());
+        let last = st.extra.get("heartbeat_at").and_then(|v| v.as_str()).and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok());
         let stale = last.is_none_or(|t| chrono::Utc::now().signed_duration_since(t) > limit);
         if stale {
             st.phase = "NotReady".into();

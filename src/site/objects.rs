@@ -314,7 +314,9 @@ impl Site {
         let max = self.config().s3.max_object_bytes;
         let limit = room.map_or(max, |r| r.min(max));
         match self.blobs()?.write(body, algorithms, limit).await {
-            Err(ObjectError::TooLarge { .. }) if limit < max => Err(StoreError::QuotaExceeded("the object would exceed the bucket's or the project's quota".into())),
+            Err(ObjectError::TooLarge { .. }) if limit < max => {
+                Err(StoreError::QuotaExceeded("the object would exceed the bucket's or the project's quota".into()))
+            }
             other => Ok(other?),
         }
     }
@@ -328,7 +330,15 @@ impl Site {
 
     /// Make blob `w` the object at `key`, atomically replacing any old one. On error the blob is
     /// removed. Errors: quota, precondition.
-    pub async fn commit_object(&self, b: &BucketRef, key: &str, w: Written, content_type: Option<String>, meta: ObjectMeta, cond: WriteCond) -> Result<ObjectRow, StoreError> {
+    pub async fn commit_object(
+        &self,
+        b: &BucketRef,
+        key: &str,
+        w: Written,
+        content_type: Option<String>,
+        meta: ObjectMeta,
+        cond: WriteCond,
+    ) -> Result<ObjectRow, StoreError> {
         let row = ObjectRow {
             bucket: b.id.clone(),
             key: key.to_string(),
@@ -449,7 +459,15 @@ impl Site {
 
     /// Server-side copy: a new blob with the source's bytes (so either may change later), and the
     /// source's metadata unless `replace` gives new metadata.
-    pub async fn copy_object(&self, src: &BucketRef, src_key: &str, dst: &BucketRef, dst_key: &str, replace: Option<(Option<String>, ObjectMeta)>, src_if_match: Option<String>) -> Result<ObjectRow, StoreError> {
+    pub async fn copy_object(
+        &self,
+        src: &BucketRef,
+        src_key: &str,
+        dst: &BucketRef,
+        dst_key: &str,
+        replace: Option<(Option<String>, ObjectMeta)>,
+        src_if_match: Option<String>,
+    ) -> Result<ObjectRow, StoreError> {
         let (row, files) = self.open_object(src, src_key).await?;
         if let Some(want) = &src_if_match
             && &row.etag != want
@@ -474,14 +492,30 @@ impl Site {
             None => (row.content_type.clone(), ObjectMeta { checksums: sums, ..old_meta }),
         };
         let etag = hex::encode(w.md5);
-        let new = ObjectRow { bucket: dst.id.clone(), key: dst_key.to_string(), size: w.size as i64, etag, content_type: ct, meta: meta_json(&meta)?, parts: 0, modified_ms: model::now_ms() };
+        let new = ObjectRow {
+            bucket: dst.id.clone(),
+            key: dst_key.to_string(),
+            size: w.size as i64,
+            etag,
+            content_type: ct,
+            meta: meta_json(&meta)?,
+            parts: 0,
+            modified_ms: model::now_ms(),
+        };
         let blobs = vec![BlobRef { blob: w.id.clone(), size: w.size as i64 }];
         self.commit_row(dst, new, blobs, WriteCond::default(), std::slice::from_ref(&w.id)).await
     }
 
     /// Start a multipart upload; returns its id.
     pub async fn create_upload(&self, b: &BucketRef, key: &str, content_type: Option<String>, meta: ObjectMeta) -> Result<String, StoreError> {
-        let u = UploadRow { id: ulid::Ulid::new().to_string(), bucket: b.id.clone(), key: key.to_string(), content_type, meta: meta_json(&meta)?, initiated_ms: model::now_ms() };
+        let u = UploadRow {
+            id: ulid::Ulid::new().to_string(),
+            bucket: b.id.clone(),
+            key: key.to_string(),
+            content_type,
+            meta: meta_json(&meta)?,
+            initiated_ms: model::now_ms(),
+        };
         let id = u.id.clone();
         self.run(move |s| s.write(|tx, _| Ok(orepo::insert_upload(tx, &u)?))).await?;
         Ok(id)
@@ -501,7 +535,14 @@ impl Site {
             return Err(StoreError::InvalidArgument(format!("part numbers run from 1 to {MAX_PARTS}")));
         }
         let etag = hex::encode(w.md5);
-        let part = PartRow { number, blob: w.id.clone(), size: w.size as i64, etag: etag.clone(), checksums: serde_json::to_string(&w.checksums).map_err(SiteError::from)?, modified_ms: model::now_ms() };
+        let part = PartRow {
+            number,
+            blob: w.id.clone(),
+            size: w.size as i64,
+            etag: etag.clone(),
+            checksums: serde_json::to_string(&w.checksums).map_err(SiteError::from)?,
+            modified_ms: model::now_ms(),
+        };
         let (bc, k, uid) = (b.clone(), key.to_string(), upload.to_string());
         let out = self
             .run(move |s| {
@@ -572,7 +613,16 @@ impl Site {
                     }
                     let size: i64 = chosen.iter().map(|p| p.size).sum();
                     let etags: Vec<String> = chosen.iter().map(|p| p.etag.clone()).collect();
-                    let row = ObjectRow { bucket: bc.id.clone(), key: k.clone(), size, etag: multipart_etag(&etags), content_type: u.content_type.clone(), meta: u.meta.clone(), parts: chosen.len() as i64, modified_ms: model::now_ms() };
+                    let row = ObjectRow {
+                        bucket: bc.id.clone(),
+                        key: k.clone(),
+                        size,
+                        etag: multipart_etag(&etags),
+                        content_type: u.content_type.clone(),
+                        meta: u.meta.clone(),
+                        parts: chosen.len() as i64,
+                        modified_ms: model::now_ms(),
+                    };
                     let blobs: Vec<BlobRef> = chosen.iter().map(|p| BlobRef { blob: p.blob.clone(), size: p.size }).collect();
                     let keep: std::collections::HashSet<&str> = chosen.iter().map(|p| p.blob.as_str()).collect();
                     let mut drop: Vec<String> = orepo::delete_upload(tx, &uid)?.into_iter().filter(|b| !keep.contains(b.as_str())).collect();
@@ -641,7 +691,8 @@ impl Site {
         if sweep && !drift.is_empty() {
             self.write(|tx, _| {
                 for (b, _, _, bytes, n) in &drift {
-                    tx.execute("UPDATE bucket_usage SET bytes = ?2, objects = ?3 WHERE bucket = ?1", rusqlite::params![b, bytes, n]).map_err(crate::state::StateError::from)?;
+                    tx.execute("UPDATE bucket_usage SET bytes = ?2, objects = ?3 WHERE bucket = ?1", rusqlite::params![b, bytes, n])
+                        .map_err(crate::state::StateError::from)?;
                 }
                 Ok(())
             })?;
@@ -750,7 +801,10 @@ mod tests {
         assert_eq!((keys(&l), l.prefixes.clone()), (vec!["docs/1".to_string(), "docs/2".into()], vec!["docs/x/".to_string()]));
         // Pages of two, resuming after a common prefix.
         let p1 = list_in(&c, "b", "", Some("/"), None, 2).unwrap();
-        assert_eq!((keys(&p1), p1.prefixes.clone(), p1.truncated, p1.next.clone()), (vec!["a.txt".to_string()], vec!["docs/".to_string()], true, Some("docs/".to_string())));
+        assert_eq!(
+            (keys(&p1), p1.prefixes.clone(), p1.truncated, p1.next.clone()),
+            (vec!["a.txt".to_string()], vec!["docs/".to_string()], true, Some("docs/".to_string()))
+        );
         let p2 = list_in(&c, "b", "", Some("/"), p1.next.as_deref(), 2).unwrap();
         assert_eq!((keys(&p2), p2.prefixes.clone(), p2.truncated), (vec!["z".to_string()], vec!["img/".to_string()], false));
         // A delimiter that overlaps the prefix: "abc" is an object under prefix "ab" (its rest "c"
@@ -763,7 +817,16 @@ mod tests {
         assert_eq!(keys(&l), ["abcd"]);
         // Many keys under each prefix: every prefix once, in order, across small batches.
         for i in 0..40 {
-            let r = ObjectRow { bucket: "b".into(), key: format!("many/{:02}/{i}", i % 5), size: 1, etag: "e".into(), content_type: None, meta: "{}".into(), parts: 0, modified_ms: 0 };
+            let r = ObjectRow {
+                bucket: "b".into(),
+                key: format!("many/{:02}/{i}", i % 5),
+                size: 1,
+                etag: "e".into(),
+                content_type: None,
+                meta: "{}".into(),
+                parts: 0,
+                modified_ms: 0,
+            };
             orepo::put_object(&c, &r, &[]).unwrap();
         }
         let l = list_in(&c, "b", "many/", Some("/"), None, 1000).unwrap();

@@ -62,12 +62,7 @@ pub fn create_in_tx(
 ) -> Result<ResourceRow, SiteError> {
     let id = Kind::Operation.new_id();
     let now = model::now_rfc3339();
-    let spec = OperationSpec {
-        action: action.into(),
-        target_kind: target_kind.as_str().into(),
-        target_id: target_id.into(),
-        target_name: target_name.into(),
-    };
+    let spec = OperationSpec { action: action.into(), target_kind: target_kind.as_str().into(), target_id: target_id.into(), target_name: target_name.into() };
     let mut st = Status::phase(OpPhase::Pending.as_str());
     st.extra.insert("progress".into(), 0.into());
     let row = ResourceRow {
@@ -126,9 +121,7 @@ pub fn fail(site: &Site, op_id: &str, code: &str, message: &str) -> Result<(), S
 
 /// Delete finished operations last updated before `min_unix_ms`.
 pub fn prune_finished(site: &Site, min_unix_ms: i64) -> Result<(), SiteError> {
-    let cutoff = chrono::DateTime::from_timestamp_millis(min_unix_ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let cutoff = chrono::DateTime::from_timestamp_millis(min_unix_ms).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     site.write(|tx, _| {
         tx.execute(
             "DELETE FROM resources WHERE kind = 'operation' AND updated_at < ?1 \
@@ -153,9 +146,7 @@ impl Site {
             Ok(row.filter(|row| row.kind == Kind::Operation.as_str()))
         })?;
         match row {
-            Some(row) if visible_in.is_none_or(|p| row.project_id.as_deref() == Some(p.id.as_str())) => {
-                super::Resource::from_row(row)
-            }
+            Some(row) if visible_in.is_none_or(|p| row.project_id.as_deref() == Some(p.id.as_str())) => super::Resource::from_row(row),
             _ => Err(SiteError::not_found("operation", r)),
         }
     }

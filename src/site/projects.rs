@@ -79,7 +79,7 @@ pub fn validate_spec(v: serde_json::Value, host_paths: &BTreeMap<String, PathBuf
     let mut spec: ProjectSpec = serde_json::from_value(v).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
     for d in spec.function_domains.iter_mut() {
         *d = d.trim_end_matches('.').to_ascii_lowercase();
-        if !super::function_routes::valid_dns_name(d) {
+        if !super::model::valid_dns_name(d) {
             return Err(SiteError::invalid("spec.function_domains", format!("{d:?} is not a DNS name")));
         }
     }
@@ -90,7 +90,10 @@ pub fn validate_spec(v: serde_json::Value, host_paths: &BTreeMap<String, PathBuf
     }
     for name in spec.host_paths.keys() {
         if !host_paths.contains_key(name) {
-            return Err(SiteError::invalid(format!("spec.host_paths.{name}"), format!("no host path named {name:?} in the site config ([container.host_paths])")));
+            return Err(SiteError::invalid(
+                format!("spec.host_paths.{name}"),
+                format!("no host path named {name:?} in the site config ([container.host_paths])"),
+            ));
         }
     }
     if spec.description.chars().count() > 256 {
@@ -136,12 +139,7 @@ impl Site {
     }
 
     /// Create a project.
-    pub fn create_project(
-        &self,
-        name: &str,
-        labels: &BTreeMap<String, String>,
-        spec: serde_json::Value,
-    ) -> Result<Resource, SiteError> {
+    pub fn create_project(&self, name: &str, labels: &BTreeMap<String, String>, spec: serde_json::Value) -> Result<Resource, SiteError> {
         let spec = validate_spec(spec, &self.config().container.host_paths)?;
         self.create(Kind::Project, None, name, labels, &spec, &Status::phase("Pending"), None)
     }
@@ -203,8 +201,7 @@ fn reconcile_project(site: &Site, id: &str) -> Result<Outcome, SiteError> {
     if row.deleting {
         return finalize_deletion(site, id, &row.name, &dir);
     }
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| SiteError::Internal(format!("creating {}: {e}", dir.display())))?;
+    std::fs::create_dir_all(&dir).map_err(|e| SiteError::Internal(format!("creating {}: {e}", dir.display())))?;
     let usage = site.counts(Some(&ProjectCtx { id: id.to_string(), name: row.name.clone() }))?;
     site.set_status(id, |st, row| {
         st.phase = "Ready".into();
@@ -262,7 +259,11 @@ mod tests {
         assert!(validate_spec(json!({"description": "x", "quotas": {"instances": 3}}), &paths).is_ok());
         let v = validate_spec(json!({"function_domains": ["Example.COM.", "example.com"], "host_paths": {"share": "ro"}}), &paths).unwrap();
         assert_eq!(v["function_domains"], json!(["example.com"]));
-        for (bad, field) in [(json!({"function_domains": ["not a domain"]}), "spec.function_domains"), (json!({"host_paths": {"etc": "rw"}}), "spec.host_paths.etc"), (json!({"host_paths": {"share": "rwx"}}), "spec")] {
+        for (bad, field) in [
+            (json!({"function_domains": ["not a domain"]}), "spec.function_domains"),
+            (json!({"host_paths": {"etc": "rw"}}), "spec.host_paths.etc"),
+            (json!({"host_paths": {"share": "rwx"}}), "spec"),
+        ] {
             match validate_spec(bad, &paths) {
                 Err(SiteError::Invalid { field: f, .. }) => assert_eq!(f, field),
                 other => panic!("{other:?}"),

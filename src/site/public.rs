@@ -7,52 +7,19 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 use rusqlite::Connection;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use utoipa::ToSchema;
 
+use super::lookup::{resolve, spec_of};
 use super::model::Status;
-use super::network::{NetworkInterfaceSpec, SubnetSpec, resolve, spec_of};
+use super::net_model::{EipSpec, NatGatewaySpec, NetworkInterfaceSpec, SubnetSpec, all, eip_listeners};
 use super::{Kind, ProjectCtx, Resource, Site, SiteError};
-use crate::state::{ResourceRow, repo};
-
-/// Spec of an elastic IP.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct EipSpec {
-    /// Allocated by the site from `network.public_cidr`; read-only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<String>)]
-    pub public_ip: Option<Ipv4Addr>,
-    /// The associated network interface (id or name on write; stored as the id), or null.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub network_interface: Option<String>,
-    /// Bandwidth cap in Mbit/s (1-100000) for each direction through the uplink; none when
-    /// absent. Shaped with tc HTB on the VPC's transit link.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bandwidth_mbps: Option<u32>,
-}
+use crate::state::repo;
 
 fn check_cap(s: &EipSpec) -> Result<(), SiteError> {
     match s.bandwidth_mbps {
         Some(m) if !(1..=100_000).contains(&m) => Err(SiteError::invalid("spec.bandwidth_mbps", "must be 1-100000 (Mbit/s)")),
         _ => Ok(()),
     }
-}
-
-/// Spec of a NAT gateway.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NatGatewaySpec {
-    /// The subnet whose egress it translates (one NAT gateway per subnet).
-    pub subnet: String,
-    /// An unassociated EIP to translate to; absent means the uplink address.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub eip: Option<String>,
-}
-
-fn all(c: &Connection, kind: Kind) -> Result<Vec<ResourceRow>, SiteError> {
-    Ok(repo::list(c, kind.as_str(), None, None, usize::MAX >> 1)?)
 }
 
 /// Check that `eni` can take `eip` (inside a transaction). Errors: 409 when either is taken.
@@ -73,7 +40,7 @@ fn check_association(c: &Connection, eip_id: Option<&str>, eni_id: &str) -> Resu
 
 /// Refuse (409) while port forwards or load balancers listen on the EIP.
 fn listeners_free(c: &Connection, eip_id: &str) -> Result<(), SiteError> {
-    if let Some((k, name, _)) = super::balancing::eip_listeners(c, eip_id)?.first() {
+    if let Some((k, name, _)) = eip_listeners(c, eip_id)?.first() {
         return Err(SiteError::Conflict(format!("the elastic IP is the listener of {} {name}", k.as_str())));
     }
     Ok(())
@@ -100,10 +67,7 @@ impl Site {
         let pc = p.clone();
         self.create_with(Kind::Eip, Some(p), name, labels, &Status::phase("Allocated"), None, move |c| {
             let used: BTreeSet<Ipv4Addr> = all(c, Kind::Eip)?.iter().filter_map(|r| spec_of::<EipSpec>(r).ok()?.public_ip).collect();
-            let ip = pool
-                .hosts()
-                .find(|a| !used.contains(a))
-                .ok_or_else(|| SiteError::Conflict(format!("the public pool {pool} is exhausted")))?;
+            let ip = pool.hosts().find(|a| !used.contains(a)).ok_or_else(|| SiteError::Conflict(format!("the public pool {pool} is exhausted")))?;
             s.public_ip = Some(ip);
             if let Some(eni) = &s.network_interface {
                 let row = resolve(c, Kind::NetworkInterface, &pc, "spec.network_interface", eni)?;
@@ -115,7 +79,14 @@ impl Site {
     }
 
     /// Associate (`{"spec": {"network_interface": "a"}}`) or disassociate (`null`) an EIP.
-    pub fn update_eip(&self, p: &ProjectCtx, r: &str, if_match: Option<i64>, labels: Option<&BTreeMap<String, String>>, patch: Option<&Value>) -> Result<Resource, SiteError> {
+    pub fn update_eip(
+        &self,
+        p: &ProjectCtx,
+        r: &str,
+        if_match: Option<i64>,
+        labels: Option<&BTreeMap<String, String>>,
+        patch: Option<&Value>,
+    ) -> Result<Resource, SiteError> {
         let current = self.get(Kind::Eip, Some(p), r)?;
         let old: EipSpec = current.spec_as()?;
         let (pc, id) = (p.clone(), current.id.clone());
@@ -161,7 +132,7 @@ impl Site {
     }
 
     /// Release an EIP (409 while associated, used by a NAT gateway or listened on) or delete a NAT
-/// gateway, port forward or load balancer.
+    /// gateway, port forward or load balancer.
     pub fn delete_public_resource(&self, kind: Kind, p: &ProjectCtx, r: &str) -> Result<Resource, SiteError> {
         self.delete_with(kind, Some(p), r, |c, row| {
             if kind == Kind::Eip {

@@ -96,12 +96,7 @@ async fn all_ids(site: &Site, kind: Kind) -> Vec<String> {
 
 /// Run a controller until `shutdown` turns true. Sends its kind on `initial_done` once every id
 /// that existed at start-up has been reconciled once (successfully or not).
-pub async fn run<C: Controller>(
-    site: Site,
-    controller: C,
-    initial_done: mpsc::UnboundedSender<Kind>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub async fn run<C: Controller>(site: Site, controller: C, initial_done: mpsc::UnboundedSender<Kind>, mut shutdown: watch::Receiver<bool>) {
     let kind = controller.kind();
     let cfg = site.config().reconcile.clone();
     let max_backoff = Duration::from_secs(cfg.backoff_max_seconds.max(1));

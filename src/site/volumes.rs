@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use super::lookup::{resolve, spec_of};
 use super::model::Status;
-use super::network::{resolve, spec_of};
 use super::reconcile::{Controller, Outcome};
 use super::{Kind, ProjectCtx, Resource, Site, SiteError};
 use crate::state::{ResourceRow, repo};
@@ -59,21 +59,6 @@ fn size_of(row: &ResourceRow) -> u64 {
     spec_of::<VolumeSpec>(row).ok().and_then(|s| s.size_mib).unwrap_or(0)
 }
 
-/// The containers (rows) whose spec mounts volume `id`, then the instances whose spec attaches
-/// it.
-pub fn mounted_by(c: &Connection, id: &str) -> Result<Vec<ResourceRow>, SiteError> {
-    let all = repo::list(c, Kind::Container.as_str(), None, None, usize::MAX >> 1)?;
-    let mut out: Vec<ResourceRow> = all.into_iter().filter(|r| spec_of::<super::containers::ContainerSpec>(r).is_ok_and(|s| s.mounts.iter().any(|m| m.volume.as_deref() == Some(id)))).collect();
-    out.extend(instances_using(c, id)?);
-    Ok(out)
-}
-
-/// The instances (rows) whose spec attaches volume `id` as a disk.
-pub fn instances_using(c: &Connection, id: &str) -> Result<Vec<ResourceRow>, SiteError> {
-    let all = repo::list(c, Kind::Instance.as_str(), None, None, usize::MAX >> 1)?;
-    Ok(all.into_iter().filter(|r| spec_of::<super::instances::InstanceSpec>(r).is_ok_and(|s| s.volumes.iter().any(|v| v.volume == id))).collect())
-}
-
 /// Inside a transaction: the project's volumes and the site's pool have room for `add` more MiB.
 fn check_capacity(site: &Site, c: &Connection, p: &ProjectCtx, add: u64) -> Result<(), SiteError> {
     let all = repo::list(c, Kind::Volume.as_str(), None, None, usize::MAX >> 1)?;
@@ -89,7 +74,10 @@ fn check_capacity(site: &Site, c: &Connection, p: &ProjectCtx, add: u64) -> Resu
     };
     let site_total: u64 = all.iter().map(size_of).sum();
     if site_total + add > capacity {
-        return Err(SiteError::ConflictOn { field: "spec.size_mib".into(), message: format!("the storage pool has {} of {capacity} MiB left", capacity.saturating_sub(site_total)) });
+        return Err(SiteError::ConflictOn {
+            field: "spec.size_mib".into(),
+            message: format!("the storage pool has {} of {capacity} MiB left", capacity.saturating_sub(site_total)),
+        });
     }
     Ok(())
 }
@@ -134,7 +122,14 @@ impl Site {
     }
 
     /// Grow a volume (`{"spec": {"size_mib": N}}`); shrinking and changing the source are refused.
-    pub fn update_volume(&self, p: &ProjectCtx, r: &str, if_match: Option<i64>, labels: Option<&BTreeMap<String, String>>, patch: Option<&Value>) -> Result<Resource, SiteError> {
+    pub fn update_volume(
+        &self,
+        p: &ProjectCtx,
+        r: &str,
+        if_match: Option<i64>,
+        labels: Option<&BTreeMap<String, String>>,
+        patch: Option<&Value>,
+    ) -> Result<Resource, SiteError> {
         let cur: VolumeSpec = self.get(Kind::Volume, Some(p), r)?.spec_as()?;
         let pc = p.clone();
         self.update(Kind::Volume, Some(p), r, if_match, labels, patch, &|c, v| {
@@ -157,7 +152,7 @@ impl Site {
     /// Delete a volume; refused (409) while a container mounts it or an instance attaches it.
     pub fn delete_volume(&self, p: &ProjectCtx, r: &str) -> Result<Resource, SiteError> {
         self.delete_with(Kind::Volume, Some(p), r, |c, row| {
-            if let Some(u) = mounted_by(c, &row.id)?.first() {
+            if let Some(u) = super::workload::mounted_by(c, &row.id)?.first() {
                 return Err(SiteError::Conflict(format!("volume {} is attached to {} {}", row.name, u.kind, u.name)));
             }
             if let Some(c) = crate::container::runtime::containers_binding(&self.config().data_dir, &row.id).first() {
@@ -226,11 +221,17 @@ impl Site {
         let file = pool.volume_path(&vol.id);
         {
             let _g = lock();
-            if let Some(u) = self.read(|c| mounted_by(c, &vol.id))?.first() {
-                return Err(SiteError::ConflictOn { field: "id".into(), message: format!("volume {} is attached to {} {}; detach it first", vol.name, u.kind, u.name) });
+            if let Some(u) = self.read(|c| super::workload::mounted_by(c, &vol.id))?.first() {
+                return Err(SiteError::ConflictOn {
+                    field: "id".into(),
+                    message: format!("volume {} is attached to {} {}; detach it first", vol.name, u.kind, u.name),
+                });
             }
             if attach::mounted_device(&pool.mount_path(&vol.id)).is_some() || !file.exists() || !checking().insert(vol.id.clone()) {
-                return Err(SiteError::ConflictOn { field: "id".into(), message: format!("volume {} is busy (mounted, being checked or not made yet); try again", vol.name) });
+                return Err(SiteError::ConflictOn {
+                    field: "id".into(),
+                    message: format!("volume {} is busy (mounted, being checked or not made yet); try again", vol.name),
+                });
             }
         }
         // The check runs without the volumes' lock (its time is the tenant's); while it runs an
@@ -264,7 +265,9 @@ impl Site {
             return Ok(None);
         }
         if check::tainted(&file) {
-            return Err(SiteError::Conflict(format!("volume {id} was written by a guest; check it (POST /v1/volumes/{id}/check) before a container mounts it")));
+            return Err(SiteError::Conflict(format!(
+                "volume {id} was written by a guest; check it (POST /v1/volumes/{id}/check) before a container mounts it"
+            )));
         }
         let _g = lock();
         attach::ensure_mounted(&file, &pool.mount_path(id), id).map(Some).map_err(storage_err)
@@ -325,7 +328,7 @@ fn reconcile_volume(site: &Site, id: &str) -> Result<Outcome, SiteError> {
     }
     let grown = pool.grow(id, bytes).map_err(storage_err)?;
     let online = if grown { Some(attach::fill(&dir).map_err(storage_err)?) } else { None };
-    let users = site.read(|c| mounted_by(c, id))?;
+    let users = site.read(|c| super::workload::mounted_by(c, id))?;
     // Containers deleted from state may still be stopping and writing: keep the volume mounted
     // until their directories are gone, and look again until then.
     let binding = crate::container::runtime::containers_binding(&site.config().data_dir, id);
@@ -350,7 +353,12 @@ fn reconcile_volume(site: &Site, id: &str) -> Result<Outcome, SiteError> {
         st.extra.insert("guest_written".into(), check::tainted(&file).into());
         match online {
             Some(true) => st.set_condition("FilesystemResized", true, "Online", ""),
-            Some(false) if mounted => st.set_condition("FilesystemResized", false, "OnNextAttach", "the filesystem grows when the volume is next attached (online growth needs CAP_SYS_RESOURCE)"),
+            Some(false) if mounted => st.set_condition(
+                "FilesystemResized",
+                false,
+                "OnNextAttach",
+                "the filesystem grows when the volume is next attached (online growth needs CAP_SYS_RESOURCE)",
+            ),
             _ => {}
         }
     })?;

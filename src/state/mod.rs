@@ -95,18 +95,12 @@ impl Db {
     ///
     /// `after_commit` runs after the commit while the writer lock is still held, so work it does
     /// (such as publishing events) happens in commit order.
-    pub fn write<T, E>(
-        &self,
-        f: impl FnOnce(&Transaction<'_>) -> Result<T, E>,
-        after_commit: impl FnOnce(&T),
-    ) -> Result<T, E>
+    pub fn write<T, E>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T, E>, after_commit: impl FnOnce(&T)) -> Result<T, E>
     where
         E: From<StateError>,
     {
         let mut guard = self.writer.lock().map_err(|_| StateError::Poisoned)?;
-        let tx = guard
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(StateError::from)?;
+        let tx = guard.transaction_with_behavior(TransactionBehavior::Immediate).map_err(StateError::from)?;
         let out = f(&tx)?;
         tx.commit().map_err(StateError::from)?;
         after_commit(&out);
@@ -140,8 +134,7 @@ impl Db {
     pub fn integrity_check(&self) -> Result<Result<(), Vec<String>>, StateError> {
         self.read(|c| {
             let mut st = c.prepare("PRAGMA integrity_check")?;
-            let rows: Vec<String> =
-                st.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<_, _>>()?;
+            let rows: Vec<String> = st.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<_, _>>()?;
             Ok(if rows == ["ok"] { Ok(()) } else { Err(rows) })
         })
     }

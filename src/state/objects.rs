@@ -103,14 +103,7 @@ pub fn object_blobs(c: &Connection, bucket: &str, key: &str) -> Result<Vec<BlobR
 
 /// Objects with `key > after` (or `>= from` when `inclusive`), in key order, at most `limit`,
 /// and below `below` when given (the end of a prefix range).
-pub fn scan_objects(
-    c: &Connection,
-    bucket: &str,
-    from: &[u8],
-    inclusive: bool,
-    below: Option<&[u8]>,
-    limit: usize,
-) -> Result<Vec<ObjectRow>, StateError> {
+pub fn scan_objects(c: &Connection, bucket: &str, from: &[u8], inclusive: bool, below: Option<&[u8]>, limit: usize) -> Result<Vec<ObjectRow>, StateError> {
     let op = if inclusive { ">=" } else { ">" };
     let rows = match below {
         Some(end) => {
@@ -136,11 +129,9 @@ pub fn put_object(c: &Connection, row: &ObjectRow, blobs: &[BlobRef]) -> Result<
         None => Vec::new(),
     };
     c.prepare_cached("DELETE FROM objects WHERE bucket = ?1 AND key = ?2")?.execute(params![row.bucket, row.key.as_bytes()])?;
-    c.prepare_cached(
-        "INSERT INTO objects (bucket, key, size, etag, content_type, meta, parts, modified_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?
-    .execute(params![row.bucket, row.key.as_bytes(), row.size, row.etag, row.content_type, row.meta, row.parts, row.modified_ms])
-    .map_err(StateError::classify)?;
+    c.prepare_cached("INSERT INTO objects (bucket, key, size, etag, content_type, meta, parts, modified_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?
+        .execute(params![row.bucket, row.key.as_bytes(), row.size, row.etag, row.content_type, row.meta, row.parts, row.modified_ms])
+        .map_err(StateError::classify)?;
     let mut ins = c.prepare_cached("INSERT INTO object_blobs (bucket, key, seq, blob, size) VALUES (?1, ?2, ?3, ?4, ?5)")?;
     for (i, b) in blobs.iter().enumerate() {
         ins.execute(params![row.bucket, row.key.as_bytes(), i as i64, b.blob, b.size])?;
@@ -189,9 +180,7 @@ pub fn bucket_part_bytes(c: &Connection, bucket: &str) -> Result<i64, StateError
 /// Bytes stored in all buckets of a project, counting parts of unfinished uploads too.
 pub fn project_bytes(c: &Connection, project: &str) -> Result<i64, StateError> {
     let objects: i64 = c
-        .prepare_cached(
-            "SELECT ifnull(sum(u.bytes), 0) FROM bucket_usage u JOIN resources r ON r.id = u.bucket WHERE r.project = ?1",
-        )?
+        .prepare_cached("SELECT ifnull(sum(u.bytes), 0) FROM bucket_usage u JOIN resources r ON r.id = u.bucket WHERE r.project = ?1")?
         .query_row([project], |r| r.get(0))?;
     let parts: i64 = c
         .prepare_cached(
@@ -219,9 +208,11 @@ pub fn all_blob_refs(c: &Connection) -> Result<Vec<BlobRef>, StateError> {
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// `(bucket, recorded bytes, recorded objects, actual bytes, actual objects)` for every bucket
-/// whose usage counter disagrees with its rows.
-pub fn usage_drift(c: &Connection) -> Result<Vec<(String, i64, i64, i64, i64)>, StateError> {
+/// `(bucket, recorded bytes, recorded objects, actual bytes, actual objects)`.
+pub type UsageDrift = (String, i64, i64, i64, i64);
+
+/// The [`UsageDrift`] of every bucket whose usage counter disagrees with its rows.
+pub fn usage_drift(c: &Connection) -> Result<Vec<UsageDrift>, StateError> {
     let mut st = c.prepare(
         "SELECT u.bucket, u.bytes, u.objects, ifnull(sum(o.size), 0), count(o.key) FROM bucket_usage u \
          LEFT JOIN objects o ON o.bucket = u.bucket GROUP BY u.bucket \
@@ -245,8 +236,14 @@ pub fn size_mismatches(c: &Connection) -> Result<Vec<(String, String)>, StateErr
 
 /// Record a new multipart upload.
 pub fn insert_upload(c: &Connection, u: &UploadRow) -> Result<(), StateError> {
-    c.prepare_cached("INSERT INTO uploads (id, bucket, key, content_type, meta, initiated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?
-        .execute(params![u.id, u.bucket, u.key.as_bytes(), u.content_type, u.meta, u.initiated_ms])?;
+    c.prepare_cached("INSERT INTO uploads (id, bucket, key, content_type, meta, initiated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?.execute(params![
+        u.id,
+        u.bucket,
+        u.key.as_bytes(),
+        u.content_type,
+        u.meta,
+        u.initiated_ms
+    ])?;
     Ok(())
 }
 
@@ -276,14 +273,10 @@ pub fn list_uploads(c: &Connection, bucket: &str, prefix: &str, after: Option<(&
 
 /// Insert or replace part `p.number` of `upload`; returns the blob it replaced.
 pub fn put_part(c: &Connection, upload: &str, p: &PartRow) -> Result<Option<String>, StateError> {
-    let old: Option<String> = c
-        .prepare_cached("SELECT blob FROM upload_parts WHERE upload = ?1 AND number = ?2")?
-        .query_row(params![upload, p.number], |r| r.get(0))
-        .optional()?;
-    c.prepare_cached(
-        "INSERT OR REPLACE INTO upload_parts (upload, number, blob, size, etag, checksums, modified_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?
-    .execute(params![upload, p.number, p.blob, p.size, p.etag, p.checksums, p.modified_ms])?;
+    let old: Option<String> =
+        c.prepare_cached("SELECT blob FROM upload_parts WHERE upload = ?1 AND number = ?2")?.query_row(params![upload, p.number], |r| r.get(0)).optional()?;
+    c.prepare_cached("INSERT OR REPLACE INTO upload_parts (upload, number, blob, size, etag, checksums, modified_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?
+        .execute(params![upload, p.number, p.blob, p.size, p.etag, p.checksums, p.modified_ms])?;
     Ok(old)
 }
 
@@ -322,11 +315,7 @@ mod tests {
         let mut c = Connection::open_in_memory().unwrap();
         c.pragma_update(None, "foreign_keys", "ON").unwrap();
         super::super::migrations::apply(&mut c).unwrap();
-        c.execute(
-            "INSERT INTO resources (id, kind, name, created_at, updated_at) VALUES ('bkt-1', 'bucket', 'b', 'now', 'now')",
-            [],
-        )
-        .unwrap();
+        c.execute("INSERT INTO resources (id, kind, name, created_at, updated_at) VALUES ('bkt-1', 'bucket', 'b', 'now', 'now')", []).unwrap();
         c
     }
 
@@ -363,7 +352,8 @@ mod tests {
     #[test]
     fn a_non_empty_bucket_cannot_be_deleted_and_uploads_go_with_it() {
         let c = db();
-        insert_upload(&c, &UploadRow { id: "u1".into(), bucket: "bkt-1".into(), key: "k".into(), content_type: None, meta: "{}".into(), initiated_ms: 1 }).unwrap();
+        insert_upload(&c, &UploadRow { id: "u1".into(), bucket: "bkt-1".into(), key: "k".into(), content_type: None, meta: "{}".into(), initiated_ms: 1 })
+            .unwrap();
         put_part(&c, "u1", &PartRow { number: 1, blob: "p1".into(), size: 5, etag: "e".into(), checksums: "{}".into(), modified_ms: 1 }).unwrap();
         put_object(&c, &obj("k", 1), &[]).unwrap();
         assert!(c.execute("DELETE FROM resources WHERE id = 'bkt-1'", []).is_err());

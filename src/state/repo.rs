@@ -88,35 +88,20 @@ pub fn get(c: &Connection, id: &str) -> Result<Option<ResourceRow>, StateError> 
 }
 
 /// Fetch one resource by kind, project and name (`project_id` `None` for site-scoped kinds).
-pub fn get_by_name(
-    c: &Connection,
-    kind: &str,
-    project_id: Option<&str>,
-    name: &str,
-) -> Result<Option<ResourceRow>, StateError> {
+pub fn get_by_name(c: &Connection, kind: &str, project_id: Option<&str>, name: &str) -> Result<Option<ResourceRow>, StateError> {
     let sql = format!("{SELECT} WHERE r.kind = ?1 AND ifnull(r.project, '') = ?2 AND r.name = ?3");
-    Ok(c.prepare_cached(&sql)?
-        .query_row(params![kind, project_id.unwrap_or(""), name], map_row)
-        .optional()?)
+    Ok(c.prepare_cached(&sql)?.query_row(params![kind, project_id.unwrap_or(""), name], map_row).optional()?)
 }
 
 /// List resources of a kind ordered by name, optionally within one project, starting after the
 /// name `after` (keyset pagination), at most `limit` rows.
-pub fn list(
-    c: &Connection,
-    kind: &str,
-    project_id: Option<&str>,
-    after: Option<&str>,
-    limit: usize,
-) -> Result<Vec<ResourceRow>, StateError> {
+pub fn list(c: &Connection, kind: &str, project_id: Option<&str>, after: Option<&str>, limit: usize) -> Result<Vec<ResourceRow>, StateError> {
     let sql = format!(
         "{SELECT} WHERE r.kind = ?1 AND (?2 IS NULL OR r.project = ?2) AND (?3 IS NULL OR r.name > ?3) \
          ORDER BY r.name, r.id LIMIT ?4"
     );
     let mut st = c.prepare_cached(&sql)?;
-    let rows = st
-        .query_map(params![kind, project_id, after, limit as i64], map_row)?
-        .collect::<Result<Vec<_>, _>>()?;
+    let rows = st.query_map(params![kind, project_id, after, limit as i64], map_row)?.collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
 }
 
@@ -139,25 +124,28 @@ pub fn referencing(c: &Connection, kind: &str, path: &str, value: &str) -> Resul
     Ok(rows)
 }
 
+/// Resources of `kind` whose spec array `array` (a JSON path such as `$.mounts`) has an element
+/// whose field `field` (a JSON path inside the element, such as `$.volume`) equals `value`.
+pub fn referencing_in(c: &Connection, kind: &str, array: &str, field: &str, value: &str) -> Result<Vec<ResourceRow>, StateError> {
+    let sql = format!(
+        "{SELECT} WHERE r.kind = ?1 AND json_type(r.spec, ?2) = 'array' AND EXISTS \
+         (SELECT 1 FROM json_each(r.spec, ?2) j WHERE json_extract(j.value, ?3) = ?4) ORDER BY r.id"
+    );
+    let mut st = c.prepare_cached(&sql)?;
+    let rows = st.query_map(params![kind, array, field, value], map_row)?.collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
 /// Ids of the resources that belong to a project, with their kinds.
 pub fn children_of_project(c: &Connection, project_id: &str) -> Result<Vec<(String, String)>, StateError> {
     let mut st = c.prepare_cached("SELECT id, kind FROM resources WHERE project = ?1 ORDER BY id")?;
-    let v = st
-        .query_map([project_id], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<Vec<_>, _>>()?;
+    let v = st.query_map([project_id], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<Vec<_>, _>>()?;
     Ok(v)
 }
 
 /// Replace labels and spec of a resource, bumping its generation, when its generation still equals
 /// `expected`. Returns the new generation, or `None` when it was stale or the row is gone.
-pub fn update_spec(
-    c: &Connection,
-    id: &str,
-    expected: i64,
-    labels: &str,
-    spec: &str,
-    now: &str,
-) -> Result<Option<i64>, StateError> {
+pub fn update_spec(c: &Connection, id: &str, expected: i64, labels: &str, spec: &str, now: &str) -> Result<Option<i64>, StateError> {
     let n = c
         .prepare_cached(
             "UPDATE resources SET labels = ?1, spec = ?2, generation = generation + 1, updated_at = ?3 \
@@ -169,60 +157,45 @@ pub fn update_spec(
 
 /// Replace the status of a resource. Returns false when the row is gone.
 pub fn update_status(c: &Connection, id: &str, status: &str, now: &str) -> Result<bool, StateError> {
-    let n = c
-        .prepare_cached("UPDATE resources SET status = ?1, updated_at = ?2 WHERE id = ?3")?
-        .execute(params![status, now, id])?;
+    let n = c.prepare_cached("UPDATE resources SET status = ?1, updated_at = ?2 WHERE id = ?3")?.execute(params![status, now, id])?;
     Ok(n == 1)
 }
 
 /// Mark a resource as being deleted (finalized by its reconciler). Returns false when gone.
 pub fn mark_deleting(c: &Connection, id: &str, now: &str) -> Result<bool, StateError> {
-    let n = c
-        .prepare_cached("UPDATE resources SET deleting = 1, updated_at = ?1 WHERE id = ?2")?
-        .execute(params![now, id])?;
+    let n = c.prepare_cached("UPDATE resources SET deleting = 1, updated_at = ?1 WHERE id = ?2")?.execute(params![now, id])?;
     Ok(n == 1)
 }
 
 /// Undo [`mark_deleting`] (a deletion that could not finish). Returns false when gone.
 pub fn clear_deleting(c: &Connection, id: &str, now: &str) -> Result<bool, StateError> {
-    let n = c
-        .prepare_cached("UPDATE resources SET deleting = 0, updated_at = ?1 WHERE id = ?2")?
-        .execute(params![now, id])?;
+    let n = c.prepare_cached("UPDATE resources SET deleting = 0, updated_at = ?1 WHERE id = ?2")?.execute(params![now, id])?;
     Ok(n == 1)
 }
 
 /// Delete a resource row. Errors: [`StateError::Referenced`] while other rows point at it.
 pub fn delete(c: &Connection, id: &str) -> Result<bool, StateError> {
-    let n = c
-        .prepare_cached("DELETE FROM resources WHERE id = ?1")?
-        .execute([id])
-        .map_err(StateError::classify)?;
+    let n = c.prepare_cached("DELETE FROM resources WHERE id = ?1")?.execute([id]).map_err(StateError::classify)?;
     Ok(n == 1)
 }
 
 /// Count resources per kind, in one project or site-wide.
 pub fn count_by_kind(c: &Connection, project_id: Option<&str>) -> Result<Vec<(String, i64)>, StateError> {
-    let mut st = c.prepare_cached(
-        "SELECT kind, count(*) FROM resources WHERE (?1 IS NULL OR project = ?1) GROUP BY kind ORDER BY kind",
-    )?;
-    let v = st
-        .query_map([project_id], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut st = c.prepare_cached("SELECT kind, count(*) FROM resources WHERE (?1 IS NULL OR project = ?1) GROUP BY kind ORDER BY kind")?;
+    let v = st.query_map([project_id], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<Vec<_>, _>>()?;
     Ok(v)
 }
 
 /// Count resources of one kind in one project.
 pub fn count_kind_in_project(c: &Connection, kind: &str, project_id: &str) -> Result<i64, StateError> {
-    Ok(c.prepare_cached("SELECT count(*) FROM resources WHERE kind = ?1 AND project = ?2")?
-        .query_row(params![kind, project_id], |r| r.get(0))?)
+    Ok(c.prepare_cached("SELECT count(*) FROM resources WHERE kind = ?1 AND project = ?2")?.query_row(params![kind, project_id], |r| r.get(0))?)
 }
 
 // ---- secrets (token hashes, password hashes) ----
 
 /// Store the secret hash of a resource (token: SHA-256 hex; user: argon2 PHC string).
 pub fn put_secret(c: &Connection, resource_id: &str, hash: &str) -> Result<(), StateError> {
-    c.prepare_cached("INSERT OR REPLACE INTO secrets (resource_id, hash) VALUES (?1, ?2)")?
-        .execute(params![resource_id, hash])?;
+    c.prepare_cached("INSERT OR REPLACE INTO secrets (resource_id, hash) VALUES (?1, ?2)")?.execute(params![resource_id, hash])?;
     Ok(())
 }
 
@@ -234,25 +207,20 @@ pub fn resource_by_secret(c: &Connection, hash: &str) -> Result<Option<ResourceR
 
 /// The secret hash stored for a resource.
 pub fn secret_of(c: &Connection, resource_id: &str) -> Result<Option<String>, StateError> {
-    Ok(c.prepare_cached("SELECT hash FROM secrets WHERE resource_id = ?1")?
-        .query_row([resource_id], |r| r.get(0))
-        .optional()?)
+    Ok(c.prepare_cached("SELECT hash FROM secrets WHERE resource_id = ?1")?.query_row([resource_id], |r| r.get(0)).optional()?)
 }
 
 // ---- sessions ----
 
 /// Store a console session (`hash` = SHA-256 of the cookie value).
 pub fn put_session(c: &Connection, hash: &str, user_id: &str, expires_ms: i64) -> Result<(), StateError> {
-    c.prepare_cached("INSERT INTO sessions (hash, user_id, expires_ms) VALUES (?1, ?2, ?3)")?
-        .execute(params![hash, user_id, expires_ms])?;
+    c.prepare_cached("INSERT INTO sessions (hash, user_id, expires_ms) VALUES (?1, ?2, ?3)")?.execute(params![hash, user_id, expires_ms])?;
     Ok(())
 }
 
 /// The user id of a live session.
 pub fn session_user(c: &Connection, hash: &str, now_ms: i64) -> Result<Option<String>, StateError> {
-    Ok(c.prepare_cached("SELECT user_id FROM sessions WHERE hash = ?1 AND expires_ms > ?2")?
-        .query_row(params![hash, now_ms], |r| r.get(0))
-        .optional()?)
+    Ok(c.prepare_cached("SELECT user_id FROM sessions WHERE hash = ?1 AND expires_ms > ?2")?.query_row(params![hash, now_ms], |r| r.get(0)).optional()?)
 }
 
 /// Remove one session (logout) and every expired one.
@@ -310,12 +278,7 @@ pub fn append_event(c: &Connection, e: &NewEvent, time: &str, unix_ms: i64) -> R
 }
 
 /// Events with cursor > `after`, oldest first, optionally of one project only.
-pub fn events_after(
-    c: &Connection,
-    after: i64,
-    project_id: Option<&str>,
-    limit: usize,
-) -> Result<Vec<EventRow>, StateError> {
+pub fn events_after(c: &Connection, after: i64, project_id: Option<&str>, limit: usize) -> Result<Vec<EventRow>, StateError> {
     let mut st = c.prepare_cached(
         "SELECT cursor, time, project_id, project, kind, resource_id, name, type, message FROM events \
          WHERE cursor > ?1 AND (?2 IS NULL OR project_id = ?2) ORDER BY cursor LIMIT ?3",
@@ -342,11 +305,8 @@ pub fn events_after(
 /// cursor that has ever been pruned (0 when none).
 pub fn prune_events(c: &Connection, min_unix_ms: i64, keep: i64) -> Result<i64, StateError> {
     let max: i64 = c.query_row("SELECT ifnull(max(cursor), 0) FROM events", [], |r| r.get(0))?;
-    let cut: i64 = c.query_row(
-        "SELECT ifnull(max(cursor), 0) FROM events WHERE unix_ms < ?1 OR cursor <= ?2",
-        params![min_unix_ms, max - keep],
-        |r| r.get(0),
-    )?;
+    let cut: i64 =
+        c.query_row("SELECT ifnull(max(cursor), 0) FROM events WHERE unix_ms < ?1 OR cursor <= ?2", params![min_unix_ms, max - keep], |r| r.get(0))?;
     let prev = meta_get(c, "events_pruned_through")?.and_then(|v| v.parse().ok()).unwrap_or(0i64);
     if cut > prev {
         c.execute("DELETE FROM events WHERE cursor <= ?1", [cut])?;
@@ -400,12 +360,7 @@ pub fn prune_audit(c: &Connection, min_time: &str, keep: i64) -> Result<usize, S
 }
 
 /// Audit records newest first, optionally of one project, with id < `before`.
-pub fn list_audit(
-    c: &Connection,
-    project_id: Option<&str>,
-    before: Option<i64>,
-    limit: usize,
-) -> Result<Vec<AuditRow>, StateError> {
+pub fn list_audit(c: &Connection, project_id: Option<&str>, before: Option<i64>, limit: usize) -> Result<Vec<AuditRow>, StateError> {
     let mut st = c.prepare_cached(
         "SELECT id, time, actor, project_id, project, method, path, status, target FROM audit \
          WHERE (?1 IS NULL OR project_id = ?1) AND (?2 IS NULL OR id < ?2) ORDER BY id DESC LIMIT ?3",
@@ -432,9 +387,7 @@ pub fn list_audit(
 
 /// Read a meta value.
 pub fn meta_get(c: &Connection, key: &str) -> Result<Option<String>, StateError> {
-    Ok(c.prepare_cached("SELECT value FROM meta WHERE key = ?1")?
-        .query_row([key], |r| r.get(0))
-        .optional()?)
+    Ok(c.prepare_cached("SELECT value FROM meta WHERE key = ?1")?.query_row([key], |r| r.get(0)).optional()?)
 }
 
 /// Write a meta value.

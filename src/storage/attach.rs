@@ -96,7 +96,8 @@ pub fn fill(dir: &Path) -> Result<bool, StorageError> {
 /// Unmount `dir` (lazily: containers that still hold it keep it until they end).
 pub fn unmount(dir: &Path) -> Result<(), StorageError> {
     if mounted_device(dir).is_some() {
-        nix::mount::umount2(dir, nix::mount::MntFlags::MNT_DETACH).map_err(|e| StorageError::Io { what: format!("unmounting {}", dir.display()), source: e.into() })?;
+        nix::mount::umount2(dir, nix::mount::MntFlags::MNT_DETACH)
+            .map_err(|e| StorageError::Io { what: format!("unmounting {}", dir.display()), source: e.into() })?;
     }
     Ok(())
 }

@@ -169,9 +169,10 @@ mod tests {
         if !root() {
             panic!("needs root: the confined helper makes namespaces and changes uid (run the suite as root)");
         }
-        let out = confined("/bin/sh", &["-c", "id -u; grep -E '^(CapEff|CapPrm|NoNewPrivs):' /proc/self/status; ip -o link | wc -l; ulimit -f"], None, 1024 * 512)
-            .output()
-            .unwrap();
+        let out =
+            confined("/bin/sh", &["-c", "id -u; grep -E '^(CapEff|CapPrm|NoNewPrivs):' /proc/self/status; ip -o link | wc -l; ulimit -f"], None, 1024 * 512)
+                .output()
+                .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], CHECK_UID.to_string(), "{text}");

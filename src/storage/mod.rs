@@ -1,4 +1,4 @@
-//! The storage engine (issue 6, block volumes first): a storage pool of sparse volume files,
+//! The storage engine: a storage pool of sparse volume files,
 //! point-in-time snapshots and clones, and attaching a volume to containers as a mounted ext4
 //! filesystem. A volume file is also the raw block device a microVM serves as virtio-blk.
 

@@ -164,11 +164,8 @@ pub fn dsdt_aml(virtio: &[MmioDeviceInfo]) -> Result<Vec<u8>, AcpiError> {
     let kbd_cmd = aml::IO::new(KBD_COMMAND_PORT, KBD_COMMAND_PORT, 1, 1);
     let kbd_irq = edge_irq(I8042_KBD_GSI);
     let kbd_crs = aml::ResourceTemplate::new(vec![&kbd_data, &kbd_cmd, &kbd_irq]);
-    aml::Device::new(
-        "PS2K".into(),
-        vec![&aml::Name::new("_HID".into(), &aml::EISAName::new("PNP0303")), &aml::Name::new("_CRS".into(), &kbd_crs)],
-    )
-    .to_aml_bytes(&mut sb);
+    aml::Device::new("PS2K".into(), vec![&aml::Name::new("_HID".into(), &aml::EISAName::new("PNP0303")), &aml::Name::new("_CRS".into(), &kbd_crs)])
+        .to_aml_bytes(&mut sb);
 
     let mut out = aml::Scope::raw("\\_SB_".into(), sb);
     // \_S5_: SLP_TYP for PM1a and PM1b, two reserved (§7.4.2.5). A hardware-reduced OSPM

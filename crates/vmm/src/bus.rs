@@ -11,10 +11,13 @@ pub trait BusDevice: Send {
     fn write(&mut self, offset: u64, data: &[u8]);
 }
 
+/// A device shared between the bus and its owner.
+pub type SharedDevice = Arc<Mutex<dyn BusDevice>>;
+
 /// One bus: windows `(base, len, device)` sorted by base.
 #[derive(Default, Clone)]
 pub struct Bus {
-    windows: Vec<(u64, u64, Arc<Mutex<dyn BusDevice>>)>,
+    windows: Vec<(u64, u64, SharedDevice)>,
 }
 
 /// Errors building a bus.
@@ -27,7 +30,7 @@ pub struct Overlap {
 
 impl Bus {
     /// Add a window. Errors: it is empty or overlaps one already there.
-    pub fn insert(&mut self, base: u64, len: u64, dev: Arc<Mutex<dyn BusDevice>>) -> Result<(), Overlap> {
+    pub fn insert(&mut self, base: u64, len: u64, dev: SharedDevice) -> Result<(), Overlap> {
         let end = base.checked_add(len).filter(|_| len > 0).ok_or(Overlap { base, len })?;
         if self.windows.iter().any(|(b, l, _)| base < b + l && *b < end) {
             return Err(Overlap { base, len });
@@ -37,7 +40,7 @@ impl Bus {
         Ok(())
     }
 
-    fn find(&self, addr: u64) -> Option<(u64, &Arc<Mutex<dyn BusDevice>>)> {
+    fn find(&self, addr: u64) -> Option<(u64, &SharedDevice)> {
         let i = self.windows.partition_point(|(b, _, _)| *b <= addr).checked_sub(1)?;
         let (b, l, d) = &self.windows[i];
         (addr < b + l).then_some((addr - b, d))

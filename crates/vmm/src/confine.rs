@@ -99,7 +99,8 @@ pub fn filter() -> Result<BpfProgram, ConfineError> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = ALLOWED.iter().map(|n| (*n, Vec::new())).collect();
     // prctl only to name a thread (std's thread builder does, for each vCPU thread).
     let bad = |e: seccompiler::BackendError| ConfineError::Filter(e.to_string());
-    let name_only = SeccompRule::new(vec![SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, libc::PR_SET_NAME as u64).map_err(bad)?]).map_err(bad)?;
+    let name_only =
+        SeccompRule::new(vec![SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, libc::PR_SET_NAME as u64).map_err(bad)?]).map_err(bad)?;
     rules.insert(libc::SYS_prctl, vec![name_only]);
     let f = SeccompFilter::new(rules, SeccompAction::Trap, SeccompAction::Allow, TargetArch::x86_64).map_err(|e| ConfineError::Filter(e.to_string()))?;
     f.try_into().map_err(|e: seccompiler::BackendError| ConfineError::Filter(e.to_string()))

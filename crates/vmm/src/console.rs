@@ -177,8 +177,8 @@ mod tests {
         assert_eq!(d[0], b'o');
         // A client that went away is dropped, and output still reaches the log.
         drop(theirs);
-        port.write(0, &[b'x']);
-        port.write(0, &[b'y']);
+        port.write(0, b"x");
+        port.write(0, b"y");
         assert_eq!(std::fs::read(&log).unwrap(), b"hi\nxy");
         assert!(hub.lock().unwrap().clients.is_empty());
     }

@@ -55,7 +55,10 @@ enum Virtio {
     Net(virtio::net::Net),
 }
 
-fn open_inputs(spec: &WorkerSpec) -> Result<(File, Option<Vec<u8>>, Vec<Virtio>), VmmError> {
+/// The kernel file, the initramfs bytes and the virtio devices a spec names.
+type Opened = (File, Option<Vec<u8>>, Vec<Virtio>);
+
+fn open_inputs(spec: &WorkerSpec) -> Result<Opened, VmmError> {
     let kf = File::open(&spec.kernel).map_err(io(format!("opening {}", spec.kernel.display())))?;
     let initrd = match &spec.initrd {
         Some(p) => Some(std::fs::read(p).map_err(io(format!("reading {}", p.display())))?),
@@ -92,7 +95,13 @@ fn make_memory(vm: &VmFd, mem_bytes: u64) -> Result<GuestMemoryMmap, VmmError> {
     let mem = GuestMemoryMmap::from_ranges(&layout::ram_ranges(mem_bytes)).map_err(mem_err)?;
     for (slot, r) in mem.iter().enumerate() {
         let host = mem.get_host_address(r.start_addr()).map_err(mem_err)? as u64;
-        let region = kvm_userspace_memory_region { slot: slot as u32, guest_phys_addr: r.start_addr().raw_value(), memory_size: r.len(), userspace_addr: host, flags: 0 };
+        let region = kvm_userspace_memory_region {
+            slot: slot as u32,
+            guest_phys_addr: r.start_addr().raw_value(),
+            memory_size: r.len(),
+            userspace_addr: host,
+            flags: 0,
+        };
         // SAFETY: `host` is the start of a mapping of `r.len()` bytes owned by `mem`; every
         // clone of `mem` keeps it mapped, and the process exits before the last one drops.
         unsafe { vm.set_user_memory_region(region) }.map_err(kvm("KVM_SET_USER_MEMORY_REGION"))?;
@@ -177,25 +186,73 @@ fn spawn<F: FnOnce() + Send + 'static>(name: String, f: F) -> Result<(), VmmErro
 /// Boot the VM described by `spec` and run it until it ends; the exit record is written (when
 /// the spec names one) before this returns. Errors: set-up failures, before the guest runs. A
 /// guest's own end — power-off, reboot, crash — is an [`ExitRecord`], not an error.
+///
+/// The steps, in order: [`Inputs::open`] (files first: a missing one is the caller's error,
+/// before any KVM resource exists), [`start_control`] (the control socket answers "starting"
+/// from then on), [`create_vm`], [`Devices::attach`], [`create_vcpus`], confinement, then
+/// [`launch`] waits for the first [`End`].
 pub fn run(spec: &WorkerSpec) -> Result<ExitRecord, VmmError> {
     let t0 = Instant::now();
     validate(spec)?;
-    let mem_bytes = spec.memory_mib << 20;
-    // Inputs first: a missing file is the caller's error, before any KVM resource exists.
-    let (kf, initrd, devices) = open_inputs(spec)?;
-    let log = match &spec.console_log {
-        Some(p) => Some(File::options().create(true).append(true).open(p).map_err(io(format!("opening {}", p.display())))?),
-        None => None,
-    };
-    let exit_file = spec.exit_record.as_deref().map(ExitFile::open).transpose()?;
-    let listener = match &spec.control_socket {
-        Some(p) => Some(control::bind(p).map_err(io(format!("binding {}", p.display())))?),
-        None => None,
-    };
+    let inputs = Inputs::open(spec)?;
+    let (shared, ends) = start_control(spec, t0, inputs.log_hub.clone(), inputs.listener)?;
+    let (kvm_fd, vm, mem) = create_vm(spec.memory_mib << 20)?;
+    let devices = Devices::attach(&vm, &mem, &inputs.log_hub, inputs.devices, &shared, t0)?;
+    let rsdp = acpi::write_tables(&mem, spec.vcpus, &devices.infos).map_err(|e| VmmError::Device(format!("ACPI tables: {e}")))?;
+    let entry = load_kernel(&mem, inputs.kernel, inputs.initrd, &machine_cmdline(&spec.cmdline), spec.memory_mib << 20, rsdp)?;
+    let vcpus = create_vcpus(&kvm_fd, &vm, spec.vcpus, entry)?;
+    if spec.confinement.seccomp {
+        confine::drop_capabilities()?;
+        confine::install_seccomp()?;
+    }
+    let end = launch(spec, t0, &shared, devices, vcpus, &ends)?;
+    let bt = shared.boot_timer_ns.load(std::sync::atomic::Ordering::Relaxed);
+    let rec =
+        ExitRecord { reason: end.reason, boot_timer_ms: (bt > 0).then(|| bt as f64 / 1e6), total_ms: t0.elapsed().as_secs_f64() * 1000.0, error: end.error };
+    if let Some(f) = inputs.exit_file
+        && let Err(e) = f.commit(&rec)
+    {
+        tracing::error!(error = %e, "writing the exit record");
+    }
+    Ok(rec)
+}
 
-    // The control socket answers from here on (status "starting"), before the VM exists.
+/// What the spec names, opened: kernel, initramfs, virtio devices, the console log's hub, the
+/// exit record's file and the bound control socket.
+struct Inputs {
+    kernel: File,
+    initrd: Option<Vec<u8>>,
+    devices: Vec<Virtio>,
+    log_hub: Arc<Mutex<Hub>>,
+    exit_file: Option<ExitFile>,
+    listener: Option<std::os::unix::net::UnixListener>,
+}
+
+impl Inputs {
+    fn open(spec: &WorkerSpec) -> Result<Inputs, VmmError> {
+        let (kernel, initrd, devices) = open_inputs(spec)?;
+        let log = match &spec.console_log {
+            Some(p) => Some(File::options().create(true).append(true).open(p).map_err(io(format!("opening {}", p.display())))?),
+            None => None,
+        };
+        let exit_file = spec.exit_record.as_deref().map(ExitFile::open).transpose()?;
+        let listener = match &spec.control_socket {
+            Some(p) => Some(control::bind(p).map_err(io(format!("binding {}", p.display())))?),
+            None => None,
+        };
+        Ok(Inputs { kernel, initrd, devices, log_hub: Hub::new(log, spec.echo), exit_file, listener })
+    }
+}
+
+/// Block the stop signals, and start the signal thread and (when a socket is bound) the control
+/// thread. Returns the state they share with the vCPUs and the channel the first [`End`] comes on.
+fn start_control(
+    spec: &WorkerSpec,
+    t0: Instant,
+    hub: Arc<Mutex<Hub>>,
+    listener: Option<std::os::unix::net::UnixListener>,
+) -> Result<(Arc<Shared>, std::sync::mpsc::Receiver<End>), VmmError> {
     let sigs = block_signals();
-    let hub = Hub::new(log, spec.echo);
     let (tx, rx) = std::sync::mpsc::channel::<End>();
     let shared = Arc::new(Shared {
         started: t0,
@@ -205,7 +262,7 @@ pub fn run(spec: &WorkerSpec) -> Result<ExitRecord, VmmError> {
         vcpus: spec.vcpus,
         memory_mib: spec.memory_mib,
         end: Mutex::new(tx),
-        hub: hub.clone(),
+        hub,
         serial: OnceLock::new(),
         ctrl_alt_del: OnceLock::new(),
     });
@@ -220,63 +277,92 @@ pub fn run(spec: &WorkerSpec) -> Result<ExitRecord, VmmError> {
         let s2 = shared.clone();
         spawn("control".into(), move || control::serve(l, s2))?;
     }
+    Ok((shared, rx))
+}
 
+/// The KVM VM: TSS, in-kernel IRQ chip and PIT, and `mem_bytes` of guest memory.
+fn create_vm(mem_bytes: u64) -> Result<(Kvm, VmFd, GuestMemoryMmap), VmmError> {
     let kvm_fd = Kvm::new().map_err(kvm("opening /dev/kvm"))?;
     let vm = kvm_fd.create_vm().map_err(kvm("KVM_CREATE_VM"))?;
     vm.set_tss_address(0xfffb_d000).map_err(kvm("KVM_SET_TSS_ADDR"))?;
     vm.create_irq_chip().map_err(kvm("KVM_CREATE_IRQCHIP"))?;
     vm.create_pit2(kvm_pit_config { flags: KVM_PIT_SPEAKER_DUMMY, ..Default::default() }).map_err(kvm("KVM_CREATE_PIT2"))?;
     let mem = make_memory(&vm, mem_bytes)?;
+    Ok((kvm_fd, vm, mem))
+}
 
-    // Devices.
-    let mut io_bus = Bus::default();
-    let mut mmio_bus = Bus::default();
-    let overlap = |e: super::bus::Overlap| VmmError::Device(e.to_string());
-    let serial = Arc::new(Mutex::new(SerialPort(vm_superio::Serial::new(IrqLine(irqfd(&vm, COM1_GSI)?), Sink(hub.clone())))));
-    io_bus.insert(COM1, 8, serial.clone()).map_err(overlap)?;
-    // HELPER(i8042, pm): the guest-event latch, the keyboard controller and the PM registers.
-    let events = Arc::new(pm::GuestEvents::default());
-    let kbd = Arc::new(Mutex::new(i8042::I8042::new(irqfd(&vm, I8042_GSI)?, events.clone())));
-    io_bus.insert(I8042_BASE, 5, kbd.clone()).map_err(overlap)?;
-    let pm_regs = Arc::new(Mutex::new(pm::PmRegisters::new(events.clone())));
-    io_bus.insert(layout::ACPI_SLEEP_CONTROL as u64, 3, pm_regs).map_err(overlap)?;
-    mmio_bus.insert(layout::BOOT_TIMER, 0x1000, Arc::new(Mutex::new(BootTimer { started: t0, at_ns: shared.boot_timer_ns.clone() }))).map_err(overlap)?;
-    let mut infos = Vec::new();
-    for (i, dev) in devices.into_iter().enumerate() {
-        let base = layout::VIRTIO_MMIO_BASE + i as u64 * layout::VIRTIO_MMIO_SIZE;
-        let gsi = layout::VIRTIO_IRQ_BASE + i as u32;
-        // HELPER(virtio): the transport over a device, with its interrupt.
-        let irq = virtio::mmio::Interrupt::new(irqfd(&vm, gsi)?);
-        let transport: Arc<Mutex<dyn BusDevice>> = match dev {
-            Virtio::Block(b) => Arc::new(Mutex::new(virtio::mmio::MmioTransport::new(Box::new(b), mem.clone(), irq))),
-            Virtio::Net(n) => Arc::new(Mutex::new(virtio::mmio::MmioTransport::new(Box::new(n), mem.clone(), irq))),
-        };
-        mmio_bus.insert(base, layout::VIRTIO_MMIO_SIZE, transport).map_err(overlap)?;
-        infos.push(acpi::MmioDeviceInfo { base, len: layout::VIRTIO_MMIO_SIZE, gsi });
+/// The devices on their buses: COM1, the i8042, the PM registers, the boot timer and one virtio
+/// MMIO transport per device (described to ACPI by `infos`).
+struct Devices {
+    io: Bus,
+    mmio: Bus,
+    serial: Arc<Mutex<SerialPort>>,
+    kbd: Arc<Mutex<i8042::I8042>>,
+    events: Arc<pm::GuestEvents>,
+    infos: Vec<acpi::MmioDeviceInfo>,
+}
+
+impl Devices {
+    fn attach(vm: &VmFd, mem: &GuestMemoryMmap, hub: &Arc<Mutex<Hub>>, devices: Vec<Virtio>, shared: &Shared, t0: Instant) -> Result<Devices, VmmError> {
+        let mut io_bus = Bus::default();
+        let mut mmio_bus = Bus::default();
+        let overlap = |e: super::bus::Overlap| VmmError::Device(e.to_string());
+        let serial = Arc::new(Mutex::new(SerialPort(vm_superio::Serial::new(IrqLine(irqfd(vm, COM1_GSI)?), Sink(hub.clone())))));
+        io_bus.insert(COM1, 8, serial.clone()).map_err(overlap)?;
+        // HELPER(i8042, pm): the guest-event latch, the keyboard controller and the PM registers.
+        let events = Arc::new(pm::GuestEvents::default());
+        let kbd = Arc::new(Mutex::new(i8042::I8042::new(irqfd(vm, I8042_GSI)?, events.clone())));
+        io_bus.insert(I8042_BASE, 5, kbd.clone()).map_err(overlap)?;
+        let pm_regs = Arc::new(Mutex::new(pm::PmRegisters::new(events.clone())));
+        io_bus.insert(layout::ACPI_SLEEP_CONTROL as u64, 3, pm_regs).map_err(overlap)?;
+        mmio_bus.insert(layout::BOOT_TIMER, 0x1000, Arc::new(Mutex::new(BootTimer { started: t0, at_ns: shared.boot_timer_ns.clone() }))).map_err(overlap)?;
+        let mut infos = Vec::new();
+        for (i, dev) in devices.into_iter().enumerate() {
+            let base = layout::VIRTIO_MMIO_BASE + i as u64 * layout::VIRTIO_MMIO_SIZE;
+            let gsi = layout::VIRTIO_IRQ_BASE + i as u32;
+            // HELPER(virtio): the transport over a device, with its interrupt.
+            let irq = virtio::mmio::Interrupt::new(irqfd(vm, gsi)?);
+            let transport: Arc<Mutex<dyn BusDevice>> = match dev {
+                Virtio::Block(b) => Arc::new(Mutex::new(virtio::mmio::MmioTransport::new(Box::new(b), mem.clone(), irq))),
+                Virtio::Net(n) => Arc::new(Mutex::new(virtio::mmio::MmioTransport::new(Box::new(n), mem.clone(), irq))),
+            };
+            mmio_bus.insert(base, layout::VIRTIO_MMIO_SIZE, transport).map_err(overlap)?;
+            infos.push(acpi::MmioDeviceInfo { base, len: layout::VIRTIO_MMIO_SIZE, gsi });
+        }
+        Ok(Devices { io: io_bus, mmio: mmio_bus, serial, kbd, events, infos })
     }
-    let rsdp = acpi::write_tables(&mem, spec.vcpus, &infos).map_err(|e| VmmError::Device(format!("ACPI tables: {e}")))?;
-    let entry = load_kernel(&mem, kf, initrd, &machine_cmdline(&spec.cmdline), mem_bytes, rsdp)?;
+}
 
+/// `n` vCPUs with the supported CPUID, the boot CPU pointed at `entry`.
+fn create_vcpus(kvm_fd: &Kvm, vm: &VmFd, n: u8, entry: u64) -> Result<Vec<kvm_ioctls::VcpuFd>, VmmError> {
     let supported = kvm_fd.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(kvm("KVM_GET_SUPPORTED_CPUID"))?;
     let mut vcpus = Vec::new();
-    for i in 0..spec.vcpus {
+    for i in 0..n {
         let v = vm.create_vcpu(i as u64).map_err(kvm("KVM_CREATE_VCPU"))?;
-        cpu::setup_common(&v, &supported, i, spec.vcpus)?;
+        cpu::setup_common(&v, &supported, i, n)?;
         if i == 0 {
             cpu::setup_boot(&v, entry)?;
         }
         vcpus.push(v);
     }
+    Ok(vcpus)
+}
 
-    if spec.confinement.seccomp {
-        confine::drop_capabilities()?;
-        confine::install_seccomp()?;
-    }
-    let _ = shared.serial.set(serial);
-    let k2 = kbd.clone();
+/// Hand the serial port and Ctrl-Alt-Del to the control thread, start the vCPU threads (unless
+/// a kill or a stop came during set-up) and wait for the first [`End`].
+fn launch(
+    spec: &WorkerSpec,
+    t0: Instant,
+    shared: &Arc<Shared>,
+    d: Devices,
+    vcpus: Vec<kvm_ioctls::VcpuFd>,
+    ends: &std::sync::mpsc::Receiver<End>,
+) -> Result<End, VmmError> {
+    let _ = shared.serial.set(d.serial);
+    let k2 = d.kbd.clone();
     let _ = shared.ctrl_alt_del.set(Box::new(move || k2.lock().unwrap_or_else(|p| p.into_inner()).trigger_ctrl_alt_del().map_err(|e| e.to_string())));
-    let buses = Arc::new(Buses { io: io_bus, mmio: mmio_bus });
-    let ev = events.clone();
+    let buses = Arc::new(Buses { io: d.io, mmio: d.mmio });
+    let ev = d.events.clone();
     let guest: vcpu::GuestRequest = Arc::new(move || {
         // HELPER(pm): what the guest asked for.
         if ev.poweroff_requested() {
@@ -287,8 +373,7 @@ pub fn run(spec: &WorkerSpec) -> Result<ExitRecord, VmmError> {
             None
         }
     });
-    // A kill or a stop that came during set-up ends the VM before it runs.
-    let early_end = rx.try_recv().ok();
+    let early_end = ends.try_recv().ok();
     tracing::info!(id = %spec.id, vcpus = spec.vcpus, memory_mib = spec.memory_mib, setup_ms = t0.elapsed().as_secs_f64() * 1000.0, "starting the guest");
     if early_end.is_none() {
         shared.running.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -297,16 +382,8 @@ pub fn run(spec: &WorkerSpec) -> Result<ExitRecord, VmmError> {
             spawn(format!("vcpu{i}"), move || vcpu::run(i as u8, v, b, s, g))?;
         }
     }
-    let end = early_end.or_else(|| rx.recv().ok());
-    let end = end.unwrap_or(End { reason: ExitReason::Crashed, error: Some("every thread ended".into()) });
-    let bt = shared.boot_timer_ns.load(std::sync::atomic::Ordering::Relaxed);
-    let rec = ExitRecord { reason: end.reason, boot_timer_ms: (bt > 0).then(|| bt as f64 / 1e6), total_ms: t0.elapsed().as_secs_f64() * 1000.0, error: end.error };
-    if let Some(f) = exit_file
-        && let Err(e) = f.commit(&rec)
-    {
-        tracing::error!(error = %e, "writing the exit record");
-    }
-    Ok(rec)
+    let end = early_end.or_else(|| ends.recv().ok());
+    Ok(end.unwrap_or(End { reason: ExitReason::Crashed, error: Some("every thread ended".into()) }))
 }
 
 #[cfg(test)]

@@ -45,11 +45,7 @@ impl Answer {
 }
 
 fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into()
+    ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(30))).build().into()
 }
 
 impl Daemon {
@@ -164,11 +160,7 @@ impl Daemon {
         let req = b.body(body.map(|b| b.to_vec()).unwrap_or_default()).ok()?;
         let resp = self.agent.run(req).ok()?;
         let status = resp.status().as_u16();
-        let headers = resp
-            .headers()
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
-            .collect();
+        let headers = resp.headers().iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string())).collect();
         let mut body = String::new();
         let _ = resp.into_body().into_reader().read_to_string(&mut body);
         Some(Answer { status, headers, body })
@@ -231,7 +223,6 @@ pub fn cli(args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
     let out = child.wait_with_output().expect("cli output");
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
 }
-
 
 /// Enter a named network namespace on the calling thread.
 pub fn enter_netns(path: &Path) {
@@ -351,9 +342,8 @@ pub fn create(d: &Daemon, path: &str, body: Value) -> Value {
 pub fn ready_netns(d: &Daemon, eni: &str) -> (PathBuf, String) {
     d.wait_for(30, "network interface Ready", || {
         let v = d.call("GET", &format!("/v1/network-interfaces/{eni}"), None).json();
-        (v["status"]["phase"] == "Ready").then(|| {
-            (v["status"]["netns"].as_str().unwrap_or_default().into(), v["spec"]["private_ip"].as_str().unwrap_or_default().to_string())
-        })
+        (v["status"]["phase"] == "Ready")
+            .then(|| (v["status"]["netns"].as_str().unwrap_or_default().into(), v["spec"]["private_ip"].as_str().unwrap_or_default().to_string()))
     })
 }
 
@@ -445,7 +435,8 @@ impl Drop for ContainerGuard {
         for p in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
             let cmd = String::from_utf8_lossy(&std::fs::read(p.path().join("cmdline")).unwrap_or_default()).into_owned();
             let args: Vec<&str> = cmd.split('\0').collect();
-            if args.get(1) == Some(&"serve") && args.windows(2).any(|w| w[0] == "--data-dir" && w[1] == me)
+            if args.get(1) == Some(&"serve")
+                && args.windows(2).any(|w| w[0] == "--data-dir" && w[1] == me)
                 && let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>()
             {
                 let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);

@@ -105,19 +105,31 @@ pub fn refuse_stale_auth(req: &Request) -> Option<Response> {
     if header_v2 {
         let date = header("x-amz-date").or_else(|| header("date")).and_then(http_date);
         if date.is_none_or(|t| (t - now).abs() > MAX_CLOCK_SKEW_SECONDS) {
-            return refuse(axum::http::StatusCode::FORBIDDEN, "RequestTimeTooSkewed", "The difference between the request time and the server's time is too large.");
+            return refuse(
+                axum::http::StatusCode::FORBIDDEN,
+                "RequestTimeTooSkewed",
+                "The difference between the request time and the server's time is too large.",
+            );
         }
     }
     if get("AWSAccessKeyId").is_some() && get("Signature").is_some() {
         let expires = get("Expires").and_then(|v| v.parse::<i64>().ok());
         if expires.is_none_or(|e| e - now > MAX_PRESIGNED_SECONDS as i64) {
-            return refuse(axum::http::StatusCode::BAD_REQUEST, "AuthorizationQueryParametersError", "Expires must be a Unix time at most 7 days (604800 seconds) from now");
+            return refuse(
+                axum::http::StatusCode::BAD_REQUEST,
+                "AuthorizationQueryParametersError",
+                "Expires must be a Unix time at most 7 days (604800 seconds) from now",
+            );
         }
     }
     if let Some(v) = get("X-Amz-Expires")
         && v.parse::<u64>().map_or(true, |s| s > MAX_PRESIGNED_SECONDS)
     {
-        return refuse(axum::http::StatusCode::BAD_REQUEST, "AuthorizationQueryParametersError", "X-Amz-Expires must be less than a week (in seconds) that is; 604800 seconds");
+        return refuse(
+            axum::http::StatusCode::BAD_REQUEST,
+            "AuthorizationQueryParametersError",
+            "X-Amz-Expires must be less than a week (in seconds) that is; 604800 seconds",
+        );
     }
     None
 }
@@ -164,47 +176,6 @@ fn percent_decode(s: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-#[cfg(test)]
-mod legacy_auth_tests {
-    use super::*;
-
-    fn req(uri: &str, auth: Option<&str>) -> Request {
-        let mut b = axum::http::Request::builder().uri(uri);
-        if let Some(a) = auth {
-            b = b.header("authorization", a);
-        }
-        b.body(axum::body::Body::empty()).unwrap()
-    }
-
-    fn req_with(uri: &str, headers: &[(&str, String)]) -> Request {
-        let mut b = axum::http::Request::builder().uri(uri);
-        for (k, v) in headers {
-            b = b.header(*k, v);
-        }
-        b.body(axum::body::Body::empty()).unwrap()
-    }
-
-    #[test]
-    fn stale_sigv2_and_week_long_presigned_urls_are_refused_and_fresh_ones_pass() {
-        let now = chrono::Utc::now();
-        let v2 = "AWS AKID:c2lnbmF0dXJl".to_string();
-        let date = |t: chrono::DateTime<chrono::Utc>| t.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
-        assert!(refuse_stale_auth(&req_with("/b/k", &[("authorization", v2.clone()), ("date", "Mon, 01 Jan 2001 00:00:00 GMT".into())])).is_some(), "a 2001 date");
-        assert!(refuse_stale_auth(&req_with("/b/k", &[("authorization", v2.clone())])).is_some(), "no date");
-        assert!(refuse_stale_auth(&req_with("/b/k", &[("authorization", v2.clone()), ("date", date(now))])).is_none(), "a fresh V2 request");
-        assert!(refuse_stale_auth(&req_with("/b/k", &[("authorization", v2), ("x-amz-date", date(now - chrono::Duration::minutes(20)))])).is_some());
-        let soon = now.timestamp() + 60;
-        assert!(refuse_stale_auth(&req(&format!("/b/k?AWSAccessKeyId=AKID&Expires={soon}&Signature=abc%2B%3D"), None)).is_none(), "boto3's default presigned URL");
-        assert!(refuse_stale_auth(&req("/b/k?AWSAccessKeyId=AKID&Expires=4102444800&Signature=abc%2B%3D", None)).is_some(), "a presigned URL to 2100");
-        assert!(refuse_stale_auth(&req("/b/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=604801&X-Amz-Signature=x", None)).is_some());
-        assert!(refuse_stale_auth(&req("/b/k?X-Amz-Expires=bogus", None)).is_some());
-        assert!(refuse_stale_auth(&req("/b/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=604800&X-Amz-Signature=x", None)).is_none());
-        assert!(refuse_stale_auth(&req("/b/k", Some("AWS4-HMAC-SHA256 Credential=AKID/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=x"))).is_none());
-        assert!(refuse_stale_auth(&req("/b?list-type=2&prefix=a%20b", None)).is_none());
-        assert_eq!(percent_decode("a%2Fb+c%zz%4"), "a/b c%zz%4");
-    }
 }
 
 pub async fn handle(svc: S3Service, req: Request) -> Response {
@@ -297,12 +268,7 @@ impl CloudletS3 {
     async fn bucket<T>(&self, req: &S3Request<T>, name: &str, access: Access) -> S3Result<(Option<Principal>, BucketRef)> {
         let caller = self.caller(req).await?;
         let (c2, n) = (caller.clone(), name.to_string());
-        let b = self
-            .site
-            .run(move |s| Ok(s.authorize_bucket(c2.as_ref(), &n, access)))
-            .await
-            .map_err(internal)?
-            .map_err(|e| store_err(e.into()))?;
+        let b = self.site.run(move |s| Ok(s.authorize_bucket(c2.as_ref(), &n, access))).await.map_err(internal)?.map_err(|e| store_err(e.into()))?;
         Ok((caller, b))
     }
 
@@ -421,7 +387,12 @@ impl S3 for CloudletS3 {
                 Ok(_) => deleted.push(DeletedObject { key: Some(o.key.clone()), ..Default::default() }),
                 Err(e) => {
                     let e = store_err(e);
-                    errors.push(Error { code: Some(e.code().as_str().to_string()), key: Some(o.key.clone()), message: e.message().map(str::to_string), version_id: None });
+                    errors.push(Error {
+                        code: Some(e.code().as_str().to_string()),
+                        key: Some(o.key.clone()),
+                        message: e.message().map(str::to_string),
+                        version_id: None,
+                    });
                 }
             }
         }
@@ -456,5 +427,55 @@ impl S3 for CloudletS3 {
 
     async fn list_parts(&self, req: S3Request<ListPartsInput>) -> S3Result<S3Response<ListPartsOutput>> {
         ops::list_parts(self, req).await
+    }
+}
+
+#[cfg(test)]
+mod legacy_auth_tests {
+    use super::*;
+
+    fn req(uri: &str, auth: Option<&str>) -> Request {
+        let mut b = axum::http::Request::builder().uri(uri);
+        if let Some(a) = auth {
+            b = b.header("authorization", a);
+        }
+        b.body(axum::body::Body::empty()).unwrap()
+    }
+
+    fn req_with(uri: &str, headers: &[(&str, String)]) -> Request {
+        let mut b = axum::http::Request::builder().uri(uri);
+        for (k, v) in headers {
+            b = b.header(*k, v);
+        }
+        b.body(axum::body::Body::empty()).unwrap()
+    }
+
+    #[test]
+    fn stale_sigv2_and_week_long_presigned_urls_are_refused_and_fresh_ones_pass() {
+        let now = chrono::Utc::now();
+        let v2 = "AWS AKID:c2lnbmF0dXJl".to_string();
+        let date = |t: chrono::DateTime<chrono::Utc>| t.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+        assert!(
+            refuse_stale_auth(&req_with("/b/k", &[("authorization", v2.clone()), ("date", "Mon, 01 Jan 2001 00:00:00 GMT".into())])).is_some(),
+            "a 2001 date"
+        );
+        assert!(refuse_stale_auth(&req_with("/b/k", &[("authorization", v2.clone())])).is_some(), "no date");
+        assert!(refuse_stale_auth(&req_with("/b/k", &[("authorization", v2.clone()), ("date", date(now))])).is_none(), "a fresh V2 request");
+        assert!(refuse_stale_auth(&req_with("/b/k", &[("authorization", v2), ("x-amz-date", date(now - chrono::Duration::minutes(20)))])).is_some());
+        let soon = now.timestamp() + 60;
+        assert!(
+            refuse_stale_auth(&req(&format!("/b/k?AWSAccessKeyId=AKID&Expires={soon}&Signature=abc%2B%3D"), None)).is_none(),
+            "boto3's default presigned URL"
+        );
+        assert!(refuse_stale_auth(&req("/b/k?AWSAccessKeyId=AKID&Expires=4102444800&Signature=abc%2B%3D", None)).is_some(), "a presigned URL to 2100");
+        assert!(refuse_stale_auth(&req("/b/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=604801&X-Amz-Signature=x", None)).is_some());
+        assert!(refuse_stale_auth(&req("/b/k?X-Amz-Expires=bogus", None)).is_some());
+        assert!(refuse_stale_auth(&req("/b/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=604800&X-Amz-Signature=x", None)).is_none());
+        assert!(
+            refuse_stale_auth(&req("/b/k", Some("AWS4-HMAC-SHA256 Credential=AKID/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=x")))
+                .is_none()
+        );
+        assert!(refuse_stale_auth(&req("/b?list-type=2&prefix=a%20b", None)).is_none());
+        assert_eq!(percent_decode("a%2Fb+c%zz%4"), "a/b c%zz%4");
     }
 }

@@ -155,7 +155,8 @@ struct MetaIn<'a> {
 }
 
 fn meta_in(m: MetaIn<'_>) -> S3Result<ObjectMeta> {
-    let user: std::collections::BTreeMap<String, String> = m.user.map(|u| u.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect()).unwrap_or_default();
+    let user: std::collections::BTreeMap<String, String> =
+        m.user.map(|u| u.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect()).unwrap_or_default();
     let bytes: usize = user.iter().map(|(k, v)| k.len() + v.len()).sum();
     if bytes > MAX_USER_META_BYTES {
         return Err(s3_error!(MetadataTooLarge, "user metadata is limited to {MAX_USER_META_BYTES} bytes"));
@@ -182,7 +183,13 @@ struct Given {
 }
 
 fn given(headers: &HeaderMap, algorithm: Option<&ChecksumAlgorithm>, c: Checksums, md5: Option<&String>) -> Given {
-    let mut a = Algorithms { crc32: c.crc32.is_some(), crc32c: c.crc32c.is_some(), crc64nvme: c.crc64nvme.is_some(), sha1: c.sha1.is_some(), sha256: c.sha256.is_some() };
+    let mut a = Algorithms {
+        crc32: c.crc32.is_some(),
+        crc32c: c.crc32c.is_some(),
+        crc64nvme: c.crc64nvme.is_some(),
+        sha1: c.sha1.is_some(),
+        sha256: c.sha256.is_some(),
+    };
     let mut named = |n: &str| match n.to_ascii_lowercase().as_str() {
         "crc32" | "x-amz-checksum-crc32" => a.crc32 = true,
         "crc32c" | "x-amz-checksum-crc32c" => a.crc32c = true,
@@ -234,13 +241,23 @@ fn declared_len(headers: &HeaderMap, content_length: Option<i64>) -> Option<u64>
 
 /// Receive a body into a blob and verify its checksums. `replacing` is the key a PUT overwrites
 /// (its bytes are freed), none for a part.
-async fn receive(s: &CloudletS3, b: &crate::site::buckets::BucketRef, replacing: Option<&str>, req: (&HeaderMap, Option<i64>), body: Option<StreamingBlob>, g: &Given, trailer: Option<&s3s::TrailingHeaders>) -> S3Result<Written> {
+async fn receive(
+    s: &CloudletS3,
+    b: &crate::site::buckets::BucketRef,
+    replacing: Option<&str>,
+    req: (&HeaderMap, Option<i64>),
+    body: Option<StreamingBlob>,
+    g: &Given,
+    trailer: Option<&s3s::TrailingHeaders>,
+) -> S3Result<Written> {
     // Refuse a body that cannot fit the quota before reading it, and stop one that grows past it.
     let room = s.site.quota_room(b, replacing).await.map_err(store_err)?;
     if let (Some(room), Some(n)) = (room, declared_len(req.0, req.1))
         && n > room
     {
-        return Err(store_err(StoreError::QuotaExceeded(format!("the object of {n} bytes would exceed the bucket's or the project's quota ({room} bytes left)"))));
+        return Err(store_err(StoreError::QuotaExceeded(format!(
+            "the object of {n} bytes would exceed the bucket's or the project's quota ({room} bytes left)"
+        ))));
     }
     let body = body.unwrap_or_else(|| StreamingBlob::wrap(futures_util::stream::empty::<Result<bytes::Bytes, std::io::Error>>()));
     let w = s.site.write_blob(body, g.algorithms, room).await.map_err(store_err)?;
@@ -252,14 +269,26 @@ async fn receive(s: &CloudletS3, b: &crate::site::buckets::BucketRef, replacing:
 }
 
 fn put_checksums(i: &PutObjectInput) -> Checksums {
-    Checksums { crc32: i.checksum_crc32.clone(), crc32c: i.checksum_crc32c.clone(), crc64nvme: i.checksum_crc64nvme.clone(), sha1: i.checksum_sha1.clone(), sha256: i.checksum_sha256.clone() }
+    Checksums {
+        crc32: i.checksum_crc32.clone(),
+        crc32c: i.checksum_crc32c.clone(),
+        crc64nvme: i.checksum_crc64nvme.clone(),
+        sha1: i.checksum_sha1.clone(),
+        sha256: i.checksum_sha256.clone(),
+    }
 }
 
 pub(super) async fn put_object(s: &CloudletS3, mut req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
     let (_, b) = s.bucket(&req, &req.input.bucket, Access::Write).await?;
     validate_key(&req.input.key).map_err(store_err)?;
     let i = &req.input;
-    let meta = meta_in(MetaIn { user: i.metadata.as_ref(), cache_control: i.cache_control.as_ref(), content_disposition: i.content_disposition.as_ref(), content_encoding: i.content_encoding.as_ref(), content_language: i.content_language.as_ref() })?;
+    let meta = meta_in(MetaIn {
+        user: i.metadata.as_ref(),
+        cache_control: i.cache_control.as_ref(),
+        content_disposition: i.content_disposition.as_ref(),
+        content_encoding: i.content_encoding.as_ref(),
+        content_language: i.content_language.as_ref(),
+    })?;
     let g = given(&req.headers, i.checksum_algorithm.as_ref(), put_checksums(i), i.content_md5.as_ref());
     if i.if_none_match.as_ref().is_some_and(|c| !c.is_any()) {
         return Err(s3_error!(NotImplemented, "a write takes If-None-Match: * only"));
@@ -283,7 +312,13 @@ pub(super) async fn put_object(s: &CloudletS3, mut req: S3Request<PutObjectInput
 }
 
 /// Evaluate GET/HEAD conditions in RFC 9110 §13.2.2 order.
-fn check_read_cond(row: &ObjectRow, if_match: Option<&ETagCondition>, if_none_match: Option<&ETagCondition>, if_modified: Option<&Timestamp>, if_unmodified: Option<&Timestamp>) -> Result<(), StoreError> {
+fn check_read_cond(
+    row: &ObjectRow,
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+    if_modified: Option<&Timestamp>,
+    if_unmodified: Option<&Timestamp>,
+) -> Result<(), StoreError> {
     let modified = row.modified_ms / 1000;
     match if_match {
         Some(c) if !cond_matches(c, row) => return Err(StoreError::PreconditionFailed),
@@ -372,7 +407,8 @@ pub(super) async fn get_object(s: &CloudletS3, req: S3Request<GetObjectInput>) -
     let i = &req.input;
     let (_, b) = s.bucket(&req, &i.bucket, Access::Read).await?;
     let (row, files) = s.site.open_object(&b, &i.key).await.map_err(store_err)?;
-    check_read_cond(&row, i.if_match.as_ref(), i.if_none_match.as_ref(), i.if_modified_since.as_ref(), i.if_unmodified_since.as_ref()).map_err(|e| not_modified(e, &row))?;
+    check_read_cond(&row, i.if_match.as_ref(), i.if_none_match.as_ref(), i.if_modified_since.as_ref(), i.if_unmodified_since.as_ref())
+        .map_err(|e| not_modified(e, &row))?;
     let size = row.size as u64;
     let range = match i.part_number {
         Some(n) if i.range.is_some() => return Err(s3_error!(InvalidRequest, "give a Range or a partNumber, not both {n}")),
@@ -394,7 +430,8 @@ pub(super) async fn head_object(s: &CloudletS3, req: S3Request<HeadObjectInput>)
         return Err(s3_error!(NotImplemented, "HEAD with partNumber is not supported; GET takes it"));
     }
     let row = s.site.head_object(&b, &i.key).await.map_err(store_err)?;
-    check_read_cond(&row, i.if_match.as_ref(), i.if_none_match.as_ref(), i.if_modified_since.as_ref(), i.if_unmodified_since.as_ref()).map_err(|e| not_modified(e, &row))?;
+    check_read_cond(&row, i.if_match.as_ref(), i.if_none_match.as_ref(), i.if_modified_since.as_ref(), i.if_unmodified_since.as_ref())
+        .map_err(|e| not_modified(e, &row))?;
     let size = row.size as u64;
     let range = range_of(i.range.as_ref(), size).map_err(store_err)?;
     let meta = meta_of(&row);
@@ -413,7 +450,13 @@ pub(super) async fn copy_object(s: &CloudletS3, req: S3Request<CopyObjectInput>)
     validate_key(&i.key).map_err(store_err)?;
     let replace = match i.metadata_directive.as_ref().map(|d| d.as_str()) {
         Some(MetadataDirective::REPLACE) => {
-            let m = meta_in(MetaIn { user: i.metadata.as_ref(), cache_control: i.cache_control.as_ref(), content_disposition: i.content_disposition.as_ref(), content_encoding: i.content_encoding.as_ref(), content_language: i.content_language.as_ref() })?;
+            let m = meta_in(MetaIn {
+                user: i.metadata.as_ref(),
+                cache_control: i.cache_control.as_ref(),
+                content_disposition: i.content_disposition.as_ref(),
+                content_encoding: i.content_encoding.as_ref(),
+                content_language: i.content_language.as_ref(),
+            })?;
             Some((i.content_type.clone(), m))
         }
         None | Some(MetadataDirective::COPY) => {
@@ -436,16 +479,34 @@ pub(super) async fn create_multipart_upload(s: &CloudletS3, req: S3Request<Creat
     let i = &req.input;
     let (_, b) = s.bucket(&req, &i.bucket, Access::Write).await?;
     validate_key(&i.key).map_err(store_err)?;
-    let meta = meta_in(MetaIn { user: i.metadata.as_ref(), cache_control: i.cache_control.as_ref(), content_disposition: i.content_disposition.as_ref(), content_encoding: i.content_encoding.as_ref(), content_language: i.content_language.as_ref() })?;
+    let meta = meta_in(MetaIn {
+        user: i.metadata.as_ref(),
+        cache_control: i.cache_control.as_ref(),
+        content_disposition: i.content_disposition.as_ref(),
+        content_encoding: i.content_encoding.as_ref(),
+        content_language: i.content_language.as_ref(),
+    })?;
     let id = s.site.create_upload(&b, &i.key, i.content_type.clone(), meta).await.map_err(store_err)?;
-    Ok(S3Response::new(CreateMultipartUploadOutput { bucket: Some(i.bucket.clone()), key: Some(i.key.clone()), upload_id: Some(id), checksum_algorithm: i.checksum_algorithm.clone(), ..Default::default() }))
+    Ok(S3Response::new(CreateMultipartUploadOutput {
+        bucket: Some(i.bucket.clone()),
+        key: Some(i.key.clone()),
+        upload_id: Some(id),
+        checksum_algorithm: i.checksum_algorithm.clone(),
+        ..Default::default()
+    }))
 }
 
 pub(super) async fn upload_part(s: &CloudletS3, mut req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
     let (_, b) = s.bucket(&req, &req.input.bucket, Access::Write).await?;
     let i = &req.input;
     s.site.get_upload(&b, &i.key, &i.upload_id).await.map_err(store_err)?;
-    let c = Checksums { crc32: i.checksum_crc32.clone(), crc32c: i.checksum_crc32c.clone(), crc64nvme: i.checksum_crc64nvme.clone(), sha1: i.checksum_sha1.clone(), sha256: i.checksum_sha256.clone() };
+    let c = Checksums {
+        crc32: i.checksum_crc32.clone(),
+        crc32c: i.checksum_crc32c.clone(),
+        crc64nvme: i.checksum_crc64nvme.clone(),
+        sha1: i.checksum_sha1.clone(),
+        sha256: i.checksum_sha256.clone(),
+    };
     let g = given(&req.headers, i.checksum_algorithm.as_ref(), c, i.content_md5.as_ref());
     let (key, upload, number) = (i.key.clone(), i.upload_id.clone(), i.part_number);
     if !(1..=crate::site::objects::MAX_PARTS).contains(&i64::from(number)) {
@@ -466,7 +527,10 @@ pub(super) async fn upload_part(s: &CloudletS3, mut req: S3Request<UploadPartInp
     }))
 }
 
-pub(super) async fn complete_multipart_upload(s: &CloudletS3, req: S3Request<CompleteMultipartUploadInput>) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+pub(super) async fn complete_multipart_upload(
+    s: &CloudletS3,
+    req: S3Request<CompleteMultipartUploadInput>,
+) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
     let i = &req.input;
     let (_, b) = s.bucket(&req, &i.bucket, Access::Write).await?;
     let mut parts = Vec::new();
@@ -503,7 +567,13 @@ pub(super) async fn list_multipart_uploads(s: &CloudletS3, req: S3Request<ListMu
     let enc = encoder(i.encoding_type.as_ref());
     let uploads = ups
         .into_iter()
-        .map(|u| MultipartUpload { key: Some(enc(&u.key)), upload_id: Some(u.id), initiated: Some(ts(u.initiated_ms)), storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)), ..Default::default() })
+        .map(|u| MultipartUpload {
+            key: Some(enc(&u.key)),
+            upload_id: Some(u.id),
+            initiated: Some(ts(u.initiated_ms)),
+            storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
+            ..Default::default()
+        })
         .collect();
     Ok(S3Response::new(ListMultipartUploadsOutput {
         bucket: Some(i.bucket.clone()),
@@ -533,14 +603,24 @@ pub(super) async fn list_parts(s: &CloudletS3, req: S3Request<ListPartsInput>) -
         .into_iter()
         .map(|p| {
             let c: Checksums = serde_json::from_str(&p.checksums).unwrap_or_default();
-            Part { part_number: Some(p.number as i32), e_tag: Some(ETag::Strong(p.etag)), size: Some(p.size), last_modified: Some(ts(p.modified_ms)), checksum_crc32: c.crc32, checksum_crc32c: c.crc32c, checksum_crc64nvme: c.crc64nvme, checksum_sha1: c.sha1, checksum_sha256: c.sha256 }
+            Part {
+                part_number: Some(p.number as i32),
+                e_tag: Some(ETag::Strong(p.etag)),
+                size: Some(p.size),
+                last_modified: Some(ts(p.modified_ms)),
+                checksum_crc32: c.crc32,
+                checksum_crc32c: c.crc32c,
+                checksum_crc64nvme: c.crc64nvme,
+                checksum_sha1: c.sha1,
+                checksum_sha256: c.sha256,
+            }
         })
         .collect();
     Ok(S3Response::new(ListPartsOutput {
         bucket: Some(i.bucket.clone()),
         key: Some(i.key.clone()),
         upload_id: Some(i.upload_id.clone()),
-        part_number_marker: i.part_number_marker.clone(),
+        part_number_marker: i.part_number_marker,
         next_part_number_marker: next,
         max_parts: Some(max as i32),
         is_truncated: Some(truncated),

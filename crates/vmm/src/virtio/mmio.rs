@@ -11,13 +11,15 @@
 
 use std::sync::Arc;
 
-use virtio_bindings::virtio_config::{VIRTIO_CONFIG_S_DRIVER, VIRTIO_CONFIG_S_DRIVER_OK, VIRTIO_CONFIG_S_FAILED, VIRTIO_CONFIG_S_FEATURES_OK, VIRTIO_CONFIG_S_NEEDS_RESET};
-use virtio_bindings::virtio_mmio::*;
-use virtio_queue::{Queue, QueueT};
-use vm_memory::GuestAddress;
 pub use super::Interrupt;
 use super::{F_EVENT_IDX, F_VERSION_1, Memory, VirtioDevice};
 use crate::bus::BusDevice;
+use virtio_bindings::virtio_config::{
+    VIRTIO_CONFIG_S_DRIVER, VIRTIO_CONFIG_S_DRIVER_OK, VIRTIO_CONFIG_S_FAILED, VIRTIO_CONFIG_S_FEATURES_OK, VIRTIO_CONFIG_S_NEEDS_RESET,
+};
+use virtio_bindings::virtio_mmio::*;
+use virtio_queue::{Queue, QueueT};
+use vm_memory::GuestAddress;
 
 /// `MagicValue`: "virt" little endian.
 pub const MAGIC: u32 = 0x7472_6976;

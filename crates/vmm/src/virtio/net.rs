@@ -27,7 +27,10 @@ use virtio_bindings::virtio_net::{VIRTIO_NET_F_MAC, VIRTIO_NET_F_STATUS, VIRTIO_
 use virtio_queue::{Queue, QueueT};
 use vmm_sys_util::eventfd::EventFd;
 
-use super::{ActivateError, Buffers, F_EVENT_IDX, F_INDIRECT_DESC, Interrupt, Memory, VirtioDevice, drain, has_available, notify_used, pop, read_parts, total, write_parts};
+use super::{
+    ActivateError, Buffers, F_EVENT_IDX, F_INDIRECT_DESC, Interrupt, Memory, VirtioDevice, drain, has_available, notify_used, pop, read_parts, total,
+    write_parts,
+};
 
 /// `sizeof(struct virtio_net_hdr_v1)`.
 pub const VNET_HDR_LEN: usize = 12;
