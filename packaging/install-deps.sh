@@ -37,6 +37,11 @@ if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
   rustup target add wasm32-wasip2 ||
     echo "install-deps: WARNING: rustup could not add the wasm32-wasip2 target; the example functions cannot be built" >&2
 fi
+# cargo-deny, the dependency-policy half of the lint gate (integration/lint.sh, deny.toml), built
+# from crates.io (the machines reach no other binary source): a few minutes, once.
+if ! cargo deny --version 2>/dev/null | grep -q '^cargo-deny 0\.20\.'; then
+  cargo install --locked --quiet cargo-deny --version '~0.20.2'
+fi
 command -v node >/dev/null && command -v npm >/dev/null || {
   echo "install-deps: node and npm are required (Node.js >= 20.19 for Vite 8)" >&2; exit 1; }
 

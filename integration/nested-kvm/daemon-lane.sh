@@ -45,6 +45,15 @@ cleanup() {
 fail() {
   echo "LANE FAILED: $*"
   if [ -f "$data/daemon.log" ]; then echo "--- daemon log (last 40 lines)"; tail -40 "$data/daemon.log"; fi
+  # What the instance looked like, its guest's last words and the workers alive.
+  if [ -n "${addr:-}" ] && [ -n "${token:-}" ]; then
+    echo "--- GET /v1/instances/vm1"
+    curl -s --max-time 5 -H "authorization: Bearer $token" "http://$addr/v1/instances/vm1" | head -c 3000; echo
+  fi
+  if [ -n "${clog:-}" ] && [ -f "$clog" ]; then echo "--- guest console (last 15 lines)"; tail -15 "$clog"; fi
+  echo "--- workers"; ps -eo pid,stat,etime,args | grep "[v]mm-worker" | head -5
+  # Again last: a log viewer that shows only the tail still shows why.
+  echo "LANE FAILED: $*"
   cleanup
   exit 1
 }

@@ -10,6 +10,7 @@ mod container_engine;
 mod containers;
 mod containers_input;
 mod crash;
+mod drift;
 mod events;
 mod functions;
 mod image_pull;

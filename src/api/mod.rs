@@ -40,8 +40,8 @@ pub struct AppState {
     pub site: Site,
     /// Turns true at shutdown; long-lived streams end on it.
     pub shutdown: watch::Receiver<bool>,
-    /// The OpenAPI document, rendered once.
-    pub openapi: Arc<String>,
+    /// The OpenAPI document as JSON, made on first request (not at start: it is large).
+    pub openapi: Arc<std::sync::LazyLock<String>>,
 }
 
 #[derive(OpenApi)]
@@ -184,7 +184,7 @@ pub fn openapi_json() -> String {
 pub fn app(site: Site, shutdown: watch::Receiver<bool>) -> Router {
     let (routes, _) = api_routes();
     let (uploads, _) = upload_routes();
-    let openapi = Arc::new(full_doc().to_pretty_json().unwrap_or_else(|_| "{}".into()));
+    let openapi = Arc::new(std::sync::LazyLock::new(openapi_json as fn() -> String));
     let max_body = site.config().api.max_body_bytes;
     let state = AppState { site, shutdown, openapi };
     routes

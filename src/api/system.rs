@@ -147,7 +147,7 @@ pub async fn whoami(Auth(p): Auth) -> Json<Principal> {
 /// The OpenAPI 3.1 document of this API (any authenticated caller; offline: `cloudlet openapi`).
 #[utoipa::path(get, path = "/v1/openapi.json", tag = "system", responses((status = 200, description = "OpenAPI document", body = Object)))]
 pub async fn openapi(State(app): State<AppState>, Auth(_): Auth) -> Response {
-    let mut resp = app.openapi.as_str().to_string().into_response();
+    let mut resp = std::sync::LazyLock::force(&app.openapi).clone().into_response();
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
 }

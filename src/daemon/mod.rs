@@ -133,6 +133,8 @@ pub async fn serve(cfg: Config) -> Result<(), DaemonError> {
     drop(done_tx);
     // Load balancer health checks: not a reconciler, so not part of the start-up pass.
     tasks.spawn("health checks", crate::site::health::run(site.clone(), stop.clone()));
+    // Kernel events that mean drift (namespaces, links, rulesets changed behind our back).
+    tasks.spawn("drift watcher", crate::site::drift::run(site.clone(), stop.clone()));
     tasks.detach(tasks::ready_after_first_pass(site.clone(), done_rx, controllers));
     tasks.spawn(
         "event retention",

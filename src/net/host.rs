@@ -64,7 +64,7 @@ pub fn netns_path(name: &str) -> PathBuf {
 }
 
 #[allow(clippy::unnecessary_cast)] // statfs field types differ between architectures
-fn is_netns(path: &Path) -> bool {
+pub fn is_netns(path: &Path) -> bool {
     nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type().0 as i64 == NSFS_MAGIC)
 }
 

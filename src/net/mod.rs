@@ -11,3 +11,4 @@ pub mod names;
 pub mod nethost;
 pub mod render;
 pub mod services;
+pub mod watch;

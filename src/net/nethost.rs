@@ -34,6 +34,8 @@ pub trait NetHost: Send + Sync {
     fn links_with_prefix(&self, netns: &str, prefix: &str) -> Result<Vec<String>, HostError>;
     /// Replace the `cloudlet` nft tables of `netns` with `ruleset` (libnftables JSON) atomically.
     fn apply_ruleset(&self, netns: &str, ruleset: &serde_json::Value) -> Result<(), HostError>;
+    /// The nftables generation of `netns` now (it changes with every commit there).
+    fn ruleset_generation(&self, netns: &str) -> Result<u32, HostError>;
     /// Make (or fix) the transit link from the uplink namespace to a VPC router.
     fn ensure_transit(&self, t: &Transit, uplink_if: &str) -> Result<(), HostError>;
     /// Make the uplink namespace's `/32` routes exactly `routes` (`(public ip, via)`).
@@ -76,6 +78,9 @@ impl NetHost for KernelNetHost {
     }
     fn apply_ruleset(&self, netns: &str, ruleset: &serde_json::Value) -> Result<(), HostError> {
         host::apply_ruleset(netns, ruleset)
+    }
+    fn ruleset_generation(&self, netns: &str) -> Result<u32, HostError> {
+        super::watch::ruleset_generation(netns)
     }
     fn ensure_transit(&self, t: &Transit, uplink_if: &str) -> Result<(), HostError> {
         host::ensure_transit(t, uplink_if)
@@ -208,6 +213,10 @@ impl NetHost for RecordingNetHost {
     }
     fn apply_ruleset(&self, netns: &str, ruleset: &serde_json::Value) -> Result<(), HostError> {
         self.call("apply_ruleset", NetCall::ApplyRuleset { netns: netns.into(), ruleset: ruleset.clone() })
+    }
+    fn ruleset_generation(&self, netns: &str) -> Result<u32, HostError> {
+        // One generation per recorded ruleset commit in that namespace.
+        Ok(lock(&self.calls).iter().filter(|c| matches!(c, NetCall::ApplyRuleset { netns: n, .. } if n == netns)).count() as u32)
     }
     fn ensure_transit(&self, t: &Transit, uplink_if: &str) -> Result<(), HostError> {
         self.call(

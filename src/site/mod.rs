@@ -8,6 +8,7 @@ pub mod balancing;
 pub mod bootstrap;
 pub mod buckets;
 pub mod containers;
+pub mod drift;
 pub mod error;
 pub mod events;
 pub mod function_logs;
@@ -79,6 +80,10 @@ struct Inner {
     functions: std::sync::OnceLock<functions::FunctionState>,
     login_limit: login_limit::LoginLimiter,
     net_host: Arc<dyn crate::net::nethost::NetHost>,
+    /// Wakes for reconcilers (see [`Site::wake`]).
+    wakes: broadcast::Sender<Kind>,
+    /// The nftables generations the VPC passes committed, per namespace (the last few).
+    own_rulesets: std::sync::Mutex<BTreeMap<String, std::collections::VecDeque<u32>>>,
 }
 
 /// Capacity of the in-process event bus; a subscriber that lags further re-reads from SQLite.
@@ -109,6 +114,8 @@ impl Site {
                 functions: std::sync::OnceLock::new(),
                 login_limit: login_limit::LoginLimiter::default(),
                 net_host,
+                wakes: broadcast::channel(64).0,
+                own_rulesets: std::sync::Mutex::new(BTreeMap::new()),
             }),
         }
     }
@@ -174,6 +181,33 @@ impl Site {
 
     pub(crate) fn set_ready(&self) {
         self.inner.ready.store(true, Ordering::Release);
+    }
+
+    /// Make every reconciler of `kind` pass over all its resources now (the drift watcher's
+    /// call when the kernel reports a change cloudlet did not make).
+    pub fn wake(&self, kind: Kind) {
+        let _ = self.inner.wakes.send(kind);
+    }
+
+    /// Subscribe to [`Site::wake`] calls.
+    pub fn subscribe_wakes(&self) -> broadcast::Receiver<Kind> {
+        self.inner.wakes.subscribe()
+    }
+
+    /// Note that a VPC pass committed nftables generation `generation` in namespace `netns`.
+    pub fn record_ruleset_generation(&self, netns: &str, generation: u32) {
+        let mut m = self.inner.own_rulesets.lock().unwrap_or_else(|p| p.into_inner());
+        let q = m.entry(netns.to_string()).or_default();
+        q.push_back(generation);
+        while q.len() > 16 {
+            q.pop_front();
+        }
+    }
+
+    /// Whether generation `generation` of namespace `netns` was committed by a VPC pass.
+    pub fn is_own_ruleset_generation(&self, netns: &str, generation: u32) -> bool {
+        let m = self.inner.own_rulesets.lock().unwrap_or_else(|p| p.into_inner());
+        m.get(netns).is_some_and(|q| q.contains(&generation))
     }
 
     /// Subscribe to events as they commit.

@@ -286,6 +286,9 @@ fn wire_uplink(site: &Site, row: &ResourceRow, router: &str) -> Result<(Option<U
         .collect();
     let up = render::render_uplink(&cfg.uplink, transit, &forwards).map_err(|e| SiteError::Internal(e.to_string()))?;
     site.net_host().apply_ruleset(&cfg.uplink_netns, &up).map_err(host_err)?;
+    if let Ok(g) = site.net_host().ruleset_generation(&cfg.uplink_netns) {
+        site.record_ruleset_generation(&cfg.uplink_netns, g);
+    }
     let routes = public.routes.iter().chain(&bal.routes).filter_map(|(eip, vpc)| Some((*eip, router_ip(vpc)?))).collect();
     site.net_host().sync_uplink_routes(&cfg.uplink_netns, routes).map_err(host_err)?;
     // Bandwidth caps of the EIPs routed here: uploads leave the router by its transit port
@@ -488,6 +491,10 @@ fn reconcile_vpc(site: &Site, id: &str) -> Result<Outcome, SiteError> {
     model.load_balancers = bal.load_balancers;
     let doc = render::render(&model).map_err(|e| SiteError::Internal(e.to_string()))?;
     site.net_host().apply_ruleset(&router, &doc).map_err(host_err)?;
+    // Recorded, so the drift watcher knows this commit as the pass's own.
+    if let Ok(g) = site.net_host().ruleset_generation(&router) {
+        site.record_ruleset_generation(&router, g);
+    }
     let attached: BTreeSet<String> = d.interfaces.iter().map(|(r, _, _)| r.id.clone()).collect();
     for gone in before.difference(&attached) {
         site.net_host().delete_netns(&names::eni_netns(gone)).map_err(host_err)?;

@@ -5,7 +5,8 @@
 //! - all of them at start-up: the full pass that is the recovery after a crash or a reboot;
 //! - when an event of the kind commits (created, updated, deleting, ...; not `status`, which the
 //!   controllers write themselves);
-//! - all of them every `reconcile.resync_seconds` (drift detection);
+//! - all of them when the drift watcher reports a kernel change cloudlet did not make
+//!   ([`Site::wake`], see `site::drift`), and every `reconcile.resync_seconds` as the backstop;
 //! - again after a failure, with exponential back-off capped at `reconcile.backoff_max_seconds`,
 //!   or when the controller asks to be called again (`Outcome::RequeueAfter`).
 //!
@@ -101,6 +102,7 @@ pub async fn run<C: Controller>(site: Site, controller: C, initial_done: mpsc::U
     let cfg = site.config().reconcile.clone();
     let max_backoff = Duration::from_secs(cfg.backoff_max_seconds.max(1));
     let mut bus = site.subscribe();
+    let mut wakes = site.subscribe_wakes();
     let mut queue = Queue::default();
     let mut failures: HashMap<String, u32> = HashMap::new();
     let mut initial: HashSet<String> = all_ids(&site, kind).await.into_iter().collect();
@@ -162,6 +164,13 @@ pub async fn run<C: Controller>(site: Site, controller: C, initial_done: mpsc::U
             _ = resync.tick() => {
                 for id in all_ids(&site, kind).await {
                     queue.push(id, Instant::now());
+                }
+            }
+            w = wakes.recv() => {
+                if matches!(w, Ok(k) if k == kind) || matches!(w, Err(broadcast::error::RecvError::Lagged(_))) {
+                    for id in all_ids(&site, kind).await {
+                        queue.push(id, Instant::now());
+                    }
                 }
             }
             ev = bus.recv() => match ev {
