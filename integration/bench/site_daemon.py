@@ -142,7 +142,9 @@ def run_cloudlet(tmp):
     hdr = [f"Authorization: Bearer {token}"]
     r["get"] = wrk(f"http://{host}:{port}/v1/tokens/t{N // 2}", 2, 10, hdr)
     r["list"] = wrk(f"http://{host}:{port}/v1/tokens", 1, 1, hdr)
-    listed = json.loads(_get(conn, "/v1/tokens", auth))
+    # A new connection: the daemon closes keep-alive connections idle for 20 s (the header
+    # read timeout), and this one sat idle through the wrk runs.
+    listed = json.loads(_get(http.client.HTTPConnection(host, port), "/v1/tokens", auth))
     r["list_items"] = len(listed["items"])
     r["rss_loaded_mib"] = rss_mib(proc.pid)
     proc.terminate()

@@ -32,10 +32,12 @@ fn lock(g: &GivenUp) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
 /// How long a ruleset commit may go unrecorded before it counts as someone else's.
 const OWN_COMMIT_GRACE: Duration = Duration::from_millis(1500);
 
-/// Whether cloudlet watches the namespace `name` (VPC routers; interface namespaces hold only
-/// the workload's end of a veth, whose loss shows as a deleted link in the router).
-fn watched(name: &str) -> bool {
-    name.starts_with(names::NETNS_PREFIX)
+/// The namespaces this daemon's state owns: its VPC routers, and its interfaces'. Only these
+/// are watched (another daemon on the host, as in tests, has its own), and only their removal
+/// wakes a pass.
+fn owned(site: &Site) -> (BTreeSet<String>, BTreeSet<String>) {
+    let ids = |k: Kind| site.read(|c| Ok(crate::state::repo::ids_of_kind(c, k.as_str())?)).unwrap_or_default();
+    (ids(Kind::Vpc).iter().map(|id| names::vpc_netns(id)).collect(), ids(Kind::NetworkInterface).iter().map(|id| names::eni_netns(id)).collect())
 }
 
 /// Watch until `stop` changes. Failing to watch is logged once; the periodic resync remains.
@@ -60,7 +62,11 @@ pub async fn run(site: Site, mut stop: watch::Receiver<bool>) {
     if !uplink.is_empty() && host::netns_path(&uplink).exists() {
         start(&mut tasks, uplink.clone());
     }
-    for ns in host::list_netns(names::NETNS_PREFIX) {
+    let routers = |site: &Site| {
+        let (vpcs, _) = owned(site);
+        host::list_netns(names::NETNS_PREFIX).into_iter().filter(move |n| vpcs.contains(n))
+    };
+    for ns in routers(&site) {
         start(&mut tasks, ns);
     }
     // A namespace made while its watcher could not start is picked up by this rescan.
@@ -69,18 +75,19 @@ pub async fn run(site: Site, mut stop: watch::Receiver<bool>) {
         tokio::select! {
             _ = stop.changed() => break,
             _ = rescan.tick() => {
-                for ns in host::list_netns(names::NETNS_PREFIX) {
+                for ns in routers(&site) {
                     start(&mut tasks, ns);
                 }
             }
             got = dir.next() => match got {
                 Ok(changes) => {
                     let mut removed = false;
+                    let (vpcs, enis) = owned(&site);
                     for (name, created) in changes {
                         lock(&given_up).remove(&name);
-                        if created && (watched(&name) || name == uplink) {
+                        if created && (vpcs.contains(&name) || name == uplink) {
                             start(&mut tasks, name);
-                        } else if !created && (watched(&name) || name.starts_with(names::ENI_NETNS_PREFIX)) {
+                        } else if !created && (vpcs.contains(&name) || enis.contains(&name)) {
                             if let Some(t) = tasks.remove(&name) {
                                 t.abort();
                             }
