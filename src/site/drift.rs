@@ -35,9 +35,16 @@ const OWN_COMMIT_GRACE: Duration = Duration::from_millis(1500);
 /// The namespaces this daemon's state owns: its VPC routers, and its interfaces'. Only these
 /// are watched (another daemon on the host, as in tests, has its own), and only their removal
 /// wakes a pass.
-fn owned(site: &Site) -> (BTreeSet<String>, BTreeSet<String>) {
-    let ids = |k: Kind| site.read(|c| Ok(crate::state::repo::ids_of_kind(c, k.as_str())?)).unwrap_or_default();
-    (ids(Kind::Vpc).iter().map(|id| names::vpc_netns(id)).collect(), ids(Kind::NetworkInterface).iter().map(|id| names::eni_netns(id)).collect())
+async fn owned(site: &Site) -> (BTreeSet<String>, BTreeSet<String>) {
+    let read = |s: &Site, k: Kind| s.read(|c| Ok(crate::state::repo::ids_of_kind(c, k.as_str())?));
+    site.run(move |s| {
+        Ok((
+            read(s, Kind::Vpc)?.iter().map(|id| names::vpc_netns(id)).collect(),
+            read(s, Kind::NetworkInterface)?.iter().map(|id| names::eni_netns(id)).collect(),
+        ))
+    })
+    .await
+    .unwrap_or_default()
 }
 
 /// Watch until `stop` changes. Failing to watch is logged once; the periodic resync remains.
@@ -62,11 +69,8 @@ pub async fn run(site: Site, mut stop: watch::Receiver<bool>) {
     if !uplink.is_empty() && host::netns_path(&uplink).exists() {
         start(&mut tasks, uplink.clone());
     }
-    let routers = |site: &Site| {
-        let (vpcs, _) = owned(site);
-        host::list_netns(names::NETNS_PREFIX).into_iter().filter(move |n| vpcs.contains(n))
-    };
-    for ns in routers(&site) {
+    let (vpcs, _) = owned(&site).await;
+    for ns in host::list_netns(names::NETNS_PREFIX).into_iter().filter(|n| vpcs.contains(n)) {
         start(&mut tasks, ns);
     }
     // A namespace made while its watcher could not start is picked up by this rescan.
@@ -75,23 +79,25 @@ pub async fn run(site: Site, mut stop: watch::Receiver<bool>) {
         tokio::select! {
             _ = stop.changed() => break,
             _ = rescan.tick() => {
-                for ns in routers(&site) {
+                let (vpcs, _) = owned(&site).await;
+                for ns in host::list_netns(names::NETNS_PREFIX).into_iter().filter(|n| vpcs.contains(n)) {
                     start(&mut tasks, ns);
                 }
             }
             got = dir.next() => match got {
                 Ok(changes) => {
                     let mut removed = false;
-                    let (vpcs, enis) = owned(&site);
+                    let (vpcs, enis) = owned(&site).await;
                     for (name, created) in changes {
                         lock(&given_up).remove(&name);
                         if created && (vpcs.contains(&name) || name == uplink) {
                             start(&mut tasks, name);
-                        } else if !created && (vpcs.contains(&name) || enis.contains(&name)) {
+                        } else if !created {
+                            // Our sockets would keep a removed namespace alive: close them.
                             if let Some(t) = tasks.remove(&name) {
                                 t.abort();
                             }
-                            removed = true;
+                            removed |= vpcs.contains(&name) || enis.contains(&name);
                         }
                     }
                     if removed {
