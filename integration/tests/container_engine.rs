@@ -58,8 +58,7 @@ const LOGS: LogOptions = LogOptions { max_bytes: 1 << 20, keep: 2 };
 
 #[test]
 fn a_container_runs_logs_execs_and_is_removed_without_leftovers() {
-    if !common::is_root() {
-        eprintln!("skipped: needs root (namespaces, cgroups, overlayfs)");
+    if !common::privileged(common::is_root(), "root (namespaces, cgroups, overlayfs)") {
         return;
     }
     let tmp = tempfile::tempdir().expect("tmp");
@@ -177,8 +176,7 @@ fn a_container_runs_logs_execs_and_is_removed_without_leftovers() {
 
 #[test]
 fn a_process_past_its_memory_limit_is_oom_killed() {
-    if !common::is_root() {
-        eprintln!("skipped: needs root (namespaces, cgroups, overlayfs)");
+    if !common::privileged(common::is_root(), "root (namespaces, cgroups, overlayfs)") {
         return;
     }
     let tmp = tempfile::tempdir().expect("tmp");

@@ -48,8 +48,7 @@ fn mounts_under(dir: &std::path::Path) -> usize {
 
 #[test]
 fn pull_run_in_a_vpc_fetch_through_an_eip_logs_exec_stop_delete_and_recover() {
-    if !common::is_root() {
-        eprintln!("skipped: needs root (namespaces, cgroups, overlayfs, nftables)");
+    if !common::privileged(common::is_root(), "root (namespaces, cgroups, overlayfs, nftables)") {
         return;
     }
     let reg = Registry::with_busybox(None);
@@ -224,8 +223,7 @@ fn field(a: &common::Answer) -> String {
 /// of the host path is read or written.
 #[test]
 fn host_paths_are_granted_per_project_and_read_only_unless_granted_otherwise() {
-    if !common::is_root() {
-        eprintln!("skipped: needs root (namespaces, cgroups, overlayfs)");
+    if !common::privileged(common::is_root(), "root (namespaces, cgroups, overlayfs)") {
         return;
     }
     let host = tempfile::tempdir().expect("tmp");

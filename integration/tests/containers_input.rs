@@ -55,8 +55,7 @@ fn field(a: &common::Answer) -> String {
 
 #[test]
 fn bad_input_is_refused_with_the_field_and_hostile_archives_write_nothing() {
-    if !common::is_root() {
-        eprintln!("skipped: needs root (namespaces, cgroups, overlayfs)");
+    if !common::privileged(common::is_root(), "root (namespaces, cgroups, overlayfs)") {
         return;
     }
     let host = tempfile::tempdir().expect("tmp");

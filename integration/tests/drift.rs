@@ -60,8 +60,7 @@ fn settles(d: &Daemon) {
 
 #[test]
 fn drift_is_repaired_on_kernel_events_without_waiting_for_the_resync() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIPPED: needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN) for namespaces, veth and nftables");
+    if !common::privileged(common::is_root(), "root (CAP_NET_ADMIN, CAP_SYS_ADMIN) for namespaces, veth and nftables") {
         return;
     }
     let cfg = tempfile::NamedTempFile::new().unwrap();

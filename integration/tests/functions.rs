@@ -308,8 +308,7 @@ fn functions_logs_metrics_config_rollback_outbound_buckets_and_cli() {
 fn a_function_on_a_network_interface_answers_in_its_vpc_and_through_an_eip() {
     use common::{NetnsGuard, create, http_get_in, ready_netns};
     use serde_json::json;
-    if !common::is_root() {
-        eprintln!("SKIPPED: needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN) for namespaces, veth and nftables");
+    if !common::privileged(common::is_root(), "root (CAP_NET_ADMIN, CAP_SYS_ADMIN) for namespaces, veth and nftables") {
         return;
     }
     let net = common::internet("fn");

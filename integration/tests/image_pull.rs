@@ -106,8 +106,7 @@ fn insecure(addr: &str) -> PullOptions {
 
 #[test]
 fn pulls_verify_skip_what_is_stored_pin_digests_and_report_unknown_tags() {
-    if !common::is_root() {
-        eprintln!("skipped: needs root");
+    if !common::privileged(common::is_root(), "root") {
         return;
     }
     let tmp = tempfile::tempdir().expect("tmp");
@@ -190,8 +189,7 @@ fn pulls_verify_skip_what_is_stored_pin_digests_and_report_unknown_tags() {
 
 #[test]
 fn basic_auth_pulls_and_wrong_or_missing_credentials_are_auth_errors() {
-    if !common::is_root() {
-        eprintln!("skipped: needs root");
+    if !common::privileged(common::is_root(), "root") {
         return;
     }
     let tmp = tempfile::tempdir().expect("tmp");

@@ -298,8 +298,7 @@ fn cgroups_of(id: &str) -> Vec<PathBuf> {
 
 #[test]
 fn instances_import_validate_attach_supervise_adopt_stop_and_delete() {
-    if !common::is_root() {
-        eprintln!("skipped: needs root (namespaces, taps, cgroups)");
+    if !common::privileged(common::is_root(), "root (namespaces, taps, cgroups)") {
         return;
     }
     let tmp = tempfile::tempdir().expect("tmp");
@@ -671,8 +670,7 @@ fn instances_import_validate_attach_supervise_adopt_stop_and_delete() {
 #[test]
 fn the_real_worker_is_supervised() {
     let lane = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/nested-kvm");
-    if !common::is_root() || !Path::new("/dev/kvm").exists() {
-        eprintln!("skipped: needs root and /dev/kvm");
+    if !common::privileged(common::is_root() && Path::new("/dev/kvm").exists(), "root and /dev/kvm") {
         return;
     }
     assert!(lane.join("l2-vmlinuz").is_file(), "target/nested-kvm/l2-vmlinuz is missing: run integration/nested-kvm/prepare.sh first");

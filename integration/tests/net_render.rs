@@ -40,11 +40,7 @@ impl Drop for Netns {
 }
 
 fn privileged() -> bool {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIPPED: needs root (CAP_NET_ADMIN) to create network namespaces and load nftables rules");
-        return false;
-    }
-    true
+    crate::common::privileged(crate::common::is_root(), "root (CAP_NET_ADMIN) to create network namespaces and load nftables rules")
 }
 
 fn model(members: usize) -> VpcRouter {

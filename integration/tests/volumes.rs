@@ -48,8 +48,7 @@ fn run(d: &Daemon, name: &str, mounts: Value) {
 
 #[test]
 fn volumes_snapshot_clone_grow_and_refuse_bad_input() {
-    if !common::is_root() {
-        eprintln!("skipped: needs root (loop devices, mounts, containers)");
+    if !common::privileged(common::is_root(), "root (loop devices, mounts, containers)") {
         return;
     }
     let mut d = Daemon::start();

@@ -25,8 +25,7 @@ fn links(netns: &str) -> usize {
 
 #[test]
 fn vpcs_through_the_api_with_traffic_drift_repair_and_recovery() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIPPED: needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN) for namespaces, veth and nftables");
+    if !common::privileged(common::is_root(), "root (CAP_NET_ADMIN, CAP_SYS_ADMIN) for namespaces, veth and nftables") {
         return;
     }
     let cfg = tempfile::NamedTempFile::new().unwrap();
@@ -172,8 +171,7 @@ fn vpcs_through_the_api_with_traffic_drift_repair_and_recovery() {
 
 #[test]
 fn networking_cli_round_trip() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIPPED: needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN) for namespaces, veth and nftables");
+    if !common::privileged(common::is_root(), "root (CAP_NET_ADMIN, CAP_SYS_ADMIN) for namespaces, veth and nftables") {
         return;
     }
     let d = Daemon::start();

@@ -101,8 +101,7 @@ fn iperf(client: &str, ip: &str, reverse: bool) -> f64 {
 
 #[test]
 fn load_balancers_port_forwards_dhcp_and_caps_with_recovery() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIPPED: needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN) for namespaces, veth, nftables and tc");
+    if !common::privileged(common::is_root(), "root (CAP_NET_ADMIN, CAP_SYS_ADMIN) for namespaces, veth, nftables and tc") {
         return;
     }
     let t = common::internet("s");

@@ -112,8 +112,7 @@ fn rule_count(ns: &str) -> usize {
 
 #[test]
 fn security_groups_and_overlapping_vpcs_with_real_traffic() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIPPED: needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN) for namespaces, veth and nftables");
+    if !common::privileged(common::is_root(), "root (CAP_NET_ADMIN, CAP_SYS_ADMIN) for namespaces, veth and nftables") {
         return;
     }
     let stop = Arc::new(AtomicBool::new(false));

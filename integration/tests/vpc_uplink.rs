@@ -11,8 +11,7 @@ use serde_json::json;
 
 #[test]
 fn nat_gateways_and_elastic_ips_through_the_uplink() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIPPED: needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN) for namespaces, veth and nftables");
+    if !common::privileged(common::is_root(), "root (CAP_NET_ADMIN, CAP_SYS_ADMIN) for namespaces, veth and nftables") {
         return;
     }
     let net = common::internet("");

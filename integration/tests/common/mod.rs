@@ -393,6 +393,19 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
+/// Whether a test may run its privileged part, which `needs` names (root, and for some `/dev/kvm`).
+/// When `have` is false: on the CI lane (`CI` set; it runs as root with KVM) the test fails, since a
+/// missing privilege there is a broken lane and must not pass as a skip; elsewhere it prints why it
+/// is skipped and the caller returns.
+pub fn privileged(have: bool, needs: &str) -> bool {
+    if have {
+        return true;
+    }
+    assert!(std::env::var_os("CI").is_none(), "the CI lane must provide what this test needs: {needs}");
+    eprintln!("SKIPPED: needs {needs}");
+    false
+}
+
 /// Poll `f` every 100 ms until it gives a value, for at most `secs`; panics naming `what`.
 pub fn wait_secs<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let end = Instant::now() + Duration::from_secs(secs);
