@@ -374,7 +374,7 @@ pub async fn delete_object(
 
 /// Check the object store against its metadata (site admins): blobs missing or of the wrong
 /// size are reported; unreferenced blobs are counted (they are removed at start-up).
-#[utoipa::path(get, path = "/v1/object-store/check", tag = "buckets", responses((status = 200, body = crate::site::objects::CheckReport), (status = 403, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/object-store/check", tag = "buckets", responses((status = 200, body = crate::site::object_check::CheckReport), (status = 403, body = ErrorBody)))]
 pub async fn check_object_store(State(app): State<AppState>, Auth(p): Auth) -> Result<Response, ApiError> {
     p.require_site_admin()?;
     let r = app.site.run(|s| s.check_objects(false)).await?;

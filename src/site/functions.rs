@@ -16,10 +16,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::failpoint::failpoint;
 use super::function_logs::{FunctionLog, FunctionLogs};
 use super::function_metrics::FunctionStats;
 use super::model::Status;
-use super::objects::failpoint;
 use super::{Kind, ProjectCtx, Resource, Site, SiteError};
 use crate::function::{FunctionEngine, FunctionError, Invocation, Limits, Loaded};
 use crate::state::repo;

@@ -6,7 +6,7 @@
 //! blob is complete and its checksums verified, replacing the old row atomically; the old blobs
 //! are removed after the commit. Completing a multipart upload is a single transaction that
 //! turns the chosen parts' blobs into the object's, so it copies no data and is all-or-nothing.
-//! A crash leaves at worst unreferenced blobs, which [`Site::check_objects`] sweeps at start-up.
+//! A crash leaves at worst unreferenced blobs, which [`Site::check_objects`] (`object_check`) sweeps at start-up.
 
 use std::collections::BTreeMap;
 
@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::buckets::{BucketRef, OBJECT_MIB_QUOTA, Sealer};
+use super::failpoint::failpoint;
 use super::{Site, SiteError, model, projects};
 use crate::object::{Algorithms, BlobStore, Checksums, ObjectError, Written};
 use crate::state::objects::{self as orepo, BlobRef, ObjectRow, PartRow, UploadRow};
@@ -145,28 +146,6 @@ pub struct Listing {
     pub next: Option<String>,
 }
 
-/// What a consistency check found (and repaired).
-#[derive(Debug, Clone, Default, Serialize, ToSchema)]
-pub struct CheckReport {
-    /// Blob files on disk.
-    pub blobs: usize,
-    /// Unreferenced blob files removed (left by interrupted writes).
-    pub orphans_removed: usize,
-    /// Blobs a row refers to that are missing or of the wrong size (data loss; not repaired).
-    pub damaged: Vec<String>,
-    /// Objects whose blob sizes do not add up to their size.
-    pub size_mismatches: Vec<String>,
-    /// Buckets whose usage counters were wrong (recomputed).
-    pub usage_fixed: Vec<String>,
-}
-
-impl CheckReport {
-    /// Nothing is damaged.
-    pub fn clean(&self) -> bool {
-        self.damaged.is_empty() && self.size_mismatches.is_empty()
-    }
-}
-
 fn meta_json(m: &ObjectMeta) -> Result<String, SiteError> {
     Ok(serde_json::to_string(m)?)
 }
@@ -226,24 +205,6 @@ fn check_cond(cur: Option<&ObjectRow>, cond: &WriteCond) -> Result<(), StoreErro
         return Err(StoreError::PreconditionFailed);
     }
     Ok(())
-}
-
-/// Crash-test hook: when `CLOUDLET_FAILPOINT` is `NAME=MS` for this `name`, sleep `MS`
-/// milliseconds here (inside a write transaction), so a test can `kill -9` the daemon at that
-/// exact point. Unset in production; read once.
-pub(crate) fn failpoint(name: &str) {
-    static SPEC: std::sync::OnceLock<Option<(String, u64)>> = std::sync::OnceLock::new();
-    let spec = SPEC.get_or_init(|| {
-        let v = std::env::var("CLOUDLET_FAILPOINT").ok()?;
-        let (n, ms) = v.split_once('=')?;
-        Some((n.to_string(), ms.parse().ok()?))
-    });
-    if let Some((n, ms)) = spec
-        && n == name
-    {
-        tracing::warn!(failpoint = name, ms, "failpoint: pausing");
-        std::thread::sleep(std::time::Duration::from_millis(*ms));
-    }
 }
 
 /// The multipart ETag: MD5 of the parts' binary MD5s, `-<count>` (the convention S3 clients check).
@@ -664,41 +625,6 @@ impl Site {
         self.get_upload(b, key, upload).await?;
         let uid = upload.to_string();
         Ok(self.run(move |s| s.read(|c| Ok(orepo::list_parts(c, &uid, after, max)?))).await?)
-    }
-
-    /// Check the object store against its metadata and repair what is safe: remove unreferenced
-    /// blobs (interrupted writes) and recompute drifted usage counters. Run at start-up, before
-    /// the S3 listener accepts writes; `sweep` false only reports.
-    pub fn check_objects(&self, sweep: bool) -> Result<CheckReport, SiteError> {
-        let blobs = &self.object_state()?.blobs;
-        let on_disk: BTreeMap<String, u64> = blobs.list().map_err(|e| SiteError::Internal(e.to_string()))?.into_iter().collect();
-        let refs = self.read(|c| Ok(orepo::all_blob_refs(c)?))?;
-        let mut report = CheckReport { blobs: on_disk.len(), ..Default::default() };
-        let referenced: std::collections::HashSet<&str> = refs.iter().map(|r| r.blob.as_str()).collect();
-        for r in &refs {
-            // A blob committed after the directory listing is not damage: look at it directly.
-            if on_disk.get(&r.blob) != Some(&(r.size as u64)) && std::fs::metadata(blobs.path(&r.blob)).map(|m| m.len()).ok() != Some(r.size as u64) {
-                report.damaged.push(r.blob.clone());
-            }
-        }
-        if sweep {
-            report.orphans_removed = blobs.sweep(|id| referenced.contains(id)).map_err(|e| SiteError::Internal(e.to_string()))?;
-        } else {
-            report.orphans_removed = on_disk.keys().filter(|k| !referenced.contains(k.as_str())).count();
-        }
-        report.size_mismatches = self.read(|c| Ok(orepo::size_mismatches(c)?))?.into_iter().map(|(b, k)| format!("{b}/{k}")).collect();
-        let drift = self.read(|c| Ok(orepo::usage_drift(c)?))?;
-        if sweep && !drift.is_empty() {
-            self.write(|tx, _| {
-                for (b, _, _, bytes, n) in &drift {
-                    tx.execute("UPDATE bucket_usage SET bytes = ?2, objects = ?3 WHERE bucket = ?1", rusqlite::params![b, bytes, n])
-                        .map_err(crate::state::StateError::from)?;
-                }
-                Ok(())
-            })?;
-        }
-        report.usage_fixed = drift.into_iter().map(|d| d.0).collect();
-        Ok(report)
     }
 }
 
