@@ -13,7 +13,6 @@ use super::AppState;
 use super::error::{ApiError, is_json};
 use crate::site::ProjectCtx;
 use crate::site::auth::Principal;
-use crate::state::AuditRow;
 
 /// How a request reached the daemon (inserted by the listener).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,18 +123,8 @@ pub async fn audit(State(app): State<AppState>, mut req: Request, next: Next) ->
         let segs: Vec<&str> = path.trim_end_matches('/').split('/').collect();
         (segs.len() >= 4).then(|| segs[3].to_string())
     });
-    let row = AuditRow {
-        id: 0,
-        time: crate::site::model::now_rfc3339(),
-        actor: principal.as_ref().map(|p| p.actor.clone()).unwrap_or_else(|| "anonymous".into()),
-        project_id: principal.as_ref().map(|p| p.project_id.clone()),
-        project: principal.as_ref().map(|p| p.project.clone()),
-        method: method.to_string(),
-        path: path.chars().take(512).collect(),
-        status: resp.status().as_u16(),
-        target: target.map(|t| t.chars().take(128).collect()),
-    };
-    if let Err(e) = app.site.run(move |s| s.record_audit(&row)).await {
+    let (method, status) = (method.to_string(), resp.status().as_u16());
+    if let Err(e) = app.site.run(move |s| s.record_audit(principal.as_ref(), &method, &path, status, target.as_deref())).await {
         tracing::error!(error = %e, "writing the audit record failed");
     }
     resp

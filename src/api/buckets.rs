@@ -278,7 +278,7 @@ pub async fn list_objects(
     }
     let l = app.site.list_objects(&b, &q.prefix, q.delimiter.as_deref(), q.after.as_deref(), limit).await?;
     let bid = b.id.clone();
-    let (bytes, count) = app.site.run(move |s| s.read(|c| Ok(crate::state::objects::bucket_usage(c, &bid)?))).await?;
+    let (bytes, count) = app.site.run(move |s| s.bucket_usage(&bid)).await?;
     let objects = l
         .objects
         .into_iter()
@@ -305,7 +305,7 @@ pub async fn get_object(
     let b = bucket_of(&app, &p, id, q.project.as_deref(), Role::Viewer).await?;
     validate_key(&q.key)?;
     let (row, files) = app.site.open_object(&b, &q.key).await?;
-    let stream = crate::object::read_stream(files, 0, row.size as u64).map_err(std::io::Error::other);
+    let stream = files.stream(0, row.size as u64).map_err(std::io::Error::other);
     let name = q.key.rsplit('/').next().filter(|n| !n.is_empty()).unwrap_or("object");
     // RFC 6266: an ASCII fallback, and the exact name as RFC 8187 UTF-8 in `filename*`.
     let ascii: String = name.chars().map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' }).collect();

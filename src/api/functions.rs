@@ -65,7 +65,7 @@ async fn component_from_bucket(app: &AppState, p: &Principal, bucket: String, ke
         );
     }
     let mut wasm = Vec::with_capacity(row.size as usize);
-    let mut stream = std::pin::pin!(crate::object::read_stream(files, 0, row.size as u64));
+    let mut stream = std::pin::pin!(files.stream(0, row.size as u64));
     while let Some(chunk) = stream.next().await {
         wasm.extend_from_slice(&chunk.map_err(|e| SiteError::Internal(format!("reading {key}: {e}")))?);
     }
@@ -339,7 +339,7 @@ pub async fn invoke_function(
     let req = req.header(hyper::header::CONTENT_LENGTH, len).body(Full::new(Bytes::from(b.body))).map_err(|e| invalid("headers", e.to_string()))?;
     let fs = app.site.functions()?;
     let t0 = std::time::Instant::now();
-    let resp = super::gateway::dispatch(&fs.engine, &route, req).await;
+    let resp = fs.serve(&route, req).await;
     let (parts, mut body) = resp.into_parts();
     let mut out = Vec::new();
     let mut truncated = false;

@@ -47,11 +47,11 @@ pub struct AppState {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "cloudlet", description = "The site API of cloudlet, an edge cloud in one binary. Conventions: docs/api.md."),
-    components(schemas(error::ErrorBody, error::ErrorDetail, crate::site::model::Condition, crate::node::ProbeReport,
+    components(schemas(error::ErrorBody, error::ErrorDetail, crate::site::model::Condition, crate::site::nodes::ProbeReport,
         crate::site::projects::ProjectSpec, crate::site::nodes::NodeSpec, crate::site::operations::OperationSpec,
         crate::site::auth::Role, crate::site::net_model::VpcSpec, crate::site::net_model::SubnetSpec,
         crate::site::net_model::SecurityGroupSpec, crate::site::net_model::SgRule, crate::site::net_model::NetworkInterfaceSpec,
-        crate::net::render::Protocol, crate::site::net_model::EipSpec, crate::site::net_model::NatGatewaySpec,
+        crate::site::net_model::Protocol, crate::site::net_model::EipSpec, crate::site::net_model::NatGatewaySpec,
         crate::site::net_model::PortForwardSpec, crate::site::net_model::LoadBalancerSpec, crate::site::net_model::Listener,
         crate::site::net_model::BackendSpec, crate::site::net_model::Affinity, crate::site::net_model::HealthCheck,
         crate::site::images::ImageSpec, crate::site::images::Credentials, crate::site::images::ImageRunConfig,

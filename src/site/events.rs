@@ -115,9 +115,22 @@ pub struct AuditRecord {
 }
 
 impl Site {
-    /// Append an audit record.
-    pub fn record_audit(&self, row: &crate::state::AuditRow) -> Result<(), SiteError> {
-        self.write(|tx, _| Ok(repo::append_audit(tx, row).map(|_| ())?))
+    /// Append an audit record of a change request: who (`None`: anonymous), the method and path
+    /// (cut to 512 chars), the status answered and the resource acted on (cut to 128 chars); the
+    /// time is now.
+    pub fn record_audit(&self, by: Option<&super::auth::Principal>, method: &str, path: &str, status: u16, target: Option<&str>) -> Result<(), SiteError> {
+        let row = crate::state::AuditRow {
+            id: 0,
+            time: super::model::now_rfc3339(),
+            actor: by.map(|p| p.actor.clone()).unwrap_or_else(|| "anonymous".into()),
+            project_id: by.map(|p| p.project_id.clone()),
+            project: by.map(|p| p.project.clone()),
+            method: method.to_string(),
+            path: path.chars().take(512).collect(),
+            status,
+            target: target.map(|t| t.chars().take(128).collect()),
+        };
+        self.write(|tx, _| Ok(repo::append_audit(tx, &row).map(|_| ())?))
     }
 
     /// Audit records newest first (`project` None: all), with id < `before`.

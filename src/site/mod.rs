@@ -15,6 +15,7 @@ pub mod failpoint;
 pub mod function_logs;
 pub mod function_metrics;
 pub mod function_routes;
+pub mod function_serve;
 pub mod functions;
 pub mod health;
 pub mod images;

@@ -13,7 +13,8 @@ use utoipa::ToSchema;
 use super::lookup::spec_of;
 use super::{Kind, SiteError};
 use crate::net::ipam;
-use crate::net::render::Protocol;
+/// The transport protocol of rules, forwards and listeners (the network model's type).
+pub use crate::net::render::Protocol;
 use crate::state::{ResourceRow, repo};
 
 /// Spec of a VPC.

@@ -3,6 +3,9 @@
 //! `node.probe_interval_seconds`). Nodes whose heartbeat is older than three intervals are
 //! marked `NotReady`.
 
+/// What a node's hardware probe reports (its status), as the API shows it.
+pub use crate::node::ProbeReport;
+
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};

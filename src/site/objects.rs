@@ -18,8 +18,29 @@ use utoipa::ToSchema;
 use super::buckets::{BucketRef, OBJECT_MIB_QUOTA, Sealer};
 use super::failpoint::failpoint;
 use super::{Site, SiteError, model, projects};
-use crate::object::{Algorithms, BlobStore, Checksums, ObjectError, Written};
-use crate::state::objects::{self as orepo, BlobRef, ObjectRow, PartRow, UploadRow};
+use crate::object::{BlobStore, ObjectError};
+use crate::state::objects::{self as orepo, BlobRef, PartRow, UploadRow};
+
+/// The value types of the object store that the API reads and builds: the stored row of an object
+/// (`state`), and the checksums a write verifies and reports (`object`). The API names them from here.
+pub use crate::object::{Algorithms, Checksums, Written};
+pub use crate::state::objects::ObjectRow;
+
+/// An object's blob files, opened in order, each `(file, bytes)`: held open, so a concurrent
+/// overwrite cannot take the bytes away mid-read.
+pub struct ObjectBody(Vec<(tokio::fs::File, u64)>);
+
+impl ObjectBody {
+    /// The size of each blob, bytes, in order (multipart objects have one per part).
+    pub fn part_sizes(&self) -> Vec<u64> {
+        self.0.iter().map(|f| f.1).collect()
+    }
+
+    /// Stream `len` bytes from byte `offset` of the object.
+    pub fn stream(self, offset: u64, len: u64) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + Sync + 'static {
+        crate::object::read_stream(self.0, offset, len)
+    }
+}
 
 /// Longest key, bytes (S3's limit).
 pub const MAX_KEY_BYTES: usize = 1024;
@@ -92,9 +113,18 @@ pub enum StoreError {
     #[error("the body ended early or could not be read: {0}")]
     IncompleteBody(String),
     #[error(transparent)]
-    Site(#[from] SiteError),
+    Site(SiteError),
     #[error(transparent)]
     Object(ObjectError),
+}
+
+impl From<SiteError> for StoreError {
+    fn from(e: SiteError) -> Self {
+        match e {
+            SiteError::State(e) => e.into(),
+            e => StoreError::Site(e),
+        }
+    }
 }
 
 impl From<ObjectError> for StoreError {
@@ -109,7 +139,11 @@ impl From<ObjectError> for StoreError {
 
 impl From<crate::state::StateError> for StoreError {
     fn from(e: crate::state::StateError) -> Self {
-        StoreError::Site(e.into())
+        match e {
+            // A write whose bucket row was deleted while it was in flight.
+            crate::state::StateError::Referenced(_) => StoreError::NoSuchBucket("(deleted while the request was in flight)".into()),
+            e => StoreError::Site(e.into()),
+        }
     }
 }
 
@@ -355,9 +389,8 @@ impl Site {
         self.run(move |s| s.read(|c| Ok(orepo::get_object(c, &id, &k)?))).await?.ok_or(StoreError::NoSuchKey)
     }
 
-    /// The object's row and its opened blob files (held open, so a concurrent overwrite cannot
-    /// take the bytes away mid-read).
-    pub async fn open_object(&self, b: &BucketRef, key: &str) -> Result<(ObjectRow, Vec<(tokio::fs::File, u64)>), StoreError> {
+    /// The object's row and its opened blob files.
+    pub async fn open_object(&self, b: &BucketRef, key: &str) -> Result<(ObjectRow, ObjectBody), StoreError> {
         for _ in 0..3 {
             let (id, k) = (b.id.clone(), key.to_string());
             let (row, blobs) = self
@@ -377,7 +410,7 @@ impl Site {
             }
             let list: Vec<(String, u64)> = blobs.into_iter().map(|b| (b.blob, b.size as u64)).collect();
             match self.blobs()?.open_all(&list).await {
-                Ok(files) => return Ok((row, files)),
+                Ok(files) => return Ok((row, ObjectBody(files))),
                 // Replaced between the read and the open: read the new row.
                 Err(ObjectError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(e.into()),
@@ -411,6 +444,11 @@ impl Site {
         }
     }
 
+    /// The bucket's usage: `(bytes, objects)` stored in it.
+    pub fn bucket_usage(&self, bucket_id: &str) -> Result<(i64, i64), SiteError> {
+        self.read(|c| Ok(orepo::bucket_usage(c, bucket_id)?))
+    }
+
     /// List objects with `prefix`, grouping keys by `delimiter`, after `after` (a key or a
     /// common prefix from an earlier page), at most `max` entries (objects plus prefixes).
     pub async fn list_objects(&self, b: &BucketRef, prefix: &str, delimiter: Option<&str>, after: Option<&str>, max: usize) -> Result<Listing, StoreError> {
@@ -440,7 +478,7 @@ impl Site {
         if row.size as u64 > limit {
             return Err(StoreError::EntityTooLarge(limit));
         }
-        let stream = Box::pin(crate::object::read_stream(files, 0, row.size as u64));
+        let stream = Box::pin(files.stream(0, row.size as u64));
         let w = self.blobs()?.write(stream, Algorithms::default(), limit).await?;
         if w.size != row.size as u64 {
             self.discard_blob(&w).await;

@@ -239,8 +239,6 @@ pub(crate) fn store_err(e: StoreError) -> S3Error {
             err
         }
         StoreError::Site(SiteError::Conflict(msg)) => S3Error::with_message(C::BucketNotEmpty, msg),
-        // The bucket was deleted while the write was in flight (its row is gone).
-        StoreError::Site(SiteError::State(crate::state::StateError::Referenced(_))) => S3Error::with_message(C::NoSuchBucket, "the bucket was deleted"),
         StoreError::Site(SiteError::Forbidden(msg)) => S3Error::with_message(C::AccessDenied, msg),
         other => internal(other),
     }

@@ -8,10 +8,8 @@ use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
 use super::{CloudletS3, store_err};
-use crate::object::{Algorithms, Checksums, Written};
 use crate::site::buckets::Access;
-use crate::site::objects::{MAX_USER_META_BYTES, ObjectMeta, StoreError, WriteCond, meta_of, validate_key};
-use crate::state::objects::ObjectRow;
+use crate::site::objects::{Algorithms, Checksums, MAX_USER_META_BYTES, ObjectMeta, ObjectRow, StoreError, WriteCond, Written, meta_of, validate_key};
 
 const MAX_KEYS: usize = 1000;
 
@@ -412,13 +410,13 @@ pub(super) async fn get_object(s: &CloudletS3, req: S3Request<GetObjectInput>) -
     let size = row.size as u64;
     let range = match i.part_number {
         Some(n) if i.range.is_some() => return Err(s3_error!(InvalidRequest, "give a Range or a partNumber, not both {n}")),
-        Some(n) => Some(part_range(n, &files.iter().map(|f| f.1).collect::<Vec<_>>(), size).map_err(store_err)?),
+        Some(n) => Some(part_range(n, &files.part_sizes(), size).map_err(store_err)?),
         None => range_of(i.range.as_ref(), size).map_err(store_err)?,
     };
     let (offset, len) = range.unwrap_or((0, size));
     let meta = meta_of(&row);
     let sums = whole_object_checksums(&meta, i.checksum_mode.as_ref(), range.is_some());
-    let body = StreamingBlob::wrap(crate::object::read_stream(files, offset, len));
+    let body = StreamingBlob::wrap(files.stream(offset, len));
     let out = object_output!(GetObjectOutput, &row, &meta, sums, len, range, size, body: Some(body));
     Ok(S3Response::new(out))
 }
