@@ -15,8 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::auth::{Auth, scope};
 use super::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
-use super::network::NetworkCreate;
-use super::resources::{ListQuery, ListResponse, ProjectQuery, UpdateRequest, created, if_match, item, list_kind, with_location};
+use super::resources::{CreateRequest, ListQuery, ListResponse, ProjectQuery, UpdateRequest, created, if_match, item, list_kind, with_location};
 use crate::site::auth::{Principal, Role};
 use crate::site::buckets::{AccessKeySpec, BucketRef};
 use crate::site::objects::{ObjectMeta, StoreError, WriteCond, validate_key};
@@ -35,6 +34,7 @@ impl From<StoreError> for ApiError {
             StoreError::InvalidArgument(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_argument", m).with_field("key"),
             StoreError::IncompleteBody(_) | StoreError::BadDigest(_) => ApiError::bad_request(m).with_field("body"),
             StoreError::PreconditionFailed => ApiError::new(StatusCode::PRECONDITION_FAILED, "precondition_failed", m),
+            StoreError::Object(e) => SiteError::Object(e).into(),
             other => SiteError::Internal(other.to_string()).into(),
         }
     }
@@ -50,13 +50,13 @@ pub async fn list_buckets(State(app): State<AppState>, Auth(p): Auth, ApiQuery(q
 
 /// Create a bucket (`BucketSpec`: `policy` private or public-read, optional `quota_mib`). The
 /// name is unique across the site, as S3 addresses buckets by name.
-#[utoipa::path(post, path = "/v1/buckets", tag = "buckets", params(ProjectQuery), request_body = NetworkCreate,
+#[utoipa::path(post, path = "/v1/buckets", tag = "buckets", params(ProjectQuery), request_body = CreateRequest,
     responses((status = 201, body = Resource), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn create_bucket(
     State(app): State<AppState>,
     Auth(p): Auth,
     ApiQuery(q): ApiQuery<ProjectQuery>,
-    ApiJson(b): ApiJson<NetworkCreate>,
+    ApiJson(b): ApiJson<CreateRequest>,
 ) -> Result<Response, ApiError> {
     p.require(Role::Member)?;
     let pc = scope(&app, &p, q.project.as_deref()).await?;

@@ -18,8 +18,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::auth::{Auth, scope};
 use super::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
-use super::network::NetworkCreate;
-use super::resources::{ListQuery, ListResponse, ProjectQuery, UpdateRequest, accepted, created, if_match, item, list_kind};
+use super::resources::{CreateRequest, ListQuery, ListResponse, ProjectQuery, UpdateRequest, accepted, created, if_match, item, list_kind};
 use crate::site::Kind;
 use crate::site::auth::{Principal, Role};
 use crate::site::containers::{ExecOutput, logs};
@@ -123,7 +122,7 @@ pub async fn import_image(State(app): State<AppState>, Auth(p): Auth, ApiQuery(q
     let pc = project(&app, &p, Role::Member, q.project.as_deref()).await?;
     let limit = app.site.config().container.max_import_bytes;
     let dir = app.site.images_dir();
-    tokio::fs::create_dir_all(&dir).await.map_err(|e| ApiError::from(crate::site::SiteError::Internal(e.to_string())))?;
+    tokio::fs::create_dir_all(&dir).await.map_err(|e| ApiError::from(crate::site::SiteError::io(format!("creating {}", dir.display()), e)))?;
     let path = dir.join(format!("upload-{}.tar", ulid::Ulid::new()));
     let written = save_body(body, &path, limit).await;
     let result = match written {
@@ -139,7 +138,7 @@ pub async fn import_image(State(app): State<AppState>, Auth(p): Auth, ApiQuery(q
 
 /// Save an upload body to `path`, at most `limit` bytes (413 past it, 422 when empty).
 pub(super) async fn save_body(body: Body, path: &std::path::Path, limit: u64) -> Result<(), ApiError> {
-    let internal = |e: std::io::Error| ApiError::from(crate::site::SiteError::Internal(format!("saving the upload: {e}")));
+    let internal = |e: std::io::Error| ApiError::from(crate::site::SiteError::io("saving the upload", e));
     let mut f = tokio::fs::File::create(path).await.map_err(internal)?;
     let mut stream = body.into_data_stream();
     let mut n = 0u64;
@@ -190,12 +189,12 @@ pub async fn list_containers(State(app): State<AppState>, Auth(p): Auth, ApiQuer
 }
 
 /// Create a container (a `ContainerSpec`); it runs unless `state` is `stopped`.
-#[utoipa::path(post, path = "/v1/containers", tag = "containers", params(ProjectQuery), request_body = NetworkCreate, responses((status = 201, body = crate::site::Resource), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/containers", tag = "containers", params(ProjectQuery), request_body = CreateRequest, responses((status = 201, body = crate::site::Resource), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn create_container(
     State(app): State<AppState>,
     Auth(p): Auth,
     ApiQuery(q): ApiQuery<ProjectQuery>,
-    ApiJson(b): ApiJson<NetworkCreate>,
+    ApiJson(b): ApiJson<CreateRequest>,
 ) -> Result<Response, ApiError> {
     let pc = project(&app, &p, Role::Member, q.project.as_deref()).await?;
     let r = app.site.run(move |s| s.create_container(&pc, &b.name, &b.labels, b.spec)).await?;

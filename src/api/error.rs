@@ -91,13 +91,36 @@ impl From<SiteError> for ApiError {
             SiteError::QuotaExceeded { kind, .. } => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "quota_exceeded", msg).with_field(format!("quotas.{kind}"))
             }
-            // The detail (paths, tool output, SQL) stays in the log; the client gets a reference.
-            SiteError::State(_) | SiteError::Internal(_) => {
+            // The detail (paths, tool output, SQL) stays in the log; the client gets the kind
+            // of failure and a reference.
+            e => {
+                let (status, code, what) = server_side(&e);
                 let reference = ulid::Ulid::new().to_string();
-                tracing::error!(reference = %reference, error = %msg, "internal error");
-                ApiError::internal(format!("internal error (reference {reference} in the daemon's log)"))
+                tracing::error!(reference = %reference, code, error = %msg, "request failed on the server side");
+                ApiError::new(status, code, format!("{what} (reference {reference} in the daemon's log)"))
             }
         }
+    }
+}
+
+/// The status, code and client-facing summary of a failure that is the site's, not the
+/// caller's: each engine's failure has a code of its own, a full disk is 507 (RFC 4918 §11.5)
+/// and a missing host facility 503.
+fn server_side(e: &SiteError) -> (StatusCode, &'static str, &'static str) {
+    if e.disk_full() {
+        return (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage", "the site's disk is full");
+    }
+    let internal = StatusCode::INTERNAL_SERVER_ERROR;
+    match e {
+        SiteError::Io { .. } | SiteError::Image(_) => (internal, "host_failed", "a host operation failed"),
+        SiteError::Network(_) | SiteError::Render(_) => (internal, "network_failed", "programming the network failed"),
+        SiteError::Container(_) => (internal, "runtime_failed", "the container runtime failed"),
+        SiteError::Storage(_) | SiteError::Object(_) => (internal, "storage_failed", "the storage engine failed"),
+        SiteError::Function(_) => (internal, "function_engine_failed", "the function engine failed"),
+        SiteError::HostUnsupported(_) => (StatusCode::SERVICE_UNAVAILABLE, "host_unsupported", "this host lacks a facility the operation needs"),
+        SiteError::Misconfigured { .. } => (internal, "misconfigured", "the site's configuration does not allow this"),
+        SiteError::Corrupt(_) => (internal, "corrupt_state", "stored state did not read back"),
+        _ => (internal, "internal", "internal error"),
     }
 }
 
@@ -274,5 +297,28 @@ mod tests {
         assert_eq!(err(r#"{"name":"a""#).code, "bad_request");
         assert_eq!(err(r#"{"name":"a"} trailing"#).code, "bad_request");
         assert_eq!(err("").code, "bad_request");
+    }
+
+    #[test]
+    fn each_engine_failure_has_its_status_and_code_and_keeps_the_detail_in_the_log() {
+        let io = |errno| std::io::Error::from_raw_os_error(errno);
+        let cases: Vec<(SiteError, u16, &str)> = vec![
+            (SiteError::io("writing /var/lib/cloudlet/secret-path", io(libc::EIO)), 500, "host_failed"),
+            (SiteError::io("writing a blob", io(libc::ENOSPC)), 507, "insufficient_storage"),
+            (SiteError::Storage(crate::storage::StorageError::Io { what: "growing".into(), source: io(libc::EDQUOT) }), 507, "insufficient_storage"),
+            (SiteError::Storage(crate::storage::StorageError::Tool { tool: "losetup".into(), message: "busy".into() }), 500, "storage_failed"),
+            (SiteError::Network(crate::net::host::HostError::Nft("syntax".into())), 500, "network_failed"),
+            (SiteError::Container(crate::container::ContainerError::Runtime("no such program".into())), 500, "runtime_failed"),
+            (SiteError::Function(crate::function::FunctionError::Engine("cranelift".into())), 500, "function_engine_failed"),
+            (SiteError::HostUnsupported("no cgroup v1 memory hierarchy".into()), 503, "host_unsupported"),
+            (SiteError::misconfigured("network.transit_cidr", "not a CIDR"), 500, "misconfigured"),
+            (SiteError::Corrupt("a VPC CIDR".into()), 500, "corrupt_state"),
+            (SiteError::Internal("row vanished".into()), 500, "internal"),
+        ];
+        for (e, status, code) in cases {
+            let a = ApiError::from(e);
+            assert_eq!((a.status.as_u16(), a.code), (status, code), "{}", a.message);
+            assert!(a.message.contains("reference") && !a.message.contains("secret-path"), "{}", a.message);
+        }
     }
 }

@@ -67,7 +67,7 @@ async fn component_from_bucket(app: &AppState, p: &Principal, bucket: String, ke
     let mut wasm = Vec::with_capacity(row.size as usize);
     let mut stream = std::pin::pin!(files.stream(0, row.size as u64));
     while let Some(chunk) = stream.next().await {
-        wasm.extend_from_slice(&chunk.map_err(|e| SiteError::Internal(format!("reading {key}: {e}")))?);
+        wasm.extend_from_slice(&chunk.map_err(SiteError::io_doing(format!("reading {key}")))?);
     }
     Ok(wasm)
 }

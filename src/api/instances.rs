@@ -18,8 +18,7 @@ use utoipa::IntoParams;
 use super::AppState;
 use super::auth::{Auth, scope};
 use super::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
-use super::network::NetworkCreate;
-use super::resources::{ListQuery, ListResponse, ProjectQuery, UpdateRequest, created, if_match, item, list_kind};
+use super::resources::{CreateRequest, ListQuery, ListResponse, ProjectQuery, UpdateRequest, created, if_match, item, list_kind};
 use crate::site::auth::{Principal, Role};
 use crate::site::instance_supervisor::{self as sup, Layout};
 use crate::site::{Kind, SiteError};
@@ -66,7 +65,7 @@ pub async fn import_vm_image(State(app): State<AppState>, Auth(p): Auth, ApiQuer
     let pc = project(&app, &p, Role::Member, q.project.as_deref()).await?;
     let limit = app.site.config().container.max_import_bytes;
     let dir = app.site.images_dir();
-    tokio::fs::create_dir_all(&dir).await.map_err(|e| ApiError::from(SiteError::Internal(e.to_string())))?;
+    tokio::fs::create_dir_all(&dir).await.map_err(|e| ApiError::from(SiteError::io(format!("creating {}", dir.display()), e)))?;
     let path = dir.join(format!("upload-{}.tar", ulid::Ulid::new()));
     let written = super::containers::save_body(body, &path, limit).await;
     let result = match written {
@@ -89,12 +88,12 @@ pub async fn list_instances(State(app): State<AppState>, Auth(p): Auth, ApiQuery
 
 /// Create an instance (an `InstanceSpec`) and its network interface `<name>-eth0`; it boots
 /// unless `state` is `stopped`.
-#[utoipa::path(post, path = "/v1/instances", tag = "instances", params(ProjectQuery), request_body = NetworkCreate, responses((status = 201, body = crate::site::Resource), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/instances", tag = "instances", params(ProjectQuery), request_body = CreateRequest, responses((status = 201, body = crate::site::Resource), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn create_instance(
     State(app): State<AppState>,
     Auth(p): Auth,
     ApiQuery(q): ApiQuery<ProjectQuery>,
-    ApiJson(b): ApiJson<NetworkCreate>,
+    ApiJson(b): ApiJson<CreateRequest>,
 ) -> Result<Response, ApiError> {
     let pc = project(&app, &p, Role::Member, q.project.as_deref()).await?;
     let r = app.site.run(move |s| s.create_instance(&pc, &b.name, &b.labels, b.spec)).await?;
@@ -318,8 +317,8 @@ pub async fn attach(l: Layout) -> Result<tokio::net::UnixStream, ApiError> {
         .await
         .map_err(|e| ApiError::from(SiteError::Internal(e.to_string())))?
         .map_err(|e| ApiError::from(SiteError::Conflict(format!("the instance's console is not available (is it running?): {e}"))))?;
-    s.set_nonblocking(true).map_err(|e| ApiError::from(SiteError::Internal(e.to_string())))?;
-    tokio::net::UnixStream::from_std(s).map_err(|e| ApiError::from(SiteError::Internal(e.to_string())))
+    s.set_nonblocking(true).map_err(|e| ApiError::from(SiteError::io("setting the console socket non-blocking", e)))?;
+    tokio::net::UnixStream::from_std(s).map_err(|e| ApiError::from(SiteError::io("registering the console socket", e)))
 }
 
 async fn bridge(mut ws: WebSocket, stream: tokio::net::UnixStream) {

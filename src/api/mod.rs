@@ -12,6 +12,7 @@ pub mod events;
 pub mod functions;
 pub mod gateway;
 pub mod instances;
+pub mod kinds;
 pub mod listener;
 pub mod network;
 pub mod resources;

@@ -63,6 +63,23 @@ pub struct UpdateRequest {
     pub spec: Option<serde_json::Value>,
 }
 
+/// Body of every create of a project-scoped kind: name, labels, and the kind's spec (its
+/// `<Kind>Spec` schema: `VpcSpec`, `VolumeSpec`, `ContainerSpec`, ...).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRequest {
+    pub name: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default = "empty_object")]
+    #[schema(value_type = Object)]
+    pub spec: serde_json::Value,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(Default::default())
+}
+
 /// Body of `POST /v1/projects`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

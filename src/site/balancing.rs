@@ -11,7 +11,7 @@
 //! associated with an interface nor a NAT gateway's), and all its users are in one VPC, which
 //! its /32 route points to. A listener (address, protocol, port) is taken once.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
@@ -24,6 +24,7 @@ use super::net_model::{
     self as nm, Affinity, BackendSpec, EipSpec, LoadBalancerSpec, MAX_BACKENDS, NetworkInterfaceSpec, PortForwardSpec, SubnetSpec, VpcSpec, all, eip_listeners,
     used_addresses, vpc_of_interface,
 };
+use super::resource_kind::{Labels, Patchable, ResourceKind};
 use super::{Kind, ProjectCtx, Resource, Site, SiteError};
 use crate::net::ipam;
 use crate::net::render::{self, Protocol};
@@ -81,7 +82,7 @@ fn check_listener_free(c: &Connection, self_id: Option<&str>, eip: Option<&str>,
 }
 
 fn vpc_net(row: &ResourceRow) -> Result<Ipv4Net, SiteError> {
-    spec_of::<VpcSpec>(row)?.cidr.parse().map_err(|_| SiteError::Internal("stored VPC CIDR".into()))
+    spec_of::<VpcSpec>(row)?.cidr.parse().map_err(|_| SiteError::Corrupt("a VPC CIDR".into()))
 }
 
 /// Validate the mutable part of a load balancer spec against its VPC.
@@ -151,101 +152,7 @@ impl Site {
     /// The uplink ports tenants may forward (`network.forward_ports`).
     fn forward_ports(&self) -> Result<(u16, u16), SiteError> {
         let n = &self.config().network;
-        n.forward_range().ok_or_else(|| SiteError::Internal(format!("network.forward_ports {:?} is not LOW-HIGH", n.forward_ports)))
-    }
-
-    /// Create a port forward. Errors: 422 for a bad protocol, port or reference; 409 when the
-    /// listener is taken or the EIP serves another role or VPC.
-    pub fn create_port_forward(&self, p: &ProjectCtx, name: &str, labels: &BTreeMap<String, String>, spec: Value) -> Result<Resource, SiteError> {
-        self.require_uplink()?;
-        let mut s: PortForwardSpec = serde_json::from_value(spec).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
-        l4("spec.protocol", s.protocol)?;
-        port("spec.public_port", s.public_port)?;
-        port("spec.private_port", s.private_port)?;
-        let (lo, hi) = self.forward_ports()?;
-        let pc = p.clone();
-        self.create_with(Kind::PortForward, Some(p), name, labels, &Status::phase("Ready"), None, move |c| {
-            let eni = resolve(c, Kind::NetworkInterface, &pc, "spec.network_interface", &s.network_interface)?;
-            let vpc = vpc_of_interface(c, &eni.id)?.ok_or_else(|| SiteError::invalid("spec.network_interface", "the interface has no subnet"))?;
-            s.network_interface = eni.id;
-            match &s.eip {
-                Some(e) => s.eip = Some(check_listener_eip(c, &pc, "spec.eip", e, &vpc)?),
-                None if !(lo..=hi).contains(&s.public_port) => {
-                    return Err(SiteError::invalid("spec.public_port", format!("the uplink address forwards ports {lo}-{hi} only (network.forward_ports)")));
-                }
-                None => {}
-            }
-            check_listener_free(c, None, s.eip.as_deref(), s.protocol, s.public_port, "spec.public_port")?;
-            Ok(serde_json::to_value(&s)?)
-        })
-    }
-
-    /// Create a load balancer: resolve the VPC and listener, assign an internal VIP, check the
-    /// backends, in one transaction. Errors: 422 naming the field; 409 for a taken listener.
-    pub fn create_load_balancer(&self, p: &ProjectCtx, name: &str, labels: &BTreeMap<String, String>, spec: Value) -> Result<Resource, SiteError> {
-        let mut s: LoadBalancerSpec = serde_json::from_value(spec).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
-        l4("spec.listener.protocol", s.listener.protocol)?;
-        port("spec.listener.port", s.listener.port)?;
-        let pc = p.clone();
-        self.create_with_status(Kind::LoadBalancer, Some(p), name, labels, None, |c| {
-            let mut address = Ipv4Addr::UNSPECIFIED;
-            let vpc = resolve(c, Kind::Vpc, &pc, "spec.vpc", &s.vpc)?;
-            s.vpc = vpc.id.clone();
-            check_backends(&s, vpc_net(&vpc)?)?;
-            match (&s.listener.eip, &s.listener.subnet) {
-                (Some(e), None) => {
-                    self.require_uplink()?;
-                    if s.listener.vip.is_some() {
-                        return Err(SiteError::invalid("spec.listener.vip", "a VIP belongs to an internal listener (with subnet)"));
-                    }
-                    let id = check_listener_eip(c, &pc, "spec.listener.eip", e, &vpc.id)?;
-                    check_listener_free(c, None, Some(&id), s.listener.protocol, s.listener.port, "spec.listener.port")?;
-                    address = repo::get(c, &id)?.and_then(|r| spec_of::<EipSpec>(&r).ok()?.public_ip).unwrap_or(address);
-                    s.listener.eip = Some(id);
-                }
-                (None, Some(sn)) => {
-                    let subnet = resolve(c, Kind::Subnet, &pc, "spec.listener.subnet", sn)?;
-                    let ss: SubnetSpec = spec_of(&subnet)?;
-                    if ss.vpc != vpc.id {
-                        return Err(SiteError::invalid("spec.listener.subnet", "the subnet belongs to another VPC"));
-                    }
-                    let net: Ipv4Net = ss.cidr.parse().map_err(|_| SiteError::Internal("stored subnet CIDR".into()))?;
-                    let used = used_addresses(c, &subnet.id)?;
-                    let vip = ipam::assign(net, &used, s.listener.vip).map_err(nm::bad("spec.listener.vip"))?;
-                    s.listener.vip = Some(vip);
-                    s.listener.subnet = Some(subnet.id);
-                    address = vip;
-                }
-                _ => return Err(SiteError::invalid("spec.listener", "give exactly one of eip (public) and subnet (internal)")),
-            }
-            Ok((serde_json::to_value(&s)?, lb_status(&s, address)))
-        })
-    }
-
-    /// Change a load balancer's backends, affinity or health check (merge patch of the spec; the
-    /// VPC and listener are fixed).
-    pub fn update_load_balancer(
-        &self,
-        p: &ProjectCtx,
-        r: &str,
-        if_match: Option<i64>,
-        labels: Option<&BTreeMap<String, String>>,
-        patch: Option<&Value>,
-    ) -> Result<Resource, SiteError> {
-        let current = self.get(Kind::LoadBalancer, Some(p), r)?;
-        let old: LoadBalancerSpec = current.spec_as()?;
-        self.update(Kind::LoadBalancer, Some(p), r, if_match, labels, patch, &move |c, v| {
-            let s: LoadBalancerSpec = serde_json::from_value(v).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
-            if s.vpc != old.vpc {
-                return Err(SiteError::invalid("spec.vpc", "a load balancer cannot move to another VPC"));
-            }
-            if s.listener != old.listener {
-                return Err(SiteError::invalid("spec.listener", "the listener cannot change; create another load balancer"));
-            }
-            let vpc = repo::get(c, &s.vpc)?.ok_or_else(|| SiteError::invalid("spec.vpc", "the VPC is gone"))?;
-            check_backends(&s, vpc_net(&vpc)?)?;
-            Ok(serde_json::to_value(&s)?)
-        })
+        n.forward_range().ok_or_else(|| SiteError::misconfigured("network.forward_ports", format!("{:?} is not LOW-HIGH", n.forward_ports)))
     }
 }
 
@@ -341,4 +248,101 @@ pub fn plan(c: &Connection, vpc_id: &str, transit_ip: Option<Ipv4Addr>) -> Resul
         });
     }
     Ok(out)
+}
+
+impl ResourceKind for PortForwardSpec {
+    const KIND: Kind = Kind::PortForward;
+
+    /// Create a port forward. Errors: 422 for a bad protocol, port or reference; 409 when the
+    /// listener is taken or the EIP serves another role or VPC.
+    fn create(site: &Site, p: &ProjectCtx, name: &str, labels: &Labels, spec: Value) -> Result<Resource, SiteError> {
+        site.require_uplink()?;
+        let mut s: PortForwardSpec = serde_json::from_value(spec).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
+        l4("spec.protocol", s.protocol)?;
+        port("spec.public_port", s.public_port)?;
+        port("spec.private_port", s.private_port)?;
+        let (lo, hi) = site.forward_ports()?;
+        let pc = p.clone();
+        site.create_with(Kind::PortForward, Some(p), name, labels, &Status::phase("Ready"), None, move |c| {
+            let eni = resolve(c, Kind::NetworkInterface, &pc, "spec.network_interface", &s.network_interface)?;
+            let vpc = vpc_of_interface(c, &eni.id)?.ok_or_else(|| SiteError::invalid("spec.network_interface", "the interface has no subnet"))?;
+            s.network_interface = eni.id;
+            match &s.eip {
+                Some(e) => s.eip = Some(check_listener_eip(c, &pc, "spec.eip", e, &vpc)?),
+                None if !(lo..=hi).contains(&s.public_port) => {
+                    return Err(SiteError::invalid("spec.public_port", format!("the uplink address forwards ports {lo}-{hi} only (network.forward_ports)")));
+                }
+                None => {}
+            }
+            check_listener_free(c, None, s.eip.as_deref(), s.protocol, s.public_port, "spec.public_port")?;
+            Ok(serde_json::to_value(&s)?)
+        })
+    }
+}
+
+impl ResourceKind for LoadBalancerSpec {
+    const KIND: Kind = Kind::LoadBalancer;
+
+    /// Create a load balancer: resolve the VPC and listener, assign an internal VIP, check the
+    /// backends, in one transaction. Errors: 422 naming the field; 409 for a taken listener.
+    fn create(site: &Site, p: &ProjectCtx, name: &str, labels: &Labels, spec: Value) -> Result<Resource, SiteError> {
+        let mut s: LoadBalancerSpec = serde_json::from_value(spec).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
+        l4("spec.listener.protocol", s.listener.protocol)?;
+        port("spec.listener.port", s.listener.port)?;
+        let pc = p.clone();
+        site.create_with_status(Kind::LoadBalancer, Some(p), name, labels, None, |c| {
+            let mut address = Ipv4Addr::UNSPECIFIED;
+            let vpc = resolve(c, Kind::Vpc, &pc, "spec.vpc", &s.vpc)?;
+            s.vpc = vpc.id.clone();
+            check_backends(&s, vpc_net(&vpc)?)?;
+            match (&s.listener.eip, &s.listener.subnet) {
+                (Some(e), None) => {
+                    site.require_uplink()?;
+                    if s.listener.vip.is_some() {
+                        return Err(SiteError::invalid("spec.listener.vip", "a VIP belongs to an internal listener (with subnet)"));
+                    }
+                    let id = check_listener_eip(c, &pc, "spec.listener.eip", e, &vpc.id)?;
+                    check_listener_free(c, None, Some(&id), s.listener.protocol, s.listener.port, "spec.listener.port")?;
+                    address = repo::get(c, &id)?.and_then(|r| spec_of::<EipSpec>(&r).ok()?.public_ip).unwrap_or(address);
+                    s.listener.eip = Some(id);
+                }
+                (None, Some(sn)) => {
+                    let subnet = resolve(c, Kind::Subnet, &pc, "spec.listener.subnet", sn)?;
+                    let ss: SubnetSpec = spec_of(&subnet)?;
+                    if ss.vpc != vpc.id {
+                        return Err(SiteError::invalid("spec.listener.subnet", "the subnet belongs to another VPC"));
+                    }
+                    let net: Ipv4Net = ss.cidr.parse().map_err(|_| SiteError::Corrupt("a subnet CIDR".into()))?;
+                    let used = used_addresses(c, &subnet.id)?;
+                    let vip = ipam::assign(net, &used, s.listener.vip).map_err(nm::bad("spec.listener.vip"))?;
+                    s.listener.vip = Some(vip);
+                    s.listener.subnet = Some(subnet.id);
+                    address = vip;
+                }
+                _ => return Err(SiteError::invalid("spec.listener", "give exactly one of eip (public) and subnet (internal)")),
+            }
+            Ok((serde_json::to_value(&s)?, lb_status(&s, address)))
+        })
+    }
+}
+
+impl Patchable for LoadBalancerSpec {
+    /// Change a load balancer's backends, affinity or health check (merge patch of the spec; the
+    /// VPC and listener are fixed).
+    fn update(site: &Site, p: &ProjectCtx, r: &str, if_match: Option<i64>, labels: Option<&Labels>, patch: Option<&Value>) -> Result<Resource, SiteError> {
+        let current = site.get(Kind::LoadBalancer, Some(p), r)?;
+        let old: LoadBalancerSpec = current.spec_as()?;
+        site.update(Kind::LoadBalancer, Some(p), r, if_match, labels, patch, &move |c, v| {
+            let s: LoadBalancerSpec = serde_json::from_value(v).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
+            if s.vpc != old.vpc {
+                return Err(SiteError::invalid("spec.vpc", "a load balancer cannot move to another VPC"));
+            }
+            if s.listener != old.listener {
+                return Err(SiteError::invalid("spec.listener", "the listener cannot change; create another load balancer"));
+            }
+            let vpc = repo::get(c, &s.vpc)?.ok_or_else(|| SiteError::invalid("spec.vpc", "the VPC is gone"))?;
+            check_backends(&s, vpc_net(&vpc)?)?;
+            Ok(serde_json::to_value(&s)?)
+        })
+    }
 }

@@ -44,7 +44,7 @@ impl Site {
             return Ok(None);
         }
         let data = self.config().data_dir.clone();
-        let io = |e: std::io::Error| SiteError::Internal(format!("writing first-start secrets: {e}"));
+        let io = |e: std::io::Error| SiteError::io("writing first-start secrets", e);
         let system = match self.project_by_name(auth::SYSTEM_PROJECT) {
             Ok(p) => p,
             Err(_) => {

@@ -144,11 +144,11 @@ impl Sealer {
     pub fn open(data_dir: &std::path::Path) -> Result<Self, SiteError> {
         let dir = data_dir.join("keys");
         let path = dir.join("access-keys.key");
-        let io = |e: std::io::Error| SiteError::Internal(format!("site key {}: {e}", path.display()));
+        let io = |e: std::io::Error| SiteError::io(format!("site key {}", path.display()), e);
         std::fs::create_dir_all(&dir).map_err(io)?;
         let key = match std::fs::read(&path) {
             Ok(k) if k.len() == 32 => k,
-            Ok(_) => return Err(SiteError::Internal(format!("site key {} is not 32 bytes", path.display()))),
+            Ok(_) => return Err(SiteError::Corrupt(format!("site key {} is not 32 bytes", path.display()))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut k = vec![0u8; 32];
                 rand::rng().fill_bytes(&mut k);
@@ -304,7 +304,7 @@ impl Site {
             let row = repo::get(c, id)?.filter(|r| !r.deleting).ok_or_else(bad)?;
             let project = repo::get(c, row.project_id.as_deref().unwrap_or_default())?.filter(|p| !p.deleting).ok_or_else(bad)?;
             let sealed = repo::secret_of(c, id)?.ok_or_else(bad)?;
-            let secret = sealer.open_sealed(id, &sealed).ok_or_else(|| SiteError::Internal(format!("access key {id} does not unseal with the site key")))?;
+            let secret = sealer.open_sealed(id, &sealed).ok_or_else(|| SiteError::Corrupt(format!("access key {id} does not unseal with the site key")))?;
             let spec: AccessKeySpec = spec_of(&row)?;
             let p = Principal {
                 actor: format!("access-key:{id}"),

@@ -323,11 +323,11 @@ impl Site {
 }
 
 fn self_exe() -> Result<PathBuf, SiteError> {
-    crate::self_exe().map_err(|e| SiteError::Internal(format!("locating this binary: {e}")))
+    crate::self_exe().map_err(SiteError::io_doing("locating this binary"))
 }
 
 fn engine_err(e: ContainerError) -> SiteError {
-    SiteError::Internal(e.to_string())
+    SiteError::Container(e)
 }
 
 /// What the reconciler decides for a container that is not running.
@@ -627,7 +627,7 @@ fn start(site: &Site, row: &ResourceRow, spec: &ContainerSpec, l: &Layout, resta
         Err(ContainerError::Runtime(m)) => {
             // The runtime refused (no such program, say): report it; the back-off retries.
             fail(site, row, &m)?;
-            Err(SiteError::Internal(m))
+            Err(SiteError::Container(ContainerError::Runtime(m)))
         }
         Err(e) => Err(engine_err(e)),
     }

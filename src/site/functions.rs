@@ -177,7 +177,7 @@ impl FunctionState {
 fn fn_err(e: FunctionError) -> SiteError {
     match e {
         FunctionError::Invalid(m) => SiteError::invalid("body", m),
-        other => SiteError::Internal(other.to_string()),
+        other => SiteError::Function(other),
     }
 }
 
@@ -287,7 +287,7 @@ impl Site {
 
     /// Bind the listener of endpoint `e` inside its namespace; with the namespace's inode.
     pub fn bind_function_endpoint(&self, e: &Endpoint) -> Result<(std::net::TcpListener, u64), SiteError> {
-        crate::net::services::tcp_listen_in(&e.netns, std::net::SocketAddr::from((e.ip, ENDPOINT_PORT))).map_err(|err| SiteError::Internal(err.to_string()))
+        crate::net::services::tcp_listen_in(&e.netns, std::net::SocketAddr::from((e.ip, ENDPOINT_PORT))).map_err(SiteError::Network)
     }
 
     /// The function engine and routing table (made once).
@@ -367,7 +367,7 @@ impl Site {
                 return Ok(digest);
             }
         }
-        let io = |e: std::io::Error| SiteError::Internal(format!("writing component {digest}: {e}"));
+        let io = |e: std::io::Error| SiteError::io(format!("writing component {digest}"), e);
         std::fs::create_dir_all(&dir).map_err(io)?;
         let tmp = dir.join(format!("{digest}.tmp-{}", ulid::Ulid::new()));
         std::fs::write(&tmp, wasm).map_err(io)?;
@@ -414,9 +414,9 @@ impl Site {
         };
         let s: FunctionSpec = serde_json::from_str(&row.spec)?;
         let digest =
-            s.digests.get(&s.version).ok_or_else(|| SiteError::Internal(format!("function {} names no component for version {}", row.name, s.version)))?;
+            s.digests.get(&s.version).ok_or_else(|| SiteError::Corrupt(format!("function {} names no component for version {}", row.name, s.version)))?;
         let wasm = std::fs::read(self.components_dir().join(format!("{digest}.wasm")))
-            .map_err(|e| SiteError::Internal(format!("function {} version {}: {e}", row.name, s.version)))?;
+            .map_err(SiteError::io_doing(format!("reading function {} version {}", row.name, s.version)))?;
         let loaded = fs.engine.load(&wasm).map_err(fn_err)?;
         let log = fs.logs.of(&row.id, &self.function_dir(&row.id));
         let route = Route {

@@ -101,7 +101,7 @@ pub struct ImageState {
 
 fn img_err(field: &str) -> impl Fn(ImageError) -> SiteError + '_ {
     move |e| match e {
-        ImageError::Io { .. } => SiteError::Internal(e.to_string()),
+        ImageError::Io { .. } => SiteError::Image(e),
         other => SiteError::invalid(field, other.to_string()),
     }
 }
@@ -117,7 +117,7 @@ impl Site {
         if let Some(s) = self.images().store.get() {
             return Ok(s);
         }
-        let s = BlobStore::open(&self.images_dir()).map_err(|e| SiteError::Internal(e.to_string()))?;
+        let s = BlobStore::open(&self.images_dir()).map_err(SiteError::Image)?;
         Ok(self.images().store.get_or_init(|| s))
     }
 
@@ -176,9 +176,9 @@ impl Site {
         // stores until the row naming them has committed.
         let ingest = self.blob_store()?.ingest();
         let scratch = self.images_dir().join(format!("scratch-{}", ulid::Ulid::new()));
-        std::fs::create_dir_all(&scratch).map_err(|e| SiteError::Internal(format!("creating {}: {e}", scratch.display())))?;
+        std::fs::create_dir_all(&scratch).map_err(SiteError::io_doing(format!("creating {}", scratch.display())))?;
         let result = std::fs::File::open(archive)
-            .map_err(|e| SiteError::Internal(format!("opening the upload: {e}")))
+            .map_err(SiteError::io_doing("opening the upload"))
             .and_then(|f| crate::image::layout::import_archive(&ingest, f, &scratch, reference).map_err(img_err("body")));
         let _ = std::fs::remove_dir_all(&scratch);
         let img = result?;
@@ -209,7 +209,8 @@ impl Site {
         if st.phase != "Ready" {
             return Err(SiteError::Conflict(format!("image {} is {}", image.name, st.phase)));
         }
-        let digest = Digest::parse(st.extra.get("digest").and_then(Value::as_str).unwrap_or_default()).map_err(|e| SiteError::Internal(e.to_string()))?;
+        let digest = Digest::parse(st.extra.get("digest").and_then(Value::as_str).unwrap_or_default())
+            .map_err(|e| SiteError::Corrupt(format!("the digest of image {}: {e}", image.name)))?;
         let layers: Vec<LayerRef> = serde_json::from_value(st.extra.get("layers").cloned().unwrap_or_default()).unwrap_or_default();
         let config: ImageRunConfig = serde_json::from_value(st.extra.get("config").cloned().unwrap_or_default()).unwrap_or_default();
         let root = self.images_dir().join("rootfs").join(digest.hex());
@@ -217,14 +218,14 @@ impl Site {
             return Ok((root, config));
         }
         let tmp = self.images_dir().join("rootfs").join(format!(".tmp-{}", ulid::Ulid::new()));
-        std::fs::create_dir_all(&tmp).map_err(|e| SiteError::Internal(format!("creating {}: {e}", tmp.display())))?;
+        std::fs::create_dir_all(&tmp).map_err(SiteError::io_doing(format!("creating {}", tmp.display())))?;
         let store = self.blob_store()?;
         // One budget for the whole image (every layer together).
         let parsed: Result<Vec<(Digest, bool)>, ImageError> = layers.iter().map(|l| Ok((Digest::parse(&l.digest)?, l.gzip))).collect();
         let unpacked = parsed.and_then(|ls| crate::image::layout::unpack_layers(ls, store, &tmp, unpack::Limits::default()).map(|_| ()));
         if let Err(e) = unpacked {
             let _ = std::fs::remove_dir_all(&tmp);
-            return Err(SiteError::Internal(format!("unpacking image {}: {e}", image.name)));
+            return Err(SiteError::Image(e));
         }
         match std::fs::rename(&tmp, &root) {
             Ok(()) => Ok((root, config)),
@@ -232,7 +233,7 @@ impl Site {
                 let _ = std::fs::remove_dir_all(&tmp);
                 Ok((root, config))
             }
-            Err(e) => Err(SiteError::Internal(format!("placing the image root: {e}"))),
+            Err(e) => Err(SiteError::io("placing the image root", e)),
         }
     }
 
@@ -262,7 +263,7 @@ impl Site {
             return Ok(0);
         }
         self.collect_vm_image_garbage(&rows.iter().map(|r| r.id.clone()).collect(), all);
-        let removed = collection.retain(&keep).map_err(|e| SiteError::Internal(e.to_string()))?;
+        let removed = collection.retain(&keep).map_err(SiteError::Image)?;
         // Temporary entries of an unpack, import or upload in progress are left alone while young;
         // at start-up (`all`) nothing is in progress.
         let stale = |e: &std::fs::DirEntry| {
@@ -298,8 +299,8 @@ fn ready_status(site: &Site, img: &Image, resolved: Option<&str>) -> Result<Stat
         exposed_ports: cfg.exposed_ports().clone().unwrap_or_default(),
     };
     // The config's own digest is in the manifest; read it back from there.
-    let manifest = oci_spec::image::ImageManifest::from_reader(store.open_blob(&img.manifest).map_err(|e| SiteError::Internal(e.to_string()))?)
-        .map_err(|e| SiteError::Internal(format!("stored manifest: {e}")))?;
+    let manifest = oci_spec::image::ImageManifest::from_reader(store.open_blob(&img.manifest).map_err(SiteError::Image)?)
+        .map_err(|e| SiteError::Corrupt(format!("a manifest: {e}")))?;
     let mut blobs = vec![img.manifest.to_string(), manifest.config().digest().to_string()];
     let mut size = 0u64;
     for (d, _) in &img.layers {
@@ -421,7 +422,7 @@ impl Controller for ImageController {
                 })
                 .await?;
             }
-            Err(ImageError::Io { what, source }) => return Err(SiteError::Internal(format!("{what}: {source}"))),
+            Err(ImageError::Io { what, source }) => return Err(SiteError::Io { what, source }),
             // Fixed texts: nothing the registry (or an internal service) sent reaches the status.
             Err(e) => fail_pull(site, &id, op.as_deref(), &crate::image::pull::status_text(&e)).await?,
         }

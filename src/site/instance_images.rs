@@ -69,7 +69,7 @@ pub struct VmImageFiles {
 }
 
 fn internal(what: &str) -> impl FnOnce(std::io::Error) -> SiteError + '_ {
-    move |e| SiteError::Internal(format!("{what}: {e}"))
+    SiteError::io_doing(what)
 }
 
 /// Check a manifest path under `root` (the unpacked directory) and return the file it reaches.
@@ -221,7 +221,7 @@ impl Site {
         let f = std::fs::File::open(archive).map_err(internal("opening the upload"))?;
         crate::image::unpack::unpack(f, false, scratch, crate::image::unpack::Limits { max_bytes: max, max_entries: 100_000, special_files: false }).map_err(
             |e| match e {
-                crate::image::ImageError::Io { .. } => SiteError::Internal(e.to_string()),
+                crate::image::ImageError::Io { .. } => SiteError::Image(e),
                 other => SiteError::invalid("body", other.to_string()),
             },
         )?;

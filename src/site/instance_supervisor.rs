@@ -40,7 +40,7 @@ const CFS_PERIOD_US: u64 = 100_000;
 const CONSOLE_ROTATE_BYTES: u64 = 16 << 20;
 
 fn internal(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> SiteError {
-    move |e| SiteError::Internal(format!("{what}: {e}"))
+    SiteError::io_doing(what)
 }
 
 /// The run directory of one instance.
@@ -258,8 +258,8 @@ pub fn make_cgroup(path: &str, vcpus: u32, memory_mib: u64) -> Result<Cgroup, Si
         write_knob(&dir, "cpu.max", &format!("{quota} {CFS_PERIOD_US}"))?;
         return Ok(Cgroup { version: "v2", dirs: vec![dir] });
     }
-    let mem = v1_mount("memory").ok_or_else(|| SiteError::Internal("no cgroup v1 memory hierarchy is mounted".into()))?.join(rel);
-    let cpu = v1_mount("cpu").ok_or_else(|| SiteError::Internal("no cgroup v1 cpu hierarchy is mounted".into()))?.join(rel);
+    let mem = v1_mount("memory").ok_or_else(|| SiteError::HostUnsupported("no cgroup v1 memory hierarchy is mounted".into()))?.join(rel);
+    let cpu = v1_mount("cpu").ok_or_else(|| SiteError::HostUnsupported("no cgroup v1 cpu hierarchy is mounted".into()))?.join(rel);
     for d in [&mem, &cpu] {
         std::fs::create_dir_all(d).map_err(internal(format!("creating {}", d.display())))?;
     }

@@ -682,10 +682,10 @@ fn start(site: &Site, row: &ResourceRow, spec: &InstanceSpec, l: &Layout, restar
             None => return pending(site, row, "VolumesReady", "waiting for a volume to be made (or unmounted from the host)"),
         }
     }
-    std::fs::create_dir_all(&l.dir).map_err(|e| SiteError::Internal(format!("creating {}: {e}", l.dir.display())))?;
+    std::fs::create_dir_all(&l.dir).map_err(SiteError::io_doing(format!("creating {}", l.dir.display())))?;
     if !l.root_disk().exists() {
         let t0 = std::time::Instant::now();
-        crate::storage::pool::Pool::copy(&files.rootfs, &l.root_disk()).map_err(|e| SiteError::Internal(format!("copying the root disk: {e}")))?;
+        crate::storage::pool::Pool::copy(&files.rootfs, &l.root_disk()).map_err(SiteError::Storage)?;
         tracing::info!(instance = %row.id, ms = t0.elapsed().as_millis() as u64, "root disk made from the image");
     }
     let cgroup = sup::make_cgroup(&l.cgroup(), spec.vcpus, spec.memory_mib)?;
@@ -693,7 +693,7 @@ fn start(site: &Site, row: &ResourceRow, spec: &InstanceSpec, l: &Layout, restar
         Ok(fd) => fd,
         Err(e) => {
             sup::remove_cgroup(l);
-            return Err(SiteError::Internal(format!("opening the tap {tap}: {e}")));
+            return Err(SiteError::Network(e));
         }
     };
     let mac = sup::mac_of(&row.id);

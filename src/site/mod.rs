@@ -36,6 +36,7 @@ pub mod operations;
 pub mod projects;
 pub mod public;
 pub mod reconcile;
+pub mod resource_kind;
 pub mod volumes;
 pub mod workload;
 

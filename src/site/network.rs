@@ -5,7 +5,7 @@
 //! its security groups, and a namespace (`status.netns`) that a container joins or a VM's tap
 //! connects through.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
@@ -17,6 +17,7 @@ use super::model::Status;
 use super::net_model::{Attachment, NetworkInterfaceSpec, SecurityGroupSpec, SubnetSpec, VpcSpec};
 use super::net_model::{bad, used_addresses};
 use super::reconcile::{Controller, Outcome};
+use super::resource_kind::{Labels, Patchable, ResourceKind};
 use super::{Kind, ProjectCtx, Resource, Site, SiteError};
 use crate::net::render::{self, IngressRule, Protocol, Source};
 use crate::net::{dhcp, host, ipam, names, services};
@@ -71,105 +72,6 @@ fn build_sg(c: &Connection, p: &ProjectCtx, v: Value, self_id: Option<&str>) -> 
     Ok(serde_json::to_value(spec)?)
 }
 
-impl Site {
-    /// Create a VPC.
-    pub fn create_vpc(&self, p: &ProjectCtx, name: &str, labels: &BTreeMap<String, String>, spec: Value) -> Result<Resource, SiteError> {
-        let mut s: VpcSpec = serde_json::from_value(spec).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
-        s.cidr = ipam::validate_vpc_cidr("spec.cidr", &s.cidr).map_err(bad("spec.cidr"))?.to_string();
-        self.create(Kind::Vpc, Some(p), name, labels, &serde_json::to_value(s)?, &Status::phase("Pending"), None)
-    }
-
-    /// Create a subnet (checked against its VPC and siblings in the same transaction).
-    pub fn create_subnet(&self, p: &ProjectCtx, name: &str, labels: &BTreeMap<String, String>, spec: Value) -> Result<Resource, SiteError> {
-        let mut s: SubnetSpec = serde_json::from_value(spec).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
-        let pc = p.clone();
-        self.create_with(Kind::Subnet, Some(p), name, labels, &Status::phase("Ready"), None, move |c| {
-            let vpc = resolve(c, Kind::Vpc, &pc, "spec.vpc", &s.vpc)?;
-            let vpc_net: Ipv4Net = spec_of::<VpcSpec>(&vpc)?.cidr.parse().map_err(|_| SiteError::Internal("stored VPC CIDR".into()))?;
-            let others: Vec<Ipv4Net> = repo::referencing(c, Kind::Subnet.as_str(), "$.vpc", &vpc.id)?
-                .iter()
-                .filter_map(|r| spec_of::<SubnetSpec>(r).ok()?.cidr.parse().ok())
-                .collect();
-            s.cidr = ipam::validate_subnet_cidr("spec.cidr", &s.cidr, vpc_net, &others).map_err(bad("spec.cidr"))?.to_string();
-            s.vpc = vpc.id;
-            Ok(serde_json::to_value(&s)?)
-        })
-    }
-
-    /// Create a security group.
-    pub fn create_security_group(&self, p: &ProjectCtx, name: &str, labels: &BTreeMap<String, String>, spec: Value) -> Result<Resource, SiteError> {
-        let pc = p.clone();
-        self.create_with(Kind::SecurityGroup, Some(p), name, labels, &Status::phase("Ready"), None, move |c| build_sg(c, &pc, spec, None))
-    }
-
-    /// Replace a security group's rules (merge patch of the spec; the VPC cannot change).
-    pub fn update_security_group(
-        &self,
-        p: &ProjectCtx,
-        r: &str,
-        if_match: Option<i64>,
-        labels: Option<&BTreeMap<String, String>>,
-        patch: Option<&Value>,
-    ) -> Result<Resource, SiteError> {
-        let current = self.get(Kind::SecurityGroup, Some(p), r)?;
-        let old: SecurityGroupSpec = current.spec_as()?;
-        let pc = p.clone();
-        let id = current.id.clone();
-        self.update(Kind::SecurityGroup, Some(p), r, if_match, labels, patch, &move |c, v| {
-            let out = build_sg(c, &pc, v, Some(&id))?;
-            if out["vpc"] != Value::String(old.vpc.clone()) {
-                return Err(SiteError::invalid("spec.vpc", "a security group cannot move to another VPC"));
-            }
-            Ok(out)
-        })
-    }
-
-    /// Create a network interface: resolve the subnet and groups and assign the address, in one
-    /// transaction. `tap` interfaces are made only with their instance.
-    pub fn create_network_interface(&self, p: &ProjectCtx, name: &str, labels: &BTreeMap<String, String>, spec: Value) -> Result<Resource, SiteError> {
-        let s: NetworkInterfaceSpec = serde_json::from_value(spec).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
-        if s.attachment == Attachment::Tap {
-            return Err(SiteError::invalid("spec.attachment", "tap interfaces are made with their instance"));
-        }
-        let pc = p.clone();
-        self.create_with(Kind::NetworkInterface, Some(p), name, labels, &Status::phase("Pending"), None, move |c| {
-            Ok(serde_json::to_value(build_interface(c, &pc, s)?)?)
-        })
-    }
-
-    /// Delete a VPC, subnet, security group or network interface; refused (409) while in use.
-    pub fn delete_network_resource(&self, kind: Kind, p: &ProjectCtx, r: &str) -> Result<Resource, SiteError> {
-        self.delete_with(kind, Some(p), r, |c, row| {
-            let users: Vec<(Kind, &str)> = match kind {
-                Kind::Vpc => vec![(Kind::Subnet, "$.vpc"), (Kind::SecurityGroup, "$.vpc"), (Kind::LoadBalancer, "$.vpc")],
-                Kind::Subnet => vec![(Kind::NetworkInterface, "$.subnet"), (Kind::NatGateway, "$.subnet"), (Kind::LoadBalancer, "$.listener.subnet")],
-                Kind::NetworkInterface => vec![
-                    (Kind::Eip, "$.network_interface"),
-                    (Kind::PortForward, "$.network_interface"),
-                    (Kind::Container, "$.network_interface"),
-                    (Kind::Instance, "$.network_interface"),
-                ],
-                Kind::SecurityGroup => vec![(Kind::NetworkInterface, "$.security_groups")],
-                _ => vec![],
-            };
-            for (k, path) in users {
-                if let Some(u) = repo::referencing(c, k.as_str(), path, &row.id)?.first() {
-                    return Err(SiteError::Conflict(format!("{} {} is in use by {} {}", kind.as_str(), row.name, k.as_str(), u.name)));
-                }
-            }
-            if kind == Kind::SecurityGroup {
-                let refs = repo::referencing(c, Kind::SecurityGroup.as_str(), "$.vpc", &spec_of::<SecurityGroupSpec>(row)?.vpc)?;
-                if let Some(u) = refs.iter().find(|g| {
-                    g.id != row.id && spec_of::<SecurityGroupSpec>(g).is_ok_and(|s| s.ingress.iter().any(|r| r.source_group.as_deref() == Some(&row.id)))
-                }) {
-                    return Err(SiteError::Conflict(format!("security group {} is a rule source of {}", row.name, u.name)));
-                }
-            }
-            Ok(())
-        })
-    }
-}
-
 /// Normalize a network interface spec inside a transaction: resolve the subnet and the groups
 /// (of the subnet's VPC) and assign the address. Errors are 422 naming `spec.subnet`,
 /// `spec.security_groups[i]` or `spec.private_ip` (409 when the address is taken or the subnet
@@ -177,7 +79,7 @@ impl Site {
 pub(super) fn build_interface(c: &Connection, p: &ProjectCtx, mut s: NetworkInterfaceSpec) -> Result<NetworkInterfaceSpec, SiteError> {
     let subnet = resolve(c, Kind::Subnet, p, "spec.subnet", &s.subnet)?;
     let sn: SubnetSpec = spec_of(&subnet)?;
-    let net: Ipv4Net = sn.cidr.parse().map_err(|_| SiteError::Internal("stored subnet CIDR".into()))?;
+    let net: Ipv4Net = sn.cidr.parse().map_err(|_| SiteError::Corrupt("a subnet CIDR".into()))?;
     let mut groups = Vec::new();
     for (i, g) in s.security_groups.iter().enumerate() {
         let row = resolve(c, Kind::SecurityGroup, p, &format!("spec.security_groups[{i}]"), g)?;
@@ -226,7 +128,7 @@ fn desired(c: &Connection, vpc_id: &str) -> Result<Desired, SiteError> {
 fn transit_addrs(transit: Ipv4Net, index: u32) -> Result<(Ipv4Addr, Ipv4Addr), SiteError> {
     let slots = 1u64 << (32 - transit.prefix_len()).saturating_sub(2);
     if u64::from(index) >= slots {
-        return Err(SiteError::Internal(format!("network.transit_cidr {transit} has room for {slots} VPCs only")));
+        return Err(SiteError::misconfigured("network.transit_cidr", format!("{transit} has room for {slots} VPCs only")));
     }
     let base = u32::from(transit.network()) + 4 * index;
     Ok((Ipv4Addr::from(base + 1), Ipv4Addr::from(base + 2)))
@@ -264,7 +166,7 @@ fn wire_uplink(site: &Site, row: &ResourceRow, router: &str) -> Result<(Option<U
     if cfg.uplink.is_empty() {
         return Ok((None, site.read(|c| super::balancing::plan(c, &row.id, None))?));
     }
-    let transit: Ipv4Net = cfg.transit_cidr.parse().map_err(|_| SiteError::Internal("network.transit_cidr is not a CIDR".into()))?;
+    let transit: Ipv4Net = cfg.transit_cidr.parse().map_err(|_| SiteError::misconfigured("network.transit_cidr", "not a CIDR"))?;
     let (host_ip, vpc_ip) = transit_addrs(transit, transit_index(site, row)?)?;
     let t = host::Transit {
         uplink_netns: cfg.uplink_netns.clone(),
@@ -284,7 +186,7 @@ fn wire_uplink(site: &Site, row: &ResourceRow, router: &str) -> Result<(Option<U
         .iter()
         .filter_map(|(protocol, port, vpc)| Some(render::UplinkForward { protocol: *protocol, port: *port, to: router_ip(vpc)? }))
         .collect();
-    let up = render::render_uplink(&cfg.uplink, transit, &forwards).map_err(|e| SiteError::Internal(e.to_string()))?;
+    let up = render::render_uplink(&cfg.uplink, transit, &forwards)?;
     site.net_host().apply_ruleset(&cfg.uplink_netns, &up).map_err(host_err)?;
     if let Ok(g) = site.net_host().ruleset_generation(&cfg.uplink_netns) {
         site.record_ruleset_generation(&cfg.uplink_netns, g);
@@ -339,7 +241,7 @@ fn router_model(d: &Desired) -> render::VpcRouter {
 }
 
 fn host_err(e: host::HostError) -> SiteError {
-    SiteError::Internal(e.to_string())
+    SiteError::Network(e)
 }
 
 /// The VPC reconciler: router namespace, workload namespaces and veth links, ruleset; removes
@@ -489,7 +391,7 @@ fn reconcile_vpc(site: &Site, id: &str) -> Result<Outcome, SiteError> {
     site.net_host().sync_local_addresses(&router, local).map_err(host_err)?;
     model.port_forwards = bal.port_forwards;
     model.load_balancers = bal.load_balancers;
-    let doc = render::render(&model).map_err(|e| SiteError::Internal(e.to_string()))?;
+    let doc = render::render(&model)?;
     site.net_host().apply_ruleset(&router, &doc).map_err(host_err)?;
     // Recorded, so the drift watcher knows this commit as the pass's own.
     if let Ok(g) = site.net_host().ruleset_generation(&router) {
@@ -514,3 +416,101 @@ fn reconcile_vpc(site: &Site, id: &str) -> Result<Outcome, SiteError> {
 #[cfg(test)]
 #[path = "network_tests.rs"]
 mod tests;
+
+impl ResourceKind for VpcSpec {
+    const KIND: Kind = Kind::Vpc;
+    const DEPENDENTS: &'static [(Kind, &'static str)] = &[(Kind::Subnet, "$.vpc"), (Kind::SecurityGroup, "$.vpc"), (Kind::LoadBalancer, "$.vpc")];
+
+    /// Create a VPC.
+    fn create(site: &Site, p: &ProjectCtx, name: &str, labels: &Labels, spec: Value) -> Result<Resource, SiteError> {
+        let mut s: VpcSpec = serde_json::from_value(spec).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
+        s.cidr = ipam::validate_vpc_cidr("spec.cidr", &s.cidr).map_err(bad("spec.cidr"))?.to_string();
+        site.create(Kind::Vpc, Some(p), name, labels, &serde_json::to_value(s)?, &Status::phase("Pending"), None)
+    }
+}
+
+impl ResourceKind for SubnetSpec {
+    const KIND: Kind = Kind::Subnet;
+    const DEPENDENTS: &'static [(Kind, &'static str)] =
+        &[(Kind::NetworkInterface, "$.subnet"), (Kind::NatGateway, "$.subnet"), (Kind::LoadBalancer, "$.listener.subnet")];
+
+    /// Create a subnet (checked against its VPC and siblings in the same transaction).
+    fn create(site: &Site, p: &ProjectCtx, name: &str, labels: &Labels, spec: Value) -> Result<Resource, SiteError> {
+        let mut s: SubnetSpec = serde_json::from_value(spec).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
+        let pc = p.clone();
+        site.create_with(Kind::Subnet, Some(p), name, labels, &Status::phase("Ready"), None, move |c| {
+            let vpc = resolve(c, Kind::Vpc, &pc, "spec.vpc", &s.vpc)?;
+            let vpc_net: Ipv4Net = spec_of::<VpcSpec>(&vpc)?.cidr.parse().map_err(|_| SiteError::Corrupt("a VPC CIDR".into()))?;
+            let others: Vec<Ipv4Net> = repo::referencing(c, Kind::Subnet.as_str(), "$.vpc", &vpc.id)?
+                .iter()
+                .filter_map(|r| spec_of::<SubnetSpec>(r).ok()?.cidr.parse().ok())
+                .collect();
+            s.cidr = ipam::validate_subnet_cidr("spec.cidr", &s.cidr, vpc_net, &others).map_err(bad("spec.cidr"))?.to_string();
+            s.vpc = vpc.id;
+            Ok(serde_json::to_value(&s)?)
+        })
+    }
+}
+
+impl ResourceKind for SecurityGroupSpec {
+    const KIND: Kind = Kind::SecurityGroup;
+    const DEPENDENTS: &'static [(Kind, &'static str)] = &[(Kind::NetworkInterface, "$.security_groups")];
+
+    /// Create a security group.
+    fn create(site: &Site, p: &ProjectCtx, name: &str, labels: &Labels, spec: Value) -> Result<Resource, SiteError> {
+        let pc = p.clone();
+        site.create_with(Kind::SecurityGroup, Some(p), name, labels, &Status::phase("Ready"), None, move |c| build_sg(c, &pc, spec, None))
+    }
+
+    /// A group that another group's rule names as its source stays.
+    fn check_delete(_site: &Site, c: &Connection, row: &ResourceRow) -> Result<(), SiteError> {
+        let refs = repo::referencing(c, Kind::SecurityGroup.as_str(), "$.vpc", &spec_of::<SecurityGroupSpec>(row)?.vpc)?;
+        if let Some(u) = refs
+            .iter()
+            .find(|g| g.id != row.id && spec_of::<SecurityGroupSpec>(g).is_ok_and(|s| s.ingress.iter().any(|r| r.source_group.as_deref() == Some(&row.id))))
+        {
+            return Err(SiteError::Conflict(format!("security group {} is a rule source of {}", row.name, u.name)));
+        }
+        Ok(())
+    }
+}
+
+impl Patchable for SecurityGroupSpec {
+    /// Replace a security group's rules (merge patch of the spec; the VPC cannot change).
+    fn update(site: &Site, p: &ProjectCtx, r: &str, if_match: Option<i64>, labels: Option<&Labels>, patch: Option<&Value>) -> Result<Resource, SiteError> {
+        let current = site.get(Kind::SecurityGroup, Some(p), r)?;
+        let old: SecurityGroupSpec = current.spec_as()?;
+        let pc = p.clone();
+        let id = current.id.clone();
+        site.update(Kind::SecurityGroup, Some(p), r, if_match, labels, patch, &move |c, v| {
+            let out = build_sg(c, &pc, v, Some(&id))?;
+            if out["vpc"] != Value::String(old.vpc.clone()) {
+                return Err(SiteError::invalid("spec.vpc", "a security group cannot move to another VPC"));
+            }
+            Ok(out)
+        })
+    }
+}
+
+impl ResourceKind for NetworkInterfaceSpec {
+    const KIND: Kind = Kind::NetworkInterface;
+    const DEPENDENTS: &'static [(Kind, &'static str)] = &[
+        (Kind::Eip, "$.network_interface"),
+        (Kind::PortForward, "$.network_interface"),
+        (Kind::Container, "$.network_interface"),
+        (Kind::Instance, "$.network_interface"),
+    ];
+
+    /// Create a network interface: resolve the subnet and groups and assign the address, in one
+    /// transaction. `tap` interfaces are made only with their instance.
+    fn create(site: &Site, p: &ProjectCtx, name: &str, labels: &Labels, spec: Value) -> Result<Resource, SiteError> {
+        let s: NetworkInterfaceSpec = serde_json::from_value(spec).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
+        if s.attachment == Attachment::Tap {
+            return Err(SiteError::invalid("spec.attachment", "tap interfaces are made with their instance"));
+        }
+        let pc = p.clone();
+        site.create_with(Kind::NetworkInterface, Some(p), name, labels, &Status::phase("Pending"), None, move |c| {
+            Ok(serde_json::to_value(build_interface(c, &pc, s)?)?)
+        })
+    }
+}

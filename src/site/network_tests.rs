@@ -11,6 +11,7 @@ use serde_json::json;
 use super::*;
 use crate::net::names::{self, Role};
 use crate::net::nethost::{NetCall, RecordingNetHost};
+use crate::site::net_model::{EipSpec, NetworkInterfaceSpec, SecurityGroupSpec, SubnetSpec, VpcSpec};
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -39,10 +40,17 @@ fn fixture(uplink: bool) -> Fixture {
 /// Returns (vpc id, interface id).
 fn one_interface(f: &Fixture) -> (String, String) {
     let none = BTreeMap::new();
-    let vpc = f.site.create_vpc(&f.p, "v", &none, json!({"cidr": "10.0.0.0/16"})).unwrap();
-    f.site.create_subnet(&f.p, "s", &none, json!({"vpc": "v", "cidr": "10.0.1.0/24"})).unwrap();
-    f.site.create_security_group(&f.p, "web", &none, json!({"vpc": "v", "ingress": [{"protocol": "tcp", "ports": "80", "source_cidr": "0.0.0.0/0"}]})).unwrap();
-    let eni = f.site.create_network_interface(&f.p, "e", &none, json!({"subnet": "s", "security_groups": ["web"]})).unwrap();
+    let vpc = f.site.create_resource::<VpcSpec>(&f.p, "v", &none, json!({"cidr": "10.0.0.0/16"})).unwrap();
+    f.site.create_resource::<SubnetSpec>(&f.p, "s", &none, json!({"vpc": "v", "cidr": "10.0.1.0/24"})).unwrap();
+    f.site
+        .create_resource::<SecurityGroupSpec>(
+            &f.p,
+            "web",
+            &none,
+            json!({"vpc": "v", "ingress": [{"protocol": "tcp", "ports": "80", "source_cidr": "0.0.0.0/0"}]}),
+        )
+        .unwrap();
+    let eni = f.site.create_resource::<NetworkInterfaceSpec>(&f.p, "e", &none, json!({"subnet": "s", "security_groups": ["web"]})).unwrap();
     (vpc.id, eni.id)
 }
 
@@ -103,7 +111,7 @@ fn a_second_pass_removes_nothing_and_a_deleted_interface_is_detached_and_its_nam
     let again = f.host.take();
     assert!(!again.iter().any(|c| matches!(c, NetCall::Detach { .. } | NetCall::DeleteNetns(_))), "{again:#?}");
 
-    f.site.delete_network_resource(Kind::NetworkInterface, &f.p, &eni).unwrap();
+    f.site.delete_resource::<NetworkInterfaceSpec>(&f.p, &eni).unwrap();
     reconcile_vpc(&f.site, &vpc).unwrap();
     let calls = f.host.take();
     assert!(calls.contains(&NetCall::Detach { router_netns: router.clone(), router_if: names::ifname(Role::Workload, &eni) }), "{calls:#?}");
@@ -115,9 +123,9 @@ fn a_second_pass_removes_nothing_and_a_deleted_interface_is_detached_and_its_nam
 #[test]
 fn a_deleted_vpc_stops_its_dhcp_server_and_removes_its_router() {
     let f = fixture(false);
-    let vpc = f.site.create_vpc(&f.p, "v", &BTreeMap::new(), json!({"cidr": "10.0.0.0/16"})).unwrap().id;
+    let vpc = f.site.create_resource::<VpcSpec>(&f.p, "v", &BTreeMap::new(), json!({"cidr": "10.0.0.0/16"})).unwrap().id;
     reconcile_vpc(&f.site, &vpc).unwrap();
-    f.site.delete_network_resource(Kind::Vpc, &f.p, &vpc).unwrap();
+    f.site.delete_resource::<VpcSpec>(&f.p, &vpc).unwrap();
     f.host.take();
     reconcile_vpc(&f.site, &vpc).unwrap();
     let router = names::vpc_netns(&vpc);
@@ -129,7 +137,7 @@ fn a_deleted_vpc_stops_its_dhcp_server_and_removes_its_router() {
 fn with_an_uplink_an_eip_gets_its_route_through_the_transit_link_and_its_cap() {
     let f = fixture(true);
     let (vpc, _) = one_interface(&f);
-    let eip = f.site.create_eip(&f.p, "ip1", &BTreeMap::new(), json!({"network_interface": "e", "bandwidth_mbps": 50})).unwrap();
+    let eip = f.site.create_resource::<EipSpec>(&f.p, "ip1", &BTreeMap::new(), json!({"network_interface": "e", "bandwidth_mbps": 50})).unwrap();
     let public: Ipv4Addr = serde_json::from_str::<serde_json::Value>(eip.spec.get()).unwrap()["public_ip"].as_str().unwrap().parse().unwrap();
     reconcile_vpc(&f.site, &vpc).unwrap();
     let calls = f.host.take();
@@ -156,4 +164,29 @@ fn a_failed_host_step_fails_the_pass_and_the_vpc_is_not_marked_reconciled() {
     let calls = f.host.take();
     assert!(!calls.iter().any(|c| matches!(c, NetCall::ApplyRuleset { .. })), "no ruleset after a failed attach: {calls:#?}");
     assert_ne!(status(&f, Kind::Vpc, &vpc).phase, "Ready");
+}
+
+#[test]
+fn a_kind_in_use_is_not_deleted_and_names_its_user() {
+    let f = fixture(false);
+    let (vpc, eni) = one_interface(&f);
+    let none = BTreeMap::new();
+    f.site
+        .create_resource::<SecurityGroupSpec>(&f.p, "db", &none, json!({"vpc": "v", "ingress": [{"protocol": "tcp", "ports": "5432", "source_group": "web"}]}))
+        .unwrap();
+    let refused = |r: Result<Resource, SiteError>| match r {
+        Err(SiteError::Conflict(m)) => m,
+        other => panic!("expected 409, got {other:?}"),
+    };
+    assert!(refused(f.site.delete_resource::<VpcSpec>(&f.p, &vpc)).contains("subnet s"));
+    assert!(refused(f.site.delete_resource::<SubnetSpec>(&f.p, "s")).contains("network_interface e"));
+    assert!(refused(f.site.delete_resource::<SecurityGroupSpec>(&f.p, "web")).contains("network_interface e"));
+    f.site.delete_resource::<NetworkInterfaceSpec>(&f.p, &eni).unwrap();
+    assert!(refused(f.site.delete_resource::<SecurityGroupSpec>(&f.p, "web")).contains("rule source of db"));
+    // A kind is a type: a subnet's name does not resolve as a VPC.
+    assert!(matches!(f.site.delete_resource::<VpcSpec>(&f.p, "s"), Err(SiteError::NotFound { .. })));
+    f.site.delete_resource::<SecurityGroupSpec>(&f.p, "db").unwrap();
+    f.site.delete_resource::<SecurityGroupSpec>(&f.p, "web").unwrap();
+    f.site.delete_resource::<SubnetSpec>(&f.p, "s").unwrap();
+    f.site.delete_resource::<VpcSpec>(&f.p, &vpc).unwrap();
 }

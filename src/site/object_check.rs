@@ -37,7 +37,7 @@ impl Site {
     /// the S3 listener accepts writes; `sweep` false only reports.
     pub fn check_objects(&self, sweep: bool) -> Result<CheckReport, SiteError> {
         let blobs = &self.object_state()?.blobs;
-        let on_disk: BTreeMap<String, u64> = blobs.list().map_err(|e| SiteError::Internal(e.to_string()))?.into_iter().collect();
+        let on_disk: BTreeMap<String, u64> = blobs.list()?.into_iter().collect();
         let refs = self.read(|c| Ok(orepo::all_blob_refs(c)?))?;
         let mut report = CheckReport { blobs: on_disk.len(), ..Default::default() };
         let referenced: std::collections::HashSet<&str> = refs.iter().map(|r| r.blob.as_str()).collect();
@@ -48,7 +48,7 @@ impl Site {
             }
         }
         if sweep {
-            report.orphans_removed = blobs.sweep(|id| referenced.contains(id)).map_err(|e| SiteError::Internal(e.to_string()))?;
+            report.orphans_removed = blobs.sweep(|id| referenced.contains(id))?;
         } else {
             report.orphans_removed = on_disk.keys().filter(|k| !referenced.contains(k.as_str())).count();
         }

@@ -261,7 +261,7 @@ impl Site {
         }
         let cfg = &self.config().s3;
         let dir = if cfg.dir.as_os_str().is_empty() { self.config().data_dir.join("objects") } else { cfg.dir.clone() };
-        let blobs = BlobStore::open(&dir, cfg.fsync).map_err(|e| SiteError::Internal(e.to_string()))?;
+        let blobs = BlobStore::open(&dir, cfg.fsync)?;
         let sealer = Sealer::open(&self.config().data_dir)?;
         Ok(self.objects_cell().get_or_init(|| ObjectState { blobs, sealer }))
     }

@@ -201,7 +201,7 @@ fn reconcile_project(site: &Site, id: &str) -> Result<Outcome, SiteError> {
     if row.deleting {
         return finalize_deletion(site, id, &row.name, &dir);
     }
-    std::fs::create_dir_all(&dir).map_err(|e| SiteError::Internal(format!("creating {}: {e}", dir.display())))?;
+    std::fs::create_dir_all(&dir).map_err(SiteError::io_doing(format!("creating {}", dir.display())))?;
     let usage = site.counts(Some(&ProjectCtx { id: id.to_string(), name: row.name.clone() }))?;
     site.set_status(id, |st, row| {
         st.phase = "Ready".into();
@@ -239,7 +239,7 @@ fn finalize_deletion(site: &Site, id: &str, name: &str, dir: &std::path::Path) -
     match std::fs::remove_dir_all(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(SiteError::Internal(format!("removing {}: {e}", dir.display()))),
+        Err(e) => return Err(SiteError::io(format!("removing {}", dir.display()), e)),
     }
     site.delete(Kind::Project, None, id)?;
     if let Some(op) = &op {

@@ -12,8 +12,9 @@ use serde_json::Value;
 use super::lookup::{resolve, spec_of};
 use super::model::Status;
 use super::net_model::{EipSpec, NatGatewaySpec, NetworkInterfaceSpec, SubnetSpec, all, eip_listeners};
+use super::resource_kind::{Labels, Patchable, ResourceKind};
 use super::{Kind, ProjectCtx, Resource, Site, SiteError};
-use crate::state::repo;
+use crate::state::{ResourceRow, repo};
 
 fn check_cap(s: &EipSpec) -> Result<(), SiteError> {
     match s.bandwidth_mbps {
@@ -52,100 +53,7 @@ impl Site {
         if c.uplink.is_empty() || c.public_cidr.is_empty() {
             return Err(SiteError::invalid("spec", "this site has no uplink and public_cidr configured ([network] in the config)"));
         }
-        c.public_cidr.parse().map_err(|_| SiteError::Internal("network.public_cidr is not a CIDR".into()))
-    }
-
-    /// Allocate an elastic IP (the lowest free address of the pool), optionally associated.
-    /// Errors: 409 when the pool is exhausted or the interface already has one.
-    pub fn create_eip(&self, p: &ProjectCtx, name: &str, labels: &BTreeMap<String, String>, spec: Value) -> Result<Resource, SiteError> {
-        let pool = self.public_cidr()?;
-        let mut s: EipSpec = serde_json::from_value(spec).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
-        if s.public_ip.is_some() {
-            return Err(SiteError::invalid("spec.public_ip", "the site allocates the address"));
-        }
-        check_cap(&s)?;
-        let pc = p.clone();
-        self.create_with(Kind::Eip, Some(p), name, labels, &Status::phase("Allocated"), None, move |c| {
-            let used: BTreeSet<Ipv4Addr> = all(c, Kind::Eip)?.iter().filter_map(|r| spec_of::<EipSpec>(r).ok()?.public_ip).collect();
-            let ip = pool.hosts().find(|a| !used.contains(a)).ok_or_else(|| SiteError::Conflict(format!("the public pool {pool} is exhausted")))?;
-            s.public_ip = Some(ip);
-            if let Some(eni) = &s.network_interface {
-                let row = resolve(c, Kind::NetworkInterface, &pc, "spec.network_interface", eni)?;
-                check_association(c, None, &row.id)?;
-                s.network_interface = Some(row.id);
-            }
-            Ok(serde_json::to_value(&s)?)
-        })
-    }
-
-    /// Associate (`{"spec": {"network_interface": "a"}}`) or disassociate (`null`) an EIP.
-    pub fn update_eip(
-        &self,
-        p: &ProjectCtx,
-        r: &str,
-        if_match: Option<i64>,
-        labels: Option<&BTreeMap<String, String>>,
-        patch: Option<&Value>,
-    ) -> Result<Resource, SiteError> {
-        let current = self.get(Kind::Eip, Some(p), r)?;
-        let old: EipSpec = current.spec_as()?;
-        let (pc, id) = (p.clone(), current.id.clone());
-        self.update(Kind::Eip, Some(p), r, if_match, labels, patch, &move |c, v| {
-            let mut s: EipSpec = serde_json::from_value(v).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
-            if s.public_ip != old.public_ip {
-                return Err(SiteError::invalid("spec.public_ip", "the address of an elastic IP cannot change"));
-            }
-            check_cap(&s)?;
-            if let Some(eni) = &s.network_interface {
-                let row = resolve(c, Kind::NetworkInterface, &pc, "spec.network_interface", eni)?;
-                check_association(c, Some(&id), &row.id)?;
-                s.network_interface = Some(row.id);
-            }
-            Ok(serde_json::to_value(&s)?)
-        })
-    }
-
-    /// Create a NAT gateway for a subnet. Errors: 409 when the subnet has one or the EIP is taken.
-    pub fn create_nat_gateway(&self, p: &ProjectCtx, name: &str, labels: &BTreeMap<String, String>, spec: Value) -> Result<Resource, SiteError> {
-        self.public_cidr()?;
-        let mut s: NatGatewaySpec = serde_json::from_value(spec).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
-        let pc = p.clone();
-        self.create_with(Kind::NatGateway, Some(p), name, labels, &Status::phase("Ready"), None, move |c| {
-            let subnet = resolve(c, Kind::Subnet, &pc, "spec.subnet", &s.subnet)?;
-            if let Some(n) = repo::referencing(c, Kind::NatGateway.as_str(), "$.subnet", &subnet.id)?.first() {
-                return Err(SiteError::Conflict(format!("subnet {} already has NAT gateway {}", subnet.name, n.name)));
-            }
-            s.subnet = subnet.id;
-            if let Some(e) = &s.eip {
-                let eip = resolve(c, Kind::Eip, &pc, "spec.eip", e)?;
-                if spec_of::<EipSpec>(&eip)?.network_interface.is_some() {
-                    return Err(SiteError::Conflict(format!("elastic IP {} is associated with a network interface", eip.name)));
-                }
-                if let Some(n) = repo::referencing(c, Kind::NatGateway.as_str(), "$.eip", &eip.id)?.first() {
-                    return Err(SiteError::Conflict(format!("elastic IP {} is used by NAT gateway {}", eip.name, n.name)));
-                }
-                listeners_free(c, &eip.id)?;
-                s.eip = Some(eip.id);
-            }
-            Ok(serde_json::to_value(&s)?)
-        })
-    }
-
-    /// Release an EIP (409 while associated, used by a NAT gateway or listened on) or delete a NAT
-    /// gateway, port forward or load balancer.
-    pub fn delete_public_resource(&self, kind: Kind, p: &ProjectCtx, r: &str) -> Result<Resource, SiteError> {
-        self.delete_with(kind, Some(p), r, |c, row| {
-            if kind == Kind::Eip {
-                if spec_of::<EipSpec>(row)?.network_interface.is_some() {
-                    return Err(SiteError::Conflict(format!("elastic IP {} is associated; disassociate it first", row.name)));
-                }
-                if let Some(n) = repo::referencing(c, Kind::NatGateway.as_str(), "$.eip", &row.id)?.first() {
-                    return Err(SiteError::Conflict(format!("elastic IP {} is used by NAT gateway {}", row.name, n.name)));
-                }
-                listeners_free(c, &row.id)?;
-            }
-            Ok(())
-        })
+        c.public_cidr.parse().map_err(|_| SiteError::misconfigured("network.public_cidr", "not a CIDR"))
     }
 }
 
@@ -167,7 +75,7 @@ pub fn plan(c: &Connection, vpc_id: &str) -> Result<PublicPlan, SiteError> {
     let subnet_of = |id: &str| -> Result<Option<(SubnetSpec, Ipv4Net)>, SiteError> {
         let Some(row) = repo::get(c, id)? else { return Ok(None) };
         let s: SubnetSpec = spec_of(&row)?;
-        let net = s.cidr.parse().map_err(|_| SiteError::Internal("stored subnet CIDR".into()))?;
+        let net = s.cidr.parse().map_err(|_| SiteError::Corrupt("a subnet CIDR".into()))?;
         Ok(Some((s, net)))
     };
     let eip_rows = all(c, Kind::Eip)?;
@@ -198,4 +106,94 @@ pub fn plan(c: &Connection, vpc_id: &str) -> Result<PublicPlan, SiteError> {
         }
     }
     Ok(p)
+}
+
+impl ResourceKind for EipSpec {
+    const KIND: Kind = Kind::Eip;
+
+    /// Allocate an elastic IP (the lowest free address of the pool), optionally associated.
+    /// Errors: 409 when the pool is exhausted or the interface already has one.
+    fn create(site: &Site, p: &ProjectCtx, name: &str, labels: &Labels, spec: Value) -> Result<Resource, SiteError> {
+        let pool = site.public_cidr()?;
+        let mut s: EipSpec = serde_json::from_value(spec).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
+        if s.public_ip.is_some() {
+            return Err(SiteError::invalid("spec.public_ip", "the site allocates the address"));
+        }
+        check_cap(&s)?;
+        let pc = p.clone();
+        site.create_with(Kind::Eip, Some(p), name, labels, &Status::phase("Allocated"), None, move |c| {
+            let used: BTreeSet<Ipv4Addr> = all(c, Kind::Eip)?.iter().filter_map(|r| spec_of::<EipSpec>(r).ok()?.public_ip).collect();
+            let ip = pool.hosts().find(|a| !used.contains(a)).ok_or_else(|| SiteError::Conflict(format!("the public pool {pool} is exhausted")))?;
+            s.public_ip = Some(ip);
+            if let Some(eni) = &s.network_interface {
+                let row = resolve(c, Kind::NetworkInterface, &pc, "spec.network_interface", eni)?;
+                check_association(c, None, &row.id)?;
+                s.network_interface = Some(row.id);
+            }
+            Ok(serde_json::to_value(&s)?)
+        })
+    }
+
+    /// An associated address, or one a NAT gateway or a listener uses, stays.
+    fn check_delete(_site: &Site, c: &Connection, row: &ResourceRow) -> Result<(), SiteError> {
+        if spec_of::<EipSpec>(row)?.network_interface.is_some() {
+            return Err(SiteError::Conflict(format!("elastic IP {} is associated; disassociate it first", row.name)));
+        }
+        if let Some(n) = repo::referencing(c, Kind::NatGateway.as_str(), "$.eip", &row.id)?.first() {
+            return Err(SiteError::Conflict(format!("elastic IP {} is used by NAT gateway {}", row.name, n.name)));
+        }
+        listeners_free(c, &row.id)
+    }
+}
+
+impl Patchable for EipSpec {
+    /// Associate (`{"spec": {"network_interface": "a"}}`) or disassociate (`null`) an EIP.
+    fn update(site: &Site, p: &ProjectCtx, r: &str, if_match: Option<i64>, labels: Option<&Labels>, patch: Option<&Value>) -> Result<Resource, SiteError> {
+        let current = site.get(Kind::Eip, Some(p), r)?;
+        let old: EipSpec = current.spec_as()?;
+        let (pc, id) = (p.clone(), current.id.clone());
+        site.update(Kind::Eip, Some(p), r, if_match, labels, patch, &move |c, v| {
+            let mut s: EipSpec = serde_json::from_value(v).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
+            if s.public_ip != old.public_ip {
+                return Err(SiteError::invalid("spec.public_ip", "the address of an elastic IP cannot change"));
+            }
+            check_cap(&s)?;
+            if let Some(eni) = &s.network_interface {
+                let row = resolve(c, Kind::NetworkInterface, &pc, "spec.network_interface", eni)?;
+                check_association(c, Some(&id), &row.id)?;
+                s.network_interface = Some(row.id);
+            }
+            Ok(serde_json::to_value(&s)?)
+        })
+    }
+}
+
+impl ResourceKind for NatGatewaySpec {
+    const KIND: Kind = Kind::NatGateway;
+
+    /// Create a NAT gateway for a subnet. Errors: 409 when the subnet has one or the EIP is taken.
+    fn create(site: &Site, p: &ProjectCtx, name: &str, labels: &Labels, spec: Value) -> Result<Resource, SiteError> {
+        site.public_cidr()?;
+        let mut s: NatGatewaySpec = serde_json::from_value(spec).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
+        let pc = p.clone();
+        site.create_with(Kind::NatGateway, Some(p), name, labels, &Status::phase("Ready"), None, move |c| {
+            let subnet = resolve(c, Kind::Subnet, &pc, "spec.subnet", &s.subnet)?;
+            if let Some(n) = repo::referencing(c, Kind::NatGateway.as_str(), "$.subnet", &subnet.id)?.first() {
+                return Err(SiteError::Conflict(format!("subnet {} already has NAT gateway {}", subnet.name, n.name)));
+            }
+            s.subnet = subnet.id;
+            if let Some(e) = &s.eip {
+                let eip = resolve(c, Kind::Eip, &pc, "spec.eip", e)?;
+                if spec_of::<EipSpec>(&eip)?.network_interface.is_some() {
+                    return Err(SiteError::Conflict(format!("elastic IP {} is associated with a network interface", eip.name)));
+                }
+                if let Some(n) = repo::referencing(c, Kind::NatGateway.as_str(), "$.eip", &eip.id)?.first() {
+                    return Err(SiteError::Conflict(format!("elastic IP {} is used by NAT gateway {}", eip.name, n.name)));
+                }
+                listeners_free(c, &eip.id)?;
+                s.eip = Some(eip.id);
+            }
+            Ok(serde_json::to_value(&s)?)
+        })
+    }
 }

@@ -7,8 +7,6 @@
 //! copied). The volume and snapshot reconcilers make the files; deleting a volume is refused
 //! while a container mounts it.
 
-use std::collections::BTreeMap;
-
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -17,6 +15,7 @@ use utoipa::ToSchema;
 use super::lookup::{resolve, spec_of};
 use super::model::Status;
 use super::reconcile::{Controller, Outcome};
+use super::resource_kind::{Labels, Patchable, ResourceKind};
 use super::{Kind, ProjectCtx, Resource, Site, SiteError};
 use crate::state::{ResourceRow, repo};
 use crate::storage::pool::{MIB, Pool};
@@ -51,7 +50,7 @@ pub struct SnapshotSpec {
 fn storage_err(e: StorageError) -> SiteError {
     match e {
         StorageError::Invalid(m) => SiteError::invalid("spec.size_mib", m),
-        other => SiteError::Internal(other.to_string()),
+        other => SiteError::Storage(other),
     }
 }
 
@@ -94,95 +93,6 @@ impl Site {
         };
         let p = Pool::open(&dir).map_err(storage_err)?;
         Ok(self.pool_cell().get_or_init(|| p))
-    }
-
-    /// Create a volume (thin), or a clone of a snapshot.
-    pub fn create_volume(&self, p: &ProjectCtx, name: &str, labels: &BTreeMap<String, String>, spec: Value) -> Result<Resource, SiteError> {
-        let mut s: VolumeSpec = serde_json::from_value(spec).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
-        let pc = p.clone();
-        self.create_with(Kind::Volume, Some(p), name, labels, &Status::phase("Creating"), None, |c| {
-            let mut min = MIN_MIB;
-            if let Some(snap) = &s.source_snapshot {
-                let row = resolve(c, Kind::Snapshot, &pc, "spec.source_snapshot", snap)?;
-                let st: Status = serde_json::from_str(&row.status)?;
-                if st.phase != "Ready" {
-                    return Err(SiteError::ConflictOn { field: "spec.source_snapshot".into(), message: format!("snapshot {} is {}", row.name, st.phase) });
-                }
-                min = st.extra.get("size_mib").and_then(Value::as_u64).unwrap_or(MIN_MIB);
-                s.size_mib = Some(s.size_mib.unwrap_or(min));
-                s.source_snapshot = Some(row.id);
-            }
-            let size = s.size_mib.ok_or_else(|| SiteError::invalid("spec.size_mib", "give the size in MiB"))?;
-            if !(min..=MAX_MIB).contains(&size) {
-                return Err(SiteError::invalid("spec.size_mib", format!("between {min} and {MAX_MIB} MiB")));
-            }
-            check_capacity(self, c, &pc, size)?;
-            Ok(serde_json::to_value(&s)?)
-        })
-    }
-
-    /// Grow a volume (`{"spec": {"size_mib": N}}`); shrinking and changing the source are refused.
-    pub fn update_volume(
-        &self,
-        p: &ProjectCtx,
-        r: &str,
-        if_match: Option<i64>,
-        labels: Option<&BTreeMap<String, String>>,
-        patch: Option<&Value>,
-    ) -> Result<Resource, SiteError> {
-        let cur: VolumeSpec = self.get(Kind::Volume, Some(p), r)?.spec_as()?;
-        let pc = p.clone();
-        self.update(Kind::Volume, Some(p), r, if_match, labels, patch, &|c, v| {
-            let s: VolumeSpec = serde_json::from_value(v).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
-            if s.source_snapshot != cur.source_snapshot {
-                return Err(SiteError::invalid("spec.source_snapshot", "fixed at create"));
-            }
-            let (old, new) = (cur.size_mib.unwrap_or(0), s.size_mib.unwrap_or(0));
-            if new < old {
-                return Err(SiteError::invalid("spec.size_mib", format!("a volume only grows: it has {old} MiB")));
-            }
-            if new > MAX_MIB {
-                return Err(SiteError::invalid("spec.size_mib", format!("at most {MAX_MIB} MiB")));
-            }
-            check_capacity(self, c, &pc, new - old)?;
-            Ok(serde_json::to_value(&s)?)
-        })
-    }
-
-    /// Delete a volume; refused (409) while a container mounts it or an instance attaches it.
-    pub fn delete_volume(&self, p: &ProjectCtx, r: &str) -> Result<Resource, SiteError> {
-        self.delete_with(Kind::Volume, Some(p), r, |c, row| {
-            if let Some(u) = super::workload::mounted_by(c, &row.id)?.first() {
-                return Err(SiteError::Conflict(format!("volume {} is attached to {} {}", row.name, u.kind, u.name)));
-            }
-            if let Some(c) = crate::container::runtime::containers_binding(&self.config().data_dir, &row.id).first() {
-                return Err(SiteError::Conflict(format!("volume {} is still attached to container {c}, which is stopping", row.name)));
-            }
-            Ok(())
-        })
-    }
-
-    /// Take a snapshot of a volume (the snapshot reconciler copies it).
-    pub fn create_snapshot(&self, p: &ProjectCtx, name: &str, labels: &BTreeMap<String, String>, spec: Value) -> Result<Resource, SiteError> {
-        let mut s: SnapshotSpec = serde_json::from_value(spec).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
-        let pc = p.clone();
-        self.create_with(Kind::Snapshot, Some(p), name, labels, &Status::phase("Pending"), None, |c| {
-            let vol = resolve(c, Kind::Volume, &pc, "spec.volume", &s.volume)?;
-            s.volume = vol.id;
-            Ok(serde_json::to_value(&s)?)
-        })
-    }
-
-    /// Delete a snapshot; refused (409) while a volume is still being cloned from it.
-    pub fn delete_snapshot(&self, p: &ProjectCtx, r: &str) -> Result<Resource, SiteError> {
-        self.delete_with(Kind::Snapshot, Some(p), r, |c, row| {
-            for v in repo::referencing(c, Kind::Volume.as_str(), "$.source_snapshot", &row.id)? {
-                if serde_json::from_str::<Status>(&v.status).is_ok_and(|s| s.phase == "Creating") {
-                    return Err(SiteError::Conflict(format!("volume {} is being cloned from snapshot {}", v.name, row.name)));
-                }
-            }
-            Ok(())
-        })
     }
 
     /// Prepare volume `id` as an instance's disk: formatted as ext4 when blank (the same code as
@@ -418,4 +328,92 @@ fn reconcile_snapshot(site: &Site, id: &str) -> Result<Outcome, SiteError> {
         s.extra.insert("taken_at".into(), super::model::now_rfc3339().into());
     })?;
     Ok(Outcome::Done)
+}
+
+impl ResourceKind for VolumeSpec {
+    const KIND: Kind = Kind::Volume;
+
+    /// Create a volume (thin), or a clone of a snapshot.
+    fn create(site: &Site, p: &ProjectCtx, name: &str, labels: &Labels, spec: Value) -> Result<Resource, SiteError> {
+        let mut s: VolumeSpec = serde_json::from_value(spec).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
+        let pc = p.clone();
+        site.create_with(Kind::Volume, Some(p), name, labels, &Status::phase("Creating"), None, |c| {
+            let mut min = MIN_MIB;
+            if let Some(snap) = &s.source_snapshot {
+                let row = resolve(c, Kind::Snapshot, &pc, "spec.source_snapshot", snap)?;
+                let st: Status = serde_json::from_str(&row.status)?;
+                if st.phase != "Ready" {
+                    return Err(SiteError::ConflictOn { field: "spec.source_snapshot".into(), message: format!("snapshot {} is {}", row.name, st.phase) });
+                }
+                min = st.extra.get("size_mib").and_then(Value::as_u64).unwrap_or(MIN_MIB);
+                s.size_mib = Some(s.size_mib.unwrap_or(min));
+                s.source_snapshot = Some(row.id);
+            }
+            let size = s.size_mib.ok_or_else(|| SiteError::invalid("spec.size_mib", "give the size in MiB"))?;
+            if !(min..=MAX_MIB).contains(&size) {
+                return Err(SiteError::invalid("spec.size_mib", format!("between {min} and {MAX_MIB} MiB")));
+            }
+            check_capacity(site, c, &pc, size)?;
+            Ok(serde_json::to_value(&s)?)
+        })
+    }
+
+    /// A volume a workload mounts or attaches, or a stopping container still binds, stays.
+    fn check_delete(site: &Site, c: &Connection, row: &ResourceRow) -> Result<(), SiteError> {
+        if let Some(u) = super::workload::mounted_by(c, &row.id)?.first() {
+            return Err(SiteError::Conflict(format!("volume {} is attached to {} {}", row.name, u.kind, u.name)));
+        }
+        if let Some(c) = crate::container::runtime::containers_binding(&site.config().data_dir, &row.id).first() {
+            return Err(SiteError::Conflict(format!("volume {} is still attached to container {c}, which is stopping", row.name)));
+        }
+        Ok(())
+    }
+}
+
+impl Patchable for VolumeSpec {
+    /// Grow a volume (`{"spec": {"size_mib": N}}`); shrinking and changing the source are refused.
+    fn update(site: &Site, p: &ProjectCtx, r: &str, if_match: Option<i64>, labels: Option<&Labels>, patch: Option<&Value>) -> Result<Resource, SiteError> {
+        let cur: VolumeSpec = site.get(Kind::Volume, Some(p), r)?.spec_as()?;
+        let pc = p.clone();
+        site.update(Kind::Volume, Some(p), r, if_match, labels, patch, &|c, v| {
+            let s: VolumeSpec = serde_json::from_value(v).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
+            if s.source_snapshot != cur.source_snapshot {
+                return Err(SiteError::invalid("spec.source_snapshot", "fixed at create"));
+            }
+            let (old, new) = (cur.size_mib.unwrap_or(0), s.size_mib.unwrap_or(0));
+            if new < old {
+                return Err(SiteError::invalid("spec.size_mib", format!("a volume only grows: it has {old} MiB")));
+            }
+            if new > MAX_MIB {
+                return Err(SiteError::invalid("spec.size_mib", format!("at most {MAX_MIB} MiB")));
+            }
+            check_capacity(site, c, &pc, new - old)?;
+            Ok(serde_json::to_value(&s)?)
+        })
+    }
+}
+
+impl ResourceKind for SnapshotSpec {
+    const KIND: Kind = Kind::Snapshot;
+
+    /// Take a snapshot of a volume (the snapshot reconciler copies it).
+    fn create(site: &Site, p: &ProjectCtx, name: &str, labels: &Labels, spec: Value) -> Result<Resource, SiteError> {
+        let mut s: SnapshotSpec = serde_json::from_value(spec).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
+        let pc = p.clone();
+        site.create_with(Kind::Snapshot, Some(p), name, labels, &Status::phase("Pending"), None, |c| {
+            let vol = resolve(c, Kind::Volume, &pc, "spec.volume", &s.volume)?;
+            s.volume = vol.id;
+            Ok(serde_json::to_value(&s)?)
+        })
+    }
+
+    /// A snapshot a volume is still being cloned from stays.
+    fn check_delete(_site: &Site, c: &Connection, row: &ResourceRow) -> Result<(), SiteError> {
+        for v in repo::referencing(c, Kind::Volume.as_str(), "$.source_snapshot", &row.id)? {
+            if serde_json::from_str::<Status>(&v.status).is_ok_and(|s| s.phase == "Creating") {
+                return Err(SiteError::Conflict(format!("volume {} is being cloned from snapshot {}", v.name, row.name)));
+            }
+        }
+        Ok(())
+    }
 }
