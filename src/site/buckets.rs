@@ -203,6 +203,11 @@ fn new_secret() -> String {
 }
 
 impl Site {
+    /// The bucket's usage: `(bytes, objects)` stored in it.
+    pub fn bucket_usage(&self, bucket_id: &str) -> Result<(i64, i64), SiteError> {
+        self.read(|c| Ok(crate::state::objects::bucket_usage(c, bucket_id)?))
+    }
+
     fn sealer(&self) -> Result<&Sealer, SiteError> {
         Ok(&self.object_state()?.sealer)
     }

@@ -444,11 +444,6 @@ impl Site {
         }
     }
 
-    /// The bucket's usage: `(bytes, objects)` stored in it.
-    pub fn bucket_usage(&self, bucket_id: &str) -> Result<(i64, i64), SiteError> {
-        self.read(|c| Ok(orepo::bucket_usage(c, bucket_id)?))
-    }
-
     /// List objects with `prefix`, grouping keys by `delimiter`, after `after` (a key or a
     /// common prefix from an earlier page), at most `max` entries (objects plus prefixes).
     pub async fn list_objects(&self, b: &BucketRef, prefix: &str, delimiter: Option<&str>, after: Option<&str>, max: usize) -> Result<Listing, StoreError> {
