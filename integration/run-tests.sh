@@ -10,8 +10,10 @@ BIN="$(realpath -m "${CARGO_TARGET_DIR:-target}")/release/cloudlet"
 export CLOUDLET_BIN="$BIN"
 stage() {
   local name="$1"; shift
+  local t0=$SECONDS
   echo "=== $name"
-  if "$@"; then echo "=== $name: ok"; else echo "=== $name: FAILED"; failed+=("$name"); fi
+  if "$@"; then echo "=== $name: ok ($((SECONDS - t0)) s)"
+  else echo "=== $name: FAILED ($((SECONDS - t0)) s)"; failed+=("$name"); fi
 }
 stage "install dependencies" bash packaging/install-deps.sh || true
 if ((${#failed[@]})); then echo "cannot continue without dependencies"; exit 1; fi
