@@ -18,11 +18,19 @@ stage() {
 stage "install dependencies" bash packaging/install-deps.sh || true
 if ((${#failed[@]})); then echo "cannot continue without dependencies"; exit 1; fi
 stage "build console" bash -c 'cd web-ui && npm run build --silent'
-# The fast, unprivileged gate first: a formatting, lint or dependency-policy failure ends the run
-# in minutes, before the long stages.
-stage "lint gate (fmt, clippy, deny)" bash integration/lint.sh
+# Clippy lints the workspace's crates while they compile: clippy-driver is their compiler
+# (RUSTC_WORKSPACE_WRAPPER; dependencies still get plain rustc) with warnings denied, so the
+# release build (lib, bin, bench) and the test build (unit and integration tests) lint every
+# target `cargo clippy --all-targets` does, on the one dependency build they share. A separate
+# `cargo clippy` checks every dependency again: 734 s of a 3,768 s cold run on two cores.
+# (CLIPPY_ARGS is how cargo-clippy itself hands clippy-driver its flags.)
+export RUSTC_WORKSPACE_WRAPPER=clippy-driver CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__" CLOUDLET_CLIPPY_IN_BUILD=1
+# The fast, unprivileged gate first: a formatting or dependency-policy failure ends the run in
+# seconds, before the long stages.
+stage "lint gate (fmt, deny)" bash integration/lint.sh
 if ((${#failed[@]})); then echo "FAILED stages: ${failed[*]}"; exit 1; fi
-stage "build" cargo build --release --locked
+stage "build (and clippy -D warnings)" cargo build --release --locked --bins --benches
+if ((${#failed[@]})); then echo "FAILED stages: ${failed[*]}"; exit 1; fi
 stage "build example functions" bash images/functions/build.sh
 stage "openapi valid" bash -c '"$CLOUDLET_BIN" openapi > "$(dirname "$CLOUDLET_BIN")/openapi.json" &&
   python3 -m openapi_spec_validator "$(dirname "$CLOUDLET_BIN")/openapi.json"'

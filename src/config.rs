@@ -41,6 +41,49 @@ pub struct Config {
     pub s3: S3Config,
     pub functions: FunctionsConfig,
     pub egress: EgressConfig,
+    pub projects: ProjectsConfig,
+}
+
+/// Projects (tenants).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProjectsConfig {
+    /// Quotas a new project gets for every key its spec does not set (`site::quotas`): kinds'
+    /// plurals (`instances`) and the amounts `vcpus`, `memory_mib`, `volume_mib`, `object_mib`,
+    /// `image_mib`.
+    /// A table in the file replaces this whole map. The `system` project gets none.
+    pub default_quotas: std::collections::BTreeMap<String, u64>,
+}
+
+impl Default for ProjectsConfig {
+    fn default() -> Self {
+        let q = [
+            ("instances", 20),
+            ("containers", 100),
+            ("functions", 100),
+            ("images", 100),
+            ("volumes", 100),
+            ("snapshots", 500),
+            ("buckets", 100),
+            ("vpcs", 10),
+            ("subnets", 100),
+            ("security-groups", 100),
+            ("eips", 10),
+            ("nat-gateways", 10),
+            ("port-forwards", 100),
+            ("load-balancers", 20),
+            ("network-interfaces", 200),
+            ("tokens", 100),
+            ("users", 100),
+            ("access-keys", 100),
+            ("vcpus", 64),
+            ("memory_mib", 131072),
+            ("volume_mib", 1048576),
+            ("object_mib", 1048576),
+            ("image_mib", 102400),
+        ];
+        ProjectsConfig { default_quotas: q.into_iter().map(|(k, v)| (k.to_string(), v)).collect() }
+    }
 }
 
 /// Outbound connections the daemon makes for tenants (functions' HTTP requests, registry pulls
@@ -75,11 +118,14 @@ pub struct StorageConfig {
 pub struct FunctionsConfig {
     /// Listen address of the HTTP gateway that routes requests to functions; empty disables it.
     pub gateway: String,
+    /// Instances the function engine's pool holds for all functions together, 1 to 1,024; each
+    /// project with a function deployed may have `pool_instances / projects` requests in flight.
+    pub pool_instances: u32,
 }
 
 impl Default for FunctionsConfig {
     fn default() -> Self {
-        FunctionsConfig { gateway: "0.0.0.0:8080".into() }
+        FunctionsConfig { gateway: "0.0.0.0:8080".into(), pool_instances: 256 }
     }
 }
 
@@ -139,7 +185,7 @@ impl Default for ContainerConfig {
             host_paths: Default::default(),
             default_pids: 1024,
             default_memory_mib: 1024,
-            default_cpus: 0.0,
+            default_cpus: 1.0,
         }
     }
 }
@@ -262,6 +308,7 @@ impl Default for Config {
             s3: S3Config::default(),
             functions: FunctionsConfig::default(),
             egress: EgressConfig::default(),
+            projects: ProjectsConfig::default(),
         }
     }
 }
@@ -374,10 +421,11 @@ log_keep = 3
 max_import_bytes = 8589934592
 # Registries ("host" or "host:port") images may be pulled from; empty allows any.
 allowed_registries = []
-# Limits of a container that sets none of its own (0: unlimited).
+# Limits of a container that sets none of its own (0: unlimited). A project with a vcpus or
+# memory_mib quota refuses a container whose limit would be unlimited.
 default_pids = 1024
 default_memory_mib = 1024
-default_cpus = 0.0
+default_cpus = 1.0
 
 # Host directories containers may mount, by name: tenants name one ("data"), never a path.
 [container.host_paths]
@@ -405,6 +453,9 @@ max_object_bytes = 5368709120
 [functions]
 # The HTTP gateway routing requests to functions by host and path prefix. Empty disables it.
 gateway = "0.0.0.0:8080"
+# Instances of the function engine's pool, for all functions (1 to 1024). Each project with a
+# function deployed gets an equal share of them (requests past it answer 503).
+pool_instances = 256
 
 [egress]
 # Outbound connections made for tenants (functions' HTTP requests; image pulls, their redirects
@@ -416,6 +467,37 @@ deny_cidrs = []
 # Exceptions the site permits, beating every refusal: "CIDR", "ADDR", "ADDR:PORT", "CIDR:PORT",
 # "[IPV6]:PORT" or "[IPV6/LEN]", e.g. a registry on "127.0.0.1:5000". Flag: --egress-allow.
 allow_cidrs = []
+
+# Quotas a new project gets for every key its spec leaves out (the system project gets none);
+# a site admin changes a project's own with `cloudlet project update`. Keys: kinds' plurals
+# (how many), vcpus and memory_mib (what instances and containers hold, stopped ones too),
+# volume_mib (volumes and snapshots provisioned), object_mib (bytes stored in buckets),
+# image_mib (container images unpacked).
+# A table here replaces the whole default table.
+[projects.default_quotas]
+instances = 20
+containers = 100
+functions = 100
+images = 100
+volumes = 100
+snapshots = 500
+buckets = 100
+vpcs = 10
+subnets = 100
+security-groups = 100
+eips = 10
+nat-gateways = 10
+port-forwards = 100
+load-balancers = 20
+network-interfaces = 200
+tokens = 100
+users = 100
+access-keys = 100
+vcpus = 64
+memory_mib = 131072
+volume_mib = 1048576
+object_mib = 1048576
+image_mib = 102400
 "#;
 
 /// The default config file path, read when it exists and no `--config` is given.
@@ -454,6 +536,9 @@ impl Config {
         let t: ipnet::Ipv4Net = n.transit_cidr.parse().map_err(|e| bad("network.transit_cidr", format!("{e}")))?;
         if t.prefix_len() > 30 {
             return Err(bad("network.transit_cidr", "needs room for at least one /30".into()));
+        }
+        if !(1..=1024).contains(&self.functions.pool_instances) {
+            return Err(bad("functions.pool_instances", format!("{} is not between 1 and 1024", self.functions.pool_instances)));
         }
         match n.forward_range() {
             Some(_) => Ok(()),

@@ -10,8 +10,9 @@
 // downloaded again, an access key), functions (deploy, a refused component,
 // test requests, log, metrics, environment, a second version, rollback),
 // instances (instances.step.mjs: a VM image, a refused memory size, status,
-// the serial console over a websocket and its log, stop, delete) and the
-// language switch.
+// the serial console over a websocket and its log, stop, delete), project
+// settings (projects.step.mjs: quotas and their use, a function domain, a
+// refused domain at its field) and the language switch.
 //
 //   cd integration/browser && npm ci && npm test
 //
@@ -27,6 +28,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 import { instancesStep, killInstanceWorkers } from "./instances.step.mjs";
+import { projectsStep } from "./projects.step.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const BIN = process.env.CLOUDLET_BIN ?? path.resolve(HERE, "../../target/release/cloudlet");
@@ -1029,6 +1031,10 @@ test("functions: deploy, a refused component, test requests, log, metrics, envir
 
 test("instances: a VM image, a refused memory size, status, the serial console and its log, stop and delete", { timeout: 240_000 }, async () => {
   await step("instances", () => instancesStep({ p: page(), run, waitFor, byTestId, artifacts: ARTIFACTS }));
+});
+
+test("projects: the default quotas are shown, a quota and a domain are changed, a bad domain is refused at its field", { timeout: 60_000 }, async () => {
+  await step("projects", () => projectsStep({ p: page(), byTestId, waitFor, timeout: UI_TIMEOUT }));
 });
 
 test("the language switch shows Chinese and is remembered", { timeout: 60_000 }, async () => {

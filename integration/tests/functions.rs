@@ -301,9 +301,43 @@ fn functions_logs_metrics_config_rollback_outbound_buckets_and_cli() {
     assert_eq!(d.call_as(&other, "GET", "/v1/functions", None).json()["items"].as_array().map(Vec::len), Some(0));
 }
 
+/// A one-answer-per-connection HTTP server in namespace `netns` on `port` (it reads the request
+/// head before it answers, so the client sees the whole response).
+/// The body names the client's address: `from IP`.
+fn serve_http_in(netns: &std::path::Path, port: u16, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    let ns = netns.to_path_buf();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        common::enter_netns(&ns);
+        let l = std::net::TcpListener::bind(("0.0.0.0", port)).expect("bind");
+        l.set_nonblocking(true).expect("nonblocking");
+        tx.send(()).expect("ready");
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            let Ok((mut s, peer)) = l.accept() else {
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            };
+            let _ = s.set_nonblocking(false);
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let (mut head, mut buf) = (Vec::new(), [0u8; 1024]);
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let body = format!("from {}", peer.ip());
+            let _ = s.write_all(format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).as_bytes());
+        }
+    });
+    rx.recv().expect("server ready");
+}
+
 /// Privileged lane: a function served on a network interface of a VPC is reachable from another
-/// workload of the VPC and, through an EIP, from the "internet" namespace; it comes back after a
-/// restart; another project can't attach its function to this project's interface.
+/// workload of the VPC and, through an EIP, from the "internet" namespace; its outbound requests
+/// leave from the VPC; it comes back after a restart; another project can't attach its function
+/// to this project's interface.
 #[test]
 fn a_function_on_a_network_interface_answers_in_its_vpc_and_through_an_eip() {
     use common::{NetnsGuard, create, http_get_in, ready_netns};
@@ -316,6 +350,7 @@ fn a_function_on_a_network_interface_answers_in_its_vpc_and_through_an_eip() {
     let _topology = NetnsGuard { data: None, extra: vec![net.up.clone(), net.inet.clone()], stop: stop.clone() };
     let cfg = common::uplink_config(tmp.path(), &net);
     let mut d = Daemon::start_with(&["--config", cfg.to_str().expect("utf-8"), "--gateway", "127.0.0.1:0"]);
+    let stop_in_vpc = stop.clone();
     let _owned = NetnsGuard { data: Some(d.dir.clone()), extra: vec![], stop };
 
     create(&d, "/v1/vpcs", json!({"name": "prod", "spec": {"cidr": "10.0.0.0/16"}}));
@@ -345,6 +380,20 @@ fn a_function_on_a_network_interface_answers_in_its_vpc_and_through_an_eip() {
     let body = d.wait_for(30, "the function from inside the VPC", || http_get_in(&client, &url).filter(|b| b.contains("hello")));
     assert_eq!(body, "hello from cloudlet\n");
     assert!(http_get_in(&client, &format!("http://{ep_ip}/other")).is_some_and(|b| b.contains("not_found")), "only routes of functions on this interface");
+
+    // A function on the interface makes its outbound requests from the VPC: a workload there
+    // sees them come from the function's interface.
+    let (client_ns, client_ip) = ready_netns(&d, "client");
+    serve_http_in(&client_ns, 80, stop_in_vpc);
+    let r = deploy(&d, "name=fetch&route=/fetch", &component("fetch"));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = d.call("PATCH", "/v1/functions/fetch", Some(json!({"spec": {"network_interface": "fn-ep", "allowed_hosts": [client_ip.clone()]}})));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let fetched = d.wait_for(30, "a request from the function to the VPC", || {
+        let (status, body, _) = call(&format!("{}/fetch?url=http://{client_ip}/", gateway(&d)), None, None);
+        (status == 200).then_some(body)
+    });
+    assert_eq!(fetched, format!("from {ep_ip}"));
 
     let eip = create(&d, "/v1/eips", json!({"name": "fn-ip", "spec": {"network_interface": "fn-ep"}}));
     let public = format!("http://{}/hello", eip["spec"]["public_ip"].as_str().expect("ip"));
@@ -618,4 +667,36 @@ fn routes_and_hosts_cannot_be_hijacked_across_projects() {
         assert_eq!(m.json()["invocations"]["ok"], 0, "B's {name} never received a request: {}", m.body);
     }
     assert!(!d.log().contains("panicked"));
+}
+
+#[test]
+fn a_projects_flood_cannot_take_another_projects_share_of_the_function_pool() {
+    // A pool of 8 instances: each of the two projects with functions may have 4 requests in flight.
+    let cfg = tempfile::tempdir().expect("tmp");
+    let path = cfg.path().join("config.toml");
+    std::fs::write(&path, "[functions]\npool_instances = 8\n").expect("write");
+    let d = Daemon::start_with(&["--gateway", "127.0.0.1:0", "--config", path.to_str().expect("utf-8")]);
+    let (a, b) = two_tenants(&d);
+    assert_eq!(deploy_as(&d, &a, "name=hello&route=/hello", &component("hello")).status, 201);
+    let r = deploy_as(&d, &b, "name=spin&route=/spin&timeout_ms=2000&memory_mib=16&max_concurrency=8", &component("spin"));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let g = gateway(&d);
+    // b floods with as many slow requests as the whole pool has instances.
+    let flood: Vec<_> = (0..8)
+        .map(|_| {
+            let url = format!("{g}/spin");
+            std::thread::spawn(move || call(&url, None, None))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    // a's function still gets an instance and answers.
+    let (status, body, _) = call(&format!("{g}/hello"), None, None);
+    assert_eq!((status, body.as_str()), (200, "hello from cloudlet\n"));
+    // b got its share (4, cut off at their CPU budget) and was told the rest is busy.
+    let outcomes: Vec<(u16, String)> = flood.into_iter().map(|h| h.join().expect("thread")).map(|(s, body, _)| (s, body)).collect();
+    let busy = outcomes.iter().filter(|(s, body)| *s == 503 && body.contains("share of the site's function pool")).count();
+    let timed_out = outcomes.iter().filter(|(s, _)| *s == 504).count();
+    assert_eq!((busy, timed_out), (4, 4), "{outcomes:?}");
+    // With the flood over, b's share is free again.
+    assert_eq!(call(&format!("{g}/spin"), None, None).0, 504);
 }

@@ -319,3 +319,44 @@ fn a_tenants_pulls_cannot_reach_internal_addresses_directly_by_redirect_or_by_re
     assert!(redirector.hits() > 0 && realm.hits() > 0, "the permitted registries were reached");
     assert!(!d.log().contains("internal-only"));
 }
+
+#[test]
+fn a_stalled_pull_of_one_project_does_not_hold_another_projects_pull() {
+    use serde_json::json;
+    if !common::privileged(common::is_root(), "root") {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let reg = Registry::start(&tmp.path().join("registry"), None);
+    reg.push("1.0", None);
+    // Project a's registry accepts the connection and then says nothing for 40 s.
+    let stalled = Fake::start(|_| {
+        std::thread::sleep(std::time::Duration::from_secs(40));
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into()
+    });
+    let d = common::Daemon::start_with(&["--egress-allow", &stalled.addr(), "--egress-allow", &reg.addr]);
+    let mut tokens = Vec::new();
+    for p in ["a", "b"] {
+        assert_eq!(d.call("POST", "/v1/projects", Some(json!({"name": p}))).status, 201);
+        let t = d.call("POST", &format!("/v1/tokens?project={p}"), Some(json!({"name": "m", "spec": {"role": "member"}})));
+        assert_eq!(t.status, 201, "{}", t.body);
+        tokens.push(t.json()["secret"].as_str().expect("secret").to_string());
+    }
+    let pull = |token: &str, name: &str, source: String| {
+        let r = d.call_as(token, "POST", "/v1/images", Some(json!({"name": name, "spec": {"source": source, "insecure": true}})));
+        assert_eq!(r.status, 202, "{name}: {}", r.body);
+        r.json()["id"].as_str().expect("op id").to_string()
+    };
+    // a starts several pulls from its stalled registry first, then b pulls from a working one.
+    for i in 0..4 {
+        pull(&tokens[0], &format!("stuck{i}"), format!("{}/x/y:{i}", stalled.addr()));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let op = pull(&tokens[1], "httpd", reg.reference(":1.0"));
+    let op = d.wait_operation(&op);
+    assert_eq!(op["status"]["phase"], "Succeeded", "{op}");
+    // b's pull finished while a's were still waiting on their registry.
+    let stuck = d.call_as(&tokens[0], "GET", "/v1/images/stuck0", None).json();
+    assert_eq!(stuck["status"]["phase"], "Pulling", "{stuck}");
+    assert!(stalled.hits() >= 1, "a's pulls did reach their registry");
+}

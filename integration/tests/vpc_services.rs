@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use common::{Daemon, NetnsGuard, create, fetch_identity, ready_netns, run_ok, serve_identity};
 use serde_json::{Value, json};
@@ -153,6 +153,30 @@ fn load_balancers_port_forwards_dhcp_and_caps_with_recovery() {
     assert_eq!(r.status, 422, "{}", r.body);
     let r = d.call("PATCH", "/v1/load-balancers/int", Some(json!({"spec": {"backends": [{"ip": "192.168.9.9", "port": 80}]}})));
     assert_eq!((r.status, r.json()["error"]["field"].as_str()), (422, Some("spec.backends[0].ip")), "{}", r.body);
+
+    // A load balancer whose only backend drops every SYN: each of its checks waits out a 60 s
+    // timeout. It holds only its own checks, not the other load balancers' (it used to hold the
+    // one loop that checked them all, so b2 below would not be taken out within the bound).
+    create(&d, "/v1/network-interfaces", json!({"name": "dark", "spec": {"subnet": "web", "security_groups": ["open"]}}));
+    let dark = ready_netns(&d, "dark");
+    let net = format!("--net={}", dark.0.display());
+    for rule in [
+        &["add", "table", "inet", "hold"][..],
+        &["add", "chain", "inet", "hold", "in", "{ type filter hook input priority 0 ; }"],
+        &["add", "rule", "inet", "hold", "in", "tcp", "dport", "8080", "drop"],
+    ] {
+        let mut args = vec!["nsenter", net.as_str(), "nft"];
+        args.extend_from_slice(rule);
+        run_ok(&args);
+    }
+    let slow = json!({"interval_seconds": 60, "timeout_seconds": 60, "healthy_threshold": 1, "unhealthy_threshold": 1});
+    create(
+        &d,
+        "/v1/load-balancers",
+        json!({"name": "slow", "spec": {"vpc": "prod", "listener": {"protocol": "tcp", "port": 81, "subnet": "web"},
+        "backends": [{"ip": dark.1, "port": 8080}], "health_check": slow}}),
+    );
+    std::thread::sleep(Duration::from_secs(2)); // its first check is under way
 
     // Stop b2: health checks take it out (2 failures at 1 s), then every connection lands.
     b2_stop.store(true, Ordering::SeqCst);

@@ -244,9 +244,11 @@ pub async fn create_project(State(app): State<AppState>, Auth(p): Auth, ApiJson(
 #[utoipa::path(get, path = "/v1/projects/{id}", tag = "projects", params(("id" = String, Path, description = "id or name")),
     responses((status = 200, body = Resource), (status = 404, body = ErrorBody)))]
 pub async fn get_project(State(app): State<AppState>, Auth(p): Auth, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let asked = id.clone();
     let r = app.site.run(move |s| s.get(Kind::Project, None, &id)).await?;
+    // Another project is not found under the name or id it was asked by: its name stays hidden.
     if !p.site_admin && r.id != p.project_id {
-        return Err(ApiError::not_found(format!("project {:?} not found", r.name)));
+        return Err(ApiError::not_found(format!("project {asked:?} not found")));
     }
     Ok(item(r))
 }

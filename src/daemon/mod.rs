@@ -108,6 +108,7 @@ pub async fn serve(cfg: Config) -> Result<(), DaemonError> {
     }
     // Outbound connections for tenants (functions, pulls) follow the site's egress policy.
     crate::net::egress::install_site_policy(cfg.egress_policy().map_err(|e| DaemonError::Config(e.to_string()))?);
+    crate::site::quotas::check_defaults(&cfg.projects.default_quotas).map_err(|e| DaemonError::Config(e.to_string()))?;
     let site = Site::new(db, cfg.clone(), node_name);
     if let Some(first) = site.bootstrap()? {
         print_first_start(&cfg, &first);

@@ -74,6 +74,10 @@ pub struct Invocation {
     pub allowed_hosts: Arc<[String]>,
     /// Where the guest's stdout and stderr lines go.
     pub log: Arc<dyn LogSink>,
+    /// The network namespace outbound connections are made from: the function's network
+    /// interface's, so they leave through its VPC (its routes, NAT gateway and security groups);
+    /// `None`: the host's.
+    pub netns: Option<String>,
 }
 
 /// The outbound HTTP policy of one request: `send_request` is refused with
@@ -84,6 +88,7 @@ pub struct Hooks {
     allowed: Arc<[String]>,
     log: Arc<dyn LogSink>,
     egress: Arc<EgressPolicy>,
+    netns: Option<String>,
 }
 
 impl Hooks {
@@ -111,7 +116,7 @@ impl WasiHttpHooks for Hooks {
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
         drop(fut);
-        Box::new(outbound::send(self.egress.clone(), self.log.clone(), request, options))
+        Box::new(outbound::send(self.egress.clone(), self.log.clone(), self.netns.clone(), request, options))
     }
 }
 
@@ -245,7 +250,7 @@ impl FunctionEngine {
         wasi.envs(&inv.env);
         wasi.stdout(pipe::LogPipe::new(inv.log.clone(), Stream::Stdout));
         wasi.stderr(pipe::LogPipe::new(inv.log.clone(), Stream::Stderr));
-        let hooks = Hooks { allowed: inv.allowed_hosts.clone(), log: inv.log.clone(), egress: self.egress.clone() };
+        let hooks = Hooks { allowed: inv.allowed_hosts.clone(), log: inv.log.clone(), egress: self.egress.clone(), netns: inv.netns.clone() };
         let host = Host {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),

@@ -3,7 +3,8 @@
 //! passed (no second resolution, so no DNS rebinding); then plain HTTP/1.1, or TLS verified
 //! against the web PKI roots with the host's name, as `wasmtime-wasi-http`'s default client does.
 //! A refused address is `destination-IP-prohibited` to the guest and a `host` line in the
-//! function's log.
+//! function's log. A function in a VPC connects from its network interface's namespace, so its
+//! requests leave through the VPC (its routes, NAT gateway and security groups), not the host.
 
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
@@ -94,11 +95,24 @@ fn bounded(asked: Option<Duration>, max: Duration) -> Duration {
     asked.unwrap_or(max).min(max).max(Duration::from_millis(1))
 }
 
-/// Send `req` (already on the function's allow-list) under `policy`; `log` gets a `host` line
-/// when the destination is refused or cannot be resolved.
+/// A TCP connection to `addr`, from namespace `netns` (the function's VPC) or the host's.
+async fn connect(netns: Option<String>, addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpStream> {
+    let Some(ns) = netns else { return tokio::net::TcpStream::connect(addr).await };
+    let socket = tokio::task::spawn_blocking(move || crate::net::services::tcp_socket_in(&ns, addr.is_ipv6()))
+        .await
+        .map_err(std::io::Error::other)?
+        .map_err(std::io::Error::other)?;
+    socket.set_nonblocking(true)?;
+    tokio::net::TcpSocket::from_std_stream(std::net::TcpStream::from(socket)).connect(addr).await
+}
+
+/// Send `req` (already on the function's allow-list) under `policy`, connecting from `netns`
+/// when the function is in a VPC; `log` gets a `host` line when the destination is refused or
+/// cannot be resolved.
 pub(super) async fn send(
     policy: Arc<EgressPolicy>,
     log: Arc<dyn LogSink>,
+    netns: Option<String>,
     mut req: hyper::Request<WasiBody>,
     options: Option<RequestOptions>,
 ) -> Result<(hyper::Response<WasiBody>, OutgoingFuture), Error> {
@@ -126,7 +140,7 @@ pub(super) async fn send(
     let first_byte = bounded(options.and_then(|o| o.first_byte_timeout), FIRST_BYTE_TIMEOUT);
     let between = bounded(options.and_then(|o| o.between_bytes_timeout), BETWEEN_BYTES_TIMEOUT);
 
-    let tcp = match tokio::time::timeout(connect, tokio::net::TcpStream::connect(addr)).await {
+    let tcp = match tokio::time::timeout(connect, self::connect(netns, addr)).await {
         Err(_) => return Err(Error::ConnectionTimeout),
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => return Err(Error::ConnectionRefused),
         Ok(Err(e)) => return Err(Error::Connect(e)),

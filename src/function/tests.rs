@@ -42,6 +42,7 @@ fn inv(env: &[(&str, &str)], log: &Arc<Collect>) -> Invocation {
         env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         allowed_hosts: Arc::from(vec!["allowed.test".to_string()]),
         log: log.clone(),
+        netns: None,
     }
 }
 
@@ -53,8 +54,12 @@ async fn text(r: hyper::Response<HyperOutgoingBody>) -> (u16, String, hyper::Hea
 
 #[test]
 fn the_allow_list_matches_hosts_and_host_ports() {
-    let h =
-        Hooks { allowed: Arc::from(vec!["api.example".to_string(), "db.example:5432".to_string()]), log: Arc::new(Collect::default()), egress: Arc::default() };
+    let h = Hooks {
+        allowed: Arc::from(vec!["api.example".to_string(), "db.example:5432".to_string()]),
+        log: Arc::new(Collect::default()),
+        egress: Arc::default(),
+        netns: None,
+    };
     assert!(h.allows("api.example") && h.allows("API.example:8080") && h.allows("db.example:5432"));
     assert!(!h.allows("db.example:80") && !h.allows("evil.example") && !h.allows("api.example.evil") && !h.allows(""));
 }

@@ -71,6 +71,22 @@ pub fn netns_inode(netns: &str) -> Option<u64> {
     std::fs::metadata(netns_path(netns)).ok().map(|m| m.ino())
 }
 
+/// A TCP socket, not yet connected, made inside namespace `netns` on a thread of its own. A
+/// socket stays in the namespace it was made in, so connecting it later from any thread (a tokio
+/// worker) uses that namespace's addresses, routes and firewall.
+pub fn tcp_socket_in(netns: &str, v6: bool) -> Result<socket2::Socket, HostError> {
+    let path = netns_path(netns);
+    std::thread::spawn(move || -> Result<socket2::Socket, HostError> {
+        let ns = std::fs::File::open(&path).map_err(|e| HostError::Io { what: format!("opening {}", path.display()), source: e })?;
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| HostError::Sys { what: "setns".into(), source: e })?;
+        let domain = if v6 { socket2::Domain::IPV6 } else { socket2::Domain::IPV4 };
+        socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))
+            .map_err(|e| HostError::Io { what: "creating a socket".into(), source: e })
+    })
+    .join()
+    .map_err(|_| HostError::Io { what: "the socket thread panicked".into(), source: std::io::Error::other("panic") })?
+}
+
 /// Whether a TCP connection to `to` opens within `timeout`, made from inside namespace `netns`
 /// (a socket keeps the namespace it was created in).
 pub fn tcp_probe(netns: &str, to: SocketAddr, timeout: Duration) -> bool {

@@ -107,8 +107,7 @@ impl From<crate::state::StateError> for BucketError {
     }
 }
 
-/// The quota key that bounds the MiB all of a project's buckets store together.
-pub const OBJECT_MIB_QUOTA: &str = "object_mib";
+pub use super::quotas::OBJECT_MIB_QUOTA;
 
 /// Check a bucket name: an RFC 1123 label of 3 to 63 characters (S3's rules without dots).
 pub fn validate_bucket_name(field: &str, name: &str) -> Result<(), SiteError> {

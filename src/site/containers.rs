@@ -20,6 +20,7 @@ use utoipa::ToSchema;
 use super::lookup::{resolve, spec_of};
 use super::model::Status;
 use super::net_model::NetworkInterfaceSpec;
+use super::quotas::Compute;
 use super::reconcile::{Controller, Outcome};
 use super::workload::{DesiredState, RestartPolicy, restart_delay};
 use super::{Kind, ProjectCtx, Resource, Site, SiteError};
@@ -228,7 +229,9 @@ fn build_spec(site: &Site, c: &Connection, p: &ProjectCtx, v: Value, self_id: Op
         }
         cspec::check_target(&m.target).map_err(|e| SiteError::invalid(format!("spec.mounts[{i}].target"), e.to_string()))?;
     }
-    Ok(serde_json::to_value(s)?)
+    let (v, cfg) = (serde_json::to_value(s)?, &site.config().container);
+    super::quotas::check_compute(c, p, cfg, self_id, Compute::held(Kind::Container, &v, cfg), ("spec.resources.cpus", "spec.resources.memory_mib"))?;
+    Ok(v)
 }
 
 /// Whether project `project` may mount host path `name` (`read_only` or not) as mount `i`:

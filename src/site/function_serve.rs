@@ -30,8 +30,8 @@ impl Endpoint {
 }
 
 impl FunctionState {
-    /// Serve `req` with the function of `route`: its body limit (413), its concurrency limit (503),
-    /// then a fresh instance; timeouts answer 504 and failures 502. Every outcome is counted in the
+    /// Serve `req` with the function of `route`: its body limit (413), its concurrency limit and
+    /// its project's share of the pool (503), then a fresh instance; timeouts answer 504 and failures 502. Every outcome is counted in the
     /// function's metrics, and failures get a line in its log.
     pub async fn serve<B>(&self, route: &Route, req: Request<B>) -> Response<HyperOutgoingBody>
     where
@@ -50,6 +50,17 @@ impl FunctionState {
         let Ok(_permit) = route.slots.clone().try_acquire_owned() else {
             route.stats.refused(Outcome::Busy);
             return gateway_error(StatusCode::SERVICE_UNAVAILABLE, "busy", format!("function {} is serving its maximum of concurrent requests", route.name));
+        };
+        // The project's share of the site's instance pool, so that no project's requests can
+        // hold every instance (see `function_shares`).
+        let Some(_share) = self.shares.try_acquire(&route.project) else {
+            route.stats.refused(Outcome::Busy);
+            let share = self.shares.share();
+            return gateway_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                format!("the project's functions are serving their share of the site's function pool ({share} requests at once)"),
+            );
         };
         // A body without a length is cut at the limit (the guest sees a failed read).
         let req = req.map(|b| {

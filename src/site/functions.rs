@@ -72,8 +72,9 @@ pub struct FunctionSpec {
     pub digests: BTreeMap<u32, String>,
 }
 
-/// Instances the engine's pool holds at once, across all functions (and the highest
-/// `max_concurrency`). Each slot only reserves address space until it is used.
+/// The highest `max_concurrency` of a function (and the default of `[functions]
+/// pool_instances`, the instances the engine's pool holds for all functions together; each
+/// project may use its share of them, see `function_shares`).
 pub const POOL_INSTANCES: u32 = 256;
 
 /// Versions kept per function.
@@ -135,6 +136,8 @@ pub struct FunctionState {
     routes: RwLock<HashMap<String, Arc<Route>>>,
     /// Every function's log.
     pub logs: FunctionLogs,
+    /// Each project's share of the engine's instance pool.
+    pub shares: Arc<super::function_shares::PoolShares>,
 }
 
 /// Where a network interface's function endpoint listens.
@@ -166,6 +169,19 @@ impl FunctionState {
     /// The route for a request: host match (or none set), then the longest path prefix.
     pub fn route(&self, host: Option<&str>, path: &str) -> Option<Arc<Route>> {
         self.pick(host, path, None)
+    }
+
+    /// Put (or with `None` remove) the route of function `id`, and count the projects that
+    /// share the pool again.
+    fn set_route(&self, id: &str, route: Option<Route>) {
+        if let Ok(mut r) = self.routes.write() {
+            match route {
+                Some(route) => r.insert(id.to_string(), Arc::new(route)),
+                None => r.remove(id),
+            };
+            let projects: std::collections::HashSet<&str> = r.values().map(|x| x.project.as_str()).collect();
+            self.shares.set_projects(projects.len());
+        }
     }
 
     fn pick(&self, host: Option<&str>, path: &str, eni: Option<&str>) -> Option<Arc<Route>> {
@@ -295,8 +311,10 @@ impl Site {
         if let Some(f) = self.functions_cell().get() {
             return Ok(f);
         }
-        let engine = FunctionEngine::new(&self.config().data_dir.join("functions/cache"), POOL_INSTANCES, 1 << 30).map_err(fn_err)?;
-        Ok(self.functions_cell().get_or_init(|| FunctionState { engine, routes: RwLock::new(HashMap::new()), logs: FunctionLogs::default() }))
+        let pool = self.config().functions.pool_instances;
+        let engine = FunctionEngine::new(&self.config().data_dir.join("functions/cache"), pool, 1 << 30).map_err(fn_err)?;
+        let shares = super::function_shares::PoolShares::new(pool as usize);
+        Ok(self.functions_cell().get_or_init(|| FunctionState { engine, routes: RwLock::new(HashMap::new()), logs: FunctionLogs::default(), shares }))
     }
 
     fn function_dir(&self, id: &str) -> PathBuf {
@@ -407,9 +425,7 @@ impl Site {
     pub fn load_route(&self, id: &str) -> Result<(), SiteError> {
         let fs = self.functions()?;
         let Some(row) = self.read(|c| Ok(repo::get(c, id)?))? else {
-            if let Ok(mut r) = fs.routes.write() {
-                r.remove(id);
-            }
+            fs.set_route(id, None);
             return Ok(());
         };
         let s: FunctionSpec = serde_json::from_str(&row.spec)?;
@@ -433,6 +449,8 @@ impl Site {
                 env: s.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
                 allowed_hosts: s.allowed_hosts.iter().cloned().collect(),
                 log: log.clone(),
+                // Outbound requests leave through the function's VPC when it has one.
+                netns: s.network_interface.as_deref().map(crate::net::names::eni_netns),
             },
             loaded,
             stats: self.metrics().functions.stats(&row.id, &row.name, row.project_name.as_deref().or(row.project_id.as_deref()).unwrap_or("")),
@@ -440,9 +458,7 @@ impl Site {
             slots: Arc::new(tokio::sync::Semaphore::new(s.max_concurrency as usize)),
             max_body: s.max_body_bytes,
         };
-        if let Ok(mut r) = fs.routes.write() {
-            r.insert(row.id, Arc::new(route));
-        }
+        fs.set_route(&row.id, Some(route));
         Ok(())
     }
 
@@ -506,9 +522,7 @@ impl Site {
     pub fn delete_function(&self, p: &ProjectCtx, r: &str) -> Result<Resource, SiteError> {
         let res = self.delete(Kind::Function, Some(p), r)?;
         let fs = self.functions()?;
-        if let Ok(mut routes) = fs.routes.write() {
-            routes.remove(&res.id);
-        }
+        fs.set_route(&res.id, None);
         fs.logs.remove(&res.id);
         self.metrics().functions.remove(&res.id);
         if let Err(e) = self.sweep_components(std::time::SystemTime::now() - Duration::from_secs(60)) {

@@ -20,6 +20,7 @@ use utoipa::ToSchema;
 
 use super::model::Status;
 use super::operations::{self, OpPhase};
+use super::quotas;
 use super::reconcile::{Controller, Outcome};
 use super::{Kind, ProjectCtx, Resource, Site, SiteError};
 use crate::image::layout::Image;
@@ -203,7 +204,10 @@ impl Site {
     }
 
     /// The unpacked root of a ready image (made once, atomically: unpacked into a temporary
-    /// directory, then renamed).
+    /// directory, then renamed). The unpack's budget is the smaller of 16 GiB and what the
+    /// project's `image_mib` quota leaves beside its other images; the bytes it took are recorded
+    /// in the image's `status.unpacked_bytes`, and a root another image of the digest made is
+    /// charged to this one too. Errors: 422 `quota_exceeded` (`quotas.image_mib`), image errors.
     pub fn image_root(&self, image: &crate::state::ResourceRow) -> Result<(PathBuf, ImageRunConfig), SiteError> {
         let st: Status = serde_json::from_str(&image.status)?;
         if st.phase != "Ready" {
@@ -214,27 +218,55 @@ impl Site {
         let layers: Vec<LayerRef> = serde_json::from_value(st.extra.get("layers").cloned().unwrap_or_default()).unwrap_or_default();
         let config: ImageRunConfig = serde_json::from_value(st.extra.get("config").cloned().unwrap_or_default()).unwrap_or_default();
         let root = self.images_dir().join("rootfs").join(digest.hex());
+        let room = self.read(|c| quotas::image_room(c, image))?;
+        let over = || SiteError::QuotaExceeded { kind: quotas::IMAGE_MIB_QUOTA.into(), limit: room.limit_mib };
         if root.is_dir() {
+            // Shared with another image of the same digest: this one counts it too.
+            if room.recorded.is_none()
+                && let Some(bytes) = room.shared
+            {
+                if room.left.is_some_and(|left| bytes > left) {
+                    return Err(over());
+                }
+                self.record_unpacked(&image.id, bytes)?;
+            }
             return Ok((root, config));
         }
         let tmp = self.images_dir().join("rootfs").join(format!(".tmp-{}", ulid::Ulid::new()));
         std::fs::create_dir_all(&tmp).map_err(SiteError::io_doing(format!("creating {}", tmp.display())))?;
         let store = self.blob_store()?;
-        // One budget for the whole image (every layer together).
+        // One budget for the whole image (every layer together), within the project's quota.
+        let mut limits = unpack::Limits::default();
+        let by_quota = room.left.filter(|left| *left < limits.max_bytes);
+        limits.max_bytes = by_quota.unwrap_or(limits.max_bytes);
         let parsed: Result<Vec<(Digest, bool)>, ImageError> = layers.iter().map(|l| Ok((Digest::parse(&l.digest)?, l.gzip))).collect();
-        let unpacked = parsed.and_then(|ls| crate::image::layout::unpack_layers(ls, store, &tmp, unpack::Limits::default()).map(|_| ()));
-        if let Err(e) = unpacked {
-            let _ = std::fs::remove_dir_all(&tmp);
-            return Err(SiteError::Image(e));
-        }
+        let bytes = match parsed.and_then(|ls| crate::image::layout::unpack_layers(ls, store, &tmp, limits)) {
+            Ok(stats) => stats.bytes,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&tmp);
+                return Err(match e {
+                    ImageError::TooLarge { limit } if Some(limit) == by_quota => over(),
+                    e => SiteError::Image(e),
+                });
+            }
+        };
         match std::fs::rename(&tmp, &root) {
-            Ok(()) => Ok((root, config)),
+            Ok(()) => {}
             Err(_) if root.is_dir() => {
                 let _ = std::fs::remove_dir_all(&tmp);
-                Ok((root, config))
             }
-            Err(e) => Err(SiteError::io("placing the image root", e)),
+            Err(e) => return Err(SiteError::io("placing the image root", e)),
         }
+        self.record_unpacked(&image.id, bytes)?;
+        Ok((root, config))
+    }
+
+    /// Record in image `id`'s status the bytes its unpacked root holds (its `image_mib` charge).
+    fn record_unpacked(&self, id: &str, bytes: u64) -> Result<(), SiteError> {
+        self.set_status(id, |s, _| {
+            s.extra.insert(quotas::UNPACKED_BYTES.into(), bytes.into());
+        })?;
+        Ok(())
     }
 
     /// Remove every blob and unpacked root no image references, and leftovers of interrupted
@@ -328,6 +360,12 @@ pub struct ImageController;
 impl Controller for ImageController {
     fn kind(&self) -> Kind {
         Kind::Image
+    }
+
+    /// Pulls wait on registries a tenant chose: four run at once, fairly across projects, so a
+    /// stalled registry holds only its own pulls. (Garbage collection takes the store's lock.)
+    fn workers(&self) -> usize {
+        4
     }
 
     async fn reconcile(&self, site: &Site, id: &str) -> Result<Outcome, SiteError> {

@@ -148,8 +148,10 @@ pub fn observe(l: &Layout) -> Observed {
         Some(rec) if rec.boot_id == boot_id() && alive(rec.pid, rec.start) => Observed::Running(rec),
         Some(rec) => Observed::Exited(rec, read_json(&l.exit_record())),
         None => {
-            let Ok(Response { status: Some(s), .. }) = control(l, &Request::Status, Duration::from_millis(500)) else { return Observed::Absent };
-            let pid = s.pid as i32;
+            // The pid is the kernel's word for who listens on the socket (SO_PEERCRED), never the
+            // pid the worker reports: a worker a guest took over must not name another process
+            // for the daemon to signal later.
+            let Ok((Response { status: Some(_), .. }, pid)) = control_peer(l, &Request::Status, Duration::from_millis(500)) else { return Observed::Absent };
             let Some(start) = proc_start(pid) else { return Observed::Absent };
             let rec = WorkerRecord { pid, start, boot_id: boot_id(), started_at: super::model::now_rfc3339(), stop_timeout_seconds: 30 };
             let _ = serde_json::to_vec(&rec).map_err(SiteError::from).and_then(|b| write_atomic(&l.record_file(), &b));
@@ -160,7 +162,14 @@ pub fn observe(l: &Layout) -> Observed {
 
 /// One request on the worker's control socket, answered within `timeout`.
 pub fn control(l: &Layout, req: &Request, timeout: Duration) -> std::io::Result<Response> {
+    control_peer(l, req, timeout).map(|(r, _)| r)
+}
+
+/// As [`control`], with the pid of the process that listens on the socket, as the kernel
+/// reports it (`SO_PEERCRED`).
+pub fn control_peer(l: &Layout, req: &Request, timeout: Duration) -> std::io::Result<(Response, i32)> {
     let s = UnixStream::connect(l.control_socket())?;
+    let peer = nix::sys::socket::getsockopt(&s, nix::sys::socket::sockopt::PeerCredentials).map_err(std::io::Error::from)?.pid();
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
     let mut line = serde_json::to_vec(req).map_err(std::io::Error::other)?;
@@ -168,7 +177,7 @@ pub fn control(l: &Layout, req: &Request, timeout: Duration) -> std::io::Result<
     (&s).write_all(&line)?;
     let mut answer = String::new();
     BufReader::new(&s).read_line(&mut answer)?;
-    serde_json::from_str(&answer).map_err(std::io::Error::other)
+    Ok((serde_json::from_str(&answer).map_err(std::io::Error::other)?, peer))
 }
 
 /// Open a console connection: the worker answered the `console` request; the stream now carries
@@ -195,9 +204,25 @@ pub fn open_console(l: &Layout) -> std::io::Result<UnixStream> {
     Ok(s)
 }
 
-/// Send `sig` to the recorded worker if it is still that process.
+/// Send `sig` to the recorded worker if it is still that process. The process is held by a
+/// pidfd (`pidfd_open(2)`) before its start time is checked, and signalled through it
+/// (`pidfd_send_signal(2)`): the signal reaches the checked process or none, even if the pid is
+/// reused in between. Kernels before 5.3 (no pidfds) fall back to `kill` after the check.
 pub fn signal(rec: &WorkerRecord, sig: nix::sys::signal::Signal) -> bool {
-    alive(rec.pid, rec.start) && nix::sys::signal::kill(nix::unistd::Pid::from_raw(rec.pid), sig).is_ok()
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, rec.pid, 0) };
+    if raw < 0 {
+        let unsupported = std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS);
+        return unsupported && alive(rec.pid, rec.start) && nix::sys::signal::kill(nix::unistd::Pid::from_raw(rec.pid), sig).is_ok();
+    }
+    // SAFETY: `raw` is a pidfd just returned to us, owned by nothing else.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw as i32) };
+    if !alive(rec.pid, rec.start) {
+        return false;
+    }
+    // SAFETY: a valid pidfd, a signal number, no siginfo, no flags.
+    unsafe { libc::syscall(libc::SYS_pidfd_send_signal, fd.as_raw_fd(), sig as libc::c_int, std::ptr::null::<libc::siginfo_t>(), 0) == 0 }
 }
 
 /// The worker program: `CLOUDLET_VMM_WORKER` when set (tests), else this binary.
@@ -473,6 +498,38 @@ mod tests {
         let b0 = u8::from_str_radix(&m[..2], 16).expect("hex");
         assert_eq!(b0 & 0x03, 0x02, "locally administered, unicast: {m}");
         assert_eq!(m.len(), 17);
+    }
+
+    /// A "worker" that claims to be pid 1 on its control socket is recorded by the pid the
+    /// kernel reports for the socket's listener (this test process), so the daemon would never
+    /// signal the process the worker named.
+    #[test]
+    fn a_worker_is_recorded_by_its_sockets_peer_pid_not_the_pid_it_reports() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let l = Layout::new(tmp.path(), "i-test");
+        std::fs::create_dir_all(&l.dir).expect("dir");
+        let listener = std::os::unix::net::UnixListener::bind(l.control_socket()).expect("bind");
+        let server = std::thread::spawn(move || {
+            let (s, _) = listener.accept().expect("accept");
+            let mut line = String::new();
+            BufReader::new(&s).read_line(&mut line).expect("request");
+            let lie = Response {
+                ok: true,
+                status: Some(crate::vmm::spec::Status { pid: 1, state: "running".into(), boot_timer_ms: None, uptime_ms: 1.0, vcpus: 1, memory_mib: 128 }),
+                error: None,
+            };
+            let mut out = serde_json::to_vec(&lie).expect("json");
+            out.push(b'\n');
+            (&s).write_all(&out).expect("answer");
+        });
+        match observe(&l) {
+            Observed::Running(rec) => {
+                assert_eq!(rec.pid, std::process::id() as i32, "the listener's pid, not the claimed 1");
+                assert_eq!(read_json::<WorkerRecord>(&l.record_file()).map(|r| r.pid), Some(rec.pid));
+            }
+            other => panic!("{other:?}"),
+        }
+        server.join().expect("server");
     }
 
     #[test]

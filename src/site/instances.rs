@@ -161,6 +161,9 @@ fn build_spec(
     if !(MIN_MEMORY_MIB..=MAX_MEMORY_MIB).contains(&s.memory_mib) {
         return Err(SiteError::invalid("spec.memory_mib", format!("between {MIN_MEMORY_MIB} and {MAX_MEMORY_MIB} MiB")));
     }
+    let cfg = &site.config().container;
+    let held = super::quotas::Compute::held(Kind::Instance, &serde_json::to_value(&s)?, cfg);
+    super::quotas::check_compute(c, p, cfg, current.map(|(id, _)| id), held, ("spec.vcpus", "spec.memory_mib"))?;
     if !(1..=600).contains(&s.stop_timeout_seconds) {
         return Err(SiteError::invalid("spec.stop_timeout_seconds", "between 1 and 600"));
     }

@@ -16,7 +16,7 @@ use super::auth::SYSTEM_PROJECT;
 use super::model::{self, Status};
 use super::operations::{self, OpPhase};
 use super::reconcile::{Controller, Outcome};
-use super::{Kind, ProjectCtx, Resource, Scope, Site, SiteError};
+use super::{Kind, ProjectCtx, Resource, Site, SiteError};
 use crate::state::repo;
 
 /// Spec of a project.
@@ -63,8 +63,7 @@ pub fn spec_of(c: &Connection, p: &ProjectCtx) -> Result<ProjectSpec, SiteError>
 /// Kinds that a project deletion removes by itself; anything else blocks the deletion.
 const OWNED_AUTOMATICALLY: &[Kind] = &[Kind::Token, Kind::User, Kind::Operation, Kind::AccessKey];
 
-/// The quota key that bounds the MiB a project's volumes may provision in total.
-pub const VOLUME_MIB_QUOTA: &str = "volume_mib";
+pub use super::quotas::VOLUME_MIB_QUOTA;
 
 /// The project's quota for `key`, if it sets one (inside a transaction).
 pub fn quota(c: &Connection, p: &ProjectCtx, key: &str) -> Result<Option<u64>, SiteError> {
@@ -99,14 +98,11 @@ pub fn validate_spec(v: serde_json::Value, host_paths: &BTreeMap<String, PathBuf
     if spec.description.chars().count() > 256 {
         return Err(SiteError::invalid("spec.description", "at most 256 characters"));
     }
-    for k in spec.quotas.keys() {
-        if k == VOLUME_MIB_QUOTA || k == super::buckets::OBJECT_MIB_QUOTA {
-            continue;
-        }
-        match Kind::from_plural(k) {
-            Some(kind) if kind.scope() == Scope::Project && kind != Kind::Operation => {}
-            _ => return Err(SiteError::invalid(format!("spec.quotas.{k}"), "not a project-scoped kind")),
-        }
+    if let Some(k) = spec.quotas.keys().find(|k| !super::quotas::valid_key(k)) {
+        return Err(SiteError::invalid(
+            format!("spec.quotas.{k}"),
+            "not a project-scoped kind's plural nor vcpus, memory_mib, volume_mib, object_mib or image_mib",
+        ));
     }
     Ok(serde_json::to_value(spec)?)
 }
@@ -138,9 +134,14 @@ impl Site {
         }
     }
 
-    /// Create a project.
+    /// Create a project. Every quota key its spec leaves out gets the site's default
+    /// (`[projects] default_quotas`), except in the `system` project.
     pub fn create_project(&self, name: &str, labels: &BTreeMap<String, String>, spec: serde_json::Value) -> Result<Resource, SiteError> {
-        let spec = validate_spec(spec, &self.config().container.host_paths)?;
+        let mut spec: ProjectSpec = serde_json::from_value(validate_spec(spec, &self.config().container.host_paths)?)?;
+        if name != SYSTEM_PROJECT {
+            spec.quotas = super::quotas::with_defaults(spec.quotas, &self.config().projects.default_quotas);
+        }
+        let spec = serde_json::to_value(spec)?;
         self.create(Kind::Project, None, name, labels, &spec, &Status::phase("Pending"), None)
     }
 
@@ -202,15 +203,21 @@ fn reconcile_project(site: &Site, id: &str) -> Result<Outcome, SiteError> {
         return finalize_deletion(site, id, &row.name, &dir);
     }
     std::fs::create_dir_all(&dir).map_err(SiteError::io_doing(format!("creating {}", dir.display())))?;
-    let usage = site.counts(Some(&ProjectCtx { id: id.to_string(), name: row.name.clone() }))?;
+    let pc = ProjectCtx { id: id.to_string(), name: row.name.clone() };
+    let mut usage: BTreeMap<String, u64> = site.counts(Some(&pc))?.into_iter().map(|(k, n)| (k, n.max(0) as u64)).collect();
+    usage.extend(site.read(|c| super::quotas::amounts(c, &pc, &site.config().container))?);
     site.set_status(id, |st, row| {
         st.phase = "Ready".into();
         st.observed_generation = row.generation;
         st.set_condition("Ready", true, "Reconciled", "project directory present");
         st.extra.insert("usage".into(), serde_json::json!(usage));
     })?;
-    Ok(Outcome::Done)
+    // The usage beside the quotas stays fresh without a change to the project itself.
+    Ok(Outcome::RequeueAfter(USAGE_REFRESH))
 }
+
+/// How often a project's `status.usage` is recounted.
+const USAGE_REFRESH: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn finalize_deletion(site: &Site, id: &str, name: &str, dir: &std::path::Path) -> Result<Outcome, SiteError> {
     let op = site.read(|c| operations::pending_for(c, id))?;

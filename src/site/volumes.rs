@@ -14,6 +14,7 @@ use utoipa::ToSchema;
 
 use super::lookup::{resolve, spec_of};
 use super::model::Status;
+use super::quotas;
 use super::reconcile::{Controller, Outcome};
 use super::resource_kind::{Labels, Patchable, ResourceKind};
 use super::{Kind, ProjectCtx, Resource, Site, SiteError};
@@ -45,6 +46,12 @@ pub struct VolumeSpec {
 pub struct SnapshotSpec {
     /// The volume (id or name on create; stored as the id).
     pub volume: String,
+    /// Set by the site: the volume's size when the snapshot was requested, MiB. It counts
+    /// against the project's `volume_mib` quota and the pool's capacity, as a full copy would
+    /// (a reflink copy is smaller until the volume is rewritten). A value given on create is
+    /// replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_mib: Option<u64>,
 }
 
 fn storage_err(e: StorageError) -> SiteError {
@@ -54,14 +61,10 @@ fn storage_err(e: StorageError) -> SiteError {
     }
 }
 
-fn size_of(row: &ResourceRow) -> u64 {
-    spec_of::<VolumeSpec>(row).ok().and_then(|s| s.size_mib).unwrap_or(0)
-}
-
-/// Inside a transaction: the project's volumes and the site's pool have room for `add` more MiB.
-fn check_capacity(site: &Site, c: &Connection, p: &ProjectCtx, add: u64) -> Result<(), SiteError> {
-    let all = repo::list(c, Kind::Volume.as_str(), None, None, usize::MAX >> 1)?;
-    let project: u64 = all.iter().filter(|r| r.project_id.as_deref() == Some(p.id.as_str())).map(size_of).sum();
+/// Inside a transaction: the project's `volume_mib` quota and the site's pool have room for `add`
+/// more MiB (of a volume, or of a snapshot: both count). A full pool is a 409 naming `field`.
+fn check_capacity(site: &Site, c: &Connection, p: &ProjectCtx, add: u64, field: &str) -> Result<(), SiteError> {
+    let project = quotas::provisioned_mib(c, Some(&p.id))?;
     if let Some(limit) = super::projects::quota(c, p, super::projects::VOLUME_MIB_QUOTA)?
         && project + add > limit
     {
@@ -71,10 +74,10 @@ fn check_capacity(site: &Site, c: &Connection, p: &ProjectCtx, add: u64) -> Resu
         0 => site.pool()?.filesystem().map_err(storage_err)?.0 / MIB,
         n => n,
     };
-    let site_total: u64 = all.iter().map(size_of).sum();
+    let site_total = quotas::provisioned_mib(c, None)?;
     if site_total + add > capacity {
         return Err(SiteError::ConflictOn {
-            field: "spec.size_mib".into(),
+            field: field.into(),
             message: format!("the storage pool has {} of {capacity} MiB left", capacity.saturating_sub(site_total)),
         });
     }
@@ -353,7 +356,7 @@ impl ResourceKind for VolumeSpec {
             if !(min..=MAX_MIB).contains(&size) {
                 return Err(SiteError::invalid("spec.size_mib", format!("between {min} and {MAX_MIB} MiB")));
             }
-            check_capacity(site, c, &pc, size)?;
+            check_capacity(site, c, &pc, size, "spec.size_mib")?;
             Ok(serde_json::to_value(&s)?)
         })
     }
@@ -387,7 +390,7 @@ impl Patchable for VolumeSpec {
             if new > MAX_MIB {
                 return Err(SiteError::invalid("spec.size_mib", format!("at most {MAX_MIB} MiB")));
             }
-            check_capacity(site, c, &pc, new - old)?;
+            check_capacity(site, c, &pc, new - old, "spec.size_mib")?;
             Ok(serde_json::to_value(&s)?)
         })
     }
@@ -402,6 +405,9 @@ impl ResourceKind for SnapshotSpec {
         let pc = p.clone();
         site.create_with(Kind::Snapshot, Some(p), name, labels, &Status::phase("Pending"), None, |c| {
             let vol = resolve(c, Kind::Volume, &pc, "spec.volume", &s.volume)?;
+            let size = quotas::provisioned_by(&vol);
+            check_capacity(site, c, &pc, size, "spec.volume")?;
+            s.size_mib = Some(size);
             s.volume = vol.id;
             Ok(serde_json::to_value(&s)?)
         })

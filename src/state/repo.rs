@@ -112,6 +112,13 @@ pub fn ids_of_kind(c: &Connection, kind: &str) -> Result<Vec<String>, StateError
     Ok(ids)
 }
 
+/// Ids of every resource of `kind` with its project's id (empty for site resources).
+pub fn ids_and_projects_of_kind(c: &Connection, kind: &str) -> Result<Vec<(String, String)>, StateError> {
+    let mut st = c.prepare_cached("SELECT id, COALESCE(project, '') FROM resources WHERE kind = ?1 ORDER BY id")?;
+    let ids = st.query_map([kind], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<Vec<(String, String)>, _>>()?;
+    Ok(ids)
+}
+
 /// Resources of `kind` whose spec field `path` (a JSON path such as `$.vpc`) equals `value`, or,
 /// when `path` names an array, contains it.
 pub fn referencing(c: &Connection, kind: &str, path: &str, value: &str) -> Result<Vec<ResourceRow>, StateError> {

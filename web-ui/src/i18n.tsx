@@ -1,6 +1,7 @@
 // A small translation table: every UI string goes through t().
 import { createContext, useCallback, useContext, useEffect, useMemo, useState, type ReactNode } from "react";
 import { functionsEn, functionsZh } from "./pages/functions/messages";
+import { projectsEn, projectsZh } from "./pages/projectMessages";
 import { instancesEn, instancesZh } from "./pages/instances/messages";
 
 const en = {
@@ -100,13 +101,6 @@ const en = {
   "events.gap": "Some events were missed (pruned by retention).",
   "events.clear": "Clear",
 
-  "projects.title": "Projects",
-  "projects.subtitle": "Tenants of this site. Deleting a project is a long-running operation.",
-  "projects.description": "Description",
-  "projects.create": "New project",
-  "projects.deleteStarted": "Deletion of project {name} started (operation {op}).",
-  "projects.created": "Project {name} created.",
-  "projects.readOnly": "Only site admins can create or delete projects.",
 
   "tokens.title": "API tokens",
   "tokens.subtitle": "Bearer tokens for API clients. A token belongs to one project and carries a role.",
@@ -379,6 +373,7 @@ const en = {
   "objects.copied": "Copied",
 
   ...functionsEn,
+  ...projectsEn,
   ...instancesEn,
 
   "error.network": "The site cannot be reached: {message}",
@@ -486,13 +481,6 @@ const zhCN: Table = {
   "events.gap": "部分事件已因保留策略被清理，未能送达。",
   "events.clear": "清空",
 
-  "projects.title": "项目",
-  "projects.subtitle": "本站点的租户。删除项目是一个长时间运行的操作。",
-  "projects.description": "描述",
-  "projects.create": "新建项目",
-  "projects.deleteStarted": "已开始删除项目 {name}（操作 {op}）。",
-  "projects.created": "项目 {name} 已创建。",
-  "projects.readOnly": "只有站点管理员可以创建或删除项目。",
 
   "tokens.title": "API 令牌",
   "tokens.subtitle": "供 API 客户端使用的 Bearer 令牌。每个令牌属于一个项目并带有一个角色。",
@@ -765,6 +753,7 @@ const zhCN: Table = {
   "objects.copied": "已复制",
 
   ...functionsZh,
+  ...projectsZh,
   ...instancesZh,
 
   "error.network": "无法连接站点：{message}",

@@ -3,9 +3,9 @@
 //! allow-list of the system calls a running VM needs (`seccompiler`). The cgroup (CPU and
 //! memory limits) is the daemon's part: it places the worker before it starts.
 //!
-//! The worker keeps uid 0 without capabilities, so it can still write the root-owned files it
-//! already owns (its exit record in the run directory), while seccomp refuses `open` of anything
-//! new. A call outside the list raises SIGSYS; the handler names the call on stderr and exits
+//! The worker keeps uid 0 without capabilities, and writes only through files it opened before
+//! (its exit record in the run directory), while seccomp refuses `open` of anything new and
+//! every call that names a path. A call outside the list raises SIGSYS; the handler names the call on stderr and exits
 //! with [`SECCOMP_EXIT`], so a missing entry is found at once rather than as a hang.
 
 use std::collections::BTreeMap;
@@ -29,7 +29,8 @@ pub enum ConfineError {
 /// The system calls a running worker makes: vCPU ioctls, device I/O (pread/pwrite on disks,
 /// read/write on taps and sockets), polling, threads (virtio-net's RX thread starts when the
 /// guest's driver does), memory management by the allocator, time, signals, and the exit
-/// record's write, fsync and rename.
+/// record's write and fsync. Nothing that names a path: a worker without capabilities is still
+/// uid 0, so `rename`, `unlink` or `link` would reach every root-owned directory of the host.
 pub const ALLOWED: &[i64] = &[
     libc::SYS_read,
     libc::SYS_write,
@@ -86,9 +87,6 @@ pub const ALLOWED: &[i64] = &[
     libc::SYS_rt_sigreturn,
     libc::SYS_rt_sigtimedwait,
     libc::SYS_sigaltstack,
-    libc::SYS_rename,
-    libc::SYS_renameat,
-    libc::SYS_renameat2,
     libc::SYS_exit,
     libc::SYS_exit_group,
 ];
@@ -175,7 +173,27 @@ mod tests {
         v.sort();
         v.dedup();
         assert_eq!(v.len(), ALLOWED.len());
-        for forbidden in [libc::SYS_openat, libc::SYS_execve, libc::SYS_socket, libc::SYS_connect, libc::SYS_ptrace, libc::SYS_mount] {
+        for forbidden in [
+            libc::SYS_openat,
+            libc::SYS_execve,
+            libc::SYS_socket,
+            libc::SYS_connect,
+            libc::SYS_ptrace,
+            libc::SYS_mount,
+            libc::SYS_rename,
+            libc::SYS_renameat,
+            libc::SYS_renameat2,
+            libc::SYS_unlink,
+            libc::SYS_unlinkat,
+            libc::SYS_link,
+            libc::SYS_linkat,
+            libc::SYS_symlinkat,
+            libc::SYS_chmod,
+            libc::SYS_fchmodat,
+            libc::SYS_chown,
+            libc::SYS_fchownat,
+            libc::SYS_truncate,
+        ] {
             assert!(!ALLOWED.contains(&forbidden), "{forbidden} must not be allowed");
         }
     }

@@ -7,7 +7,7 @@
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
@@ -135,30 +135,29 @@ fn load_kernel(mem: &GuestMemoryMmap, mut kf: File, initrd: Option<Vec<u8>>, cmd
     Ok(loaded.kernel_load.raw_value() + 0x200)
 }
 
-/// The exit record's temporary file, opened before confinement (which forbids `open`).
+/// The exit record's file, opened (and emptied) before confinement, which forbids `open` and
+/// every call that names a path. The record is one JSON line written at exit and fsync'd in
+/// place: a reader that finds the file empty or cut short (a worker killed mid-write) parses no
+/// record, as if none was written.
 struct ExitFile {
-    tmp: PathBuf,
-    dest: PathBuf,
     file: File,
 }
 
 impl ExitFile {
     fn open(dest: &Path) -> Result<ExitFile, VmmError> {
-        let tmp = dest.with_extension("tmp");
-        let file = File::create(&tmp).map_err(io(format!("creating {}", tmp.display())))?;
-        Ok(ExitFile { tmp, dest: dest.to_path_buf(), file })
+        let file = File::create(dest).map_err(io(format!("creating {}", dest.display())))?;
+        Ok(ExitFile { file })
     }
 
     fn commit(mut self, rec: &ExitRecord) -> std::io::Result<()> {
         let mut line = serde_json::to_vec(rec).map_err(std::io::Error::other)?;
         line.push(b'\n');
         self.file.write_all(&line)?;
-        self.file.sync_all()?;
-        std::fs::rename(&self.tmp, &self.dest)
+        self.file.sync_all()
     }
 }
 
-/// Write an exit record at `dest` (temporary file, fsync, rename): for a worker whose set-up
+/// Write an exit record at `dest` (in place, fsync'd): for a worker whose set-up
 /// failed after the daemon could have seen it start, so the daemon learns why.
 pub fn write_exit_record(dest: &Path, rec: &ExitRecord) -> Result<(), VmmError> {
     ExitFile::open(dest)?.commit(rec).map_err(io(format!("writing {}", dest.display())))

@@ -36,7 +36,7 @@ pub struct NetSpec {
 /// The confinement the worker applies to itself once its files are open (see
 /// `crate::confine`): with `seccomp`, every capability is dropped, `no_new_privs` set and the
 /// seccomp allow-list installed before the first vCPU runs. The worker keeps its uid (0 without
-/// capabilities), so it can still rename its exit record in the root-owned run directory.
+/// capabilities); it writes its exit record through a file it opened before, never by path.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 pub struct Confinement {
     #[serde(default)]
@@ -69,7 +69,8 @@ pub struct WorkerSpec {
     /// The control socket's path (made by the worker; a stale one is replaced).
     #[serde(default)]
     pub control_socket: Option<PathBuf>,
-    /// Where the worker writes its [`ExitRecord`] before it exits (temp file, fsync, rename).
+    /// Where the worker writes its [`ExitRecord`] before it exits (a file it opens and empties
+    /// at start; one JSON line written and fsync'd at exit).
     #[serde(default)]
     pub exit_record: Option<PathBuf>,
     /// Copy the console to stdout as well (for manual runs).

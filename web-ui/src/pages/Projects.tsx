@@ -5,6 +5,7 @@ import { formatTime } from "../format";
 import { useI18n } from "../i18n";
 import { useSession } from "../session";
 import { Card, DeleteButton, ErrorBanner, Notice, PageHeader, PhaseBadge, useLoad } from "../components/ui";
+import { ProjectSettings } from "./ProjectSettings";
 
 export function ProjectsPage() {
   const { t, lang } = useI18n();
@@ -18,6 +19,7 @@ export function ProjectsPage() {
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<unknown>(null);
   const [notice, setNotice] = useState<string | null>(null);
+  const [open, setOpen] = useState<string | null>(null);
 
   const create = async (e: FormEvent) => {
     e.preventDefault();
@@ -53,6 +55,7 @@ export function ProjectsPage() {
   };
 
   const items = projects.data?.items ?? [];
+  const opened = items.find((p) => p.name === open);
 
   return (
     <div className="page">
@@ -94,6 +97,19 @@ export function ProjectsPage() {
         <p className="muted">{t("projects.readOnly")}</p>
       )}
 
+      {opened ? (
+        <ProjectSettings
+          key={`${opened.id}-${opened.generation}`}
+          project={opened}
+          canEdit={canManage}
+          onSaved={() => {
+            setNotice(t("projects.saved", { name: opened.name }));
+            projects.reload();
+          }}
+          onClose={() => setOpen(null)}
+        />
+      ) : null}
+
       <Card>
         {projects.error ? <ErrorBanner error={projects.error} /> : null}
         <table className="table" data-testid="projects-table">
@@ -103,7 +119,7 @@ export function ProjectsPage() {
               <th>{t("projects.description")}</th>
               <th>{t("common.phase")}</th>
               <th>{t("common.created")}</th>
-              {canManage ? <th className="actions-col">{t("common.actions")}</th> : null}
+              <th className="actions-col">{t("common.actions")}</th>
             </tr>
           </thead>
           <tbody>
@@ -115,22 +131,19 @@ export function ProjectsPage() {
                   <PhaseBadge phase={p.status?.phase} />
                 </td>
                 <td className="nowrap">{formatTime(p.created_at, lang)}</td>
-                {canManage ? (
-                  <td className="actions-col">
-                    {p.name === "system" ? null : (
-                      <DeleteButton
-                        onConfirm={() => void remove(p)}
-                        disabled={p.status?.phase === "Deleting"}
-                        testId={`delete-project-${p.name}`}
-                      />
-                    )}
-                  </td>
-                ) : null}
+                <td className="actions-col">
+                  <button type="button" className="btn btn-secondary" onClick={() => setOpen(p.name)} data-testid={`settings-project-${p.name}`}>
+                    {t("projects.settings")}
+                  </button>
+                  {canManage && p.name !== "system" ? (
+                    <DeleteButton onConfirm={() => void remove(p)} disabled={p.status?.phase === "Deleting"} testId={`delete-project-${p.name}`} />
+                  ) : null}
+                </td>
               </tr>
             ))}
             {items.length === 0 ? (
               <tr>
-                <td colSpan={canManage ? 5 : 4} className="muted empty-cell">
+                <td colSpan={5} className="muted empty-cell">
                   {projects.loading ? t("common.loading") : t("common.empty")}
                 </td>
               </tr>

@@ -1,0 +1,46 @@
+// The Projects page's strings (the list and a project's settings), English and Chinese.
+// i18n.tsx spreads both tables into its own, so the keys are ordinary message keys for t().
+
+export const projectsEn = {
+  "projects.title": "Projects",
+  "projects.subtitle": "Tenants of this site. Deleting a project is a long-running operation.",
+  "projects.description": "Description",
+  "projects.create": "New project",
+  "projects.deleteStarted": "Deletion of project {name} started (operation {op}).",
+  "projects.created": "Project {name} created.",
+  "projects.readOnly": "Only site admins can create or delete projects.",
+  "projects.settings": "Settings",
+  "projects.settingsOf": "Project {name}: quotas and grants",
+  "projects.quota": "Quota",
+  "projects.used": "Used",
+  "projects.limit": "Limit",
+  "projects.unlimited": "unlimited",
+  "projects.badQuota": "The {key} quota is not a whole number: {value}",
+  "projects.functionDomains": "Function domains (the project's functions may serve these names and their subdomains)",
+  "projects.hostPaths": "Host paths its containers may mount (one NAME=ro or NAME=rw per line)",
+  "projects.save": "Save",
+  "projects.saving": "Saving…",
+  "projects.saved": "Project {name} saved.",
+} as const;
+
+export const projectsZh: Record<keyof typeof projectsEn, string> = {
+  "projects.title": "项目",
+  "projects.subtitle": "本站点的租户。删除项目是一个长时间运行的操作。",
+  "projects.description": "描述",
+  "projects.create": "新建项目",
+  "projects.deleteStarted": "已开始删除项目 {name}（操作 {op}）。",
+  "projects.created": "项目 {name} 已创建。",
+  "projects.readOnly": "只有站点管理员可以创建或删除项目。",
+  "projects.settings": "设置",
+  "projects.settingsOf": "项目 {name}：配额与授权",
+  "projects.quota": "配额",
+  "projects.used": "已用",
+  "projects.limit": "上限",
+  "projects.unlimited": "不限",
+  "projects.badQuota": "{key} 配额不是整数：{value}",
+  "projects.functionDomains": "函数域名（项目的函数可使用这些域名及其子域名）",
+  "projects.hostPaths": "容器可挂载的主机路径（每行一个 NAME=ro 或 NAME=rw）",
+  "projects.save": "保存",
+  "projects.saving": "正在保存…",
+  "projects.saved": "项目 {name} 已保存。",
+};
