@@ -168,6 +168,10 @@ async fn push_all(site: &Site, kind: Kind, queue: &mut Queue, fair: &mut Fair) -
         }
     };
     let now = Instant::now();
+    // What a full pass lists is every id there is: forget the projects of deleted ones.
+    let live: HashSet<&str> = rows.iter().map(|(id, _)| id.as_str()).collect();
+    let busy = &fair.busy;
+    fair.project_of.retain(|id, _| live.contains(id.as_str()) || busy.contains(id));
     rows.into_iter()
         .map(|(id, project)| {
             fair.project_of.insert(id.clone(), project);
