@@ -12,6 +12,7 @@
 
 pub mod cgroup;
 pub mod exec;
+pub mod host;
 pub mod logs;
 pub mod runtime;
 pub mod seccomp;

@@ -109,7 +109,9 @@ pub async fn serve(cfg: Config) -> Result<(), DaemonError> {
     // Outbound connections for tenants (functions, pulls) follow the site's egress policy.
     crate::net::egress::install_site_policy(cfg.egress_policy().map_err(|e| DaemonError::Config(e.to_string()))?);
     crate::site::quotas::check_defaults(&cfg.projects.default_quotas).map_err(|e| DaemonError::Config(e.to_string()))?;
-    let site = Site::new(db, cfg.clone(), node_name);
+    // Every engine and host seam, made once here (the function engine on its first use).
+    let engines = crate::site::engines::Engines::open(&cfg)?;
+    let site = Site::new(db, cfg.clone(), node_name, engines);
     if let Some(first) = site.bootstrap()? {
         print_first_start(&cfg, &first);
     }

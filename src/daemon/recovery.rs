@@ -19,9 +19,6 @@ pub async fn recover(site: &Site) {
         Ok(n) => tracing::info!(instances = n, "removed instances that state no longer has"),
         Err(e) => tracing::warn!(error = %e, "sweeping orphaned instances failed"),
     }
-    if let Err(e) = site.run(|s| s.pool().map(|_| ())).await {
-        tracing::warn!(error = %e, "opening the storage pool failed");
-    }
     // Blobs of writes a crash interrupted, and usage counters, before the S3 endpoint opens.
     match site.run(|s| s.check_objects(true)).await {
         Ok(r) if r.clean() => {

@@ -24,10 +24,10 @@ use super::quotas::Compute;
 use super::reconcile::{Controller, Outcome};
 use super::workload::{DesiredState, RestartPolicy, restart_delay};
 use super::{Kind, ProjectCtx, Resource, Site, SiteError};
-use crate::container::runtime::{self, Layout, LogOptions, Observed};
+use crate::container::ContainerError;
+use crate::container::runtime::{Layout, LogOptions, Observed};
 use crate::container::shim::ExitRecord;
 use crate::container::spec::{self as cspec, BindMount, Limits, RunConfig};
-use crate::container::{ContainerError, exec};
 /// Exec results and log reading, for the API (which imports the site layer only).
 pub use crate::container::{logs, runtime::ExecOutput};
 use crate::state::{ResourceRow, repo};
@@ -303,7 +303,7 @@ impl Site {
 
     /// Whether the container's shim lives.
     pub fn container_running(&self, id: &str) -> bool {
-        matches!(runtime::observe(&self.container_layout(id)), Observed::Running(_))
+        matches!(self.container_host().observe(&self.container_layout(id)), Observed::Running(_))
     }
 
     /// Run a command in a running container (409 when it is not running).
@@ -317,16 +317,12 @@ impl Site {
     ) -> Result<ExecOutput, SiteError> {
         let c = self.get(Kind::Container, Some(p), r)?;
         let l = self.container_layout(&c.id);
-        if !matches!(runtime::observe(&l), Observed::Running(_)) {
+        if !matches!(self.container_host().observe(&l), Observed::Running(_)) {
             return Err(SiteError::Conflict(format!("container {} is not running", c.name)));
         }
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        exec::run(&self_exe()?, &l, command, &env, timeout).map_err(engine_err)
+        self.container_host().exec(&l, command, &env, timeout).map_err(engine_err)
     }
-}
-
-fn self_exe() -> Result<PathBuf, SiteError> {
-    crate::self_exe().map_err(SiteError::io_doing("locating this binary"))
 }
 
 fn engine_err(e: ContainerError) -> SiteError {
@@ -382,18 +378,18 @@ impl Controller for ContainerController {
 }
 
 fn reconcile_container(site: &Site, id: &str) -> Result<Outcome, SiteError> {
-    let l = site.container_layout(id);
+    let (l, host) = (site.container_layout(id), site.container_host());
     let Some(row) = site.read(|c| Ok(repo::get(c, id)?))? else {
-        runtime::remove(&l, l.stop_grace()).map_err(engine_err)?;
+        host.remove(&l, l.stop_grace()).map_err(engine_err)?;
         return Ok(Outcome::Done);
     };
     let spec: ContainerSpec = spec_of(&row)?;
     let st: Status = serde_json::from_str(&row.status).unwrap_or_default();
     let grace = Duration::from_secs(spec.stop_timeout_seconds.into());
-    let observed = runtime::observe(&l);
+    let observed = host.observe(&l);
     if let Observed::Orphaned(_) = observed {
         // The shim was killed but the container lives on without logs or a supervisor.
-        runtime::stop(&l, grace).map_err(engine_err)?;
+        host.stop(&l, grace).map_err(engine_err)?;
         return Ok(Outcome::RequeueAfter(Duration::ZERO));
     }
     let wanted_token = spec.restart_token;
@@ -401,7 +397,7 @@ fn reconcile_container(site: &Site, id: &str) -> Result<Outcome, SiteError> {
     let stale = st.extra.get("started_spec").and_then(Value::as_str) != Some(fingerprint(&spec).as_str());
     match (spec.state, observed) {
         (DesiredState::Stopped, Observed::Running(_)) => {
-            runtime::stop(&l, grace).map_err(engine_err)?;
+            host.stop(&l, grace).map_err(engine_err)?;
             record_stopped(site, &row, &l, "Stopped")?;
             Ok(Outcome::Done)
         }
@@ -412,7 +408,7 @@ fn reconcile_container(site: &Site, id: &str) -> Result<Outcome, SiteError> {
         (DesiredState::Running, Observed::Running(rec)) => {
             if wanted_token != started_token || stale {
                 // A restart request, or a changed spec: stop, then start anew.
-                runtime::stop(&l, grace).map_err(engine_err)?;
+                host.stop(&l, grace).map_err(engine_err)?;
                 return start(site, &row, &spec, &l, 0);
             }
             // Polled every second: write only when something changed (an adoption).
@@ -489,7 +485,7 @@ fn record_exit(site: &Site, row: &ResourceRow, exit: &ExitRecord) -> Result<(), 
 }
 
 fn record_stopped(site: &Site, row: &ResourceRow, l: &Layout, phase: &str) -> Result<(), SiteError> {
-    if let Observed::Exited(e) = runtime::observe(l) {
+    if let Observed::Exited(e) = site.container_host().observe(l) {
         record_exit(site, row, &e)?;
     }
     site.set_status(&row.id, |s, row| {
@@ -597,12 +593,13 @@ fn start(site: &Site, row: &ResourceRow, spec: &ContainerSpec, l: &Layout, resta
         cgroups_path: l.cgroup(),
     };
     let t0 = std::time::Instant::now();
-    runtime::prepare(l, &image_root, &cfg, Duration::from_secs(spec.stop_timeout_seconds.into())).map_err(engine_err)?;
+    let host = site.container_host();
+    host.prepare(l, &image_root, &cfg, Duration::from_secs(spec.stop_timeout_seconds.into())).map_err(engine_err)?;
     let volumes: Vec<String> = spec.mounts.iter().filter_map(|m| m.volume.clone()).collect();
-    runtime::record_volumes(l, &volumes).map_err(engine_err)?;
+    host.record_volumes(l, &volumes).map_err(engine_err)?;
     let prepared = t0.elapsed();
     let logs = LogOptions { max_bytes: site.config().container.log_max_bytes, keep: site.config().container.log_keep };
-    match runtime::start(&self_exe()?, l, logs) {
+    match host.start(l, logs) {
         Ok(rec) => {
             tracing::debug!(container = %row.id, prepare_us = prepared.as_micros() as u64, start_us = (t0.elapsed() - prepared).as_micros() as u64, "container started");
             site.set_status(&row.id, |s, row| {
@@ -670,11 +667,11 @@ pub fn fingerprint(spec: &ContainerSpec) -> String {
 pub fn sweep_orphans(site: &Site) -> Result<usize, SiteError> {
     let ids: std::collections::BTreeSet<String> = site.read(|c| Ok(repo::ids_of_kind(c, Kind::Container.as_str())?))?.into_iter().collect();
     let mut n = 0;
-    for e in std::fs::read_dir(site.config().data_dir.join("containers")).into_iter().flatten().flatten() {
-        let id = e.file_name().to_string_lossy().into_owned();
+    let host = site.container_host();
+    for id in host.present(&site.config().data_dir) {
         if Kind::of_id(&id) == Some(Kind::Container) && !ids.contains(&id) {
             let l = site.container_layout(&id);
-            runtime::remove(&l, l.stop_grace()).map_err(engine_err)?;
+            host.remove(&l, l.stop_grace()).map_err(engine_err)?;
             n += 1;
         }
     }
@@ -718,3 +715,7 @@ mod tests {
         assert!(!env_key_ok("1X"));
     }
 }
+
+#[cfg(test)]
+#[path = "containers_tests.rs"]
+mod host_tests;

@@ -9,6 +9,7 @@ pub mod bootstrap;
 pub mod buckets;
 pub mod containers;
 pub mod drift;
+pub mod engines;
 pub mod error;
 pub mod events;
 pub mod failpoint;
@@ -39,6 +40,8 @@ pub mod public;
 pub mod quotas;
 pub mod reconcile;
 pub mod resource_kind;
+#[cfg(test)]
+pub(crate) mod test_fixture;
 pub mod volumes;
 pub mod workload;
 
@@ -81,11 +84,9 @@ struct Inner {
     started_at: String,
     ready: AtomicBool,
     images: images::ImageState,
-    pool: std::sync::OnceLock<crate::storage::pool::Pool>,
-    objects: std::sync::OnceLock<objects::ObjectState>,
+    engines: engines::Engines,
     functions: std::sync::OnceLock<functions::FunctionState>,
     login_limit: login_limit::LoginLimiter,
-    net_host: Arc<dyn crate::net::nethost::NetHost>,
     /// Wakes for reconcilers (see [`Site::wake`]).
     wakes: broadcast::Sender<Kind>,
     /// The nftables generations the VPC passes committed, per namespace (the last few).
@@ -96,14 +97,9 @@ struct Inner {
 const BUS_CAPACITY: usize = 4096;
 
 impl Site {
-    /// Open the site over an opened database, on the real host.
-    pub fn new(db: Db, config: Config, node_name: String) -> Self {
-        Site::with_net_host(db, config, node_name, Arc::new(crate::net::nethost::KernelNetHost))
-    }
-
-    /// Open the site with `net_host` making its network changes (a
-    /// [`crate::net::nethost::RecordingNetHost`] in tests that run without root).
-    pub fn with_net_host(db: Db, config: Config, node_name: String, net_host: Arc<dyn crate::net::nethost::NetHost>) -> Self {
+    /// Open the site over an opened database, working through `engines` (the real host's, from
+    /// [`engines::Engines::open`]; recording fakes in tests that run without root).
+    pub fn new(db: Db, config: Config, node_name: String, engines: engines::Engines) -> Self {
         let (bus, _) = broadcast::channel(BUS_CAPACITY);
         Site {
             inner: Arc::new(Inner {
@@ -115,11 +111,9 @@ impl Site {
                 started_at: model::now_rfc3339(),
                 ready: AtomicBool::new(false),
                 images: images::ImageState::default(),
-                pool: std::sync::OnceLock::new(),
-                objects: std::sync::OnceLock::new(),
+                engines,
                 functions: std::sync::OnceLock::new(),
                 login_limit: login_limit::LoginLimiter::default(),
-                net_host,
                 wakes: broadcast::channel(64).0,
                 own_rulesets: std::sync::Mutex::new(BTreeMap::new()),
             }),
@@ -128,7 +122,17 @@ impl Site {
 
     /// The host network operations of the VPC reconcilers.
     pub fn net_host(&self) -> &dyn crate::net::nethost::NetHost {
-        self.inner.net_host.as_ref()
+        self.inner.engines.net.as_ref()
+    }
+
+    /// The storage pool's operations (volumes and snapshots).
+    pub fn volume_host(&self) -> &dyn crate::storage::host::VolumeHost {
+        self.inner.engines.volumes.as_ref()
+    }
+
+    /// The container engine's host operations.
+    pub fn container_host(&self) -> &dyn crate::container::host::ContainerHost {
+        self.inner.engines.containers.as_ref()
     }
 
     /// The effective configuration.
@@ -155,14 +159,9 @@ impl Site {
         &self.inner.images
     }
 
-    /// The storage pool's slot (see [`Site::pool`]).
-    pub(crate) fn pool_cell(&self) -> &std::sync::OnceLock<crate::storage::pool::Pool> {
-        &self.inner.pool
-    }
-
-    /// The object store's slot (see [`Site::object_state`]).
-    pub(crate) fn objects_cell(&self) -> &std::sync::OnceLock<objects::ObjectState> {
-        &self.inner.objects
+    /// The object store (opened with the engines, before the site).
+    pub(crate) fn objects(&self) -> &objects::ObjectState {
+        &self.inner.engines.objects
     }
 
     /// The function engine's slot (see [`Site::functions`]).

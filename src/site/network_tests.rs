@@ -29,8 +29,9 @@ fn fixture(uplink: bool) -> Fixture {
         cfg.network.public_cidr = "203.0.113.0/28".into();
     }
     let db = crate::state::Db::open(&dir.path().join("cloudlet.db")).unwrap();
-    let host = Arc::new(RecordingNetHost::default());
-    let site = Site::with_net_host(db, cfg, "n1".into(), host.clone());
+    let (engines, rec) = crate::site::engines::Engines::recording(&cfg).unwrap();
+    let host = rec.net;
+    let site = Site::new(db, cfg, "n1".into(), engines);
     site.create_project("p", &BTreeMap::new(), json!({})).unwrap();
     let p = site.project_by_name("p").unwrap();
     Fixture { _dir: dir, site, host, p }

@@ -254,16 +254,9 @@ pub fn multipart_etag(part_etags: &[String]) -> String {
 }
 
 impl Site {
-    /// The object store (opened once: the site key is loaded and unfinished writes removed).
+    /// The object store (opened with the site's engines, see [`super::engines`]).
     pub fn object_state(&self) -> Result<&ObjectState, SiteError> {
-        if let Some(s) = self.objects_cell().get() {
-            return Ok(s);
-        }
-        let cfg = &self.config().s3;
-        let dir = if cfg.dir.as_os_str().is_empty() { self.config().data_dir.join("objects") } else { cfg.dir.clone() };
-        let blobs = BlobStore::open(&dir, cfg.fsync)?;
-        let sealer = Sealer::open(&self.config().data_dir)?;
-        Ok(self.objects_cell().get_or_init(|| ObjectState { blobs, sealer }))
+        Ok(self.objects())
     }
 
     fn blobs(&self) -> Result<&BlobStore, StoreError> {

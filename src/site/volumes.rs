@@ -19,8 +19,8 @@ use super::reconcile::{Controller, Outcome};
 use super::resource_kind::{Labels, Patchable, ResourceKind};
 use super::{Kind, ProjectCtx, Resource, Site, SiteError};
 use crate::state::{ResourceRow, repo};
-use crate::storage::pool::{MIB, Pool};
-use crate::storage::{StorageError, attach, check};
+use crate::storage::StorageError;
+use crate::storage::pool::MIB;
 
 /// Smallest volume, MiB.
 pub const MIN_MIB: u64 = 16;
@@ -71,7 +71,7 @@ fn check_capacity(site: &Site, c: &Connection, p: &ProjectCtx, add: u64, field: 
         return Err(SiteError::QuotaExceeded { kind: "volume_mib".into(), limit });
     }
     let capacity = match site.config().storage.capacity_mib {
-        0 => site.pool()?.filesystem().map_err(storage_err)?.0 / MIB,
+        0 => site.volume_host().filesystem().map_err(storage_err)?.0 / MIB,
         n => n,
     };
     let site_total = quotas::provisioned_mib(c, None)?;
@@ -85,44 +85,30 @@ fn check_capacity(site: &Site, c: &Connection, p: &ProjectCtx, add: u64, field: 
 }
 
 impl Site {
-    /// The storage pool (opened once: opening removes leftovers of interrupted copies).
-    pub fn pool(&self) -> Result<&Pool, SiteError> {
-        if let Some(p) = self.pool_cell().get() {
-            return Ok(p);
-        }
-        let dir = match &self.config().storage.pool_dir {
-            d if d.as_os_str().is_empty() => self.config().data_dir.join("storage"),
-            d => d.clone(),
-        };
-        let p = Pool::open(&dir).map_err(storage_err)?;
-        Ok(self.pool_cell().get_or_init(|| p))
-    }
-
     /// Prepare volume `id` as an instance's disk: formatted as ext4 when blank (the same code as
     /// container mounts), and not mounted on the host. A `writable` disk is marked guest-written
     /// (durably, before the VM gets it; see [`crate::storage::check`]). Its file, or `None` while
     /// the volume is not made yet or still mounted for a container that is going away.
     pub fn volume_for_instance(&self, id: &str, writable: bool) -> Result<Option<std::path::PathBuf>, SiteError> {
-        let pool = self.pool()?;
-        let file = pool.volume_path(id);
-        if !file.exists() {
+        let h = self.volume_host();
+        if !h.volume_exists(id) {
             return Ok(None);
         }
         let _g = lock();
-        if attach::mounted_device(&pool.mount_path(id)).is_some() || checking().contains(id) {
+        if h.mounted(id) || checking().contains(id) {
             return Ok(None);
         }
-        attach::format_if_blank(&file, id).map_err(storage_err)?;
+        h.format_if_blank(id).map_err(storage_err)?;
         if writable {
-            check::taint(&file).map_err(storage_err)?;
+            h.mark_guest_written(id).map_err(storage_err)?;
         }
-        Ok(Some(file))
+        Ok(Some(h.volume_file(id)))
     }
 
     /// Whether volume `id` was written by a guest and not checked since (no container may
     /// mount it then).
     pub fn volume_guest_written(&self, id: &str) -> Result<bool, SiteError> {
-        Ok(check::tainted(&self.pool()?.volume_path(id)))
+        Ok(self.volume_host().guest_written(id))
     }
 
     /// Check (and repair) a volume's filesystem in the confined checker, which lifts the
@@ -130,8 +116,7 @@ impl Site {
     /// uses it; 422 naming `id` when the filesystem has errors left (the mark stays).
     pub fn check_volume(&self, p: &ProjectCtx, r: &str) -> Result<Resource, SiteError> {
         let vol = self.get(Kind::Volume, Some(p), r)?;
-        let pool = self.pool()?.clone();
-        let file = pool.volume_path(&vol.id);
+        let h = self.volume_host();
         {
             let _g = lock();
             if let Some(u) = self.read(|c| super::workload::mounted_by(c, &vol.id))?.first() {
@@ -140,7 +125,7 @@ impl Site {
                     message: format!("volume {} is attached to {} {}; detach it first", vol.name, u.kind, u.name),
                 });
             }
-            if attach::mounted_device(&pool.mount_path(&vol.id)).is_some() || !file.exists() || !checking().insert(vol.id.clone()) {
+            if h.mounted(&vol.id) || !h.volume_exists(&vol.id) || !checking().insert(vol.id.clone()) {
                 return Err(SiteError::ConflictOn {
                     field: "id".into(),
                     message: format!("volume {} is busy (mounted, being checked or not made yet); try again", vol.name),
@@ -149,15 +134,12 @@ impl Site {
         }
         // The check runs without the volumes' lock (its time is the tenant's); while it runs an
         // instance waits for the disk, and a container cannot mount it (it is still marked).
-        let outcome = check::check_confined(&file);
+        let outcome = h.check(&vol.id);
         checking().remove(&vol.id);
         let (ok, message) = match &outcome {
             Ok(o) => (true, format!("e2fsck exit code {}: {}", o.code, o.summary)),
             Err(e) => (false, e.to_string()),
         };
-        if ok {
-            check::clear_taint(&file).map_err(storage_err)?;
-        }
         self.set_status(&vol.id, |st, _| {
             st.set_condition("FilesystemChecked", ok, if ok { "Clean" } else { "Errors" }, &message);
             st.extra.insert("guest_written".into(), (!ok).into());
@@ -172,18 +154,17 @@ impl Site {
     /// Mount volume `id` for a container (formatting it on first use); its mount directory, or
     /// `None` while the volume is not made yet.
     pub fn mount_volume(&self, id: &str) -> Result<Option<std::path::PathBuf>, SiteError> {
-        let pool = self.pool()?;
-        let file = pool.volume_path(id);
-        if !file.exists() {
+        let h = self.volume_host();
+        if !h.volume_exists(id) {
             return Ok(None);
         }
-        if check::tainted(&file) {
+        if h.guest_written(id) {
             return Err(SiteError::Conflict(format!(
                 "volume {id} was written by a guest; check it (POST /v1/volumes/{id}/check) before a container mounts it"
             )));
         }
         let _g = lock();
-        attach::ensure_mounted(&file, &pool.mount_path(id), id).map(Some).map_err(storage_err)
+        h.mount(id).map(Some).map_err(storage_err)
     }
 }
 
@@ -219,43 +200,40 @@ impl Controller for VolumeController {
 }
 
 fn reconcile_volume(site: &Site, id: &str) -> Result<Outcome, SiteError> {
-    let pool = site.pool()?.clone();
-    let (file, dir) = (pool.volume_path(id), pool.mount_path(id));
+    let h = site.volume_host();
     let Some(row) = site.read(|c| Ok(repo::get(c, id)?))? else {
         let _g = lock();
-        attach::unmount(&dir).map_err(storage_err)?;
-        let _ = std::fs::remove_dir(&dir);
-        Pool::remove(&file).map_err(storage_err)?;
+        h.remove_volume(id).map_err(storage_err)?;
         return Ok(Outcome::Done);
     };
     let spec: VolumeSpec = spec_of(&row)?;
     let bytes = spec.size_mib.unwrap_or(MIN_MIB) * MIB;
     let _g = lock();
-    if !file.exists() {
+    if !h.volume_exists(id) {
         match &spec.source_snapshot {
             Some(snap) => {
-                Pool::copy(&pool.snapshot_path(snap), &file).map_err(storage_err)?;
+                h.clone_snapshot(snap, id).map_err(storage_err)?;
             }
-            None => pool.create(id, bytes).map_err(storage_err)?,
+            None => h.create_volume(id, bytes).map_err(storage_err)?,
         }
     }
-    let grown = pool.grow(id, bytes).map_err(storage_err)?;
-    let online = if grown { Some(attach::fill(&dir).map_err(storage_err)?) } else { None };
+    let grown = h.grow_volume(id, bytes).map_err(storage_err)?;
+    let online = if grown { Some(h.fill(id).map_err(storage_err)?) } else { None };
     let users = site.read(|c| super::workload::mounted_by(c, id))?;
     // Containers deleted from state may still be stopping and writing: keep the volume mounted
     // until their directories are gone, and look again until then.
-    let binding = crate::container::runtime::containers_binding(&site.config().data_dir, id);
+    let binding = site.container_host().binding(&site.config().data_dir, id);
     let stopping = binding.iter().any(|c| !users.iter().any(|u| &u.id == c));
     // Only containers mount a volume on the host; an instance's disk must not be mounted.
     if !users.iter().any(|u| u.kind == Kind::Container.as_str()) && binding.is_empty() {
-        attach::unmount(&dir).map_err(storage_err)?;
+        h.unmount(id).map_err(storage_err)?;
     }
-    let usage = Pool::usage(&file).map_err(storage_err)?;
-    let mounted = attach::mounted_device(&dir).is_some();
+    let usage = h.volume_usage(id).map_err(storage_err)?;
+    let mounted = h.mounted(id);
     site.set_status(id, |st, row| {
         st.phase = if users.is_empty() && binding.is_empty() { "Available" } else { "InUse" }.into();
         st.observed_generation = row.generation;
-        st.extra.insert("path".into(), file.display().to_string().into());
+        st.extra.insert("path".into(), h.volume_file(id).display().to_string().into());
         st.extra.insert("provisioned_bytes".into(), usage.provisioned.into());
         st.extra.insert("allocated_bytes".into(), usage.allocated.into());
         // Containers by name; ones already deleted but still stopping by id.
@@ -263,7 +241,7 @@ fn reconcile_volume(site: &Site, id: &str) -> Result<Outcome, SiteError> {
         attached.extend(binding.iter().filter(|c| !users.iter().any(|u| &u.id == *c)).cloned());
         st.extra.insert("attached_to".into(), serde_json::json!(attached));
         st.extra.insert("mounted".into(), mounted.into());
-        st.extra.insert("guest_written".into(), check::tainted(&file).into());
+        st.extra.insert("guest_written".into(), h.guest_written(id).into());
         match online {
             Some(true) => st.set_condition("FilesystemResized", true, "Online", ""),
             Some(false) if mounted => st.set_condition(
@@ -293,19 +271,17 @@ impl Controller for SnapshotController {
 }
 
 fn reconcile_snapshot(site: &Site, id: &str) -> Result<Outcome, SiteError> {
-    let pool = site.pool()?.clone();
-    let path = pool.snapshot_path(id);
+    let h = site.volume_host();
     let Some(row) = site.read(|c| Ok(repo::get(c, id)?))? else {
-        Pool::remove(&path).map_err(storage_err)?;
+        h.remove_snapshot(id).map_err(storage_err)?;
         return Ok(Outcome::Done);
     };
     let st: Status = serde_json::from_str(&row.status).unwrap_or_default();
-    if st.phase == "Ready" && path.exists() {
+    if st.phase == "Ready" && h.snapshot_exists(id) {
         return Ok(Outcome::Done);
     }
     let spec: SnapshotSpec = spec_of(&row)?;
-    let src = pool.volume_path(&spec.volume);
-    if !src.exists() {
+    if !h.volume_exists(&spec.volume) {
         // The volume is not made yet (or is gone: then the snapshot can never be taken).
         let gone = site.read(|c| Ok(repo::get(c, &spec.volume)?))?.is_none();
         if gone {
@@ -319,9 +295,9 @@ fn reconcile_snapshot(site: &Site, id: &str) -> Result<Outcome, SiteError> {
     }
     let kind = {
         let _g = lock();
-        attach::frozen(&pool.mount_path(&spec.volume), || Pool::copy(&src, &path)).map_err(storage_err)?
+        h.snapshot(&spec.volume, id).map_err(storage_err)?
     };
-    let usage = Pool::usage(&path).map_err(storage_err)?;
+    let usage = h.snapshot_usage(id).map_err(storage_err)?;
     site.set_status(id, |s, row| {
         s.phase = "Ready".into();
         s.observed_generation = row.generation;
@@ -366,7 +342,7 @@ impl ResourceKind for VolumeSpec {
         if let Some(u) = super::workload::mounted_by(c, &row.id)?.first() {
             return Err(SiteError::Conflict(format!("volume {} is attached to {} {}", row.name, u.kind, u.name)));
         }
-        if let Some(c) = crate::container::runtime::containers_binding(&site.config().data_dir, &row.id).first() {
+        if let Some(c) = site.container_host().binding(&site.config().data_dir, &row.id).first() {
             return Err(SiteError::Conflict(format!("volume {} is still attached to container {c}, which is stopping", row.name)));
         }
         Ok(())
@@ -423,3 +399,7 @@ impl ResourceKind for SnapshotSpec {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "volumes_tests.rs"]
+mod tests;

@@ -4,6 +4,7 @@
 
 pub mod attach;
 pub mod check;
+pub mod host;
 pub mod pool;
 
 /// Errors of the storage engine. `Invalid` is the caller's input; the others are the host's.
