@@ -207,8 +207,8 @@ impl Site {
         self.read(|c| Ok(crate::state::objects::bucket_usage(c, bucket_id)?))
     }
 
-    fn sealer(&self) -> Result<&Sealer, SiteError> {
-        Ok(&self.object_state()?.sealer)
+    fn sealer(&self) -> &Sealer {
+        &self.objects().sealer
     }
 
     /// Create a bucket. Errors: 409 when the name is taken anywhere on the site.
@@ -264,7 +264,7 @@ impl Site {
                 Ok((res, blobs))
             })
             .await?;
-        self.object_state()?.blobs.remove(&blobs).await;
+        self.objects().blobs.remove(&blobs).await;
         Ok(res)
     }
 
@@ -278,7 +278,7 @@ impl Site {
     ) -> Result<(Resource, String), SiteError> {
         let s: AccessKeySpec = serde_json::from_value(spec).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
         let secret = new_secret();
-        let sealer = self.sealer()?;
+        let sealer = self.sealer();
         let spec = serde_json::to_value(&s)?;
         let sec = secret.clone();
         let r = self.create_then(
@@ -303,7 +303,7 @@ impl Site {
         if Kind::of_id(id) != Some(Kind::AccessKey) {
             return Err(bad());
         }
-        let sealer = self.sealer()?;
+        let sealer = self.sealer();
         self.read(|c| {
             let row = repo::get(c, id)?.filter(|r| !r.deleting).ok_or_else(bad)?;
             let project = repo::get(c, row.project_id.as_deref().unwrap_or_default())?.filter(|p| !p.deleting).ok_or_else(bad)?;

@@ -36,7 +36,7 @@ impl Site {
     /// blobs (interrupted writes) and recompute drifted usage counters. Run at start-up, before
     /// the S3 listener accepts writes; `sweep` false only reports.
     pub fn check_objects(&self, sweep: bool) -> Result<CheckReport, SiteError> {
-        let blobs = &self.object_state()?.blobs;
+        let blobs = &self.objects().blobs;
         let on_disk: BTreeMap<String, u64> = blobs.list()?.into_iter().collect();
         let refs = self.read(|c| Ok(orepo::all_blob_refs(c)?))?;
         let mut report = CheckReport { blobs: on_disk.len(), ..Default::default() };

@@ -254,13 +254,8 @@ pub fn multipart_etag(part_etags: &[String]) -> String {
 }
 
 impl Site {
-    /// The object store (opened with the site's engines, see [`super::engines`]).
-    pub fn object_state(&self) -> Result<&ObjectState, SiteError> {
-        Ok(self.objects())
-    }
-
-    fn blobs(&self) -> Result<&BlobStore, StoreError> {
-        Ok(&self.object_state()?.blobs)
+    fn blobs(&self) -> &BlobStore {
+        &self.objects().blobs
     }
 
     /// Bytes the bucket may still take under its own and its project's quotas (`None`:
@@ -301,7 +296,7 @@ impl Site {
     {
         let max = self.config().s3.max_object_bytes;
         let limit = room.map_or(max, |r| r.min(max));
-        match self.blobs()?.write(body, algorithms, limit).await {
+        match self.blobs().write(body, algorithms, limit).await {
             Err(ObjectError::TooLarge { .. }) if limit < max => {
                 Err(StoreError::QuotaExceeded("the object would exceed the bucket's or the project's quota".into()))
             }
@@ -311,9 +306,7 @@ impl Site {
 
     /// Remove a blob that will not be committed (a failed checksum, say).
     pub async fn discard_blob(&self, w: &Written) {
-        if let Ok(b) = self.blobs() {
-            b.remove(std::slice::from_ref(&w.id)).await;
-        }
+        self.blobs().remove(std::slice::from_ref(&w.id)).await;
     }
 
     /// Make blob `w` the object at `key`, atomically replacing any old one. On error the blob is
@@ -359,7 +352,7 @@ impl Site {
                 })
             })
             .await;
-        let store = self.blobs()?;
+        let store = self.blobs();
         match out {
             Ok(Ok(old)) => {
                 store.remove(&old.into_iter().map(|b| b.blob).collect::<Vec<_>>()).await;
@@ -402,7 +395,7 @@ impl Site {
                 return Err(StoreError::Object(ObjectError::Body(format!("object {} does not add up to its size; run the object store check", row.key))));
             }
             let list: Vec<(String, u64)> = blobs.into_iter().map(|b| (b.blob, b.size as u64)).collect();
-            match self.blobs()?.open_all(&list).await {
+            match self.blobs().open_all(&list).await {
                 Ok(files) => return Ok((row, ObjectBody(files))),
                 // Replaced between the read and the open: read the new row.
                 Err(ObjectError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => continue,
@@ -430,7 +423,7 @@ impl Site {
             .await??;
         match out {
             Some(blobs) => {
-                self.blobs()?.remove(&blobs.into_iter().map(|b| b.blob).collect::<Vec<_>>()).await;
+                self.blobs().remove(&blobs.into_iter().map(|b| b.blob).collect::<Vec<_>>()).await;
                 Ok(true)
             }
             None => Ok(false),
@@ -467,7 +460,7 @@ impl Site {
             return Err(StoreError::EntityTooLarge(limit));
         }
         let stream = Box::pin(files.stream(0, row.size as u64));
-        let w = self.blobs()?.write(stream, Algorithms::default(), limit).await?;
+        let w = self.blobs().write(stream, Algorithms::default(), limit).await?;
         if w.size != row.size as u64 {
             self.discard_blob(&w).await;
             return Err(StoreError::Object(ObjectError::Body("the source changed while it was copied".into())));
@@ -547,7 +540,7 @@ impl Site {
             .await;
         match out {
             Ok(Ok(old)) => {
-                self.blobs()?.remove(&old.into_iter().collect::<Vec<_>>()).await;
+                self.blobs().remove(&old.into_iter().collect::<Vec<_>>()).await;
                 Ok(etag)
             }
             Ok(Err(e)) => {
@@ -620,7 +613,7 @@ impl Site {
             })
             .await??;
         let (row, drop) = out;
-        self.blobs()?.remove(&drop).await;
+        self.blobs().remove(&drop).await;
         Ok(row)
     }
 
@@ -636,7 +629,7 @@ impl Site {
             })
             .await?
             .ok_or(StoreError::NoSuchUpload)?;
-        self.blobs()?.remove(&blobs).await;
+        self.blobs().remove(&blobs).await;
         Ok(())
     }
 
