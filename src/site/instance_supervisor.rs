@@ -146,7 +146,12 @@ pub fn observe(l: &Layout) -> Observed {
     reap();
     match read_json::<WorkerRecord>(&l.record_file()) {
         Some(rec) if rec.boot_id == boot_id() && alive(rec.pid, rec.start) => Observed::Running(rec),
-        Some(rec) => Observed::Exited(rec, read_json(&l.exit_record())),
+        Some(rec) => {
+            // A worker that died after the reap above is a zombie now, which `alive` counts as
+            // gone: reap it here, since no later pass of a deleted instance would.
+            reap();
+            Observed::Exited(rec, read_json(&l.exit_record()))
+        }
         None => {
             // The pid is the kernel's word for who listens on the socket (SO_PEERCRED), never the
             // pid the worker reports: a worker a guest took over must not name another process
