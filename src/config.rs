@@ -173,6 +173,14 @@ pub struct ContainerConfig {
     pub default_memory_mib: u64,
     /// CPUs of a container that sets no `resources.cpus` (0: unlimited).
     pub default_cpus: f64,
+    /// Run containers in user namespaces where the kernel allows (an overlay over an idmapped
+    /// layer, Linux 5.19): one per project, so root in a container is an unprivileged host id
+    /// of its project's range.
+    pub user_namespaces: bool,
+    /// The first host id of the projects' ranges: the project given slot `n` (in the order
+    /// projects first run a container or make an interface) has host ids
+    /// `userns_first_id + 65536 n` to `+ 65535`.
+    pub userns_first_id: u32,
 }
 
 impl Default for ContainerConfig {
@@ -186,6 +194,8 @@ impl Default for ContainerConfig {
             default_pids: 1024,
             default_memory_mib: 1024,
             default_cpus: 1.0,
+            user_namespaces: true,
+            userns_first_id: 1_000_000_000,
         }
     }
 }
@@ -426,6 +436,11 @@ allowed_registries = []
 default_pids = 1024
 default_memory_mib = 1024
 default_cpus = 1.0
+# Containers run in user namespaces where the kernel allows: each project gets 65536 host ids
+# from userns_first_id on (slot n: userns_first_id + 65536 n), and root in a container is the
+# first of them. Files a container writes to a host path belong to those ids.
+user_namespaces = true
+userns_first_id = 1000000000
 
 # Host directories containers may mount, by name: tenants name one ("data"), never a path.
 [container.host_paths]
@@ -536,6 +551,15 @@ impl Config {
         let t: ipnet::Ipv4Net = n.transit_cidr.parse().map_err(|e| bad("network.transit_cidr", format!("{e}")))?;
         if t.prefix_len() > 30 {
             return Err(bad("network.transit_cidr", "needs room for at least one /30".into()));
+        }
+        if self.container.userns_first_id < 1 << 16 {
+            return Err(bad(
+                "container.userns_first_id",
+                format!("{} would give containers the host's own ids (it must be at least 65536)", self.container.userns_first_id),
+            ));
+        }
+        if u64::from(self.container.userns_first_id) + (1 << 16) * 1024 > u64::from(u32::MAX) {
+            return Err(bad("container.userns_first_id", format!("{} leaves no room for 1024 projects of 65536 ids", self.container.userns_first_id)));
         }
         if !(1..=1024).contains(&self.functions.pool_instances) {
             return Err(bad("functions.pool_instances", format!("{} is not between 1 and 1024", self.functions.pool_instances)));

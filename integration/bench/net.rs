@@ -24,7 +24,7 @@ fn sh(args: &[&str]) {
 
 fn ns(name: &str) -> String {
     let n = format!("clbench-{name}-{}", std::process::id());
-    host::ensure_netns(&n).expect("netns");
+    host::ensure_netns(&n, None).expect("netns");
     n
 }
 

@@ -42,6 +42,7 @@ fn config(l: &Layout, args: &[&str], limits: Limits) -> RunConfig {
         etc_dir: Some(l.dir.join("etc")),
         address: None,
         cgroups_path: l.cgroup(),
+        userns: None,
     }
 }
 
@@ -77,7 +78,8 @@ fn a_container_runs_logs_execs_and_is_removed_without_leftovers() {
     assert!(matches!(runtime::observe(&l), Observed::Running(_)));
     let lines = common::wait_secs(10, "log lines", || {
         let e = logs::read_tail(&l.logs(), None);
-        (e.len() >= 6).then_some(e)
+        // Seven lines: stdout and stderr are pumped apart, so wait for all of them.
+        (e.len() >= 7).then_some(e)
     });
     let text: Vec<String> = lines.iter().map(|e| format!("{} {}", e.stream, e.log)).collect();
     assert!(text.contains(&"stdout started hi".to_string()), "{text:?}");

@@ -41,10 +41,12 @@ fn shims_of(id: &str) -> usize {
         .count()
 }
 
+/// Mounts under the data dir, but for the projects' pinned user namespaces (kept while their
+/// project exists).
 fn mounts_under(dir: &std::path::Path) -> usize {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let d = dir.to_string_lossy();
-    info.lines().filter(|l| l.split(' ').nth(4).is_some_and(|m| m.starts_with(d.as_ref()))).count()
+    let (d, pins) = (dir.to_string_lossy(), dir.join("userns").to_string_lossy().into_owned());
+    info.lines().filter(|l| l.split(' ').nth(4).is_some_and(|m| m.starts_with(d.as_ref()) && !m.starts_with(&pins))).count()
 }
 
 #[test]
@@ -204,9 +206,8 @@ fn pull_run_in_a_vpc_fetch_through_an_eip_logs_exec_stop_delete_and_recover() {
         let _ = cloudlet::net::host::delete_netns(&ns);
     }
     let _ = cloudlet::container::cgroup::remove(&format!("/cloudlet/{id}"));
-    for e in std::fs::read_dir(d.dir.join("containers")).expect("containers").flatten() {
-        let _ = nix::mount::umount2(&e.path().join("bundle/rootfs"), nix::mount::MntFlags::MNT_DETACH);
-    }
+    // A reboot clears every mount: the overlays, their binds and the pinned user namespaces.
+    cloudlet::container::runtime::unmount_under(&d.dir).expect("unmount");
     assert_eq!(mounts_under(&d.dir), 0);
     d.launch();
     let st = wait_phase(&d, "web", "Running");

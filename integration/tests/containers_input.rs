@@ -61,6 +61,9 @@ fn bad_input_is_refused_with_the_field_and_hostile_archives_write_nothing() {
     let host = tempfile::tempdir().expect("tmp");
     let share = host.path().join("share");
     std::fs::create_dir(&share).expect("share");
+    // Host paths are not id-shifted: a container's root is its project's host id there, so the
+    // admin makes the directory writable for it.
+    std::fs::set_permissions(&share, std::os::unix::fs::PermissionsExt::from_mode(0o777)).expect("chmod");
     let cfg = host.path().join("config.toml");
     std::fs::write(&cfg, format!("[container.host_paths]\nshare = \"{}\"\n", share.display())).expect("config");
     // The registry of the pull below is on loopback: the site permits exactly its address and port.
@@ -205,6 +208,8 @@ fn bad_input_is_refused_with_the_field_and_hostile_archives_write_nothing() {
     assert_eq!(st["oom_killed"], true, "{st}");
     assert_eq!(st["exit_code"], 137, "{st}");
     assert_eq!(std::fs::read_to_string(share.join("written")).expect("written through the mount"), "ok\n");
+    let base = st["user_namespace"]["host_id_base"].as_u64().expect("a user namespace");
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(share.join("written")).expect("meta")) as u64, base, "owned by the project's root");
     let r = d.call(
         "POST",
         "/v1/containers",

@@ -1,8 +1,9 @@
 //! Attacks of a hostile tenant (a member of project `b`) against another project (the admin's
 //! project `a`, where the site's own images live) and against the host, each asserted to fail
 //! with nothing of `a` read or changed (issue 14): borrowing or probing another project's image
-//! layers by digest, hanging the site's image handling with a FIFO, and escaping a container's
-//! confinement through exec.
+//! layers by digest, hanging the site's image handling with a FIFO, escaping a container's
+//! confinement through exec, and using a container's root on files of another project or of the
+//! host.
 
 use crate::common;
 
@@ -167,6 +168,78 @@ fn exec_is_confined_like_the_containers_main_process() {
     assert!(!out.contains("MOUNTED") && !out.contains("rc=0"), "{esc}");
     // Refused by the kernel, not missing: busybox's unshare ran and reported the refusal.
     assert!(esc["stderr"].as_str().unwrap_or_default().contains("unshare"), "{esc}");
+    assert!(!d.log().contains("panicked"));
+}
+
+#[test]
+fn a_containers_root_is_an_unprivileged_host_id_of_its_own_projects_range() {
+    if !common::is_root() {
+        panic!("needs root: containers need namespaces and cgroups; run the suite as root");
+    }
+    // One host path granted read-write to both projects, writable by anyone on the host.
+    let host = tempfile::tempdir().expect("tmp");
+    let share = host.path().join("share");
+    std::fs::create_dir(&share).expect("dir");
+    std::fs::set_permissions(&share, std::os::unix::fs::PermissionsExt::from_mode(0o777)).expect("chmod");
+    std::fs::write(share.join("host-only"), "root's\n").expect("write");
+    std::fs::set_permissions(share.join("host-only"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod");
+    let cfg = host.path().join("config.toml");
+    std::fs::write(&cfg, format!("[container.host_paths]\nshare = \"{}\"\n", share.display())).expect("config");
+    let d = Daemon::start_with(&["--config", cfg.to_str().expect("utf-8")]);
+    let _guard = ContainerGuard(d.dir.clone());
+    let b = tenant_b(&d);
+    for p in ["system", "b"] {
+        let r = d.call("PATCH", &format!("/v1/projects/{p}"), Some(json!({"spec": {"host_paths": {"share": "rw"}}})));
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let bb = std::fs::read(common::busybox_image().join("busybox-httpd.oci.tar")).expect("archive");
+    assert_eq!(import_as(&d, &d.token, "bb", &bb).status, 201);
+    assert_eq!(import_as(&d, &b, "bb", &bb).status, 201);
+    let run = |token: &str, name: &str, cmd: &str| {
+        let body = json!({"name": name, "spec": {"image": "bb", "command": ["/bin/sh", "-c", cmd], "mounts": [{"host_path": "share", "target": "/mnt"}]}});
+        let r = d.call_as(token, "POST", "/v1/containers", Some(body));
+        assert_eq!(r.status, 201, "{}", r.body);
+    };
+    let logs_with = |token: &str, name: &str, marker: &str| {
+        d.wait_for(60, &format!("{name} to print {marker}"), || {
+            let l = d.call_as(token, "GET", &format!("/v1/containers/{name}/logs"), None).body;
+            l.contains(marker).then_some(l)
+        })
+    };
+    let status = |token: &str, name: &str| d.call_as(token, "GET", &format!("/v1/containers/{name}"), None).json()["status"].clone();
+    // A (the admin's project) keeps a private file on the shared path.
+    run(
+        &d.token,
+        "a",
+        "echo a-private > /mnt/a-secret && chmod 600 /mnt/a-secret && echo wrote; cat /proc/self/uid_map; stat -c passwd=%u /etc/passwd; sleep 600",
+    );
+    let a_logs = logs_with(&d.token, "a", "passwd=");
+    // B's root tries A's file and the host's: without a user namespace CAP_DAC_OVERRIDE reads both.
+    run(
+        &b,
+        "b",
+        "cat /mnt/a-secret || echo refused-a; cat /mnt/host-only || echo refused-host; echo b > /mnt/b-file; cat /proc/self/uid_map; echo done; sleep 600",
+    );
+    let b_logs = logs_with(&b, "b", "done");
+    assert!(a_logs.contains("wrote") && b_logs.contains("refused-a") && b_logs.contains("refused-host"), "{a_logs}\n{b_logs}");
+    assert!(!b_logs.contains("a-private") && !b_logs.contains("root's"), "nothing of A or the host was read: {b_logs}");
+    // Each project has its own range, which the host sees on processes and files.
+    let base = |token: &str, name: &str| status(token, name)["user_namespace"]["host_id_base"].as_u64().expect("in a user namespace") as u32;
+    let (base_a, base_b) = (base(&d.token, "a"), base(&b, "b"));
+    assert!(base_a >= 65_536 && base_b >= 65_536 && base_a.abs_diff(base_b) >= 65_536, "{base_a} {base_b}");
+    let map_line =
+        |logs: &str| logs.lines().map(|l| l.split_whitespace().collect::<Vec<_>>()).find(|w| w.len() == 3 && w[0] == "0").unwrap_or_default().join(" ");
+    assert_eq!(map_line(&a_logs), format!("0 {base_a} 65536"), "{a_logs}");
+    assert_eq!(map_line(&b_logs), format!("0 {base_b} 65536"), "{b_logs}");
+    assert!(a_logs.contains("passwd=0"), "the image's files show as the container's root: {a_logs}");
+    use std::os::unix::fs::MetadataExt;
+    let owner = |f: &str| std::fs::metadata(share.join(f)).expect(f).uid();
+    assert_eq!((owner("a-secret"), owner("b-file"), owner("host-only")), (base_a, base_b, 0));
+    assert_eq!(std::fs::read_to_string(share.join("a-secret")).expect("a's file"), "a-private\n", "unchanged");
+    let pid = status(&b, "b")["pid"].as_i64().expect("pid");
+    let uid_line =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status").lines().find(|l| l.starts_with("Uid:")).unwrap_or_default().to_string();
+    assert_eq!(uid_line.split_whitespace().nth(1), Some(base_b.to_string().as_str()), "B's init is host id {base_b}: {uid_line}");
     assert!(!d.log().contains("panicked"));
 }
 

@@ -25,7 +25,7 @@ struct Topology {
 impl Topology {
     fn ns(&mut self, tag: &str) -> String {
         let n = format!("cltest-{tag}-{}", std::process::id());
-        host::ensure_netns(&n).expect("create netns");
+        host::ensure_netns(&n, None).expect("create netns");
         self.names.push(n.clone());
         n
     }

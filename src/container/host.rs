@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use super::runtime::{self, ExecOutput, Layout, LogOptions, Observed};
 use super::shim::{ExitRecord, ShimRecord};
-use super::spec::RunConfig;
+use super::spec::{RunConfig, UserNs};
 use super::{ContainerError, exec};
 
 /// Host operations on one container's processes, cgroup and directory. Each is idempotent.
@@ -37,11 +37,70 @@ pub trait ContainerHost: Send + Sync {
     fn binding(&self, data_dir: &Path, volume: &str) -> Vec<String>;
     /// The ids of every container directory under `data_dir`.
     fn present(&self, data_dir: &Path) -> Vec<String>;
+    /// Whether containers run in user namespaces: enabled in the site config and allowed by
+    /// the kernel and the data directory's file system (probed at start-up).
+    fn user_namespaces(&self) -> bool;
+    /// Make and pin the user namespace `ns` unless it is pinned already.
+    fn pin_userns(&self, ns: &UserNs) -> Result<(), ContainerError>;
+    /// Remove the pin on `path` (a deleted project's); absent is fine.
+    fn unpin_userns(&self, path: &Path) -> Result<(), ContainerError>;
 }
 
 /// The real host: shims of this binary, libcontainer, the kernel's cgroups.
 #[derive(Debug, Default)]
-pub struct ShimHost;
+pub struct ShimHost {
+    userns: bool,
+}
+
+/// Serialises making pins, so two reconcilers never pin one namespace twice over.
+static PINNING: Mutex<()> = Mutex::new(());
+
+impl ShimHost {
+    /// The real host. With `user_namespaces`, probes under `data_dir` that an overlay over an
+    /// idmapped layer works (with a one-id namespace at `probe_base`); where it does not,
+    /// containers run without user namespaces and a warning says why.
+    pub fn open(data_dir: &Path, user_namespaces: bool, probe_base: u32) -> ShimHost {
+        if !user_namespaces {
+            return ShimHost { userns: false };
+        }
+        if let Err(e) = crate::node::ns::probe_idmapped_overlay(data_dir, probe_base) {
+            tracing::warn!(error = %e, "containers run without user namespaces: this host cannot idmap an overlay's layer");
+            return ShimHost { userns: false };
+        }
+        match searchable(data_dir) {
+            Ok(()) => ShimHost { userns: true },
+            Err(e) => {
+                tracing::warn!(error = %e, "containers run without user namespaces: a container's root could not reach its directory");
+                ShimHost { userns: false }
+            }
+        }
+    }
+}
+
+/// Make `data_dir` and `data_dir/containers` searchable (not listable) by other users, as
+/// Docker makes its root for remapped containers: libcontainer resolves a container's paths
+/// from inside its user namespace. Errors: a directory above `data_dir` that others may not
+/// search (the daemon leaves the host's directories as they are).
+fn searchable(data_dir: &Path) -> Result<(), ContainerError> {
+    use std::os::unix::fs::PermissionsExt;
+    let containers = data_dir.join("containers");
+    std::fs::create_dir_all(&containers).map_err(ContainerError::io(format!("creating {}", containers.display())))?;
+    for d in [data_dir, containers.as_path()] {
+        let mode = std::fs::metadata(d).map_err(ContainerError::io(format!("reading {}", d.display())))?.permissions().mode();
+        if mode & 0o001 == 0 {
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode((mode & 0o7777) | 0o001))
+                .map_err(ContainerError::io(format!("chmod {}", d.display())))?;
+        }
+    }
+    let abs = std::fs::canonicalize(data_dir).map_err(ContainerError::io(format!("resolving {}", data_dir.display())))?;
+    for a in abs.ancestors().skip(1) {
+        let mode = std::fs::metadata(a).map_err(ContainerError::io(format!("reading {}", a.display())))?.permissions().mode();
+        if mode & 0o001 == 0 {
+            return Err(ContainerError::Invalid(format!("{} may not be searched by other users (chmod o+x it, or move the data directory)", a.display())));
+        }
+    }
+    Ok(())
+}
 
 fn self_exe() -> Result<PathBuf, ContainerError> {
     crate::self_exe().map_err(ContainerError::io("locating this binary"))
@@ -76,13 +135,30 @@ impl ContainerHost for ShimHost {
         let dirs = std::fs::read_dir(data_dir.join("containers")).into_iter().flatten().flatten();
         dirs.map(|e| e.file_name().to_string_lossy().into_owned()).collect()
     }
+    fn user_namespaces(&self) -> bool {
+        self.userns
+    }
+    fn pin_userns(&self, ns: &UserNs) -> Result<(), ContainerError> {
+        let _one = PINNING.lock().unwrap_or_else(|p| p.into_inner());
+        crate::node::ns::pin_userns(&ns.path, ns.host_base, super::spec::USERNS_IDS)
+            .map_err(ContainerError::io(format!("pinning the user namespace {}", ns.path.display())))
+    }
+    fn unpin_userns(&self, path: &Path) -> Result<(), ContainerError> {
+        let _one = PINNING.lock().unwrap_or_else(|p| p.into_inner());
+        crate::node::ns::unpin(path).map_err(ContainerError::io(format!("unpinning the user namespace {}", path.display())))
+    }
 }
 
 /// One call to a [`RecordingContainerHost`] that changes the host.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ContainerCall {
-    /// `prepare`: the container, its command and its bind mounts' sources.
-    Prepare { id: String, args: Vec<String>, mounts: Vec<PathBuf> },
+    /// `prepare`: the container, its command, its bind mounts' sources and the host id of its
+    /// root when it runs in a user namespace.
+    Prepare { id: String, args: Vec<String>, mounts: Vec<PathBuf>, host_base: Option<u32> },
+    /// `pin_userns` of a namespace not pinned yet.
+    PinUserns(PathBuf),
+    /// `unpin_userns` of a pinned namespace.
+    UnpinUserns(PathBuf),
     /// `start`.
     Start(String),
     /// `stop` of a running (or orphaned) container.
@@ -100,6 +176,7 @@ struct Fake {
     observed: BTreeMap<String, Observed>,
     volumes: BTreeMap<String, Vec<String>>,
     next_pid: i32,
+    pinned: std::collections::BTreeSet<PathBuf>,
 }
 
 /// A recording [`ContainerHost`]: containers exist only in memory. A started container is
@@ -141,7 +218,8 @@ impl ContainerHost for RecordingContainerHost {
     }
     fn prepare(&self, l: &Layout, _image_root: &Path, cfg: &RunConfig, _grace: Duration) -> Result<(), ContainerError> {
         let mounts = cfg.mounts.iter().map(|m| m.source.clone()).collect();
-        self.with(|s| s.calls.push(ContainerCall::Prepare { id: l.id.clone(), args: cfg.args.clone(), mounts }));
+        let host_base = cfg.userns.as_ref().map(|u| u.host_base);
+        self.with(|s| s.calls.push(ContainerCall::Prepare { id: l.id.clone(), args: cfg.args.clone(), mounts, host_base }));
         Ok(())
     }
     fn record_volumes(&self, l: &Layout, ids: &[String]) -> Result<(), ContainerError> {
@@ -192,5 +270,24 @@ impl ContainerHost for RecordingContainerHost {
     }
     fn present(&self, _data_dir: &Path) -> Vec<String> {
         self.with(|s| s.observed.keys().chain(s.volumes.keys()).cloned().collect::<std::collections::BTreeSet<_>>().into_iter().collect())
+    }
+    fn user_namespaces(&self) -> bool {
+        true
+    }
+    fn pin_userns(&self, ns: &UserNs) -> Result<(), ContainerError> {
+        self.with(|s| {
+            if s.pinned.insert(ns.path.clone()) {
+                s.calls.push(ContainerCall::PinUserns(ns.path.clone()));
+            }
+        });
+        Ok(())
+    }
+    fn unpin_userns(&self, path: &Path) -> Result<(), ContainerError> {
+        self.with(|s| {
+            if s.pinned.remove(path) {
+                s.calls.push(ContainerCall::UnpinUserns(path.to_path_buf()));
+            }
+        });
+        Ok(())
     }
 }

@@ -6,6 +6,9 @@
 //! - `bundle/config.json`, `bundle/rootfs/` (the overlay mount: the image's unpacked layers as
 //!   the lower directory, `upper/` and `work/` for the container's writes, kept across restarts);
 //! - `etc/hosts`, `etc/hostname` (bound read-only into the container);
+//! - under a user namespace, `mounts/lower` (the image's root, bound idmapped), `mounts/m<N>`
+//!   (each mount's source: volumes idmapped, host paths as they are) and `upper-base` (the host
+//!   range the writable layer's owners are in);
 //! - `state/` (libcontainer's root), `logs/`, `shim.json`, `exit.json`, `shim.log`.
 
 use std::path::{Path, PathBuf};
@@ -97,6 +100,34 @@ pub fn is_mounted(path: &Path) -> bool {
     info.lines().any(|l| l.split(' ').nth(4).is_some_and(|m| unescape(m) == want))
 }
 
+/// The mount points under `dir` (not `dir` itself), deepest first, per `/proc/self/mountinfo`.
+fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return vec![] };
+    let mut found: Vec<PathBuf> =
+        info.lines().filter_map(|l| l.split(' ').nth(4)).map(|m| PathBuf::from(unescape(m))).filter(|m| m.starts_with(dir) && m != dir).collect();
+    found.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
+    found.dedup();
+    found
+}
+
+/// Unmount (lazily) every mount under `dir`, deepest first, until none is left. Errors: one
+/// that stays (so the caller does not go on to remove or reuse the tree under it).
+pub fn unmount_under(dir: &Path) -> Result<(), ContainerError> {
+    for _ in 0..8 {
+        let found = mounts_under(dir);
+        if found.is_empty() {
+            return Ok(());
+        }
+        for m in found {
+            let _ = nix::mount::umount2(&m, MntFlags::MNT_DETACH);
+        }
+    }
+    match mounts_under(dir).first() {
+        None => Ok(()),
+        Some(m) => Err(ContainerError::Runtime(format!("{} stays mounted", m.display()))),
+    }
+}
+
 /// mountinfo escapes space, tab, newline and backslash as octal.
 fn unescape(s: &str) -> String {
     s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
@@ -112,28 +143,73 @@ fn mkdirs(dirs: &[PathBuf]) -> Result<(), ContainerError> {
 /// Make the container ready to start: its directories, the overlay over `image_root`, the
 /// `/etc` files, `config.json`, the stop grace period; old records and any stale libcontainer
 /// state are cleared.
+///
+/// Under a user namespace (`cfg.userns`) the image's root and the volumes are bound idmapped
+/// under `mounts/` (the image's files, owned by host ids on disk, show as the container's ids;
+/// one unpacked image serves every project), host paths are bound there as they are, and the
+/// writable layer's owners are shifted into the namespace's host range once (`upper-base`
+/// records the range they are in). libcontainer sets the container up from inside the user
+/// namespace, where only what its root may search is reachable: so every source is under the
+/// container's directory, which is group-searchable by the container's root alone (mode 0710,
+/// group its host id). Every mount is made again at each start, so a changed image, volume or
+/// mapping never leaves a stale one.
 pub fn prepare(l: &Layout, image_root: &Path, cfg: &RunConfig, grace: Duration) -> Result<(), ContainerError> {
-    let (upper, work, etc) = (l.dir.join("upper"), l.dir.join("work"), l.dir.join("etc"));
+    let (upper, work, etc, binds) = (l.dir.join("upper"), l.dir.join("work"), l.dir.join("etc"), l.dir.join("mounts"));
     mkdirs(&[upper.clone(), work.clone(), etc.clone(), l.rootfs(), l.logs(), l.dir.join("state")])?;
+    unmount_under(&l.dir)?;
     // A container whose image changed gets a fresh writable layer on the new image (as Docker
     // makes a new container): the old upper layer belongs to the old image's files.
     let lower_file = l.dir.join("lower");
+    let base_file = l.dir.join("upper-base");
     let lower_was = std::fs::read_to_string(&lower_file).unwrap_or_default();
     if !lower_was.is_empty() && lower_was != image_root.to_string_lossy() {
-        if is_mounted(&l.rootfs()) {
-            nix::mount::umount2(&l.rootfs(), MntFlags::MNT_DETACH).map_err(|e| ContainerError::Runtime(format!("unmounting the old root: {e}")))?;
-        }
         for d in [&upper, &work] {
             std::fs::remove_dir_all(d).map_err(ContainerError::io(format!("clearing {}", d.display())))?;
             std::fs::create_dir_all(d).map_err(ContainerError::io(format!("creating {}", d.display())))?;
         }
+        let _ = std::fs::remove_file(&base_file);
     }
     write_atomic(&lower_file, image_root.to_string_lossy().as_bytes())?;
-    if !is_mounted(&l.rootfs()) {
-        let opts = format!("lowerdir={},upperdir={},workdir={}", image_root.display(), upper.display(), work.display());
-        nix::mount::mount(Some("overlay"), &l.rootfs(), Some("overlay"), MsFlags::MS_NODEV, Some(opts.as_str()))
-            .map_err(|e| ContainerError::Runtime(format!("mounting the overlay root: {e}")))?;
+    let mut cfg = cfg.clone();
+    let lower = match &cfg.userns {
+        None => image_root.to_path_buf(),
+        Some(u) => {
+            let gid = nix::unistd::Gid::from_raw(u.host_base);
+            nix::unistd::chown(&l.dir, Some(nix::unistd::Uid::from_raw(0)), Some(gid))
+                .map_err(|e| ContainerError::Runtime(format!("chown {}: {e}", l.dir.display())))?;
+            std::fs::set_permissions(&l.dir, std::os::unix::fs::PermissionsExt::from_mode(0o710))
+                .map_err(ContainerError::io(format!("chmod {}", l.dir.display())))?;
+            let bind = |src: &Path, dst: &Path, idmap: bool| {
+                let made = if src.is_dir() { std::fs::create_dir_all(dst) } else { std::fs::write(dst, b"") };
+                made.map_err(ContainerError::io(format!("creating {}", dst.display())))?;
+                let bound = if idmap {
+                    crate::node::ns::idmapped_bind(src, dst, &u.path)
+                } else {
+                    nix::mount::mount(Some(src), dst, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>).map_err(std::io::Error::from)
+                };
+                bound.map_err(|e| ContainerError::Runtime(format!("binding {} on {}: {e}", src.display(), dst.display())))
+            };
+            bind(image_root, &binds.join("lower"), true)?;
+            for (i, m) in cfg.mounts.iter_mut().enumerate() {
+                let dst = binds.join(format!("m{i}"));
+                bind(&m.source, &dst, m.idmap)?;
+                m.source = dst;
+            }
+            binds.join("lower")
+        }
+    };
+    let base_was: u32 = std::fs::read_to_string(&base_file).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+    let base = cfg.userns.as_ref().map_or(0, |u| u.host_base);
+    if base != base_was {
+        let n = crate::node::ns::shift_ids(&upper, base_was, base, spec::USERNS_IDS)
+            .map_err(ContainerError::io(format!("shifting the owners in {}", upper.display())))?;
+        tracing::debug!(container = %l.id, from = base_was, to = base, entries = n, "shifted the writable layer's owners");
+        write_atomic(&base_file, base.to_string().as_bytes())?;
     }
+    let opts = format!("lowerdir={},upperdir={},workdir={}", lower.display(), upper.display(), work.display());
+    nix::mount::mount(Some("overlay"), &l.rootfs(), Some("overlay"), MsFlags::MS_NODEV, Some(opts.as_str()))
+        .map_err(|e| ContainerError::Runtime(format!("mounting the overlay root: {e}")))?;
+    let cfg = &cfg;
     let mut hosts = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
     if let Some(ip) = cfg.address {
         hosts.push_str(&format!("{ip}\t{}\n", cfg.hostname));
@@ -257,9 +333,9 @@ pub fn stop(l: &Layout, grace: Duration) -> Result<(), ContainerError> {
 pub fn remove(l: &Layout, grace: Duration) -> Result<(), ContainerError> {
     stop(l, grace)?;
     clear_state(l);
-    if is_mounted(&l.rootfs()) {
-        nix::mount::umount2(&l.rootfs(), MntFlags::MNT_DETACH).map_err(|e| ContainerError::Runtime(format!("unmounting the root: {e}")))?;
-    }
+    // Never remove a tree with a mount in it: the binds under `mounts/` are the image's files,
+    // the volumes' data and the host's paths.
+    unmount_under(&l.dir)?;
     match std::fs::remove_dir_all(&l.dir) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

@@ -313,17 +313,28 @@ pub fn exec_main(dir: &Path, id: &str, args: Vec<String>, env: Vec<(String, Stri
     // libcontainer's tenant builder rebuilds `linux` from the namespaces and cgroup path only, so
     // the container's seccomp filter would be lost; the executor installs it again, last, right
     // before the exec (capabilities are dropped and no_new_privs is set by then).
-    let seccomp = match container_seccomp(dir) {
-        Ok(s) => s,
+    let (seccomp, join) = match container_confinement(dir) {
+        Ok(c) => c,
         Err(e) => {
             eprintln!("exec: {e}");
             return 126;
         }
     };
-    let built = ContainerBuilder::new(id.to_string(), SyscallType::default())
-        .with_executor(SeccompExecutor { seccomp })
-        .with_root_path(dir.join("state"))
-        .map(|b| b.as_tenant().with_container_args(args).with_env(env.into_iter().collect()).with_detach(false).build());
+    // libcontainer's tenant builder joins every namespace of the container but its user
+    // namespace. So under one, libcontainer sets the process up as host root (joining the
+    // cgroup and namespaces as it would anyway) and the executor then enters the user namespace
+    // and becomes the container's user with its capabilities, as the main process is.
+    let user = join.as_ref().map(|_| Some(0));
+    let executor = ExecExecutor { seccomp, join: join.as_ref().map(|(f, u, c)| (f.as_raw_fd(), u.clone(), c.clone())) };
+    let built = ContainerBuilder::new(id.to_string(), SyscallType::default()).with_executor(executor).with_root_path(dir.join("state")).map(|b| {
+        b.as_tenant()
+            .with_container_args(args)
+            .with_env(env.into_iter().collect())
+            .with_user(user.flatten())
+            .with_group(user.flatten())
+            .with_detach(false)
+            .build()
+    });
     let pid = match built {
         Ok(Ok(pid)) => Pid::from_raw(pid.as_raw()),
         Ok(Err(e)) | Err(e) => {
@@ -352,24 +363,69 @@ pub fn exec_main(dir: &Path, id: &str, args: Vec<String>, env: Vec<(String, Stri
     }
 }
 
-/// The seccomp filter of the container's main process, from the bundle's `config.json`.
-/// Errors: the bundle cannot be read, or it has no filter (every cloudlet container has one, so
-/// an exec never runs unfiltered).
-fn container_seccomp(dir: &Path) -> Result<oci_spec::runtime::LinuxSeccomp, ContainerError> {
+/// The user namespace an exec enters: the open namespace, the container's user and its
+/// capabilities.
+type Join = (std::fs::File, oci_spec::runtime::User, oci_spec::runtime::LinuxCapabilities);
+
+/// The seccomp filter of the container's main process, and (when it runs in a user namespace)
+/// what an exec needs to enter it, from the bundle's `config.json`. The namespace is opened now,
+/// while its host path is reachable. Errors: the bundle cannot be read, or it has no filter
+/// (every cloudlet container has one, so an exec never runs unfiltered).
+fn container_confinement(dir: &Path) -> Result<(oci_spec::runtime::LinuxSeccomp, Option<Join>), ContainerError> {
     let spec = oci_spec::runtime::Spec::load(dir.join("bundle").join("config.json")).map_err(|e| runtime(format!("reading the container's spec: {e}")))?;
-    spec.linux().as_ref().and_then(|l| l.seccomp().clone()).ok_or_else(|| runtime("the container's spec has no seccomp filter"))
+    let linux = spec.linux().as_ref().ok_or_else(|| runtime("the container's spec has no linux section"))?;
+    let seccomp = linux.seccomp().clone().ok_or_else(|| runtime("the container's spec has no seccomp filter"))?;
+    let userns = linux.namespaces().iter().flatten().find(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::User).and_then(|n| n.path().clone());
+    let Some(path) = userns else { return Ok((seccomp, None)) };
+    let process = spec.process().as_ref().ok_or_else(|| runtime("the container's spec has no process"))?;
+    let caps = process.capabilities().clone().unwrap_or_default();
+    let ns = std::fs::File::open(&path).map_err(|e| runtime(format!("opening the user namespace {}: {e}", path.display())))?;
+    Ok((seccomp, Some((ns, process.user().clone(), caps))))
 }
 
-/// The executor of `container-exec`: installs the container's seccomp filter in the exec'd
-/// process (after libcontainer has joined its namespaces and cgroup, dropped capabilities and set
-/// no_new_privs), then runs the program as libcontainer's default executor does.
+/// The executor of `container-exec`. Under a user namespace it enters it (`setns` is allowed:
+/// the process is still host root, the namespace's owner), takes the container's groups, ids
+/// and capabilities; then installs the container's seccomp filter (after libcontainer has joined
+/// its namespaces and cgroup, dropped capabilities and set no_new_privs, which a user namespace
+/// keeps), and runs the program as libcontainer's default executor does.
 #[derive(Clone)]
-struct SeccompExecutor {
+struct ExecExecutor {
     seccomp: oci_spec::runtime::LinuxSeccomp,
+    join: Option<(std::os::fd::RawFd, oci_spec::runtime::User, oci_spec::runtime::LinuxCapabilities)>,
 }
 
-impl Executor for SeccompExecutor {
+impl ExecExecutor {
+    fn enter(fd: std::os::fd::RawFd, user: &oci_spec::runtime::User, caps: &oci_spec::runtime::LinuxCapabilities) -> Result<(), ExecutorError> {
+        let err = |what: &str, e: &dyn std::fmt::Display| ExecutorError::Other(format!("{what}: {e}"));
+        // SAFETY: setns on a descriptor exec_main opened and keeps open; this process is the
+        // single-threaded init of the exec.
+        if unsafe { libc::setns(fd, libc::CLONE_NEWUSER) } != 0 {
+            return Err(err("entering the container's user namespace", &std::io::Error::last_os_error()));
+        }
+        let groups: Vec<libc::gid_t> = user.additional_gids().iter().flatten().copied().collect();
+        let (uid, gid) = (user.uid(), user.gid());
+        // SAFETY: plain system calls on values; the capabilities are kept across the change of
+        // ids and then set exactly below.
+        let ok = unsafe {
+            libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) == 0
+                && libc::setgroups(groups.len(), groups.as_ptr()) == 0
+                && libc::syscall(libc::SYS_setresgid, gid, gid, gid) == 0
+                && libc::syscall(libc::SYS_setresuid, uid, uid, uid) == 0
+                && libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) == 0
+        };
+        if !ok {
+            return Err(err("taking the container's ids", &std::io::Error::last_os_error()));
+        }
+        let sys = libcontainer::syscall::syscall::create_syscall();
+        libcontainer::capabilities::drop_privileges(caps, sys.as_ref()).map_err(|e| err("setting the capabilities", &e))
+    }
+}
+
+impl Executor for ExecExecutor {
     fn exec(&self, spec: &oci_spec::runtime::Spec) -> Result<(), ExecutorError> {
+        if let Some((fd, user, caps)) = &self.join {
+            Self::enter(*fd, user, caps)?;
+        }
         libcontainer::seccomp::initialize_seccomp(&self.seccomp).map_err(|e| ExecutorError::Other(format!("installing the seccomp filter: {e}")))?;
         get_executor().exec(spec)
     }

@@ -7,6 +7,9 @@
 //!   (`/proc/sys`, `/proc/sysrq-trigger`, ...);
 //! - new PID, IPC, UTS, mount and cgroup namespaces, and the network namespace of the container's
 //!   network interface (or a new, empty one);
+//! - where the host allows, its project's user namespace ([`UserNs`]): root in the container is
+//!   an unprivileged host id, and the capabilities above act only on the container's own
+//!   namespaces;
 //! - cgroup limits on CPU (CFS quota), memory (no swap beyond it) and PIDs.
 
 use std::path::{Path, PathBuf};
@@ -57,6 +60,23 @@ pub struct BindMount {
     pub target: String,
     /// Mounted read-only.
     pub read_only: bool,
+    /// Under a user namespace, mount it idmapped, so the ids on disk are the container's own (a
+    /// volume); otherwise files show with their host ids (a host path: what the container
+    /// writes there belongs to its project's host range, never to host root).
+    pub idmap: bool,
+}
+
+/// Host ids given to each user namespace: container ids `0..65536`.
+pub const USERNS_IDS: u32 = 65_536;
+
+/// A project's user namespace (user_namespaces(7)), pinned on `path`: container ids
+/// `0..USERNS_IDS` are host ids `host_base..host_base + USERNS_IDS`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserNs {
+    /// The pinned namespace (`DATA/userns/<slot>`).
+    pub path: PathBuf,
+    /// The host id of the container's root.
+    pub host_base: u32,
 }
 
 /// Everything the runtime spec is built from.
@@ -92,6 +112,8 @@ pub struct RunConfig {
     pub address: Option<std::net::Ipv4Addr>,
     /// cgroup path relative to each hierarchy's root (`/cloudlet/<id>`).
     pub cgroups_path: String,
+    /// The user namespace to join; `None` runs in the host's (no id mapping).
+    pub userns: Option<UserNs>,
 }
 
 /// Whether the host's cgroup v1 memory controller accounts swap (`memory.memsw.*`); on v2 the
@@ -115,6 +137,15 @@ pub fn build(c: &RunConfig, swap_limit: bool) -> Result<Spec, ContainerError> {
         mounts.push(json!({"destination": m.target, "type": "bind", "source": m.source, "options": opts}));
     }
     let mut namespaces = vec![json!({"type": "pid"}), json!({"type": "ipc"}), json!({"type": "uts"}), json!({"type": "mount"}), json!({"type": "cgroup"})];
+    if let Some(u) = &c.userns {
+        // Joined, not made: the namespace (and the network namespace of the container's
+        // interface, made inside it) outlives each start. cgroup v1 cannot be mounted from inside
+        // a user namespace, so there the container sees no cgroup tree (v2 mounts its own).
+        namespaces.insert(0, json!({"type": "user", "path": u.path}));
+        if !super::cgroup::is_v2() {
+            mounts.retain(|m| m["type"] != "cgroup");
+        }
+    }
     namespaces.push(match &c.netns {
         Some(p) => json!({"type": "network", "path": p}),
         None => json!({"type": "network"}),
@@ -256,10 +287,11 @@ mod tests {
             netns: Some("/run/netns/cle-x".into()),
             read_only_rootfs: true,
             limits: Limits { cpus: Some(0.5), memory_bytes: Some(64 << 20), pids: Some(100) },
-            mounts: vec![BindMount { source: "/srv/a".into(), target: "/data".into(), read_only: true }],
+            mounts: vec![BindMount { source: "/srv/a".into(), target: "/data".into(), read_only: true, idmap: false }],
             etc_dir: Some("/c/etc".into()),
             address: None,
             cgroups_path: "/cloudlet/ctr-x".into(),
+            userns: None,
         }
     }
 
@@ -279,6 +311,13 @@ mod tests {
         assert_eq!(v["root"]["readonly"], true);
         assert!(v["mounts"].as_array().expect("mounts").iter().any(|m| m["destination"] == "/etc/hosts" && m["source"] == "/c/etc/hosts"));
         assert!(v["linux"]["seccomp"]["syscalls"].as_array().is_some_and(|a| !a.is_empty()));
+        assert!(!v["linux"]["namespaces"].as_array().expect("ns").iter().any(|n| n["type"] == "user"));
+        let joined = RunConfig { userns: Some(UserNs { path: "/d/userns/3".into(), host_base: 1 << 30 }), ..cfg() };
+        let v = serde_json::to_value(build(&joined, true).expect("spec")).expect("json");
+        assert_eq!(v["linux"]["namespaces"][0], json!({"type": "user", "path": "/d/userns/3"}), "joined first, by path");
+        assert!(v["linux"].get("uidMappings").is_none(), "a joined namespace brings its own mapping");
+        let cgroup_mount = v["mounts"].as_array().expect("mounts").iter().any(|m| m["type"] == "cgroup");
+        assert_eq!(cgroup_mount, super::super::cgroup::is_v2(), "cgroup v1 is not mounted in a user namespace");
     }
 
     #[test]

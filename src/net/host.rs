@@ -15,7 +15,6 @@ use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 /// Where named network namespaces live (as with `ip netns`).
 pub const NETNS_DIR: &str = "/run/netns";
-const NSFS_MAGIC: i64 = 0x6e73_6673;
 
 /// Errors of host plumbing.
 #[derive(Debug, thiserror::Error)]
@@ -63,19 +62,33 @@ pub fn netns_path(name: &str) -> PathBuf {
     Path::new(NETNS_DIR).join(name)
 }
 
-#[allow(clippy::unnecessary_cast)] // statfs field types differ between architectures
+/// Whether `path` holds a pinned namespace.
 pub fn is_netns(path: &Path) -> bool {
-    nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type().0 as i64 == NSFS_MAGIC)
+    crate::node::ns::is_nsfs(path)
 }
 
 /// Create the named namespace unless it exists (a bind mount of a new namespace on
-/// `/run/netns/NAME`, compatible with `ip netns`).
-pub fn ensure_netns(name: &str) -> Result<(), HostError> {
+/// `/run/netns/NAME`, compatible with `ip netns`). With `owner` (a pinned user namespace, see
+/// [`crate::node::ns`]) the namespace is made inside it, so a container of that user namespace
+/// may join it; one that exists with another owner (made before, or under another mapping) is
+/// made again, taking its interfaces with it, for the interface reconciler to re-attach.
+pub fn ensure_netns(name: &str, owner: Option<&Path>) -> Result<(), HostError> {
     let path = netns_path(name);
     if is_netns(&path) {
-        return Ok(());
+        let want = match owner {
+            Some(o) => crate::node::ns::ns_id(o).map_err(io(format!("reading the user namespace {}", o.display())))?,
+            None => crate::node::ns::ns_id(Path::new("/proc/self/ns/user")).map_err(io("reading the daemon's user namespace"))?,
+        };
+        if crate::node::ns::owner_id(&path).ok() == Some(want) {
+            return Ok(());
+        }
+        tracing::info!(netns = name, "making the namespace again under its user namespace");
+        delete_netns(name)?;
     }
     std::fs::create_dir_all(NETNS_DIR).map_err(io(format!("creating {NETNS_DIR}")))?;
+    if let Some(o) = owner {
+        return crate::node::ns::pin_netns_in(&path, o).map_err(io(format!("making {} in the user namespace {}", path.display(), o.display())));
+    }
     std::fs::File::create(&path).map_err(io(format!("creating {}", path.display())))?;
     let p = path.clone();
     let made = std::thread::spawn(move || -> Result<(), HostError> {
@@ -170,7 +183,7 @@ async fn replace_route(h: &Handle, msg: rtnetlink::packet_route::route::RouteMes
 
 /// Prepare a VPC router namespace: loopback up, forwarding on, strict reverse-path filtering.
 pub fn ensure_router(netns: &str) -> Result<(), HostError> {
-    ensure_netns(netns)?;
+    ensure_netns(netns, None)?;
     in_netns(netns, |h| async move {
         sysctl("net/ipv4/ip_forward", "1")?;
         // Strict reverse-path filtering: with a /32 route per workload port, a workload that

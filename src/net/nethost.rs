@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
+use std::path::Path;
 use std::sync::Mutex;
 
 use super::dhcp::{self, Lease};
@@ -18,8 +19,9 @@ use super::services::{self, Cap, Direction};
 /// Host network operations, each idempotent: calling one twice leaves the host as calling it
 /// once. Errors are [`HostError`]s naming the step that failed.
 pub trait NetHost: Send + Sync {
-    /// Make the named network namespace (`/run/netns/NAME`) if missing.
-    fn ensure_netns(&self, name: &str) -> Result<(), HostError>;
+    /// Make the named network namespace (`/run/netns/NAME`) if missing, owned by the user
+    /// namespace pinned on `owner` when one is given (a container's project's).
+    fn ensure_netns(&self, name: &str, owner: Option<&Path>) -> Result<(), HostError>;
     /// Remove the named namespace (and so every link in it); absent is fine.
     fn delete_netns(&self, name: &str) -> Result<(), HostError>;
     /// Make a VPC router namespace: forwarding on, proxy ARP, loopback up.
@@ -55,8 +57,8 @@ pub trait NetHost: Send + Sync {
 pub struct KernelNetHost;
 
 impl NetHost for KernelNetHost {
-    fn ensure_netns(&self, name: &str) -> Result<(), HostError> {
-        host::ensure_netns(name)
+    fn ensure_netns(&self, name: &str, owner: Option<&Path>) -> Result<(), HostError> {
+        host::ensure_netns(name, owner)
     }
     fn delete_netns(&self, name: &str) -> Result<(), HostError> {
         host::delete_netns(name)
@@ -165,7 +167,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl NetHost for RecordingNetHost {
-    fn ensure_netns(&self, name: &str) -> Result<(), HostError> {
+    fn ensure_netns(&self, name: &str, _owner: Option<&Path>) -> Result<(), HostError> {
         self.call("ensure_netns", NetCall::EnsureNetns(name.into()))?;
         lock(&self.links).entry(name.to_string()).or_default();
         Ok(())

@@ -5,6 +5,7 @@
 //! status.
 
 pub mod kvm;
+pub mod ns;
 pub mod probe;
 pub mod profile;
 

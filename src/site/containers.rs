@@ -572,7 +572,9 @@ fn start(site: &Site, row: &ResourceRow, spec: &ContainerSpec, l: &Layout, resta
             },
             (None, None) => continue,
         };
-        mounts.push(BindMount { source, target: m.target.clone(), read_only: m.read_only });
+        // Volumes hold the container's own ids on disk (idmapped under a user namespace); host
+        // paths keep the host's.
+        mounts.push(BindMount { source, target: m.target.clone(), read_only: m.read_only, idmap: m.volume.is_some() });
     }
     let cwd = spec.working_dir.clone().unwrap_or(if ic.working_dir.is_empty() { "/".into() } else { ic.working_dir.clone() });
     let cfg = RunConfig {
@@ -591,6 +593,7 @@ fn start(site: &Site, row: &ResourceRow, spec: &ContainerSpec, l: &Layout, resta
         etc_dir: Some(l.dir.join("etc")),
         address,
         cgroups_path: l.cgroup(),
+        userns: site.project_userns(row.project_id.as_deref())?,
     };
     let t0 = std::time::Instant::now();
     let host = site.container_host();
@@ -615,6 +618,10 @@ fn start(site: &Site, row: &ResourceRow, spec: &ContainerSpec, l: &Layout, resta
                 s.extra.insert("started_spec".into(), fingerprint(spec).into());
                 s.extra.insert("restart_count".into(), restarts.into());
                 s.extra.insert("image_digest".into(), image_digest(&image).into());
+                match &cfg.userns {
+                    Some(u) => s.extra.insert("user_namespace".into(), serde_json::json!({"host_id_base": u.host_base, "ids": cspec::USERNS_IDS})),
+                    None => s.extra.remove("user_namespace"),
+                };
                 if let Some(ip) = address {
                     s.extra.insert("private_ip".into(), ip.to_string().into());
                 }

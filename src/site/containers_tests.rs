@@ -53,11 +53,17 @@ fn a_container_starts_once_and_a_running_one_is_left_alone() {
     let id = container(&f, json!({"image": "img", "env": {"MODE": "a"}}));
     assert_eq!(pass(&f, &id), Outcome::RequeueAfter(POLL));
     let calls = f.rec.containers.take();
-    assert_eq!(calls.len(), 2, "{calls:?}");
-    assert!(matches!(&calls[0], ContainerCall::Prepare { id: i, args, .. } if i == &id && args == &["/bin/httpd", "-f"]), "{calls:?}");
-    assert_eq!(calls[1], ContainerCall::Start(id.clone()));
+    assert_eq!(calls.len(), 3, "{calls:?}");
+    assert!(matches!(&calls[0], ContainerCall::PinUserns(_)), "the project's user namespace first: {calls:?}");
+    let first = f.site.config().container.userns_first_id;
+    assert!(
+        matches!(&calls[1], ContainerCall::Prepare { id: i, args, host_base, .. } if i == &id && args == &["/bin/httpd", "-f"] && *host_base == Some(first)),
+        "{calls:?}"
+    );
+    assert_eq!(calls[2], ContainerCall::Start(id.clone()));
     let st = f.status(Kind::Container, &id);
     assert_eq!(st.phase, "Running");
+    assert_eq!(st.extra["user_namespace"]["host_id_base"], first);
     let Observed::Running(rec) = f.rec.containers.observe(&layout(&f, &id)) else { panic!("not running") };
     assert_eq!(st.extra["pid"], json!(rec.init_pid));
     // Polled while it runs: nothing is done to it.
@@ -173,6 +179,6 @@ fn a_container_waits_for_its_volume_then_mounts_it() {
     assert_eq!(f.rec.volumes.take(), vec![VolumeCall::Format(vol.clone()), VolumeCall::Mount(vol.clone())]);
     let calls = f.rec.containers.take();
     let mnt = std::path::PathBuf::from(format!("/fake-pool/mnt/{vol}"));
-    assert!(matches!(&calls[0], ContainerCall::Prepare { mounts, .. } if mounts.as_slice() == std::slice::from_ref(&mnt)), "{calls:?}");
+    assert!(matches!(&calls[1], ContainerCall::Prepare { mounts, .. } if mounts.as_slice() == std::slice::from_ref(&mnt)), "{calls:?}");
     assert_eq!(f.rec.containers.binding(f.dir.path(), &vol), vec![id]);
 }

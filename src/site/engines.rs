@@ -53,7 +53,8 @@ impl Engines {
     /// The real host. Opens the storage pool (`[storage] pool_dir`, default `DATA/storage`:
     /// leftovers of interrupted copies removed, volumes left frozen thawed) and the object store
     /// (`[s3] dir`, default `DATA/objects`: unfinished writes removed; the site key loaded or
-    /// made). Errors: the host's, naming the directory.
+    /// made). Probes whether containers can run in user namespaces (see `ShimHost::open`).
+    /// Errors: the host's, naming the directory.
     pub fn open(config: &Config) -> Result<Engines, SiteError> {
         let pool_dir = match &config.storage.pool_dir {
             d if d.as_os_str().is_empty() => config.data_dir.join("storage"),
@@ -62,7 +63,7 @@ impl Engines {
         Ok(Engines {
             net: Arc::new(KernelNetHost),
             volumes: Arc::new(PoolHost::open(&pool_dir).map_err(SiteError::Storage)?),
-            containers: Arc::new(ShimHost),
+            containers: Arc::new(ShimHost::open(&config.data_dir, config.container.user_namespaces, config.container.userns_first_id)),
             objects: objects(config)?,
         })
     }

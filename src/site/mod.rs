@@ -42,6 +42,7 @@ pub mod reconcile;
 pub mod resource_kind;
 #[cfg(test)]
 pub(crate) mod test_fixture;
+pub mod userns;
 pub mod volumes;
 pub mod workload;
 

@@ -335,7 +335,9 @@ fn reconcile_vpc(site: &Site, id: &str) -> Result<Outcome, SiteError> {
             continue;
         }
         let ns = names::eni_netns(&eni.id);
-        site.net_host().ensure_netns(&ns).map_err(host_err)?;
+        // Made inside the project's user namespace, so its containers can join it.
+        let owner = site.project_userns(eni.project_id.as_deref())?;
+        site.net_host().ensure_netns(&ns, owner.as_ref().map(|u| u.path.as_path())).map_err(host_err)?;
         let a = host::Attachment {
             router_netns: router.clone(),
             router_if: names::ifname(names::Role::Workload, &eni.id),

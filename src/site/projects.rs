@@ -248,6 +248,7 @@ fn finalize_deletion(site: &Site, id: &str, name: &str, dir: &std::path::Path) -
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(SiteError::io(format!("removing {}", dir.display()), e)),
     }
+    site.unpin_project_userns(id)?;
     site.delete(Kind::Project, None, id)?;
     if let Some(op) = &op {
         operations::set_progress(site, &op.id, OpPhase::Succeeded, 100, &format!("project {name} deleted"))?;

@@ -117,6 +117,13 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX upload_parts_blob ON upload_parts(blob);
     CREATE UNIQUE INDEX resources_bucket_name ON resources(name) WHERE kind = 'bucket';
     "#,
+    // 3: each project's user namespace slot (its range of host ids), never reused.
+    r#"
+    CREATE TABLE userns_slots (
+        project      TEXT PRIMARY KEY,
+        slot         INTEGER NOT NULL UNIQUE
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this binary writes.

@@ -403,6 +403,20 @@ pub fn meta_set(c: &Connection, key: &str, value: &str) -> Result<(), StateError
     Ok(())
 }
 
+/// The user namespace slot of `project` (`""` for workloads outside projects), given on first
+/// use: one past the highest given so far, so a slot (a range of host ids) is never reused, even
+/// after its project is deleted and files it wrote remain on a host path.
+pub fn userns_slot(c: &Connection, project: &str) -> Result<u32, StateError> {
+    c.prepare_cached("INSERT OR IGNORE INTO userns_slots (project, slot) SELECT ?1, COALESCE(MAX(slot) + 1, 0) FROM userns_slots")?
+        .execute(params![project])?;
+    Ok(c.prepare_cached("SELECT slot FROM userns_slots WHERE project = ?1")?.query_row(params![project], |r| r.get(0))?)
+}
+
+/// The slot of `project` if it has one (see [`userns_slot`]).
+pub fn find_userns_slot(c: &Connection, project: &str) -> Result<Option<u32>, StateError> {
+    Ok(c.prepare_cached("SELECT slot FROM userns_slots WHERE project = ?1")?.query_row(params![project], |r| r.get(0)).optional()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -301,7 +301,7 @@ pub fn internet(tag: &str) -> Internet {
     let pid = std::process::id();
     let (up, inet) = (format!("cltest-{tag}up-{pid}"), format!("cltest-{tag}inet-{pid}"));
     for ns in [&up, &inet] {
-        cloudlet::net::host::ensure_netns(ns).expect("namespace");
+        cloudlet::net::host::ensure_netns(ns, None).expect("namespace");
     }
     run_ok(&["ip", "netns", "exec", &up, "ip", "link", "add", "up0", "type", "veth", "peer", "name", "inet0", "netns", &inet]);
     run_ok(&["ip", "netns", "exec", &up, "ip", "addr", "add", "198.51.100.1/24", "dev", "up0"]);
@@ -459,6 +459,10 @@ impl Drop for ContainerGuard {
             let id = e.file_name().to_string_lossy().into_owned();
             let l = cloudlet::container::runtime::Layout::new(&self.0, &id);
             let _ = cloudlet::container::runtime::remove(&l, Duration::from_secs(1));
+        }
+        // The projects' pinned user namespaces.
+        for e in std::fs::read_dir(self.0.join("userns")).into_iter().flatten().flatten() {
+            let _ = cloudlet::node::ns::unpin(&e.path());
         }
         // Volumes mounted for containers: thawed (a snapshot may have been cut short) and
         // unmounted; their loop devices free themselves.
