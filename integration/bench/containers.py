@@ -129,7 +129,8 @@ def main():
             wait("deletion", lambda: gone(c["id"]), every=0.005)
 
         # 2. runc on the same spec: the image root (read-only, shared), a new network namespace,
-        #    its own cgroup, no cloudlet bind mounts.
+        #    its own cgroup, no cloudlet bind mounts, and no user namespace (joining cloudlet's
+        #    would need its idmapped root; so runc does a little less work than cloudlet here).
         bundle = os.path.join(runc_root, "bundle")
         os.makedirs(bundle)
         etc = os.path.join(runc_root, "etc")
@@ -140,7 +141,7 @@ def main():
         for m in cfg["mounts"]:
             if m["destination"] in ("/etc/hosts", "/etc/hostname"):
                 m["source"] = os.path.join(etc, os.path.basename(m["destination"]))
-        cfg["linux"]["namespaces"] = [n for n in cfg["linux"]["namespaces"] if n["type"] != "network"] + [{"type": "network"}]
+        cfg["linux"]["namespaces"] = [n for n in cfg["linux"]["namespaces"] if n["type"] not in ("network", "user")] + [{"type": "network"}]
         state = os.path.join(runc_root, "state")
         rc_start, rc_all = [], []
         for i in range(RUNS):

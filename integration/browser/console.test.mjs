@@ -177,6 +177,23 @@ async function startDaemon() {
   );
 }
 
+// Lazily unmount everything mounted under `dir` (the projects' pinned user namespaces, and
+// container mounts if any are left), deepest first, so the directory can be removed.
+function unmountUnder(dir) {
+  let info = "";
+  try {
+    info = fs.readFileSync("/proc/self/mountinfo", "utf8");
+  } catch {
+    return;
+  }
+  const points = info
+    .split("\n")
+    .map((l) => l.split(" ")[4])
+    .filter((m) => m && m.startsWith(dir + "/"))
+    .sort((a, b) => b.length - a.length);
+  for (const m of points) spawnSync("umount", ["-l", m]);
+}
+
 async function stopDaemon() {
   const child = run.daemon;
   run.daemon = null;
@@ -191,6 +208,7 @@ async function stopDaemon() {
   if (run.dataDir) {
     // The daemon leaves live VMM workers for its next start to adopt: end ours.
     killInstanceWorkers(run.dataDir);
+    unmountUnder(run.dataDir);
     fs.rmSync(run.dataDir, { recursive: true, force: true });
     run.dataDir = "";
   }
@@ -199,7 +217,10 @@ async function stopDaemon() {
 // Last resort if the runner is torn down without after() (e.g. an uncaught error).
 process.on("exit", () => {
   if (run.daemon && run.daemon.exitCode === null) run.daemon.kill("SIGKILL");
-  if (run.dataDir) fs.rmSync(run.dataDir, { recursive: true, force: true });
+  if (run.dataDir) {
+    unmountUnder(run.dataDir);
+    fs.rmSync(run.dataDir, { recursive: true, force: true });
+  }
 });
 
 // ---------------------------------------------------------------- lifecycle

@@ -236,6 +236,15 @@ fn a_containers_root_is_an_unprivileged_host_id_of_its_own_projects_range() {
     let owner = |f: &str| std::fs::metadata(share.join(f)).expect(f).uid();
     assert_eq!((owner("a-secret"), owner("b-file"), owner("host-only")), (base_a, base_b, 0));
     assert_eq!(std::fs::read_to_string(share.join("a-secret")).expect("a's file"), "a-private\n", "unchanged");
+    // The containers ran though the data dir stays closed to other users (a temporary
+    // directory: 0700): they reach their own directories through binds under RUN_DIR alone.
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&d.dir).expect("meta").permissions().mode() & 0o077, 0, "the data dir's mode is left as it was");
+    // An exec enters the same user namespace as the main process.
+    let r = d.call_as(&b, "POST", "/v1/containers/b/exec", Some(json!({"command": ["/bin/sh", "-c", "cat /proc/self/uid_map; id -u"]})));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let out = r.json()["stdout"].as_str().unwrap_or_default().to_string();
+    assert_eq!((map_line(&out), out.lines().last()), (format!("0 {base_b} 65536"), Some("0")), "{out}");
     let pid = status(&b, "b")["pid"].as_i64().expect("pid");
     let uid_line =
         std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status").lines().find(|l| l.starts_with("Uid:")).unwrap_or_default().to_string();

@@ -67,39 +67,8 @@ impl ShimHost {
             tracing::warn!(error = %e, "containers run without user namespaces: this host cannot idmap an overlay's layer");
             return ShimHost { userns: false };
         }
-        match searchable(data_dir) {
-            Ok(()) => ShimHost { userns: true },
-            Err(e) => {
-                tracing::warn!(error = %e, "containers run without user namespaces: a container's root could not reach its directory");
-                ShimHost { userns: false }
-            }
-        }
+        ShimHost { userns: true }
     }
-}
-
-/// Make `data_dir` and `data_dir/containers` searchable (not listable) by other users, as
-/// Docker makes its root for remapped containers: libcontainer resolves a container's paths
-/// from inside its user namespace. Errors: a directory above `data_dir` that others may not
-/// search (the daemon leaves the host's directories as they are).
-fn searchable(data_dir: &Path) -> Result<(), ContainerError> {
-    use std::os::unix::fs::PermissionsExt;
-    let containers = data_dir.join("containers");
-    std::fs::create_dir_all(&containers).map_err(ContainerError::io(format!("creating {}", containers.display())))?;
-    for d in [data_dir, containers.as_path()] {
-        let mode = std::fs::metadata(d).map_err(ContainerError::io(format!("reading {}", d.display())))?.permissions().mode();
-        if mode & 0o001 == 0 {
-            std::fs::set_permissions(d, std::fs::Permissions::from_mode((mode & 0o7777) | 0o001))
-                .map_err(ContainerError::io(format!("chmod {}", d.display())))?;
-        }
-    }
-    let abs = std::fs::canonicalize(data_dir).map_err(ContainerError::io(format!("resolving {}", data_dir.display())))?;
-    for a in abs.ancestors().skip(1) {
-        let mode = std::fs::metadata(a).map_err(ContainerError::io(format!("reading {}", a.display())))?.permissions().mode();
-        if mode & 0o001 == 0 {
-            return Err(ContainerError::Invalid(format!("{} may not be searched by other users (chmod o+x it, or move the data directory)", a.display())));
-        }
-    }
-    Ok(())
 }
 
 fn self_exe() -> Result<PathBuf, ContainerError> {
@@ -140,6 +109,10 @@ impl ContainerHost for ShimHost {
     }
     fn pin_userns(&self, ns: &UserNs) -> Result<(), ContainerError> {
         let _one = PINNING.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(dir) = ns.path.parent().filter(|d| !d.exists()) {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(ContainerError::io(format!("creating {}", dir.display())))?;
+        }
         crate::node::ns::pin_userns(&ns.path, ns.host_base, super::spec::USERNS_IDS)
             .map_err(ContainerError::io(format!("pinning the user namespace {}", ns.path.display())))
     }

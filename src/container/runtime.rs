@@ -57,6 +57,34 @@ impl Layout {
     pub fn cgroup(&self) -> String {
         format!("/cloudlet/{}", self.id)
     }
+    /// Where a container in a user namespace sees its directory from: `RUN_DIR/<id>`, a bind of
+    /// `dir` (see [`prepare`]).
+    pub fn run_dir(&self) -> PathBuf {
+        Path::new(RUN_DIR).join(&self.id)
+    }
+}
+
+/// The directory of the binds through which containers in user namespaces reach their own
+/// directories (mode 0711: searchable, not listable), so the data directory's own modes stay
+/// as the site set them.
+pub const RUN_DIR: &str = "/run/cloudlet-containers";
+
+/// Unbind [`Layout::run_dir`] (with every mount under it) and remove the directory.
+fn unbind_run_dir(l: &Layout) -> Result<(), ContainerError> {
+    let run = l.run_dir();
+    for _ in 0..8 {
+        if !is_mounted(&run) {
+            break;
+        }
+        let _ = nix::mount::umount2(&run, MntFlags::MNT_DETACH);
+    }
+    if is_mounted(&run) {
+        return Err(ContainerError::Runtime(format!("{} stays mounted", run.display())));
+    }
+    match std::fs::remove_dir(&run) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(ContainerError::Io { what: format!("removing {}", run.display()), source: e }),
+        _ => Ok(()),
+    }
 }
 
 /// What the host shows of a container.
@@ -151,11 +179,13 @@ fn mkdirs(dirs: &[PathBuf]) -> Result<(), ContainerError> {
 /// records the range they are in). libcontainer sets the container up from inside the user
 /// namespace, where only what its root may search is reachable: so every source is under the
 /// container's directory, which is group-searchable by the container's root alone (mode 0710,
-/// group its host id). Every mount is made again at each start, so a changed image, volume or
+/// group its host id), and the spec names them through the bind of that directory on
+/// [`Layout::run_dir`]. Every mount is made again at each start, so a changed image, volume or
 /// mapping never leaves a stale one.
 pub fn prepare(l: &Layout, image_root: &Path, cfg: &RunConfig, grace: Duration) -> Result<(), ContainerError> {
     let (upper, work, etc, binds) = (l.dir.join("upper"), l.dir.join("work"), l.dir.join("etc"), l.dir.join("mounts"));
     mkdirs(&[upper.clone(), work.clone(), etc.clone(), l.rootfs(), l.logs(), l.dir.join("state")])?;
+    unbind_run_dir(l)?;
     unmount_under(&l.dir)?;
     // A container whose image changed gets a fresh writable layer on the new image (as Docker
     // makes a new container): the old upper layer belongs to the old image's files.
@@ -209,6 +239,24 @@ pub fn prepare(l: &Layout, image_root: &Path, cfg: &RunConfig, grace: Duration) 
     let opts = format!("lowerdir={},upperdir={},workdir={}", lower.display(), upper.display(), work.display());
     nix::mount::mount(Some("overlay"), &l.rootfs(), Some("overlay"), MsFlags::MS_NODEV, Some(opts.as_str()))
         .map_err(|e| ContainerError::Runtime(format!("mounting the overlay root: {e}")))?;
+    if cfg.userns.is_some() {
+        // libcontainer resolves the root and the mount sources from inside the user namespace:
+        // through the bind under RUN_DIR, not through the data directory.
+        let run = l.run_dir();
+        {
+            use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+            std::fs::DirBuilder::new().recursive(true).mode(0o711).create(RUN_DIR).map_err(ContainerError::io(format!("creating {RUN_DIR}")))?;
+            std::fs::set_permissions(RUN_DIR, std::fs::Permissions::from_mode(0o711)).map_err(ContainerError::io(format!("chmod {RUN_DIR}")))?;
+            std::fs::DirBuilder::new().mode(0o700).create(&run).map_err(ContainerError::io(format!("creating {}", run.display())))?;
+        }
+        nix::mount::mount(Some(&l.dir), &run, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+            .map_err(|e| ContainerError::Runtime(format!("binding {} on {}: {e}", l.dir.display(), run.display())))?;
+        cfg.rootfs = run.join("bundle").join("rootfs");
+        cfg.etc_dir = cfg.etc_dir.as_ref().and_then(|e| e.strip_prefix(&l.dir).ok()).map(|rel| run.join(rel));
+        for (i, m) in cfg.mounts.iter_mut().enumerate() {
+            m.source = run.join("mounts").join(format!("m{i}"));
+        }
+    }
     let cfg = &cfg;
     let mut hosts = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
     if let Some(ip) = cfg.address {
@@ -335,6 +383,7 @@ pub fn remove(l: &Layout, grace: Duration) -> Result<(), ContainerError> {
     clear_state(l);
     // Never remove a tree with a mount in it: the binds under `mounts/` are the image's files,
     // the volumes' data and the host's paths.
+    unbind_run_dir(l)?;
     unmount_under(&l.dir)?;
     match std::fs::remove_dir_all(&l.dir) {
         Ok(()) => Ok(()),

@@ -479,3 +479,32 @@ pub fn sync_uplink_routes(uplink_netns: &str, routes: Vec<(Ipv4Addr, Ipv4Addr)>)
         Ok(())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::ns;
+
+    #[test]
+    fn a_namespace_under_another_owner_is_made_again_inside_the_one_asked_for() {
+        if !nix::unistd::Uid::effective().is_root() {
+            assert!(std::env::var_os("CI").is_none(), "the CI lane must run as root: network and user namespaces");
+            eprintln!("SKIPPED: needs root (network and user namespaces)");
+            return;
+        }
+        let d = tempfile::tempdir().expect("tmp");
+        let user = d.path().join("user");
+        ns::pin_userns(&user, 3_100_000_000, 65_536).expect("userns");
+        let name = format!("clt-owner-{}", std::process::id());
+        let path = netns_path(&name);
+        ensure_netns(&name, None).expect("netns");
+        assert_eq!(ns::owner_id(&path).expect("owner"), ns::ns_id(Path::new("/proc/self/ns/user")).expect("own"));
+        ensure_netns(&name, Some(&user)).expect("made again");
+        assert_eq!(ns::owner_id(&path).expect("owner"), ns::ns_id(&user).expect("user"));
+        let made = ns::ns_id(&path).expect("id");
+        ensure_netns(&name, Some(&user)).expect("kept");
+        assert_eq!(ns::ns_id(&path).expect("id"), made, "one with the right owner is kept");
+        delete_netns(&name).expect("delete");
+        ns::unpin(&user).expect("unpin");
+    }
+}

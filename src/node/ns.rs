@@ -265,11 +265,14 @@ pub fn probe_idmapped_overlay(dir: &Path, host_base: u32) -> io::Result<()> {
         }
         std::fs::write(scratch.join("lower/probe"), b"")?;
         std::os::unix::fs::lchown(scratch.join("lower/probe"), Some(0), Some(0))?;
-        pin_userns(&scratch.join("userns"), host_base, 1)?;
-        idmapped_bind(&scratch.join("lower"), &scratch.join("idmapped"), &scratch.join("userns"))?;
+        let step = |what: &'static str| move |e: io::Error| io::Error::new(e.kind(), format!("{what}: {e}"));
+        pin_userns(&scratch.join("userns"), host_base, 1).map_err(step("making a user namespace"))?;
+        idmapped_bind(&scratch.join("lower"), &scratch.join("idmapped"), &scratch.join("userns")).map_err(step("an idmapped bind"))?;
         let opts =
             format!("lowerdir={},upperdir={},workdir={}", scratch.join("idmapped").display(), scratch.join("upper").display(), scratch.join("work").display());
-        nix::mount::mount(Some("overlay"), &scratch.join("merged"), Some("overlay"), MsFlags::MS_NODEV, Some(opts.as_str())).map_err(io::Error::from)?;
+        nix::mount::mount(Some("overlay"), &scratch.join("merged"), Some("overlay"), MsFlags::MS_NODEV, Some(opts.as_str()))
+            .map_err(io::Error::from)
+            .map_err(step("an overlay over the idmapped bind"))?;
         let uid = std::fs::symlink_metadata(scratch.join("merged/probe"))?.uid();
         if uid != host_base {
             return Err(io::Error::other(format!("a file of id 0 shows as {uid} through the idmapped overlay, not {host_base}")));
