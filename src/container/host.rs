@@ -64,7 +64,7 @@ impl ShimHost {
             return ShimHost { userns: false };
         }
         if let Err(e) = crate::node::ns::probe_idmapped_overlay(data_dir, probe_base) {
-            tracing::warn!(error = %e, "containers run without user namespaces: this host cannot idmap an overlay's layer");
+            tracing::warn!(error = %e, "containers run without user namespaces: this host refused the probe (a user namespace, an idmapped bind, an overlay on it)");
             return ShimHost { userns: false };
         }
         ShimHost { userns: true }

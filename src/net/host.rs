@@ -82,6 +82,12 @@ pub fn ensure_netns(name: &str, owner: Option<&Path>) -> Result<(), HostError> {
         if crate::node::ns::owner_id(&path).ok() == Some(want) {
             return Ok(());
         }
+        if netns_in_use(&path) {
+            // A workload started before still runs in it: leave it be until it ends (a container
+            // that starts meanwhile cannot join it, fails, and is retried after this pass).
+            tracing::info!(netns = name, "kept under its old user namespace while a process runs in it");
+            return Ok(());
+        }
         tracing::info!(netns = name, "making the namespace again under its user namespace");
         delete_netns(name)?;
     }
@@ -102,6 +108,15 @@ pub fn ensure_netns(name: &str, owner: Option<&Path>) -> Result<(), HostError> {
         let _ = std::fs::remove_file(&path);
     }
     made
+}
+
+/// Whether any process runs in the namespace pinned on `path` (a scan of `/proc/*/ns/net`).
+fn netns_in_use(path: &Path) -> bool {
+    let Ok(want) = crate::node::ns::ns_id(path) else { return false };
+    let procs = std::fs::read_dir("/proc").into_iter().flatten().flatten();
+    procs
+        .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+        .any(|e| crate::node::ns::ns_id(&e.path().join("ns/net")).ok() == Some(want))
 }
 
 /// Remove the named namespace (its interfaces go with it). Absent is fine.
@@ -499,6 +514,18 @@ mod tests {
         let path = netns_path(&name);
         ensure_netns(&name, None).expect("netns");
         assert_eq!(ns::owner_id(&path).expect("owner"), ns::ns_id(Path::new("/proc/self/ns/user")).expect("own"));
+        // While a process runs in it, it is kept as it is.
+        let mut held = std::process::Command::new("ip").args(["netns", "exec", &name, "sleep", "30"]).spawn().expect("ip netns exec");
+        let mut waited = 0;
+        while !netns_in_use(&path) && waited < 100 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            waited += 1;
+        }
+        let old = ns::ns_id(&path).expect("id");
+        ensure_netns(&name, Some(&user)).expect("kept");
+        assert_eq!(ns::ns_id(&path).expect("id"), old, "a namespace in use is not made again");
+        let _ = held.kill();
+        let _ = held.wait();
         ensure_netns(&name, Some(&user)).expect("made again");
         assert_eq!(ns::owner_id(&path).expect("owner"), ns::ns_id(&user).expect("user"));
         let made = ns::ns_id(&path).expect("id");
