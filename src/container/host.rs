@@ -52,9 +52,6 @@ pub struct ShimHost {
     userns: bool,
 }
 
-/// Serialises making pins, so two reconcilers never pin one namespace twice over.
-static PINNING: Mutex<()> = Mutex::new(());
-
 impl ShimHost {
     /// The real host. With `user_namespaces`, probes under `data_dir` that an overlay over an
     /// idmapped layer works (with a one-id namespace at `probe_base`); where it does not,
@@ -108,7 +105,6 @@ impl ContainerHost for ShimHost {
         self.userns
     }
     fn pin_userns(&self, ns: &UserNs) -> Result<(), ContainerError> {
-        let _one = PINNING.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(dir) = ns.path.parent().filter(|d| !d.exists()) {
             use std::os::unix::fs::DirBuilderExt;
             std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(ContainerError::io(format!("creating {}", dir.display())))?;
@@ -117,7 +113,6 @@ impl ContainerHost for ShimHost {
             .map_err(ContainerError::io(format!("pinning the user namespace {}", ns.path.display())))
     }
     fn unpin_userns(&self, path: &Path) -> Result<(), ContainerError> {
-        let _one = PINNING.lock().unwrap_or_else(|p| p.into_inner());
         crate::node::ns::unpin(path).map_err(ContainerError::io(format!("unpinning the user namespace {}", path.display())))
     }
 }

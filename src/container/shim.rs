@@ -324,17 +324,12 @@ pub fn exec_main(dir: &Path, id: &str, args: Vec<String>, env: Vec<(String, Stri
     // namespace. So under one, libcontainer sets the process up as host root (joining the
     // cgroup and namespaces as it would anyway) and the executor then enters the user namespace
     // and becomes the container's user with its capabilities, as the main process is.
-    let user = join.as_ref().map(|_| Some(0));
+    let as_root = join.is_some().then_some(0);
     let executor = ExecExecutor { seccomp, join: join.as_ref().map(|(f, u, c)| (f.as_raw_fd(), u.clone(), c.clone())) };
-    let built = ContainerBuilder::new(id.to_string(), SyscallType::default()).with_executor(executor).with_root_path(dir.join("state")).map(|b| {
-        b.as_tenant()
-            .with_container_args(args)
-            .with_env(env.into_iter().collect())
-            .with_user(user.flatten())
-            .with_group(user.flatten())
-            .with_detach(false)
-            .build()
-    });
+    let built = ContainerBuilder::new(id.to_string(), SyscallType::default())
+        .with_executor(executor)
+        .with_root_path(dir.join("state"))
+        .map(|b| b.as_tenant().with_container_args(args).with_env(env.into_iter().collect()).with_user(as_root).with_group(as_root).with_detach(false).build());
     let pid = match built {
         Ok(Ok(pid)) => Pid::from_raw(pid.as_raw()),
         Ok(Err(e)) | Err(e) => {

@@ -122,13 +122,7 @@ fn netns_in_use(path: &Path) -> bool {
 /// Remove the named namespace (its interfaces go with it). Absent is fine.
 pub fn delete_netns(name: &str) -> Result<(), HostError> {
     let path = netns_path(name);
-    if !path.exists() {
-        return Ok(());
-    }
-    if is_netns(&path) {
-        nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH).map_err(sys(format!("unmounting {}", path.display())))?;
-    }
-    std::fs::remove_file(&path).map_err(io(format!("removing {}", path.display())))
+    crate::node::ns::unpin(&path).map_err(io(format!("removing {}", path.display())))
 }
 
 /// Names of the namespaces in `/run/netns` that start with `prefix`.

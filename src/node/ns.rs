@@ -45,6 +45,9 @@ struct MountAttr {
     userns_fd: u64,
 }
 
+/// Held while a user namespace pin is checked and made or removed.
+static PINS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Whether `path` is a pinned namespace (an nsfs bind mount).
 #[allow(clippy::unnecessary_cast)] // statfs field types differ between architectures
 pub fn is_nsfs(path: &Path) -> bool {
@@ -134,6 +137,8 @@ fn pin(pid: nix::unistd::Pid, kind: &str, path: &Path) -> io::Result<()> {
 /// and pin it on `path`, unless `path` already holds one. Errors: the kernel's (no user
 /// namespaces, a mapping outside the id space).
 pub fn pin_userns(path: &Path, host_base: u32, count: u32) -> io::Result<()> {
+    // Checked and made under one lock, so two callers never pin one path twice over.
+    let _one = PINS.lock().unwrap_or_else(|p| p.into_inner());
     if is_nsfs(path) {
         return Ok(());
     }
@@ -150,6 +155,7 @@ pub fn pin_userns(path: &Path, host_base: u32, count: u32) -> io::Result<()> {
 
 /// Remove a pin made by [`pin_userns`] or [`pin_netns_in`]; absent is fine.
 pub fn unpin(path: &Path) -> io::Result<()> {
+    let _one = PINS.lock().unwrap_or_else(|p| p.into_inner());
     if is_nsfs(path) {
         nix::mount::umount2(path, MntFlags::MNT_DETACH).map_err(io::Error::from)?;
     }
