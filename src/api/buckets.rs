@@ -15,9 +15,10 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::auth::{Auth, scope};
 use super::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
-use super::resources::{CreateRequest, ListQuery, ListResponse, ProjectQuery, UpdateRequest, created, if_match, item, list_kind, with_location};
+use super::kinds::{kind_patch, kind_routes};
+use super::resources::{ListQuery, ListResponse, ProjectQuery, item, list_kind, with_location};
 use crate::site::auth::{Principal, Role};
-use crate::site::buckets::{AccessKeySpec, BucketRef};
+use crate::site::buckets::{AccessKeySpec, BucketRef, BucketSpec};
 use crate::site::objects::{ObjectMeta, StoreError, WriteCond, validate_key};
 use crate::site::{Kind, ProjectCtx, Resource, SiteError};
 
@@ -40,71 +41,19 @@ impl From<StoreError> for ApiError {
     }
 }
 
-/// List the project's buckets.
-#[utoipa::path(get, path = "/v1/buckets", tag = "buckets", params(ListQuery), responses((status = 200, body = ListResponse)))]
-pub async fn list_buckets(State(app): State<AppState>, Auth(p): Auth, ApiQuery(q): ApiQuery<ListQuery>) -> Result<Response, ApiError> {
-    p.require(Role::Viewer)?;
-    let pc = scope(&app, &p, q.project.as_deref()).await?;
-    list_kind(&app, Kind::Bucket, Some(pc), &q).await
-}
-
-/// Create a bucket (`BucketSpec`: `policy` private or public-read, optional `quota_mib`). The
-/// name is unique across the site, as S3 addresses buckets by name.
-#[utoipa::path(post, path = "/v1/buckets", tag = "buckets", params(ProjectQuery), request_body = CreateRequest,
-    responses((status = 201, body = Resource), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn create_bucket(
-    State(app): State<AppState>,
-    Auth(p): Auth,
-    ApiQuery(q): ApiQuery<ProjectQuery>,
-    ApiJson(b): ApiJson<CreateRequest>,
-) -> Result<Response, ApiError> {
-    p.require(Role::Member)?;
-    let pc = scope(&app, &p, q.project.as_deref()).await?;
-    let r = app.site.run(move |s| s.create_bucket(&pc, &b.name, &b.labels, b.spec)).await?;
-    Ok(created(Kind::Bucket, &r))
-}
-
-/// Get a bucket by id or name.
-#[utoipa::path(get, path = "/v1/buckets/{id}", tag = "buckets", params(("id" = String, Path, description = "id or name"), ProjectQuery),
-    responses((status = 200, body = Resource), (status = 404, body = ErrorBody)))]
-pub async fn get_bucket(State(app): State<AppState>, Auth(p): Auth, Path(id): Path<String>, ApiQuery(q): ApiQuery<ProjectQuery>) -> Result<Response, ApiError> {
-    p.require(Role::Viewer)?;
-    let pc = scope(&app, &p, q.project.as_deref()).await?;
-    Ok(item(app.site.run(move |s| s.get(Kind::Bucket, Some(&pc), &id)).await?))
-}
-
-/// Change a bucket's policy or quota (`{"spec": {...}}`).
-#[utoipa::path(patch, path = "/v1/buckets/{id}", tag = "buckets", request_body = UpdateRequest,
-    params(("id" = String, Path, description = "id or name"), ProjectQuery, ("If-Match" = Option<String>, Header, description = "expected generation")),
-    responses((status = 200, body = Resource), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn update_bucket(
-    State(app): State<AppState>,
-    Auth(p): Auth,
-    Path(id): Path<String>,
-    ApiQuery(q): ApiQuery<ProjectQuery>,
-    headers: HeaderMap,
-    ApiJson(b): ApiJson<UpdateRequest>,
-) -> Result<Response, ApiError> {
-    p.require(Role::Member)?;
-    let pc = scope(&app, &p, q.project.as_deref()).await?;
-    let g = if_match(&headers)?;
-    Ok(item(app.site.run(move |s| s.update_bucket(&pc, &id, g, b.labels.as_ref(), b.spec.as_ref())).await?))
-}
-
-/// Delete an empty bucket; 409 while it holds objects. Unfinished multipart uploads go with it.
-#[utoipa::path(delete, path = "/v1/buckets/{id}", tag = "buckets", params(("id" = String, Path, description = "id or name"), ProjectQuery),
-    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn delete_bucket(
-    State(app): State<AppState>,
-    Auth(p): Auth,
-    Path(id): Path<String>,
-    ApiQuery(q): ApiQuery<ProjectQuery>,
-) -> Result<Response, ApiError> {
-    p.require(Role::Member)?;
-    let pc = scope(&app, &p, q.project.as_deref()).await?;
-    app.site.delete_bucket(&pc, &id).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
-}
+kind_routes!(
+    BucketSpec,
+    "/v1/buckets",
+    "/v1/buckets/{id}",
+    "buckets",
+    list_buckets,
+    create_bucket,
+    get_bucket,
+    delete_bucket,
+    "Create a bucket (`BucketSpec`: `policy` private or public-read, optional `quota_mib`). The name is unique across the site, as S3 addresses buckets by name.",
+    "Delete an empty bucket; 409 while it holds objects. Unfinished multipart uploads go with it."
+);
+kind_patch!(BucketSpec, "/v1/buckets/{id}", "buckets", update_bucket, "Change a bucket's policy or quota (`{\"spec\": {...}}`).");
 
 /// Body of `POST /v1/access-keys`.
 #[derive(Debug, Deserialize, ToSchema)]

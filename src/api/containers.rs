@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use serde::Deserialize;
@@ -18,11 +18,12 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::auth::{Auth, scope};
 use super::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
-use super::resources::{CreateRequest, ListQuery, ListResponse, ProjectQuery, UpdateRequest, accepted, created, if_match, item, list_kind};
+use super::kinds::{kind_patch, kind_read_delete, kind_routes};
+use super::resources::{ProjectQuery, accepted, created};
 use crate::site::Kind;
 use crate::site::auth::{Principal, Role};
-use crate::site::containers::{ExecOutput, logs};
-use crate::site::images::Credentials;
+use crate::site::containers::{ContainerSpec, ExecOutput, logs};
+use crate::site::images::{Credentials, ImageSpec};
 
 /// Body of `POST /v1/images`: a pull.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -90,12 +91,16 @@ async fn project(app: &AppState, p: &Principal, role: Role, q: Option<&str>) -> 
     scope(app, p, q).await
 }
 
-/// List the project's images.
-#[utoipa::path(get, path = "/v1/images", tag = "images", params(ListQuery), responses((status = 200, body = ListResponse)))]
-pub async fn list_images(State(app): State<AppState>, Auth(p): Auth, ApiQuery(q): ApiQuery<ListQuery>) -> Result<Response, ApiError> {
-    let pc = project(&app, &p, Role::Viewer, q.project.as_deref()).await?;
-    list_kind(&app, Kind::Image, Some(pc), &q).await
-}
+kind_read_delete!(
+    ImageSpec,
+    "/v1/images",
+    "/v1/images/{id}",
+    "images",
+    list_images,
+    get_image,
+    delete_image,
+    "Delete an image (409 while a container or an instance uses it); unreferenced blobs are collected."
+);
 
 /// Pull an image from a registry: `202` with the operation; the image is `Pulling`, then `Ready`
 /// or `Failed`.
@@ -161,89 +166,25 @@ pub(super) async fn save_body(body: Body, path: &std::path::Path, limit: u64) ->
     f.sync_all().await.map_err(internal)
 }
 
-/// Get one of the project's images by id or name.
-#[utoipa::path(get, path = "/v1/images/{id}", tag = "images", params(("id" = String, Path, description = "id or name"), ProjectQuery), responses((status = 200, body = crate::site::Resource), (status = 404, body = ErrorBody)))]
-pub async fn get_image(State(app): State<AppState>, Auth(p): Auth, Path(id): Path<String>, ApiQuery(q): ApiQuery<ProjectQuery>) -> Result<Response, ApiError> {
-    let pc = project(&app, &p, Role::Viewer, q.project.as_deref()).await?;
-    Ok(item(app.site.run(move |s| s.get(Kind::Image, Some(&pc), &id)).await?))
-}
-
-/// Delete an image (409 while a container uses it); unreferenced blobs are collected.
-#[utoipa::path(delete, path = "/v1/images/{id}", tag = "images", params(("id" = String, Path, description = "id or name"), ProjectQuery), responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn delete_image(
-    State(app): State<AppState>,
-    Auth(p): Auth,
-    Path(id): Path<String>,
-    ApiQuery(q): ApiQuery<ProjectQuery>,
-) -> Result<Response, ApiError> {
-    let pc = project(&app, &p, Role::Member, q.project.as_deref()).await?;
-    app.site.run(move |s| s.delete_image(&pc, &id)).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-/// List the project's containers.
-#[utoipa::path(get, path = "/v1/containers", tag = "containers", params(ListQuery), responses((status = 200, body = ListResponse)))]
-pub async fn list_containers(State(app): State<AppState>, Auth(p): Auth, ApiQuery(q): ApiQuery<ListQuery>) -> Result<Response, ApiError> {
-    let pc = project(&app, &p, Role::Viewer, q.project.as_deref()).await?;
-    list_kind(&app, Kind::Container, Some(pc), &q).await
-}
-
-/// Create a container (a `ContainerSpec`); it runs unless `state` is `stopped`.
-#[utoipa::path(post, path = "/v1/containers", tag = "containers", params(ProjectQuery), request_body = CreateRequest, responses((status = 201, body = crate::site::Resource), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn create_container(
-    State(app): State<AppState>,
-    Auth(p): Auth,
-    ApiQuery(q): ApiQuery<ProjectQuery>,
-    ApiJson(b): ApiJson<CreateRequest>,
-) -> Result<Response, ApiError> {
-    let pc = project(&app, &p, Role::Member, q.project.as_deref()).await?;
-    let r = app.site.run(move |s| s.create_container(&pc, &b.name, &b.labels, b.spec)).await?;
-    Ok(created(Kind::Container, &r))
-}
-
-/// Get one of the project's containers by id or name.
-#[utoipa::path(get, path = "/v1/containers/{id}", tag = "containers", params(("id" = String, Path, description = "id or name"), ProjectQuery), responses((status = 200, body = crate::site::Resource), (status = 404, body = ErrorBody)))]
-pub async fn get_container(
-    State(app): State<AppState>,
-    Auth(p): Auth,
-    Path(id): Path<String>,
-    ApiQuery(q): ApiQuery<ProjectQuery>,
-) -> Result<Response, ApiError> {
-    let pc = project(&app, &p, Role::Viewer, q.project.as_deref()).await?;
-    Ok(item(app.site.run(move |s| s.get(Kind::Container, Some(&pc), &id)).await?))
-}
-
-/// Change a container (RFC 7386 merge patch of the spec, or labels); a running container is
-/// restarted to apply a spec change.
-#[utoipa::path(patch, path = "/v1/containers/{id}", tag = "containers", request_body = UpdateRequest,
-    params(("id" = String, Path, description = "id or name"), ProjectQuery, ("If-Match" = Option<String>, Header, description = "expected generation")),
-    responses((status = 200, body = crate::site::Resource), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn update_container(
-    State(app): State<AppState>,
-    Auth(p): Auth,
-    Path(id): Path<String>,
-    ApiQuery(q): ApiQuery<ProjectQuery>,
-    headers: HeaderMap,
-    ApiJson(b): ApiJson<UpdateRequest>,
-) -> Result<Response, ApiError> {
-    let pc = project(&app, &p, Role::Member, q.project.as_deref()).await?;
-    let g = if_match(&headers)?;
-    Ok(item(app.site.run(move |s| s.update_container(&pc, &id, g, b.labels.as_ref(), b.spec.as_ref())).await?))
-}
-
-/// Delete a container: it is stopped (SIGTERM, then SIGKILL after its stop timeout) and its
-/// files, mounts and cgroups are removed.
-#[utoipa::path(delete, path = "/v1/containers/{id}", tag = "containers", params(("id" = String, Path, description = "id or name"), ProjectQuery), responses((status = 204), (status = 404, body = ErrorBody)))]
-pub async fn delete_container(
-    State(app): State<AppState>,
-    Auth(p): Auth,
-    Path(id): Path<String>,
-    ApiQuery(q): ApiQuery<ProjectQuery>,
-) -> Result<Response, ApiError> {
-    let pc = project(&app, &p, Role::Member, q.project.as_deref()).await?;
-    app.site.run(move |s| s.delete_container(&pc, &id)).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
-}
+kind_routes!(
+    ContainerSpec,
+    "/v1/containers",
+    "/v1/containers/{id}",
+    "containers",
+    list_containers,
+    create_container,
+    get_container,
+    delete_container,
+    "Create a container (a `ContainerSpec`); it runs unless `state` is `stopped`.",
+    "Delete a container: it is stopped (SIGTERM, then SIGKILL after its stop timeout) and its files, mounts and cgroups are removed."
+);
+kind_patch!(
+    ContainerSpec,
+    "/v1/containers/{id}",
+    "containers",
+    update_container,
+    "Change a container (RFC 7386 merge patch of the spec, or labels); a running container is restarted to apply a spec change."
+);
 
 macro_rules! container_action {
     ($name:ident, $path:literal, $action:literal, $doc:literal) => {

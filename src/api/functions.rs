@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -18,10 +18,11 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::auth::{Auth, scope};
 use super::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
-use super::resources::{ListQuery, ListResponse, ProjectQuery, UpdateRequest, created, if_match, item, list_kind};
+use super::kinds::{kind_patch, kind_read_delete};
+use super::resources::{ProjectQuery, created};
 use crate::site::auth::{Principal, Role};
 use crate::site::function_metrics::StatsView;
-use crate::site::functions::Route;
+use crate::site::functions::{FunctionSpec, Route};
 use crate::site::{Kind, SiteError};
 
 /// Largest component accepted, bytes.
@@ -124,61 +125,23 @@ pub async fn deploy_function(State(app): State<AppState>, Auth(p): Auth, ApiQuer
     Ok(created(Kind::Function, &r))
 }
 
-/// List the project's functions.
-#[utoipa::path(get, path = "/v1/functions", tag = "functions", params(ListQuery), responses((status = 200, body = ListResponse)))]
-pub async fn list_functions(State(app): State<AppState>, Auth(p): Auth, ApiQuery(q): ApiQuery<ListQuery>) -> Result<Response, ApiError> {
-    p.require(Role::Viewer)?;
-    let pc = scope(&app, &p, q.project.as_deref()).await?;
-    list_kind(&app, Kind::Function, Some(pc), &q).await
-}
-
-/// Get a function by id or name.
-#[utoipa::path(get, path = "/v1/functions/{id}", tag = "functions", params(("id" = String, Path, description = "id or name"), ProjectQuery),
-    responses((status = 200, body = crate::site::Resource), (status = 404, body = ErrorBody)))]
-pub async fn get_function(
-    State(app): State<AppState>,
-    Auth(p): Auth,
-    Path(id): Path<String>,
-    ApiQuery(q): ApiQuery<ProjectQuery>,
-) -> Result<Response, ApiError> {
-    p.require(Role::Viewer)?;
-    let pc = scope(&app, &p, q.project.as_deref()).await?;
-    Ok(item(app.site.run(move |s| s.get(Kind::Function, Some(&pc), &id)).await?))
-}
-
-/// Delete a function and every version; the gateway stops routing to it at once.
-#[utoipa::path(delete, path = "/v1/functions/{id}", tag = "functions", params(("id" = String, Path, description = "id or name"), ProjectQuery),
-    responses((status = 204), (status = 404, body = ErrorBody)))]
-pub async fn delete_function(
-    State(app): State<AppState>,
-    Auth(p): Auth,
-    Path(id): Path<String>,
-    ApiQuery(q): ApiQuery<ProjectQuery>,
-) -> Result<Response, ApiError> {
-    p.require(Role::Member)?;
-    let pc = scope(&app, &p, q.project.as_deref()).await?;
-    app.site.run(move |s| s.delete_function(&pc, &id).map(|_| ())).await.map_err(|e: SiteError| ApiError::from(e))?;
-    Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-/// Change a function (`spec` is a JSON merge patch): route, host, env, memory_mib, timeout_ms,
-/// max_concurrency, max_body_bytes, allowed_hosts, or `version` to roll back to a kept version.
-/// Takes effect from the next request. `If-Match: <generation>` guards against lost updates.
-#[utoipa::path(patch, path = "/v1/functions/{id}", tag = "functions", params(("id" = String, Path, description = "id or name"), ProjectQuery),
-    request_body = UpdateRequest, responses((status = 200, body = crate::site::Resource), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn update_function(
-    State(app): State<AppState>,
-    Auth(p): Auth,
-    Path(id): Path<String>,
-    ApiQuery(q): ApiQuery<ProjectQuery>,
-    headers: HeaderMap,
-    ApiJson(b): ApiJson<UpdateRequest>,
-) -> Result<Response, ApiError> {
-    p.require(Role::Member)?;
-    let pc = scope(&app, &p, q.project.as_deref()).await?;
-    let g = if_match(&headers)?;
-    Ok(item(app.site.run(move |s| s.update_function(&pc, &id, g, b.labels.as_ref(), b.spec.as_ref())).await?))
-}
+kind_read_delete!(
+    FunctionSpec,
+    "/v1/functions",
+    "/v1/functions/{id}",
+    "functions",
+    list_functions,
+    get_function,
+    delete_function,
+    "Delete a function and every version; the gateway stops routing to it at once."
+);
+kind_patch!(
+    FunctionSpec,
+    "/v1/functions/{id}",
+    "functions",
+    update_function,
+    "Change a function (`spec` is a JSON merge patch): route, host, env, memory_mib, timeout_ms, max_concurrency, max_body_bytes, allowed_hosts, or `version` to roll back to a kept version. Takes effect from the next request. `If-Match: <generation>` guards against lost updates."
+);
 
 async fn route_of(app: &AppState, p: &Principal, id: String, project: Option<&str>, role: Role) -> Result<std::sync::Arc<Route>, ApiError> {
     p.require(role)?;

@@ -17,10 +17,12 @@ use utoipa::IntoParams;
 
 use super::AppState;
 use super::auth::{Auth, scope};
-use super::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
-use super::resources::{CreateRequest, ListQuery, ListResponse, ProjectQuery, UpdateRequest, created, if_match, item, list_kind};
+use super::error::{ApiError, ApiQuery, ErrorBody};
+use super::kinds::{kind_patch, kind_routes};
+use super::resources::{ProjectQuery, created};
 use crate::site::auth::{Principal, Role};
 use crate::site::instance_supervisor::{self as sup, Layout};
+use crate::site::instances::InstanceSpec;
 use crate::site::{Kind, SiteError};
 
 /// Query of `POST /v1/images/import-vm`.
@@ -79,71 +81,25 @@ pub async fn import_vm_image(State(app): State<AppState>, Auth(p): Auth, ApiQuer
     Ok(created(Kind::Image, &result?))
 }
 
-/// List the project's instances.
-#[utoipa::path(get, path = "/v1/instances", tag = "instances", params(ListQuery), responses((status = 200, body = ListResponse)))]
-pub async fn list_instances(State(app): State<AppState>, Auth(p): Auth, ApiQuery(q): ApiQuery<ListQuery>) -> Result<Response, ApiError> {
-    let pc = project(&app, &p, Role::Viewer, q.project.as_deref()).await?;
-    list_kind(&app, Kind::Instance, Some(pc), &q).await
-}
-
-/// Create an instance (an `InstanceSpec`) and its network interface `<name>-eth0`; it boots
-/// unless `state` is `stopped`.
-#[utoipa::path(post, path = "/v1/instances", tag = "instances", params(ProjectQuery), request_body = CreateRequest, responses((status = 201, body = crate::site::Resource), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn create_instance(
-    State(app): State<AppState>,
-    Auth(p): Auth,
-    ApiQuery(q): ApiQuery<ProjectQuery>,
-    ApiJson(b): ApiJson<CreateRequest>,
-) -> Result<Response, ApiError> {
-    let pc = project(&app, &p, Role::Member, q.project.as_deref()).await?;
-    let r = app.site.run(move |s| s.create_instance(&pc, &b.name, &b.labels, b.spec)).await?;
-    Ok(created(Kind::Instance, &r))
-}
-
-/// Get one of the project's instances by id or name.
-#[utoipa::path(get, path = "/v1/instances/{id}", tag = "instances", params(("id" = String, Path, description = "id or name"), ProjectQuery), responses((status = 200, body = crate::site::Resource), (status = 404, body = ErrorBody)))]
-pub async fn get_instance(
-    State(app): State<AppState>,
-    Auth(p): Auth,
-    Path(id): Path<String>,
-    ApiQuery(q): ApiQuery<ProjectQuery>,
-) -> Result<Response, ApiError> {
-    let pc = project(&app, &p, Role::Viewer, q.project.as_deref()).await?;
-    Ok(item(app.site.run(move |s| s.get(Kind::Instance, Some(&pc), &id)).await?))
-}
-
-/// Change an instance (RFC 7386 merge patch of the spec, or labels); a running instance is
-/// restarted to apply a spec change. The image and the network fields are fixed (422).
-#[utoipa::path(patch, path = "/v1/instances/{id}", tag = "instances", request_body = UpdateRequest,
-    params(("id" = String, Path, description = "id or name"), ProjectQuery, ("If-Match" = Option<String>, Header, description = "expected generation")),
-    responses((status = 200, body = crate::site::Resource), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn update_instance(
-    State(app): State<AppState>,
-    Auth(p): Auth,
-    Path(id): Path<String>,
-    ApiQuery(q): ApiQuery<ProjectQuery>,
-    headers: HeaderMap,
-    ApiJson(b): ApiJson<UpdateRequest>,
-) -> Result<Response, ApiError> {
-    let pc = project(&app, &p, Role::Member, q.project.as_deref()).await?;
-    let g = if_match(&headers)?;
-    Ok(item(app.site.run(move |s| s.update_instance(&pc, &id, g, b.labels.as_ref(), b.spec.as_ref())).await?))
-}
-
-/// Delete an instance and its interface (409 while an EIP or a port forward uses the interface):
-/// the guest is shut down (forced after its stop timeout) and its worker, cgroup, root disk and
-/// files are removed.
-#[utoipa::path(delete, path = "/v1/instances/{id}", tag = "instances", params(("id" = String, Path, description = "id or name"), ProjectQuery), responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn delete_instance(
-    State(app): State<AppState>,
-    Auth(p): Auth,
-    Path(id): Path<String>,
-    ApiQuery(q): ApiQuery<ProjectQuery>,
-) -> Result<Response, ApiError> {
-    let pc = project(&app, &p, Role::Member, q.project.as_deref()).await?;
-    app.site.run(move |s| s.delete_instance(&pc, &id)).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
-}
+kind_routes!(
+    InstanceSpec,
+    "/v1/instances",
+    "/v1/instances/{id}",
+    "instances",
+    list_instances,
+    create_instance,
+    get_instance,
+    delete_instance,
+    "Create an instance (an `InstanceSpec`) and its network interface `<name>-eth0`; it boots unless `state` is `stopped`.",
+    "Delete an instance and its interface (409 while an EIP or a port forward uses the interface): the guest is shut down (forced after its stop timeout) and its worker, cgroup, root disk and files are removed."
+);
+kind_patch!(
+    InstanceSpec,
+    "/v1/instances/{id}",
+    "instances",
+    update_instance,
+    "Change an instance (RFC 7386 merge patch of the spec, or labels); a running instance is restarted to apply a spec change. The image and the network fields are fixed (422)."
+);
 
 macro_rules! instance_action {
     ($name:ident, $path:literal, $action:literal, $doc:literal) => {

@@ -1,9 +1,10 @@
 //! The generic handlers of the project-scoped kinds that implement
 //! [`crate::site::resource_kind::ResourceKind`]: list, get, create, patch and delete under
 //! `/v1/<plural>` and `/v1/<plural>/{id}`, one body type for every create ([`CreateRequest`]).
-//! Reads need the viewer role, changes the member role. [`kind_routes!`] and [`kind_patch!`]
-//! give each kind its documented handlers; the kind is a type, so no request can reach another
-//! kind's code.
+//! Reads need the viewer role, changes the member role. [`kind_routes!`] (list, create, get,
+//! delete), [`kind_read_delete!`] (list, get, delete: kinds made otherwise, as functions are by a
+//! deploy) and [`kind_patch!`] give each kind its documented handlers; the kind is a type, so no
+//! request can reach another kind's code.
 
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -13,7 +14,7 @@ use super::auth::scope;
 use super::error::ApiError;
 use super::resources::{CreateRequest, ListQuery, ProjectQuery, UpdateRequest, created, if_match, item, list_kind};
 use crate::site::auth::{Principal, Role};
-use crate::site::resource_kind::{Patchable, ResourceKind};
+use crate::site::resource_kind::{Creatable, Patchable, ResourceKind};
 
 /// List the caller's project's resources of kind `K`.
 pub async fn list<K: ResourceKind>(app: &AppState, p: &Principal, q: &ListQuery) -> Result<Response, ApiError> {
@@ -30,7 +31,7 @@ pub async fn get<K: ResourceKind>(app: &AppState, p: &Principal, id: String, q: 
 }
 
 /// Create a resource of kind `K`: 201 with its `Location`.
-pub async fn create<K: ResourceKind>(app: &AppState, p: &Principal, q: &ProjectQuery, b: CreateRequest) -> Result<Response, ApiError> {
+pub async fn create<K: Creatable>(app: &AppState, p: &Principal, q: &ProjectQuery, b: CreateRequest) -> Result<Response, ApiError> {
     p.require(Role::Member)?;
     let pc = scope(app, p, q.project.as_deref()).await?;
     let r = app.site.run(move |s| s.create_resource::<K>(&pc, &b.name, &b.labels, b.spec)).await?;
@@ -64,15 +65,7 @@ pub async fn delete<K: ResourceKind>(app: &AppState, p: &Principal, id: String, 
 /// `kind_routes!(Spec, "/v1/<plural>", "/v1/<plural>/{id}", "<tag>", list, create, get, delete, "create doc", "delete doc")`.
 macro_rules! kind_routes {
     ($spec:ty, $path:literal, $item:literal, $tag:literal, $list:ident, $create:ident, $get:ident, $delete:ident, $create_doc:literal, $delete_doc:literal) => {
-        #[doc = concat!("List the project's ", $tag, ".")]
-        #[utoipa::path(get, path = $path, tag = $tag, params($crate::api::resources::ListQuery), responses((status = 200, body = $crate::api::resources::ListResponse)))]
-        pub async fn $list(
-            axum::extract::State(app): axum::extract::State<$crate::api::AppState>,
-            $crate::api::auth::Auth(p): $crate::api::auth::Auth,
-            $crate::api::error::ApiQuery(q): $crate::api::error::ApiQuery<$crate::api::resources::ListQuery>,
-        ) -> Result<axum::response::Response, $crate::api::error::ApiError> {
-            $crate::api::kinds::list::<$spec>(&app, &p, &q).await
-        }
+        $crate::api::kinds::kind_read_delete!($spec, $path, $item, $tag, $list, $get, $delete, $delete_doc);
 
         #[doc = $create_doc]
         #[utoipa::path(post, path = $path, tag = $tag, params($crate::api::resources::ProjectQuery), request_body = $crate::api::resources::CreateRequest,
@@ -84,6 +77,23 @@ macro_rules! kind_routes {
             $crate::api::error::ApiJson(b): $crate::api::error::ApiJson<$crate::api::resources::CreateRequest>,
         ) -> Result<axum::response::Response, $crate::api::error::ApiError> {
             $crate::api::kinds::create::<$spec>(&app, &p, &q, b).await
+        }
+    };
+}
+pub(crate) use kind_routes;
+
+/// The list, get and delete handlers of one kind, documented for OpenAPI:
+/// `kind_read_delete!(Spec, "/v1/<plural>", "/v1/<plural>/{id}", "<tag>", list, get, delete, "delete doc")`.
+macro_rules! kind_read_delete {
+    ($spec:ty, $path:literal, $item:literal, $tag:literal, $list:ident, $get:ident, $delete:ident, $delete_doc:literal) => {
+        #[doc = concat!("List the project's ", $tag, ".")]
+        #[utoipa::path(get, path = $path, tag = $tag, params($crate::api::resources::ListQuery), responses((status = 200, body = $crate::api::resources::ListResponse)))]
+        pub async fn $list(
+            axum::extract::State(app): axum::extract::State<$crate::api::AppState>,
+            $crate::api::auth::Auth(p): $crate::api::auth::Auth,
+            $crate::api::error::ApiQuery(q): $crate::api::error::ApiQuery<$crate::api::resources::ListQuery>,
+        ) -> Result<axum::response::Response, $crate::api::error::ApiError> {
+            $crate::api::kinds::list::<$spec>(&app, &p, &q).await
         }
 
         #[doc = concat!("Get one of the project's ", $tag, " by id or name.")]
@@ -111,7 +121,7 @@ macro_rules! kind_routes {
         }
     };
 }
-pub(crate) use kind_routes;
+pub(crate) use kind_read_delete;
 
 /// The patch handler of a kind that implements `Patchable`, documented for OpenAPI.
 macro_rules! kind_patch {

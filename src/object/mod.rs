@@ -291,16 +291,13 @@ impl BlobStore {
             return;
         }
         let paths: Vec<(String, PathBuf)> = ids.iter().map(|id| (id.clone(), self.path(id))).collect();
-        let task = tokio::task::spawn_blocking(move || {
-            for (id, p) in paths {
-                if let Err(e) = std::fs::remove_file(&p)
-                    && e.kind() != io::ErrorKind::NotFound
-                {
-                    tracing::warn!(blob = %id, error = %e, "removing blob");
-                }
-            }
-        });
-        let _ = task.await;
+        let _ = tokio::task::spawn_blocking(move || remove_paths(&paths)).await;
+    }
+
+    /// [`Blobs::remove`] on the calling thread, for callers already off the async runtime.
+    pub fn remove_now(&self, ids: &[String]) {
+        let paths: Vec<(String, PathBuf)> = ids.iter().map(|id| (id.clone(), self.path(id))).collect();
+        remove_paths(&paths);
     }
 
     /// Every finished blob: `(id, size on disk)`.
@@ -385,6 +382,17 @@ pub fn read_stream(files: Vec<(tokio::fs::File, u64)>, offset: u64, len: u64) ->
         }
         if left > 0 {
             Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the object's blobs end before its size"))?;
+        }
+    }
+}
+
+/// Remove blob files `(id, path)`, logging what could not be removed (missing ones are fine).
+fn remove_paths(paths: &[(String, PathBuf)]) {
+    for (id, p) in paths {
+        if let Err(e) = std::fs::remove_file(p)
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            tracing::warn!(blob = %id, error = %e, "removing blob");
         }
     }
 }

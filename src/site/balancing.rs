@@ -24,7 +24,7 @@ use super::net_model::{
     self as nm, Affinity, BackendSpec, EipSpec, LoadBalancerSpec, MAX_BACKENDS, NetworkInterfaceSpec, PortForwardSpec, SubnetSpec, VpcSpec, all, eip_listeners,
     used_addresses, vpc_of_interface,
 };
-use super::resource_kind::{Labels, Patchable, ResourceKind};
+use super::resource_kind::{Creatable, Labels, Patchable, ResourceKind};
 use super::{Kind, ProjectCtx, Resource, Site, SiteError};
 use crate::net::ipam;
 use crate::net::render::{self, Protocol};
@@ -252,7 +252,9 @@ pub fn plan(c: &Connection, vpc_id: &str, transit_ip: Option<Ipv4Addr>) -> Resul
 
 impl ResourceKind for PortForwardSpec {
     const KIND: Kind = Kind::PortForward;
+}
 
+impl Creatable for PortForwardSpec {
     /// Create a port forward. Errors: 422 for a bad protocol, port or reference; 409 when the
     /// listener is taken or the EIP serves another role or VPC.
     fn create(site: &Site, p: &ProjectCtx, name: &str, labels: &Labels, spec: Value) -> Result<Resource, SiteError> {
@@ -282,7 +284,9 @@ impl ResourceKind for PortForwardSpec {
 
 impl ResourceKind for LoadBalancerSpec {
     const KIND: Kind = Kind::LoadBalancer;
+}
 
+impl Creatable for LoadBalancerSpec {
     /// Create a load balancer: resolve the VPC and listener, assign an internal VIP, check the
     /// backends, in one transaction. Errors: 422 naming the field; 409 for a taken listener.
     fn create(site: &Site, p: &ProjectCtx, name: &str, labels: &Labels, spec: Value) -> Result<Resource, SiteError> {

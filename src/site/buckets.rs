@@ -23,6 +23,7 @@ use utoipa::ToSchema;
 use super::auth::{Principal, Role};
 use super::lookup::spec_of;
 use super::model::Status;
+use super::resource_kind::{Creatable, Labels, Patchable, ResourceKind};
 use super::{Kind, ProjectCtx, Resource, Site, SiteError};
 use crate::state::{ResourceRow, objects as orepo, repo};
 
@@ -201,6 +202,64 @@ fn new_secret() -> String {
     base64::engine::general_purpose::STANDARD.encode(b).replace('/', "-").replace('+', "_")
 }
 
+fn checked_spec(v: serde_json::Value) -> Result<BucketSpec, SiteError> {
+    let s: BucketSpec = serde_json::from_value(v).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
+    if s.quota_mib == Some(0) {
+        return Err(SiteError::invalid("spec.quota_mib", "at least 1 MiB, or leave it out"));
+    }
+    Ok(s)
+}
+
+impl ResourceKind for BucketSpec {
+    const KIND: Kind = Kind::Bucket;
+
+    /// Delete an empty bucket (unfinished uploads go with it, and their part blobs after the
+    /// commit). Errors: 409 while it holds objects.
+    fn delete(site: &Site, p: &ProjectCtx, r: &str) -> Result<Resource, SiteError> {
+        let mut blobs = Vec::new();
+        let res = site.delete_with(Kind::Bucket, Some(p), r, |c, row| {
+            let (_, n) = orepo::bucket_usage(c, &row.id)?;
+            if n > 0 {
+                let what = if n == 1 { "1 object".to_string() } else { format!("{n} objects") };
+                return Err(SiteError::Conflict(format!("bucket {} is not empty: it holds {what}; delete them first", row.name)));
+            }
+            blobs = orepo::bucket_part_blobs(c, &row.id)?;
+            Ok(())
+        })?;
+        site.objects().blobs.remove_now(&blobs);
+        Ok(res)
+    }
+}
+
+impl Creatable for BucketSpec {
+    /// Create a bucket. Errors: 409 when the name is taken anywhere on the site.
+    fn create(site: &Site, p: &ProjectCtx, name: &str, labels: &Labels, spec: serde_json::Value) -> Result<Resource, SiteError> {
+        validate_bucket_name("name", name)?;
+        let s = checked_spec(spec)?;
+        let name_owned = name.to_string();
+        site.create_with(Kind::Bucket, Some(p), name, labels, &Status::phase("Ready"), None, move |c| {
+            if bucket_by_name(c, &name_owned)?.is_some() {
+                return Err(SiteError::AlreadyExists { kind: "bucket".into(), name: name_owned.clone() });
+            }
+            Ok(serde_json::to_value(&s)?)
+        })
+    }
+}
+
+impl Patchable for BucketSpec {
+    /// Change a bucket's policy or quota.
+    fn update(
+        site: &Site,
+        p: &ProjectCtx,
+        r: &str,
+        if_match: Option<i64>,
+        labels: Option<&Labels>,
+        patch: Option<&serde_json::Value>,
+    ) -> Result<Resource, SiteError> {
+        site.update(Kind::Bucket, Some(p), r, if_match, labels, patch, &|_, v| Ok(serde_json::to_value(checked_spec(v)?)?))
+    }
+}
+
 impl Site {
     /// The bucket's usage: `(bytes, objects)` stored in it.
     pub fn bucket_usage(&self, bucket_id: &str) -> Result<(i64, i64), SiteError> {
@@ -209,63 +268,6 @@ impl Site {
 
     fn sealer(&self) -> &Sealer {
         &self.objects().sealer
-    }
-
-    /// Create a bucket. Errors: 409 when the name is taken anywhere on the site.
-    pub fn create_bucket(&self, p: &ProjectCtx, name: &str, labels: &BTreeMap<String, String>, spec: serde_json::Value) -> Result<Resource, SiteError> {
-        validate_bucket_name("name", name)?;
-        let s: BucketSpec = serde_json::from_value(spec).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
-        if s.quota_mib == Some(0) {
-            return Err(SiteError::invalid("spec.quota_mib", "at least 1 MiB, or leave it out"));
-        }
-        let name_owned = name.to_string();
-        self.create_with(Kind::Bucket, Some(p), name, labels, &Status::phase("Ready"), None, move |c| {
-            if bucket_by_name(c, &name_owned)?.is_some() {
-                return Err(SiteError::AlreadyExists { kind: "bucket".into(), name: name_owned.clone() });
-            }
-            Ok(serde_json::to_value(&s)?)
-        })
-    }
-
-    /// Change a bucket's policy or quota.
-    pub fn update_bucket(
-        &self,
-        p: &ProjectCtx,
-        r: &str,
-        if_match: Option<i64>,
-        labels: Option<&BTreeMap<String, String>>,
-        patch: Option<&serde_json::Value>,
-    ) -> Result<Resource, SiteError> {
-        self.update(Kind::Bucket, Some(p), r, if_match, labels, patch, &|_, v| {
-            let s: BucketSpec = serde_json::from_value(v).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
-            if s.quota_mib == Some(0) {
-                return Err(SiteError::invalid("spec.quota_mib", "at least 1 MiB, or leave it out"));
-            }
-            Ok(serde_json::to_value(&s)?)
-        })
-    }
-
-    /// Delete an empty bucket (unfinished uploads go with it). Errors: 409 while it holds
-    /// objects.
-    pub async fn delete_bucket(&self, p: &ProjectCtx, r: &str) -> Result<Resource, SiteError> {
-        let (p, r) = (p.clone(), r.to_string());
-        let (res, blobs) = self
-            .run(move |s| {
-                let mut blobs = Vec::new();
-                let res = s.delete_with(Kind::Bucket, Some(&p), &r, |c, row| {
-                    let (_, n) = orepo::bucket_usage(c, &row.id)?;
-                    if n > 0 {
-                        let what = if n == 1 { "1 object".to_string() } else { format!("{n} objects") };
-                        return Err(SiteError::Conflict(format!("bucket {} is not empty: it holds {what}; delete them first", row.name)));
-                    }
-                    blobs = orepo::bucket_part_blobs(c, &row.id)?;
-                    Ok(())
-                })?;
-                Ok((res, blobs))
-            })
-            .await?;
-        self.objects().blobs.remove(&blobs).await;
-        Ok(res)
     }
 
     /// Create an access key; returns the resource and the secret (shown once).

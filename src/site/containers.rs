@@ -22,6 +22,7 @@ use super::model::Status;
 use super::net_model::NetworkInterfaceSpec;
 use super::quotas::Compute;
 use super::reconcile::{Controller, Outcome};
+use super::resource_kind::{Creatable, Labels, Patchable, ResourceKind};
 use super::workload::{DesiredState, RestartPolicy, restart_delay};
 use super::{Kind, ProjectCtx, Resource, Site, SiteError};
 use crate::container::ContainerError;
@@ -252,28 +253,29 @@ fn check_grant(grants: &BTreeMap<String, super::projects::HostPathAccess>, proje
     }
 }
 
-impl Site {
+impl ResourceKind for ContainerSpec {
+    const KIND: Kind = Kind::Container;
+}
+
+impl Creatable for ContainerSpec {
     /// Create (and, unless `state` is `stopped`, run) a container.
-    pub fn create_container(&self, p: &ProjectCtx, name: &str, labels: &BTreeMap<String, String>, spec: Value) -> Result<Resource, SiteError> {
+    fn create(site: &Site, p: &ProjectCtx, name: &str, labels: &Labels, spec: Value) -> Result<Resource, SiteError> {
         let pc = p.clone();
-        self.create_with(Kind::Container, Some(p), name, labels, &Status::phase("Pending"), None, |c| build_spec(self, c, &pc, spec, None))
+        site.create_with(Kind::Container, Some(p), name, labels, &Status::phase("Pending"), None, |c| build_spec(site, c, &pc, spec, None))
     }
+}
 
-    /// Change a container's spec (RFC 7386 merge patch); a running container is restarted to apply
-    /// it.
-    pub fn update_container(
-        &self,
-        p: &ProjectCtx,
-        r: &str,
-        if_match: Option<i64>,
-        labels: Option<&BTreeMap<String, String>>,
-        patch: Option<&Value>,
-    ) -> Result<Resource, SiteError> {
-        let id = self.get(Kind::Container, Some(p), r)?.id;
+impl Patchable for ContainerSpec {
+    /// Change a container's spec (RFC 7386 merge patch); a running container is restarted to
+    /// apply it.
+    fn update(site: &Site, p: &ProjectCtx, r: &str, if_match: Option<i64>, labels: Option<&Labels>, patch: Option<&Value>) -> Result<Resource, SiteError> {
+        let id = site.get(Kind::Container, Some(p), r)?.id;
         let pc = p.clone();
-        self.update(Kind::Container, Some(p), r, if_match, labels, patch, &|c, v| build_spec(self, c, &pc, v, Some(&id)))
+        site.update(Kind::Container, Some(p), r, if_match, labels, patch, &|c, v| build_spec(site, c, &pc, v, Some(&id)))
     }
+}
 
+impl Site {
     /// `start`, `stop` or `restart` a container: sets the desired state (and for start and restart
     /// grows `restart_token`, so an exited container runs again).
     pub fn container_action(&self, p: &ProjectCtx, r: &str, action: &str) -> Result<Resource, SiteError> {
@@ -284,11 +286,6 @@ impl Site {
             other => return Err(SiteError::invalid("action", format!("{other:?} is not start, stop or restart"))),
         };
         self.update(Kind::Container, Some(p), r, None, None, Some(&patch), &|_, v| Ok(v))
-    }
-
-    /// Delete a container; its reconciler stops it and removes its files.
-    pub fn delete_container(&self, p: &ProjectCtx, r: &str) -> Result<Resource, SiteError> {
-        self.delete(Kind::Container, Some(p), r)
     }
 
     fn container_layout(&self, id: &str) -> Layout {

@@ -31,7 +31,7 @@ fn container(f: &Fixture, spec: Value) -> String {
 }
 
 fn named(f: &Fixture, name: &str, spec: Value) -> String {
-    f.site.create_container(&f.p, name, &BTreeMap::new(), spec).expect("container").id
+    f.site.create_resource::<ContainerSpec>(&f.p, name, &BTreeMap::new(), spec).expect("container").id
 }
 
 fn pass(f: &Fixture, id: &str) -> Outcome {
@@ -70,7 +70,7 @@ fn a_container_starts_once_and_a_running_one_is_left_alone() {
     assert_eq!(pass(&f, &id), Outcome::RequeueAfter(POLL));
     assert_eq!(f.rec.containers.take(), vec![]);
     // A changed spec restarts it; a label change would not (it is not in the fingerprint).
-    f.site.update_container(&f.p, "web", None, None, Some(&json!({"env": {"MODE": "b"}}))).expect("update");
+    f.site.update_resource::<ContainerSpec>(&f.p, "web", None, None, Some(&json!({"env": {"MODE": "b"}}))).expect("update");
     pass(&f, &id);
     let calls = f.rec.containers.take();
     assert_eq!(calls.first(), Some(&ContainerCall::Stop(id.clone())), "{calls:?}");
@@ -153,7 +153,7 @@ fn stop_and_delete_reach_the_host_and_orphans_are_swept() {
     assert_eq!(pass(&f, &id), Outcome::Done);
     assert_eq!(f.rec.containers.take(), vec![ContainerCall::Stop(id.clone())]);
     assert_eq!(f.status(Kind::Container, &id).phase, "Stopped");
-    f.site.delete_container(&f.p, "web").expect("delete");
+    f.site.delete_resource::<ContainerSpec>(&f.p, "web").expect("delete");
     assert_eq!(pass(&f, &id), Outcome::Done);
     assert_eq!(f.rec.containers.take(), vec![ContainerCall::Remove(id.clone())]);
     // A directory state does not know (deleted while the daemon was down) is removed.

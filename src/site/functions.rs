@@ -20,6 +20,7 @@ use super::failpoint::failpoint;
 use super::function_logs::{FunctionLog, FunctionLogs};
 use super::function_metrics::FunctionStats;
 use super::model::Status;
+use super::resource_kind::{Labels, Patchable, ResourceKind};
 use super::{Kind, ProjectCtx, Resource, Site, SiteError};
 use crate::function::{FunctionEngine, FunctionError, Invocation, Limits, Loaded};
 use crate::state::repo;
@@ -482,16 +483,36 @@ impl Site {
         }
         Ok((ids.len(), cached))
     }
+}
 
+impl ResourceKind for FunctionSpec {
+    const KIND: Kind = Kind::Function;
+
+    /// Delete a function, its versions, its route, log and metrics.
+    fn delete(site: &Site, p: &ProjectCtx, r: &str) -> Result<Resource, SiteError> {
+        let res = site.delete(Kind::Function, Some(p), r)?;
+        let fs = site.functions()?;
+        fs.set_route(&res.id, None);
+        fs.logs.remove(&res.id);
+        site.metrics().functions.remove(&res.id);
+        if let Err(e) = site.sweep_components(std::time::SystemTime::now() - Duration::from_secs(60)) {
+            tracing::warn!(error = %e, "sweeping function components");
+        }
+        let _ = std::fs::remove_dir_all(site.function_dir(&res.id));
+        Ok(res)
+    }
+}
+
+impl Patchable for FunctionSpec {
     /// Change a function's settings (a JSON merge patch of its spec): route, host, env, limits,
     /// allow-list, or `version` to roll back (or forward) to a kept version. The change takes
     /// effect for the next request. Errors: 422 naming the field; `versions` can't be changed.
-    pub fn update_function(
-        &self,
+    fn update(
+        site: &Site,
         p: &ProjectCtx,
         r: &str,
         if_match: Option<i64>,
-        labels: Option<&BTreeMap<String, String>>,
+        labels: Option<&Labels>,
         patch: Option<&serde_json::Value>,
     ) -> Result<Resource, SiteError> {
         for f in ["versions", "digests"] {
@@ -499,8 +520,8 @@ impl Site {
                 return Err(SiteError::invalid(format!("spec.{f}"), "versions are kept by deploys; set spec.version to roll back"));
             }
         }
-        let id = self.get(Kind::Function, Some(p), r)?.id;
-        let res = self.update(Kind::Function, Some(p), r, if_match, labels, patch, &|c, v| {
+        let id = site.get(Kind::Function, Some(p), r)?.id;
+        let res = site.update(Kind::Function, Some(p), r, if_match, labels, patch, &|c, v| {
             let mut s: FunctionSpec = serde_json::from_value(v).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
             validate(&mut s)?;
             resolve_interface(c, p, &mut s)?;
@@ -514,21 +535,7 @@ impl Site {
             }
             Ok(serde_json::to_value(&s)?)
         })?;
-        self.load_route(&res.id)?;
-        Ok(res)
-    }
-
-    /// Delete a function, its versions, its route, log and metrics.
-    pub fn delete_function(&self, p: &ProjectCtx, r: &str) -> Result<Resource, SiteError> {
-        let res = self.delete(Kind::Function, Some(p), r)?;
-        let fs = self.functions()?;
-        fs.set_route(&res.id, None);
-        fs.logs.remove(&res.id);
-        self.metrics().functions.remove(&res.id);
-        if let Err(e) = self.sweep_components(std::time::SystemTime::now() - Duration::from_secs(60)) {
-            tracing::warn!(error = %e, "sweeping function components");
-        }
-        let _ = std::fs::remove_dir_all(self.function_dir(&res.id));
+        site.load_route(&res.id)?;
         Ok(res)
     }
 }

@@ -22,6 +22,7 @@ use super::model::Status;
 use super::operations::{self, OpPhase};
 use super::quotas;
 use super::reconcile::{Controller, Outcome};
+use super::resource_kind::ResourceKind;
 use super::{Kind, ProjectCtx, Resource, Site, SiteError};
 use crate::image::layout::Image;
 use crate::image::store::{BlobStore, Digest};
@@ -107,6 +108,13 @@ fn img_err(field: &str) -> impl Fn(ImageError) -> SiteError + '_ {
     }
 }
 
+impl ResourceKind for ImageSpec {
+    const KIND: Kind = Kind::Image;
+    /// An image stays (409) while a container or an instance runs from it; the image reconciler
+    /// collects its unpacked root and unreferenced blobs after the delete.
+    const DEPENDENTS: &'static [(Kind, &'static str)] = &[(Kind::Container, "$.image"), (Kind::Instance, "$.image")];
+}
+
 impl Site {
     /// The image directory, `DATA/images`.
     pub fn images_dir(&self) -> PathBuf {
@@ -187,20 +195,6 @@ impl Site {
         let created = self.create(Kind::Image, Some(p), name, labels, &spec, &ready_status(self, &img, None)?, None);
         drop(ingest);
         created
-    }
-
-    /// Delete an image; refused (409) while a container or an instance uses it. Garbage collection follows in the
-    /// image reconciler.
-    pub fn delete_image(&self, p: &ProjectCtx, r: &str) -> Result<Resource, SiteError> {
-        self.delete_with(Kind::Image, Some(p), r, |c, row| {
-            if let Some(u) = repo::referencing(c, Kind::Container.as_str(), "$.image", &row.id)?.first() {
-                return Err(SiteError::Conflict(format!("image {} is used by container {}", row.name, u.name)));
-            }
-            if let Some(u) = repo::referencing(c, Kind::Instance.as_str(), "$.image", &row.id)?.first() {
-                return Err(SiteError::Conflict(format!("image {} is used by instance {}", row.name, u.name)));
-            }
-            Ok(())
-        })
     }
 
     /// The unpacked root of a ready image (made once, atomically: unpacked into a temporary

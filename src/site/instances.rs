@@ -38,6 +38,7 @@ use super::lookup::{resolve, spec_of};
 use super::model::{self, Status};
 use super::net_model::NetworkInterfaceSpec;
 use super::reconcile::{Controller, Outcome};
+use super::resource_kind::{Creatable, Labels, Patchable, ResourceKind};
 use super::workload::{DesiredState, RestartPolicy, restart_delay};
 use super::{Kind, ProjectCtx, Resource, Site, SiteError, event_for};
 use crate::state::{ResourceRow, StateError, repo};
@@ -225,10 +226,39 @@ fn build_spec(
     }
 }
 
-impl Site {
+impl ResourceKind for InstanceSpec {
+    const KIND: Kind = Kind::Instance;
+
+    /// Delete an instance and its network interface (409 while an EIP or a port forward points at
+    /// the interface); the reconciler stops the worker and removes its files.
+    fn delete(site: &Site, p: &ProjectCtx, r: &str) -> Result<Resource, SiteError> {
+        let rf = model::parse_ref(Kind::Instance, r)?;
+        let row = site.write(|tx, evs| {
+            let row = Site::find(tx, Kind::Instance, Some(p), &rf)?;
+            let spec: InstanceSpec = spec_of(&row)?;
+            if let Some(eni_id) = &spec.network_interface
+                && let Some(eni) = repo::get(tx, eni_id)?
+            {
+                for k in [Kind::Eip, Kind::PortForward] {
+                    if let Some(u) = repo::referencing(tx, k.as_str(), "$.network_interface", &eni.id)?.first() {
+                        return Err(SiteError::Conflict(format!("instance {}'s interface {} is used by {} {}", row.name, eni.name, k.as_str(), u.name)));
+                    }
+                }
+                repo::delete(tx, &eni.id)?;
+                evs.push(event_for(&eni, Some(p), "deleted", format!("network_interface {} deleted with instance {}", eni.name, row.name)));
+            }
+            repo::delete(tx, &row.id)?;
+            evs.push(event_for(&row, Some(p), "deleted", format!("instance {} deleted", row.name)));
+            Ok(row)
+        })?;
+        Resource::from_row(row)
+    }
+}
+
+impl Creatable for InstanceSpec {
     /// Create an instance and its network interface `<name>-eth0` in one transaction; it runs
     /// unless `state` is `stopped`.
-    pub fn create_instance(&self, p: &ProjectCtx, name: &str, labels: &BTreeMap<String, String>, spec: Value) -> Result<Resource, SiteError> {
+    fn create(site: &Site, p: &ProjectCtx, name: &str, labels: &Labels, spec: Value) -> Result<Resource, SiteError> {
         model::validate_name("name", name)?;
         if name.len() > MAX_NAME {
             return Err(SiteError::invalid("name", format!("at most {MAX_NAME} characters (its interface is named NAME-eth0)")));
@@ -236,14 +266,14 @@ impl Site {
         let eni_id = Kind::NetworkInterface.new_id();
         let eni_spec: RefCell<Option<NetworkInterfaceSpec>> = RefCell::new(None);
         let pc = p.clone();
-        self.create_then(
+        site.create_then(
             Kind::Instance,
             Some(p),
             name,
             labels,
             None,
             |c| {
-                let (mut s, eni) = build_spec(c, self, &pc, spec, None)?;
+                let (mut s, eni) = build_spec(c, site, &pc, spec, None)?;
                 s.network_interface = Some(eni_id.clone());
                 *eni_spec.borrow_mut() = eni;
                 let mut st = Status::phase("Pending");
@@ -283,25 +313,22 @@ impl Site {
             },
         )
     }
+}
 
+impl Patchable for InstanceSpec {
     /// Change an instance's spec (RFC 7386 merge patch); a running instance is restarted to apply
     /// it. The image and the network fields are fixed.
-    pub fn update_instance(
-        &self,
-        p: &ProjectCtx,
-        r: &str,
-        if_match: Option<i64>,
-        labels: Option<&BTreeMap<String, String>>,
-        patch: Option<&Value>,
-    ) -> Result<Resource, SiteError> {
-        let cur = self.get(Kind::Instance, Some(p), r)?;
+    fn update(site: &Site, p: &ProjectCtx, r: &str, if_match: Option<i64>, labels: Option<&Labels>, patch: Option<&Value>) -> Result<Resource, SiteError> {
+        let cur = site.get(Kind::Instance, Some(p), r)?;
         let cur_spec: InstanceSpec = cur.spec_as()?;
         let pc = p.clone();
-        self.update(Kind::Instance, Some(p), r, if_match, labels, patch, &|c, v| {
-            Ok(serde_json::to_value(build_spec(c, self, &pc, v, Some((&cur.id, &cur_spec)))?.0)?)
+        site.update(Kind::Instance, Some(p), r, if_match, labels, patch, &|c, v| {
+            Ok(serde_json::to_value(build_spec(c, site, &pc, v, Some((&cur.id, &cur_spec)))?.0)?)
         })
     }
+}
 
+impl Site {
     /// `start`, `stop` or `reboot` an instance: sets the desired state (start and reboot grow
     /// `restart_token`, so a stopped or powered-off instance runs again, and a running one is
     /// shut down and started).
@@ -313,31 +340,6 @@ impl Site {
             other => return Err(SiteError::invalid("action", format!("{other:?} is not start, stop or reboot"))),
         };
         self.update(Kind::Instance, Some(p), r, None, None, Some(&patch), &|_, v| Ok(v))
-    }
-
-    /// Delete an instance and its network interface (409 while an EIP or a port forward points at
-    /// the interface); the reconciler stops the worker and removes its files.
-    pub fn delete_instance(&self, p: &ProjectCtx, r: &str) -> Result<Resource, SiteError> {
-        let rf = model::parse_ref(Kind::Instance, r)?;
-        let row = self.write(|tx, evs| {
-            let row = Site::find(tx, Kind::Instance, Some(p), &rf)?;
-            let spec: InstanceSpec = spec_of(&row)?;
-            if let Some(eni_id) = &spec.network_interface
-                && let Some(eni) = repo::get(tx, eni_id)?
-            {
-                for k in [Kind::Eip, Kind::PortForward] {
-                    if let Some(u) = repo::referencing(tx, k.as_str(), "$.network_interface", &eni.id)?.first() {
-                        return Err(SiteError::Conflict(format!("instance {}'s interface {} is used by {} {}", row.name, eni.name, k.as_str(), u.name)));
-                    }
-                }
-                repo::delete(tx, &eni.id)?;
-                evs.push(event_for(&eni, Some(p), "deleted", format!("network_interface {} deleted with instance {}", eni.name, row.name)));
-            }
-            repo::delete(tx, &row.id)?;
-            evs.push(event_for(&row, Some(p), "deleted", format!("instance {} deleted", row.name)));
-            Ok(row)
-        })?;
-        Resource::from_row(row)
     }
 
     /// The run directory of an instance id.

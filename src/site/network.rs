@@ -17,7 +17,7 @@ use super::model::Status;
 use super::net_model::{Attachment, NetworkInterfaceSpec, SecurityGroupSpec, SubnetSpec, VpcSpec};
 use super::net_model::{bad, used_addresses};
 use super::reconcile::{Controller, Outcome};
-use super::resource_kind::{Labels, Patchable, ResourceKind};
+use super::resource_kind::{Creatable, Labels, Patchable, ResourceKind};
 use super::{Kind, ProjectCtx, Resource, Site, SiteError};
 use crate::net::render::{self, IngressRule, Protocol, Source};
 use crate::net::{dhcp, host, ipam, names, services};
@@ -422,7 +422,9 @@ mod tests;
 impl ResourceKind for VpcSpec {
     const KIND: Kind = Kind::Vpc;
     const DEPENDENTS: &'static [(Kind, &'static str)] = &[(Kind::Subnet, "$.vpc"), (Kind::SecurityGroup, "$.vpc"), (Kind::LoadBalancer, "$.vpc")];
+}
 
+impl Creatable for VpcSpec {
     /// Create a VPC.
     fn create(site: &Site, p: &ProjectCtx, name: &str, labels: &Labels, spec: Value) -> Result<Resource, SiteError> {
         let mut s: VpcSpec = serde_json::from_value(spec).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
@@ -435,7 +437,9 @@ impl ResourceKind for SubnetSpec {
     const KIND: Kind = Kind::Subnet;
     const DEPENDENTS: &'static [(Kind, &'static str)] =
         &[(Kind::NetworkInterface, "$.subnet"), (Kind::NatGateway, "$.subnet"), (Kind::LoadBalancer, "$.listener.subnet")];
+}
 
+impl Creatable for SubnetSpec {
     /// Create a subnet (checked against its VPC and siblings in the same transaction).
     fn create(site: &Site, p: &ProjectCtx, name: &str, labels: &Labels, spec: Value) -> Result<Resource, SiteError> {
         let mut s: SubnetSpec = serde_json::from_value(spec).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
@@ -458,12 +462,6 @@ impl ResourceKind for SecurityGroupSpec {
     const KIND: Kind = Kind::SecurityGroup;
     const DEPENDENTS: &'static [(Kind, &'static str)] = &[(Kind::NetworkInterface, "$.security_groups")];
 
-    /// Create a security group.
-    fn create(site: &Site, p: &ProjectCtx, name: &str, labels: &Labels, spec: Value) -> Result<Resource, SiteError> {
-        let pc = p.clone();
-        site.create_with(Kind::SecurityGroup, Some(p), name, labels, &Status::phase("Ready"), None, move |c| build_sg(c, &pc, spec, None))
-    }
-
     /// A group that another group's rule names as its source stays.
     fn check_delete(_site: &Site, c: &Connection, row: &ResourceRow) -> Result<(), SiteError> {
         let refs = repo::referencing(c, Kind::SecurityGroup.as_str(), "$.vpc", &spec_of::<SecurityGroupSpec>(row)?.vpc)?;
@@ -474,6 +472,14 @@ impl ResourceKind for SecurityGroupSpec {
             return Err(SiteError::Conflict(format!("security group {} is a rule source of {}", row.name, u.name)));
         }
         Ok(())
+    }
+}
+
+impl Creatable for SecurityGroupSpec {
+    /// Create a security group.
+    fn create(site: &Site, p: &ProjectCtx, name: &str, labels: &Labels, spec: Value) -> Result<Resource, SiteError> {
+        let pc = p.clone();
+        site.create_with(Kind::SecurityGroup, Some(p), name, labels, &Status::phase("Ready"), None, move |c| build_sg(c, &pc, spec, None))
     }
 }
 
@@ -502,7 +508,9 @@ impl ResourceKind for NetworkInterfaceSpec {
         (Kind::Container, "$.network_interface"),
         (Kind::Instance, "$.network_interface"),
     ];
+}
 
+impl Creatable for NetworkInterfaceSpec {
     /// Create a network interface: resolve the subnet and groups and assign the address, in one
     /// transaction. `tap` interfaces are made only with their instance.
     fn create(site: &Site, p: &ProjectCtx, name: &str, labels: &Labels, spec: Value) -> Result<Resource, SiteError> {

@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::lookup::{resolve, spec_of};
 use super::model::Status;
 use super::net_model::{EipSpec, NatGatewaySpec, NetworkInterfaceSpec, SubnetSpec, all, eip_listeners};
-use super::resource_kind::{Labels, Patchable, ResourceKind};
+use super::resource_kind::{Creatable, Labels, Patchable, ResourceKind};
 use super::{Kind, ProjectCtx, Resource, Site, SiteError};
 use crate::state::{ResourceRow, repo};
 
@@ -111,6 +111,19 @@ pub fn plan(c: &Connection, vpc_id: &str) -> Result<PublicPlan, SiteError> {
 impl ResourceKind for EipSpec {
     const KIND: Kind = Kind::Eip;
 
+    /// An associated address, or one a NAT gateway or a listener uses, stays.
+    fn check_delete(_site: &Site, c: &Connection, row: &ResourceRow) -> Result<(), SiteError> {
+        if spec_of::<EipSpec>(row)?.network_interface.is_some() {
+            return Err(SiteError::Conflict(format!("elastic IP {} is associated; disassociate it first", row.name)));
+        }
+        if let Some(n) = repo::referencing(c, Kind::NatGateway.as_str(), "$.eip", &row.id)?.first() {
+            return Err(SiteError::Conflict(format!("elastic IP {} is used by NAT gateway {}", row.name, n.name)));
+        }
+        listeners_free(c, &row.id)
+    }
+}
+
+impl Creatable for EipSpec {
     /// Allocate an elastic IP (the lowest free address of the pool), optionally associated.
     /// Errors: 409 when the pool is exhausted or the interface already has one.
     fn create(site: &Site, p: &ProjectCtx, name: &str, labels: &Labels, spec: Value) -> Result<Resource, SiteError> {
@@ -132,17 +145,6 @@ impl ResourceKind for EipSpec {
             }
             Ok(serde_json::to_value(&s)?)
         })
-    }
-
-    /// An associated address, or one a NAT gateway or a listener uses, stays.
-    fn check_delete(_site: &Site, c: &Connection, row: &ResourceRow) -> Result<(), SiteError> {
-        if spec_of::<EipSpec>(row)?.network_interface.is_some() {
-            return Err(SiteError::Conflict(format!("elastic IP {} is associated; disassociate it first", row.name)));
-        }
-        if let Some(n) = repo::referencing(c, Kind::NatGateway.as_str(), "$.eip", &row.id)?.first() {
-            return Err(SiteError::Conflict(format!("elastic IP {} is used by NAT gateway {}", row.name, n.name)));
-        }
-        listeners_free(c, &row.id)
     }
 }
 
@@ -170,7 +172,9 @@ impl Patchable for EipSpec {
 
 impl ResourceKind for NatGatewaySpec {
     const KIND: Kind = Kind::NatGateway;
+}
 
+impl Creatable for NatGatewaySpec {
     /// Create a NAT gateway for a subnet. Errors: 409 when the subnet has one or the EIP is taken.
     fn create(site: &Site, p: &ProjectCtx, name: &str, labels: &Labels, spec: Value) -> Result<Resource, SiteError> {
         site.public_cidr()?;

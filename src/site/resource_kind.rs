@@ -1,9 +1,10 @@
 //! One mechanism for the project-scoped kinds the generic handlers serve (`/v1/<plural>`):
-//! each kind's spec type implements [`ResourceKind`], which names the kind, validates and
-//! builds a create, and lists the rows of other kinds that keep one from being deleted. Kinds
-//! that change after create also implement [`Patchable`]. The generic parts (name, labels,
-//! project liveness and quota, the id, events, generations) stay in [`Site::create_then`],
-//! [`Site::update`] and [`Site::delete_with`].
+//! each kind's spec type implements [`ResourceKind`], which names the kind, lists the rows of
+//! other kinds that keep one from being deleted, and deletes. Kinds made from a JSON create body
+//! also implement [`Creatable`] (functions are made by a deploy instead), and kinds that change
+//! after create [`Patchable`]. The generic parts (name, labels, project liveness and quota, the
+//! id, events, generations) stay in [`Site::create_then`], [`Site::update`] and
+//! [`Site::delete_with`].
 //!
 //! The quota key of a kind is its singular name (`Kind::as_str`), as in `spec.quotas`.
 
@@ -27,14 +28,28 @@ pub trait ResourceKind: 'static {
     /// spec)`: deleting is refused (409 `conflict`, naming the user) while one exists.
     const DEPENDENTS: &'static [(Kind, &'static str)] = &[];
 
-    /// Validate `spec` (a JSON object of this type) and create the resource in project `p`.
-    /// Errors: 422 naming the `spec.<field>`, 409 on a collision, quota and liveness errors.
-    fn create(site: &Site, p: &ProjectCtx, name: &str, labels: &Labels, spec: Value) -> Result<Resource, SiteError>;
-
-    /// Checks of a delete beyond [`ResourceKind::DEPENDENTS`], inside the delete's transaction.
+    /// Checks of a delete beyond [`ResourceKind::DEPENDENTS`], inside the delete's transaction
+    /// (used by the provided [`ResourceKind::delete`]).
     fn check_delete(_site: &Site, _c: &Connection, _row: &ResourceRow) -> Result<(), SiteError> {
         Ok(())
     }
+
+    /// Delete the resource `r` (id or name) of project `p`: refused (409) while a dependent
+    /// names it or [`ResourceKind::check_delete`] refuses. A kind that deletes rows of other
+    /// kinds with it, or frees memory or files after the commit, provides its own.
+    fn delete(site: &Site, p: &ProjectCtx, r: &str) -> Result<Resource, SiteError> {
+        site.delete_with(Self::KIND, Some(p), r, |c, row| {
+            dependents_free(c, Self::KIND, Self::DEPENDENTS, row)?;
+            Self::check_delete(site, c, row)
+        })
+    }
+}
+
+/// A kind made from the one create body (`{"name", "labels", "spec"}`).
+pub trait Creatable: ResourceKind {
+    /// Validate `spec` (a JSON object of this type) and create the resource in project `p`.
+    /// Errors: 422 naming the `spec.<field>`, 409 on a collision, quota and liveness errors.
+    fn create(site: &Site, p: &ProjectCtx, name: &str, labels: &Labels, spec: Value) -> Result<Resource, SiteError>;
 }
 
 /// A kind whose labels and spec may change after create: a merge patch of the spec (RFC 7386),
@@ -57,7 +72,7 @@ pub fn dependents_free(c: &Connection, kind: Kind, dependents: &[(Kind, &str)], 
 
 impl Site {
     /// Create a resource of kind `K` in project `p` from its create body.
-    pub fn create_resource<K: ResourceKind>(&self, p: &ProjectCtx, name: &str, labels: &Labels, spec: Value) -> Result<Resource, SiteError> {
+    pub fn create_resource<K: Creatable>(&self, p: &ProjectCtx, name: &str, labels: &Labels, spec: Value) -> Result<Resource, SiteError> {
         K::create(self, p, name, labels, spec)
     }
 
@@ -73,12 +88,9 @@ impl Site {
         K::update(self, p, r, if_match, labels, patch)
     }
 
-    /// Delete a resource of kind `K` (by id or name); refused (409) while a dependent names it
-    /// or the kind's own check refuses. Its reconciler, if any, cleans the host up afterwards.
+    /// Delete a resource of kind `K` (by id or name), as [`ResourceKind::delete`] says. Its
+    /// reconciler, if any, cleans the host up afterwards.
     pub fn delete_resource<K: ResourceKind>(&self, p: &ProjectCtx, r: &str) -> Result<Resource, SiteError> {
-        self.delete_with(K::KIND, Some(p), r, |c, row| {
-            dependents_free(c, K::KIND, K::DEPENDENTS, row)?;
-            K::check_delete(self, c, row)
-        })
+        K::delete(self, p, r)
     }
 }

@@ -16,7 +16,7 @@ use super::lookup::{resolve, spec_of};
 use super::model::Status;
 use super::quotas;
 use super::reconcile::{Controller, Outcome};
-use super::resource_kind::{Labels, Patchable, ResourceKind};
+use super::resource_kind::{Creatable, Labels, Patchable, ResourceKind};
 use super::{Kind, ProjectCtx, Resource, Site, SiteError};
 use crate::state::{ResourceRow, repo};
 use crate::storage::StorageError;
@@ -312,6 +312,19 @@ fn reconcile_snapshot(site: &Site, id: &str) -> Result<Outcome, SiteError> {
 impl ResourceKind for VolumeSpec {
     const KIND: Kind = Kind::Volume;
 
+    /// A volume a workload mounts or attaches, or a stopping container still binds, stays.
+    fn check_delete(site: &Site, c: &Connection, row: &ResourceRow) -> Result<(), SiteError> {
+        if let Some(u) = super::workload::mounted_by(c, &row.id)?.first() {
+            return Err(SiteError::Conflict(format!("volume {} is attached to {} {}", row.name, u.kind, u.name)));
+        }
+        if let Some(c) = site.container_host().binding(&site.config().data_dir, &row.id).first() {
+            return Err(SiteError::Conflict(format!("volume {} is still attached to container {c}, which is stopping", row.name)));
+        }
+        Ok(())
+    }
+}
+
+impl Creatable for VolumeSpec {
     /// Create a volume (thin), or a clone of a snapshot.
     fn create(site: &Site, p: &ProjectCtx, name: &str, labels: &Labels, spec: Value) -> Result<Resource, SiteError> {
         let mut s: VolumeSpec = serde_json::from_value(spec).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
@@ -335,17 +348,6 @@ impl ResourceKind for VolumeSpec {
             check_capacity(site, c, &pc, size, "spec.size_mib")?;
             Ok(serde_json::to_value(&s)?)
         })
-    }
-
-    /// A volume a workload mounts or attaches, or a stopping container still binds, stays.
-    fn check_delete(site: &Site, c: &Connection, row: &ResourceRow) -> Result<(), SiteError> {
-        if let Some(u) = super::workload::mounted_by(c, &row.id)?.first() {
-            return Err(SiteError::Conflict(format!("volume {} is attached to {} {}", row.name, u.kind, u.name)));
-        }
-        if let Some(c) = site.container_host().binding(&site.config().data_dir, &row.id).first() {
-            return Err(SiteError::Conflict(format!("volume {} is still attached to container {c}, which is stopping", row.name)));
-        }
-        Ok(())
     }
 }
 
@@ -375,6 +377,18 @@ impl Patchable for VolumeSpec {
 impl ResourceKind for SnapshotSpec {
     const KIND: Kind = Kind::Snapshot;
 
+    /// A snapshot a volume is still being cloned from stays.
+    fn check_delete(_site: &Site, c: &Connection, row: &ResourceRow) -> Result<(), SiteError> {
+        for v in repo::referencing(c, Kind::Volume.as_str(), "$.source_snapshot", &row.id)? {
+            if serde_json::from_str::<Status>(&v.status).is_ok_and(|s| s.phase == "Creating") {
+                return Err(SiteError::Conflict(format!("volume {} is being cloned from snapshot {}", v.name, row.name)));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Creatable for SnapshotSpec {
     /// Take a snapshot of a volume (the snapshot reconciler copies it).
     fn create(site: &Site, p: &ProjectCtx, name: &str, labels: &Labels, spec: Value) -> Result<Resource, SiteError> {
         let mut s: SnapshotSpec = serde_json::from_value(spec).map_err(|e| SiteError::invalid("spec", e.to_string()))?;
@@ -387,16 +401,6 @@ impl ResourceKind for SnapshotSpec {
             s.volume = vol.id;
             Ok(serde_json::to_value(&s)?)
         })
-    }
-
-    /// A snapshot a volume is still being cloned from stays.
-    fn check_delete(_site: &Site, c: &Connection, row: &ResourceRow) -> Result<(), SiteError> {
-        for v in repo::referencing(c, Kind::Volume.as_str(), "$.source_snapshot", &row.id)? {
-            if serde_json::from_str::<Status>(&v.status).is_ok_and(|s| s.phase == "Creating") {
-                return Err(SiteError::Conflict(format!("volume {} is being cloned from snapshot {}", v.name, row.name)));
-            }
-        }
-        Ok(())
     }
 }
 

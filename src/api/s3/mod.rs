@@ -309,7 +309,7 @@ impl S3 for CloudletS3 {
         };
         let (pc, n) = (p.project_ctx(), name.clone());
         let spec = serde_json::to_value(BucketSpec { policy, quota_mib: None }).map_err(internal)?;
-        let r = self.site.run(move |s| s.create_bucket(&pc, &n, &Default::default(), spec)).await;
+        let r = self.site.run(move |s| s.create_resource::<BucketSpec>(&pc, &n, &Default::default(), spec)).await;
         match r {
             Ok(_) => Ok(S3Response::new(CreateBucketOutput { location: Some(format!("/{name}")) })),
             Err(SiteError::AlreadyExists { .. }) => {
@@ -338,7 +338,8 @@ impl S3 for CloudletS3 {
 
     async fn delete_bucket(&self, req: S3Request<DeleteBucketInput>) -> S3Result<S3Response<DeleteBucketOutput>> {
         let (_, b) = self.bucket(&req, &req.input.bucket, Access::Write).await?;
-        match self.site.delete_bucket(&b.project, &b.id).await {
+        let (pc, id) = (b.project.clone(), b.id.clone());
+        match self.site.run(move |s| s.delete_resource::<BucketSpec>(&pc, &id)).await {
             Ok(_) => Ok(S3Response::new(DeleteBucketOutput {})),
             Err(SiteError::Conflict(m)) => Err(S3Error::with_message(S3ErrorCode::BucketNotEmpty, m)),
             Err(e) => Err(store_err(e.into())),
