@@ -21,7 +21,6 @@ use super::error::{ApiError, ApiQuery, ErrorBody};
 use super::kinds::{kind_patch, kind_routes};
 use super::resources::{ProjectQuery, created};
 use crate::site::auth::{Principal, Role};
-use crate::site::instance_supervisor::{self as sup, Layout};
 use crate::site::instances::InstanceSpec;
 use crate::site::{Kind, SiteError};
 
@@ -168,8 +167,7 @@ pub async fn instance_console(
     ApiQuery(q): ApiQuery<ConsoleQuery>,
 ) -> Result<Response, ApiError> {
     let pc = project(&app, &p, Role::Member, q.project.as_deref()).await?;
-    let (iid, l) = app.site.run(move |s| s.instance_dir(&pc, &id)).await?;
-    let path = l.console_log();
+    let (iid, path) = app.site.run(move |s| s.instance_console_log(&pc, &id)).await?;
     // Only the log's last bytes are read (it is up to 16 MiB per run, plus the rotated one).
     let (all, end) = read_tail_bytes(&path, CONSOLE_READ_BYTES).await;
     let first = last_lines(&all, q.tail).to_vec();
@@ -262,17 +260,13 @@ pub async fn instance_console_ws(
     }
     let ws = ws.map_err(|e| ApiError::bad_request(format!("not a websocket upgrade: {e}")))?;
     let pc = project(&app, &p, Role::Member, q.project.as_deref()).await?;
-    let (_, l) = app.site.run(move |s| s.instance_dir(&pc, &id)).await?;
-    let stream = attach(l).await?;
+    let s = app.site.run(move |s| s.instance_console(&pc, &id)).await?;
+    let stream = async_stream_of(s)?;
     Ok(ws.on_upgrade(move |socket| bridge(socket, stream)))
 }
 
-/// Open the worker's console, as an async stream. 409 when no worker answers.
-pub async fn attach(l: Layout) -> Result<tokio::net::UnixStream, ApiError> {
-    let s = tokio::task::spawn_blocking(move || sup::open_console(&l))
-        .await
-        .map_err(|e| ApiError::from(SiteError::Internal(e.to_string())))?
-        .map_err(|e| ApiError::from(SiteError::Conflict(format!("the instance's console is not available (is it running?): {e}"))))?;
+/// The console socket as an async stream.
+fn async_stream_of(s: std::os::unix::net::UnixStream) -> Result<tokio::net::UnixStream, ApiError> {
     s.set_nonblocking(true).map_err(|e| ApiError::from(SiteError::io("setting the console socket non-blocking", e)))?;
     tokio::net::UnixStream::from_std(s).map_err(|e| ApiError::from(SiteError::io("registering the console socket", e)))
 }

@@ -1,6 +1,7 @@
 //! The engines and host seams a site works through, made once, in one place, before the site
 //! opens: the network host (namespaces, links, nftables), the volume host (the storage pool's
-//! files and mounts), the container host (shims, libcontainer, cgroups) and the object store.
+//! files and mounts), the container host (shims, libcontainer, cgroups), the instance host (VMM
+//! workers, their cgroups and taps) and the object store.
 //! [`Engines::open`] makes the real ones from the configuration (the daemon calls it at
 //! start-up); [`Engines::recording`] makes recording fakes, so reconcile decisions are tested
 //! without root.
@@ -14,6 +15,7 @@ use std::sync::Arc;
 
 use super::SiteError;
 use super::buckets::Sealer;
+use super::instance_host::{InstanceHost, RecordingInstanceHost, WorkerHost};
 use super::objects::ObjectState;
 use crate::config::Config;
 use crate::container::host::{ContainerHost, RecordingContainerHost, ShimHost};
@@ -29,6 +31,8 @@ pub struct Engines {
     pub volumes: Arc<dyn VolumeHost>,
     /// Containers' processes, overlays and cgroups.
     pub containers: Arc<dyn ContainerHost>,
+    /// Instances' workers, cgroups and taps.
+    pub instances: Arc<dyn InstanceHost>,
     /// The object store's blobs and the access-key sealer.
     pub objects: ObjectState,
 }
@@ -41,6 +45,8 @@ pub struct Recorders {
     pub volumes: Arc<RecordingVolumeHost>,
     /// The container calls.
     pub containers: Arc<RecordingContainerHost>,
+    /// The instance worker calls.
+    pub instances: Arc<RecordingInstanceHost>,
 }
 
 fn objects(config: &Config) -> Result<ObjectState, SiteError> {
@@ -64,15 +70,22 @@ impl Engines {
             net: Arc::new(KernelNetHost),
             volumes: Arc::new(PoolHost::open(&pool_dir).map_err(SiteError::Storage)?),
             containers: Arc::new(ShimHost::open(&config.data_dir, config.container.user_namespaces, config.container.userns_first_id)),
+            instances: Arc::new(WorkerHost),
             objects: objects(config)?,
         })
     }
 
-    /// Recording fakes for the network, the pool and the containers; the object store is the
-    /// real one under `config.data_dir` (plain files, no privilege needed).
+    /// Recording fakes for the network, the pool, the containers and the instances; the object
+    /// store is the real one under `config.data_dir` (plain files, no privilege needed).
     pub fn recording(config: &Config) -> Result<(Engines, Recorders), SiteError> {
-        let r = Recorders { net: Arc::default(), volumes: Arc::default(), containers: Arc::default() };
-        let e = Engines { net: r.net.clone(), volumes: r.volumes.clone(), containers: r.containers.clone(), objects: objects(config)? };
+        let r = Recorders { net: Arc::default(), volumes: Arc::default(), containers: Arc::default(), instances: Arc::default() };
+        let e = Engines {
+            net: r.net.clone(),
+            volumes: r.volumes.clone(),
+            containers: r.containers.clone(),
+            instances: r.instances.clone(),
+            objects: objects(config)?,
+        };
         Ok((e, r))
     }
 }

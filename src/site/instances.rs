@@ -33,6 +33,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use super::instance_host::InstanceHost;
 use super::instance_supervisor::{self as sup, Layout, Observed, WorkerRecord};
 use super::lookup::{resolve, spec_of};
 use super::model::{self, Status};
@@ -348,14 +349,28 @@ impl Site {
     }
 
     /// The id and run directory of an instance of the project.
-    pub fn instance_dir(&self, p: &ProjectCtx, r: &str) -> Result<(String, Layout), SiteError> {
+    fn instance_dir(&self, p: &ProjectCtx, r: &str) -> Result<(String, Layout), SiteError> {
         let i = self.get(Kind::Instance, Some(p), r)?;
         Ok((i.id.clone(), self.instance_layout(&i.id)))
     }
 
+    /// The id and serial console log (`console.log` of its run directory) of an instance of the
+    /// project.
+    pub fn instance_console_log(&self, p: &ProjectCtx, r: &str) -> Result<(String, PathBuf), SiteError> {
+        let (id, l) = self.instance_dir(p, r)?;
+        Ok((id, l.console_log()))
+    }
+
+    /// Connect to the serial console of the project's instance `r`. Errors: 404; 409 when no
+    /// worker answers on its console socket.
+    pub fn instance_console(&self, p: &ProjectCtx, r: &str) -> Result<std::os::unix::net::UnixStream, SiteError> {
+        let (_, l) = self.instance_dir(p, r)?;
+        self.instance_host().open_console(&l).map_err(|e| SiteError::Conflict(format!("the instance's console is not available (is it running?): {e}")))
+    }
+
     /// Whether the instance's worker lives.
     pub fn instance_running(&self, id: &str) -> bool {
-        matches!(sup::observe(&self.instance_layout(id)), Observed::Running(_))
+        matches!(self.instance_host().observe(&self.instance_layout(id)), Observed::Running(_))
     }
 }
 
@@ -435,12 +450,12 @@ impl Controller for InstanceController {
 
 fn reconcile_instance(site: &Site, id: &str) -> Result<Outcome, SiteError> {
     let l = site.instance_layout(id);
-    let Some(row) = site.read(|c| Ok(repo::get(c, id)?))? else { return teardown(&l) };
+    let Some(row) = site.read(|c| Ok(repo::get(c, id)?))? else { return teardown(site.instance_host(), &l) };
     let spec: InstanceSpec = spec_of(&row)?;
     let st: Status = serde_json::from_str(&row.status).unwrap_or_default();
     let restart_wanted =
         get_u64(&st, "started_token") != spec.restart_token || st.extra.get("started_spec").and_then(Value::as_str) != Some(fingerprint(&spec).as_str());
-    match (spec.state, sup::observe(&l)) {
+    match (spec.state, site.instance_host().observe(&l)) {
         (_, Observed::Exited(rec, exit)) => ended(site, &row, &spec, &l, &rec, exit),
         (DesiredState::Stopped, Observed::Running(rec)) => stop_step(site, &row, &spec, &l, &rec, &st),
         (DesiredState::Stopped, Observed::Absent) => {
@@ -476,19 +491,19 @@ fn reconcile_instance(site: &Site, id: &str) -> Result<Outcome, SiteError> {
 
 /// The row is gone: stop the worker (gracefully, within its recorded timeout), then remove its
 /// cgroup and run directory.
-fn teardown(l: &Layout) -> Result<Outcome, SiteError> {
-    if let Observed::Running(rec) = sup::observe(l) {
+fn teardown(host: &dyn InstanceHost, l: &Layout) -> Result<Outcome, SiteError> {
+    if let Observed::Running(rec) = host.observe(l) {
         let since = *terminating().entry(l.id.clone()).or_insert_with(|| {
-            let _ = sup::control(l, &Request::Shutdown, Duration::from_secs(1));
+            let _ = host.control(l, &Request::Shutdown, Duration::from_secs(1));
             std::time::Instant::now()
         });
         if since.elapsed() < Duration::from_secs(rec.stop_timeout_seconds.into()) {
             return Ok(Outcome::RequeueAfter(STOP_POLL));
         }
-        sup::kill_now(l, &rec)?;
+        host.kill_now(l, &rec)?;
     }
     terminating().remove(&l.id);
-    sup::remove(l)?;
+    host.remove(l)?;
     Ok(Outcome::Done)
 }
 
@@ -500,7 +515,8 @@ fn teardown(l: &Layout) -> Result<Outcome, SiteError> {
 /// guest may act on a burst of Ctrl-Alt-Del (systemd reboots at once after 7 in 2 s).
 fn stop_step(site: &Site, row: &ResourceRow, spec: &InstanceSpec, l: &Layout, rec: &WorkerRecord, st: &Status) -> Result<Outcome, SiteError> {
     let now = model::now_ms();
-    let request = || match sup::control(l, &Request::Shutdown, Duration::from_secs(1)) {
+    let host = site.instance_host();
+    let request = || match host.control(l, &Request::Shutdown, Duration::from_secs(1)) {
         Ok(r) if r.ok => true,
         Ok(r) => {
             tracing::info!(instance = %row.id, reason = r.error.as_deref().unwrap_or(""), "the guest did not take Ctrl-Alt-Del yet; asking again");
@@ -529,10 +545,10 @@ fn stop_step(site: &Site, row: &ResourceRow, spec: &InstanceSpec, l: &Layout, re
         })?;
     }
     if now - since >= timeout + 3000 {
-        sup::signal(rec, nix::sys::signal::Signal::SIGKILL);
+        host.signal(rec, nix::sys::signal::Signal::SIGKILL);
     } else if now - since >= timeout && !st.extra.contains_key("kill_sent") {
         tracing::info!(instance = %row.id, "the guest did not shut down in time: killing it");
-        let _ = sup::control(l, &Request::Kill, Duration::from_secs(1));
+        let _ = host.control(l, &Request::Kill, Duration::from_secs(1));
         site.set_status(&row.id, |s, _| {
             s.extra.insert("kill_sent".into(), true.into());
         })?;
@@ -542,7 +558,7 @@ fn stop_step(site: &Site, row: &ResourceRow, spec: &InstanceSpec, l: &Layout, re
 
 /// Ask a running worker for its status and report it.
 fn poll(site: &Site, row: &ResourceRow, l: &Layout, rec: &WorkerRecord, st: &Status) -> Result<Outcome, SiteError> {
-    let answer = sup::control(l, &Request::Status, Duration::from_secs(1));
+    let answer = site.instance_host().control(l, &Request::Status, Duration::from_secs(1));
     let boot = answer.as_ref().ok().and_then(|r| r.status.as_ref()).and_then(|s| s.boot_timer_ms);
     let answered = answer.as_ref().is_ok_and(|r| r.ok);
     let phase = if answered { "Running" } else { st.phase.as_str() };
@@ -571,8 +587,7 @@ fn poll(site: &Site, row: &ResourceRow, l: &Layout, rec: &WorkerRecord, st: &Sta
 
 /// The recorded worker is gone: release its cgroup, record how it ended, and decide.
 fn ended(site: &Site, row: &ResourceRow, spec: &InstanceSpec, l: &Layout, rec: &WorkerRecord, exit: Option<ExitRecord>) -> Result<Outcome, SiteError> {
-    sup::remove_cgroup(l);
-    sup::clear_record(l);
+    site.instance_host().release(l);
     let st: Status = serde_json::from_str(&row.status).unwrap_or_default();
     let stopping = st.extra.contains_key("stop_requested_ms");
     let restart_wanted =
@@ -693,14 +708,6 @@ fn start(site: &Site, row: &ResourceRow, spec: &InstanceSpec, l: &Layout, restar
         crate::storage::pool::Pool::copy(&files.rootfs, &l.root_disk()).map_err(SiteError::Storage)?;
         tracing::info!(instance = %row.id, ms = t0.elapsed().as_millis() as u64, "root disk made from the image");
     }
-    let cgroup = sup::make_cgroup(&l.cgroup(), spec.vcpus, spec.memory_mib)?;
-    let tap_fd = match crate::net::host::open_tap(&router, tap) {
-        Ok(fd) => fd,
-        Err(e) => {
-            sup::remove_cgroup(l);
-            return Err(SiteError::Network(e));
-        }
-    };
     let mac = sup::mac_of(&row.id);
     let ws = WorkerSpec {
         id: row.id.clone(),
@@ -717,13 +724,7 @@ fn start(site: &Site, row: &ResourceRow, spec: &InstanceSpec, l: &Layout, restar
         echo: false,
         confinement: Confinement { seccomp: true },
     };
-    let rec = match sup::spawn(l, &ws, vec![tap_fd], &cgroup, spec.stop_timeout_seconds) {
-        Ok(r) => r,
-        Err(e) => {
-            sup::remove_cgroup(l);
-            return Err(e);
-        }
-    };
+    let (rec, cgroup) = site.instance_host().start(l, &ws, &router, tap, spec.stop_timeout_seconds)?;
     tracing::info!(instance = %row.id, pid = rec.pid, tap = %tap, "instance worker started");
     site.set_status(&row.id, |s, row| {
         s.phase = "Pending".into();
@@ -763,7 +764,7 @@ pub fn sweep_orphans(site: &Site) -> Result<usize, SiteError> {
     for e in std::fs::read_dir(site.config().data_dir.join("instances")).into_iter().flatten().flatten() {
         let id = e.file_name().to_string_lossy().into_owned();
         if Kind::of_id(&id) == Some(Kind::Instance) && !ids.contains(&id) {
-            match sup::remove(&site.instance_layout(&id)) {
+            match site.instance_host().remove(&site.instance_layout(&id)) {
                 Ok(()) => n += 1,
                 Err(e) => tracing::warn!(instance = %id, error = %e, "removing an orphaned instance failed"),
             }
@@ -775,7 +776,8 @@ pub fn sweep_orphans(site: &Site) -> Result<usize, SiteError> {
             tracing::info!(instance = %id, "removed an interrupted root disk copy");
         }
     }
-    let cgroups = sup::sweep_cgroups(|id| ids.contains(id) && matches!(sup::observe(&site.instance_layout(id)), Observed::Running(_)));
+    let host = site.instance_host();
+    let cgroups = host.sweep_cgroups(&|id| ids.contains(id) && matches!(host.observe(&site.instance_layout(id)), Observed::Running(_)));
     if !cgroups.is_empty() {
         tracing::info!(instances = ?cgroups, "removed orphaned instance cgroups");
     }

@@ -21,6 +21,7 @@ pub mod function_shares;
 pub mod functions;
 pub mod health;
 pub mod images;
+pub mod instance_host;
 pub mod instance_images;
 pub mod instance_supervisor;
 pub mod instances;
@@ -134,6 +135,11 @@ impl Site {
     /// The container engine's host operations.
     pub fn container_host(&self) -> &dyn crate::container::host::ContainerHost {
         self.inner.engines.containers.as_ref()
+    }
+
+    /// The instance workers' host operations.
+    pub fn instance_host(&self) -> &dyn instance_host::InstanceHost {
+        self.inner.engines.instances.as_ref()
     }
 
     /// The effective configuration.
