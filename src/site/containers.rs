@@ -23,7 +23,7 @@ use super::net_model::NetworkInterfaceSpec;
 use super::quotas::Compute;
 use super::reconcile::{Controller, Outcome};
 use super::resource_kind::{Creatable, Labels, Patchable, ResourceKind};
-use super::workload::{DesiredState, RestartPolicy, restart_delay};
+use super::workload::{self, Decision, DesiredState, End, Left, RestartPolicy, RunStatus, WorkloadSpec, decide, series};
 use super::{Kind, ProjectCtx, Resource, Site, SiteError};
 use crate::container::ContainerError;
 use crate::container::runtime::{Layout, LogOptions, Observed};
@@ -326,39 +326,21 @@ fn engine_err(e: ContainerError) -> SiteError {
     SiteError::Container(e)
 }
 
-/// What the reconciler decides for a container that is not running.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Decision {
-    /// Start it now.
-    Start,
-    /// Start it after this delay.
-    StartAfter(Duration),
-    /// Leave it, with this phase.
-    Leave(&'static str),
+/// How a container's run ended, for the restart policy: exit 0 is clean, a non-zero exit or an
+/// OOM kill a failure, no exit record (`None`) a loss.
+pub fn end_of(exit: Option<&ExitRecord>) -> End {
+    match exit {
+        None => End::Lost,
+        Some(e) if e.code() != 0 || e.oom_killed => End::Failed,
+        Some(_) => End::Clean,
+    }
 }
 
-/// The restart policy's answer for a container that ended with `exit` (`None`: lost in a host
-/// failure) after `restarts` restarts in a row, `since_end` ago.
-pub fn decide(policy: RestartPolicy, max_retries: u32, exit: Option<&ExitRecord>, restarts: u32, since_end: Duration) -> Decision {
-    let failed = exit.is_none_or(|e| e.code() != 0 || e.oom_killed);
-    let restart = match policy {
-        RestartPolicy::Always => true,
-        RestartPolicy::OnFailure => failed && restarts < max_retries,
-        RestartPolicy::Never => false,
-    };
-    if !restart {
-        return Decision::Leave(if exit.is_none() { "Failed" } else { "Exited" });
-    }
-    let delay = restart_delay(restarts + 1);
-    if since_end >= delay { Decision::Start } else { Decision::StartAfter(delay - since_end) }
-}
+/// A run of 10 s or more starts a new series of restarts.
+const RAN_LONG: Duration = Duration::from_secs(10);
 
 /// How often a running container is checked for an exit.
 const POLL: Duration = Duration::from_secs(1);
-
-fn get_u64(st: &Status, k: &str) -> u64 {
-    st.extra.get(k).and_then(Value::as_u64).unwrap_or(0)
-}
 
 /// The container reconciler.
 pub struct ContainerController;
@@ -389,9 +371,8 @@ fn reconcile_container(site: &Site, id: &str) -> Result<Outcome, SiteError> {
         host.stop(&l, grace).map_err(engine_err)?;
         return Ok(Outcome::RequeueAfter(Duration::ZERO));
     }
-    let wanted_token = spec.restart_token;
-    let started_token = get_u64(&st, "started_token");
-    let stale = st.extra.get("started_spec").and_then(Value::as_str) != Some(fingerprint(&spec).as_str());
+    let run = RunStatus::of(&st);
+    let stale = run.restart_wanted(&spec);
     match (spec.state, observed) {
         (DesiredState::Stopped, Observed::Running(_)) => {
             host.stop(&l, grace).map_err(engine_err)?;
@@ -403,7 +384,7 @@ fn reconcile_container(site: &Site, id: &str) -> Result<Outcome, SiteError> {
             Ok(Outcome::Done)
         }
         (DesiredState::Running, Observed::Running(rec)) => {
-            if wanted_token != started_token || stale {
+            if stale {
                 // A restart request, or a changed spec: stop, then start anew.
                 host.stop(&l, grace).map_err(engine_err)?;
                 return start(site, &row, &spec, &l, 0);
@@ -418,51 +399,61 @@ fn reconcile_container(site: &Site, id: &str) -> Result<Outcome, SiteError> {
             Ok(Outcome::RequeueAfter(POLL))
         }
         (DesiredState::Running, Observed::Exited(exit)) => {
-            if wanted_token != started_token || stale {
+            if stale {
                 return start(site, &row, &spec, &l, 0);
             }
-            let restarts = get_u64(&st, "restart_count") as u32;
             record_exit(site, &row, &exit)?;
             let ended = chrono::DateTime::parse_from_rfc3339(&exit.finished_at).map(|t| t.with_timezone(&chrono::Utc)).unwrap_or_else(|_| chrono::Utc::now());
             let since = (chrono::Utc::now() - ended).to_std().unwrap_or_default();
-            // A container that ran 10 s or more starts a new series of restarts.
-            let ran_long = st
-                .extra
-                .get("started_at")
-                .and_then(Value::as_str)
+            let ran = run
+                .started_at
+                .as_deref()
                 .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
-                .is_some_and(|s| (ended - s.with_timezone(&chrono::Utc)).num_seconds() >= 10);
-            let restarts = if ran_long { 0 } else { restarts };
-            act(site, &row, &spec, &l, decide(spec.restart_policy, spec.max_retries.unwrap_or(5), Some(&exit), restarts, since), restarts)
+                .and_then(|s| (ended - s.with_timezone(&chrono::Utc)).to_std().ok())
+                .unwrap_or_default();
+            let restarts = series(run.restart_count, ran, RAN_LONG);
+            act(site, &row, &spec, &l, decide(spec.restart_policy, Some(spec.max_retries.unwrap_or(5)), end_of(Some(&exit)), restarts, since), restarts)
         }
         (DesiredState::Running, Observed::Absent | Observed::Orphaned(_)) => {
-            let was_started = st.extra.contains_key("started_at");
-            if !was_started || wanted_token != started_token || stale {
+            if run.started_at.is_none() || stale {
                 return start(site, &row, &spec, &l, 0);
             }
-            if st.extra.contains_key("finished_at") {
+            if run.finished_at.is_some() {
                 // Its end was recorded in state (the record on disk is gone, as after a power
                 // loss): it was waiting for a restart, or the policy had already left it.
-                return if st.phase == "Restarting" { start(site, &row, &spec, &l, get_u64(&st, "restart_count") as u32 + 1) } else { Ok(Outcome::Done) };
+                return if st.phase == "Restarting" { start(site, &row, &spec, &l, run.restart_count + 1) } else { Ok(Outcome::Done) };
             }
             // Started before, and nothing ran or recorded an end: the host went down under it.
-            let restarts = get_u64(&st, "restart_count") as u32;
-            act(site, &row, &spec, &l, decide(spec.restart_policy, spec.max_retries.unwrap_or(5), None, restarts, Duration::from_secs(3600)), restarts)
+            let restarts = run.restart_count;
+            act(
+                site,
+                &row,
+                &spec,
+                &l,
+                decide(spec.restart_policy, Some(spec.max_retries.unwrap_or(5)), End::Lost, restarts, Duration::from_secs(3600)),
+                restarts,
+            )
         }
     }
 }
 
 fn act(site: &Site, row: &ResourceRow, spec: &ContainerSpec, l: &Layout, d: Decision, restarts: u32) -> Result<Outcome, SiteError> {
     match d {
-        Decision::Start => start(site, row, spec, l, restarts + 1),
-        Decision::StartAfter(delay) => {
+        Decision::Reboot => start(site, row, spec, l, restarts),
+        Decision::Restart(Duration::ZERO) => start(site, row, spec, l, restarts + 1),
+        Decision::Restart(delay) => {
             site.set_status(&row.id, |s, _| s.phase = "Restarting".into())?;
             Ok(Outcome::RequeueAfter(delay))
         }
-        Decision::Leave(phase) => {
+        Decision::Leave(left) => {
+            let phase = match left {
+                Left::Ended => "Exited",
+                Left::Lost => "Failed",
+                Left::Stopped => "Stopped",
+            };
             site.set_status(&row.id, |s, _| {
                 s.phase = phase.into();
-                if phase == "Failed" && !s.extra.contains_key("message") {
+                if left == Left::Lost && !s.extra.contains_key("message") {
                     s.extra.insert("message".into(), "the host stopped while the container ran (no exit was recorded)".into());
                 }
             })?;
@@ -610,10 +601,7 @@ fn start(site: &Site, row: &ResourceRow, spec: &ContainerSpec, l: &Layout, resta
                     s.set_condition("NetworkReady", true, "Attached", "");
                 }
                 s.extra.insert("pid".into(), rec.init_pid.into());
-                s.extra.insert("started_at".into(), rec.started_at.clone().into());
-                s.extra.insert("started_token".into(), spec.restart_token.into());
-                s.extra.insert("started_spec".into(), fingerprint(spec).into());
-                s.extra.insert("restart_count".into(), restarts.into());
+                RunStatus::stamp_start(s, spec, &rec.started_at, restarts);
                 s.extra.insert("image_digest".into(), image_digest(&image).into());
                 match &cfg.userns {
                     Some(u) => s.extra.insert("user_namespace".into(), serde_json::json!({"host_id_base": u.host_base, "ids": cspec::USERNS_IDS})),
@@ -648,38 +636,32 @@ fn fail(site: &Site, row: &ResourceRow, message: &str) -> Result<Outcome, SiteEr
         s.set_condition("Ready", false, "StartFailed", message);
         s.extra.insert("message".into(), message.into());
         if let Ok(spec) = spec_of::<ContainerSpec>(row) {
-            s.extra.insert("started_token".into(), spec.restart_token.into());
-            s.extra.insert("started_spec".into(), fingerprint(&spec).into());
+            RunStatus::stamp_tried(s, &spec);
         }
     })?;
     Ok(Outcome::Done)
 }
 
-/// A digest of what the container runs (the spec without `state` and `restart_token`): when it
-/// changes, a running container is restarted to apply it. Label changes do not restart.
-pub fn fingerprint(spec: &ContainerSpec) -> String {
-    use sha2::Digest;
-    let mut s = spec.clone();
-    s.state = DesiredState::Running;
-    s.restart_token = 0;
-    let bytes = serde_json::to_vec(&s).unwrap_or_default();
-    hex::encode(&sha2::Sha256::digest(&bytes)[..8])
+impl WorkloadSpec for ContainerSpec {
+    fn state(&self) -> DesiredState {
+        self.state
+    }
+    fn restart_token(&self) -> u64 {
+        self.restart_token
+    }
+    fn neutral(&self) -> Self {
+        ContainerSpec { state: DesiredState::Running, restart_token: 0, ..self.clone() }
+    }
 }
 
 /// Remove the directories of containers that state no longer has (deleted while the daemon was
 /// down). Runs before the container reconciler's first pass.
 pub fn sweep_orphans(site: &Site) -> Result<usize, SiteError> {
-    let ids: std::collections::BTreeSet<String> = site.read(|c| Ok(repo::ids_of_kind(c, Kind::Container.as_str())?))?.into_iter().collect();
-    let mut n = 0;
     let host = site.container_host();
-    for id in host.present(&site.config().data_dir) {
-        if Kind::of_id(&id) == Some(Kind::Container) && !ids.contains(&id) {
-            let l = site.container_layout(&id);
-            host.remove(&l, l.stop_grace()).map_err(engine_err)?;
-            n += 1;
-        }
-    }
-    Ok(n)
+    workload::sweep_orphans(site, Kind::Container, host.present(&site.config().data_dir), |id| {
+        let l = site.container_layout(id);
+        host.remove(&l, l.stop_grace())
+    })
 }
 
 #[cfg(test)]
@@ -691,24 +673,11 @@ mod tests {
     }
 
     #[test]
-    fn restart_policies_decide_as_docker_does() {
-        let long = Duration::from_secs(60);
-        assert_eq!(decide(RestartPolicy::Never, 5, Some(&exit(1, false)), 0, long), Decision::Leave("Exited"));
-        assert_eq!(decide(RestartPolicy::Never, 5, None, 0, long), Decision::Leave("Failed"));
-        assert_eq!(decide(RestartPolicy::Always, 5, Some(&exit(0, false)), 0, long), Decision::Start);
-        assert_eq!(decide(RestartPolicy::OnFailure, 5, Some(&exit(0, false)), 0, long), Decision::Leave("Exited"));
-        assert_eq!(decide(RestartPolicy::OnFailure, 5, Some(&exit(2, false)), 4, long), Decision::Start);
-        assert_eq!(decide(RestartPolicy::OnFailure, 5, Some(&exit(2, false)), 5, long), Decision::Leave("Exited"));
-        assert_eq!(decide(RestartPolicy::OnFailure, 5, Some(&exit(0, true)), 0, long), Decision::Start, "an OOM kill is a failure");
-        assert_eq!(decide(RestartPolicy::OnFailure, 5, None, 0, long), Decision::Start, "a lost container failed");
-        assert_eq!(decide(RestartPolicy::Always, 5, Some(&exit(0, false)), 0, Duration::ZERO), Decision::StartAfter(Duration::from_millis(500)));
-    }
-
-    #[test]
-    fn restart_delays_double_and_cap() {
-        assert_eq!(restart_delay(1), Duration::from_millis(500));
-        assert_eq!(restart_delay(3), Duration::from_secs(2));
-        assert_eq!(restart_delay(40), Duration::from_secs(30));
+    fn exits_end_as_docker_counts_them() {
+        assert_eq!(end_of(Some(&exit(0, false))), End::Clean);
+        assert_eq!(end_of(Some(&exit(2, false))), End::Failed);
+        assert_eq!(end_of(Some(&exit(0, true))), End::Failed, "an OOM kill is a failure");
+        assert_eq!(end_of(None), End::Lost, "a lost container failed");
     }
 
     #[test]

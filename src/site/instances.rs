@@ -40,7 +40,7 @@ use super::model::{self, Status};
 use super::net_model::NetworkInterfaceSpec;
 use super::reconcile::{Controller, Outcome};
 use super::resource_kind::{Creatable, Labels, Patchable, ResourceKind};
-use super::workload::{DesiredState, RestartPolicy, restart_delay};
+use super::workload::{self, Decision, DesiredState, End, Left, RestartPolicy, RunStatus, WorkloadSpec, decide, series};
 use super::{Kind, ProjectCtx, Resource, Site, SiteError, event_for};
 use crate::state::{ResourceRow, StateError, repo};
 use crate::vmm::spec::{Confinement, DiskSpec, ExitReason, ExitRecord, NetSpec, Request, WorkerSpec};
@@ -381,42 +381,37 @@ const STOP_POLL: Duration = Duration::from_millis(200);
 /// A run at least this long starts a new series of restarts.
 const RAN_LONG: Duration = Duration::from_secs(60);
 
-fn get_u64(st: &Status, k: &str) -> u64 {
-    st.extra.get(k).and_then(Value::as_u64).unwrap_or(0)
+impl WorkloadSpec for InstanceSpec {
+    fn state(&self) -> DesiredState {
+        self.state
+    }
+    fn restart_token(&self) -> u64 {
+        self.restart_token
+    }
+    fn neutral(&self) -> Self {
+        InstanceSpec { state: DesiredState::Running, restart_token: 0, ..self.clone() }
+    }
 }
 
-/// A digest of what the worker runs (the spec without `state` and `restart_token`): when it
-/// changes, a running instance is restarted to apply it.
-pub fn fingerprint(spec: &InstanceSpec) -> String {
-    use sha2::Digest;
-    let mut s = spec.clone();
-    s.state = DesiredState::Running;
-    s.restart_token = 0;
-    let bytes = serde_json::to_vec(&s).unwrap_or_default();
-    hex::encode(&sha2::Sha256::digest(&bytes)[..8])
+/// How a worker's run ended, for the restart policy (`None`: no exit record, as after a host
+/// reboot or a SIGKILL): a power-off is clean, a guest reset a reboot, a crash or a kill a
+/// failure.
+pub fn end_of(exit: Option<ExitReason>) -> End {
+    match exit {
+        Some(ExitReason::Poweroff) => End::Clean,
+        Some(ExitReason::Reboot) => End::Reboot,
+        Some(ExitReason::Stopped) => End::Stopped,
+        Some(ExitReason::Killed | ExitReason::Crashed) => End::Failed,
+        None => End::Lost,
+    }
 }
 
-/// What the reconciler does after a worker ended with `exit` (`None`: no record, as after a
-/// host reboot or a SIGKILL), given the policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AfterExit {
-    /// Start again now, not counted (a guest reboot).
-    Reboot,
-    /// Start again after the back-off, counted.
-    Restart,
-    /// Leave it with this phase.
-    Leave(&'static str),
-}
-
-/// The restart policy's answer (see the module docs).
-pub fn after_exit(policy: RestartPolicy, exit: Option<ExitReason>) -> AfterExit {
-    match (exit, policy) {
-        (Some(ExitReason::Reboot), _) => AfterExit::Reboot,
-        (Some(ExitReason::Stopped), _) => AfterExit::Leave("Stopped"),
-        (Some(ExitReason::Poweroff), RestartPolicy::Always) => AfterExit::Restart,
-        (Some(ExitReason::Poweroff), _) => AfterExit::Leave("Stopped"),
-        (_, RestartPolicy::Never) => AfterExit::Leave("Failed"),
-        (Some(ExitReason::Killed | ExitReason::Crashed) | None, _) => AfterExit::Restart,
+/// The phase of an instance the policy leaves after a run that ended as `end`: `Stopped` after
+/// a power-off or a stop, `Failed` otherwise.
+fn left_phase(left: Left, end: End) -> &'static str {
+    match (left, end) {
+        (Left::Stopped, _) | (Left::Ended, End::Clean) => "Stopped",
+        _ => "Failed",
     }
 }
 
@@ -453,8 +448,8 @@ fn reconcile_instance(site: &Site, id: &str) -> Result<Outcome, SiteError> {
     let Some(row) = site.read(|c| Ok(repo::get(c, id)?))? else { return teardown(site.instance_host(), &l) };
     let spec: InstanceSpec = spec_of(&row)?;
     let st: Status = serde_json::from_str(&row.status).unwrap_or_default();
-    let restart_wanted =
-        get_u64(&st, "started_token") != spec.restart_token || st.extra.get("started_spec").and_then(Value::as_str) != Some(fingerprint(&spec).as_str());
+    let run = RunStatus::of(&st);
+    let restart_wanted = run.restart_wanted(&spec);
     match (spec.state, site.instance_host().observe(&l)) {
         (_, Observed::Exited(rec, exit)) => ended(site, &row, &spec, &l, &rec, exit),
         (DesiredState::Stopped, Observed::Running(rec)) => stop_step(site, &row, &spec, &l, &rec, &st),
@@ -475,8 +470,8 @@ fn reconcile_instance(site: &Site, id: &str) -> Result<Outcome, SiteError> {
             poll(site, &row, &l, &rec, &st)
         }
         (DesiredState::Running, Observed::Absent) => {
-            let restarts = get_u64(&st, "restart_count") as u32;
-            if !st.extra.contains_key("started_token") || restart_wanted {
+            let restarts = run.restart_count;
+            if run.started_token.is_none() || restart_wanted {
                 return start(site, &row, &spec, &l, 0);
             }
             if let Some(at) = st.extra.get("restart_at_ms").and_then(Value::as_i64) {
@@ -590,21 +585,21 @@ fn ended(site: &Site, row: &ResourceRow, spec: &InstanceSpec, l: &Layout, rec: &
     site.instance_host().release(l);
     let st: Status = serde_json::from_str(&row.status).unwrap_or_default();
     let stopping = st.extra.contains_key("stop_requested_ms");
-    let restart_wanted =
-        get_u64(&st, "started_token") != spec.restart_token || st.extra.get("started_spec").and_then(Value::as_str) != Some(fingerprint(spec).as_str());
+    let run = RunStatus::of(&st);
     let ran = chrono::DateTime::parse_from_rfc3339(&rec.started_at)
         .ok()
         .map(|t| (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).to_std().unwrap_or_default())
         .unwrap_or_default();
-    let restarts = if ran >= RAN_LONG { 0 } else { get_u64(&st, "restart_count") as u32 };
+    let restarts = series(run.restart_count, ran, RAN_LONG);
+    let end = end_of(exit.as_ref().map(|e| e.reason));
     let decision = if spec.state == DesiredState::Stopped {
-        AfterExit::Leave("Stopped")
-    } else if restart_wanted {
-        AfterExit::Reboot
+        Decision::Leave(Left::Stopped)
+    } else if run.restart_wanted(spec) {
+        Decision::Reboot
     } else if stopping {
-        AfterExit::Leave("Stopped")
+        Decision::Leave(Left::Stopped)
     } else {
-        after_exit(spec.restart_policy, exit.as_ref().map(|e| e.reason))
+        decide(spec.restart_policy, None, end, restarts, Duration::ZERO)
     };
     let reason = reason_name(exit.as_ref());
     tracing::info!(instance = %row.id, pid = rec.pid, reason = %reason, decision = ?decision, "instance worker ended");
@@ -625,25 +620,25 @@ fn ended(site: &Site, row: &ResourceRow, spec: &InstanceSpec, l: &Layout, rec: &
         }
         s.set_condition("WorkerResponding", false, "Ended", &reason);
         match decision {
-            AfterExit::Reboot => {
+            Decision::Reboot => {
                 s.phase = "Pending".into();
                 s.extra.insert("restart_at_ms".into(), model::now_ms().into());
             }
-            AfterExit::Restart => {
+            Decision::Restart(delay) => {
                 s.phase = "Restarting".into();
                 s.extra.insert("restart_count".into(), (restarts + 1).into());
-                s.extra.insert("restart_at_ms".into(), (model::now_ms() + restart_delay(restarts + 1).as_millis() as i64).into());
+                s.extra.insert("restart_at_ms".into(), (model::now_ms() + delay.as_millis() as i64).into());
             }
-            AfterExit::Leave(phase) => {
-                s.phase = phase.into();
+            Decision::Leave(left) => {
+                s.phase = left_phase(left, end).into();
                 s.observed_generation = row.generation;
             }
         }
     })?;
     Ok(match decision {
-        AfterExit::Leave(_) => Outcome::Done,
-        AfterExit::Reboot => Outcome::RequeueAfter(Duration::ZERO),
-        AfterExit::Restart => Outcome::RequeueAfter(restart_delay(restarts + 1)),
+        Decision::Leave(_) => Outcome::Done,
+        Decision::Reboot => Outcome::RequeueAfter(Duration::ZERO),
+        Decision::Restart(delay) => Outcome::RequeueAfter(delay),
     })
 }
 
@@ -662,8 +657,7 @@ fn fail(site: &Site, row: &ResourceRow, spec: &InstanceSpec, message: &str) -> R
         s.observed_generation = row.generation;
         s.set_condition("Ready", false, "StartFailed", message);
         s.extra.insert("message".into(), message.into());
-        s.extra.insert("started_token".into(), spec.restart_token.into());
-        s.extra.insert("started_spec".into(), fingerprint(spec).into());
+        RunStatus::stamp_tried(s, spec);
         s.extra.remove("restart_at_ms");
     })?;
     Ok(Outcome::Done)
@@ -734,10 +728,7 @@ fn start(site: &Site, row: &ResourceRow, spec: &InstanceSpec, l: &Layout, restar
         s.set_condition("Ready", true, "Started", "");
         s.extra.insert("pid".into(), rec.pid.into());
         s.extra.insert("pid_start".into(), rec.start.into());
-        s.extra.insert("started_at".into(), rec.started_at.clone().into());
-        s.extra.insert("started_token".into(), spec.restart_token.into());
-        s.extra.insert("started_spec".into(), fingerprint(spec).into());
-        s.extra.insert("restart_count".into(), restarts.into());
+        RunStatus::stamp_start(s, spec, &rec.started_at, restarts);
         s.extra.insert("mac".into(), mac.clone().into());
         s.extra.insert("tap".into(), tap.into());
         s.extra.insert("private_ip".into(), spec.private_ip.map(|i| i.to_string()).unwrap_or_default().into());
@@ -759,24 +750,18 @@ fn start(site: &Site, row: &ResourceRow, spec: &InstanceSpec, l: &Layout, restar
 /// (`root.img.tmp`). Runs before the instance reconciler's first pass. Returns how many run
 /// directories were removed.
 pub fn sweep_orphans(site: &Site) -> Result<usize, SiteError> {
-    let ids: std::collections::BTreeSet<String> = site.read(|c| Ok(repo::ids_of_kind(c, Kind::Instance.as_str())?))?.into_iter().collect();
-    let mut n = 0;
-    for e in std::fs::read_dir(site.config().data_dir.join("instances")).into_iter().flatten().flatten() {
-        let id = e.file_name().to_string_lossy().into_owned();
-        if Kind::of_id(&id) == Some(Kind::Instance) && !ids.contains(&id) {
-            match site.instance_host().remove(&site.instance_layout(&id)) {
-                Ok(()) => n += 1,
-                Err(e) => tracing::warn!(instance = %id, error = %e, "removing an orphaned instance failed"),
-            }
-            continue;
-        }
+    let host = site.instance_host();
+    let dirs: Vec<std::path::PathBuf> = std::fs::read_dir(site.config().data_dir.join("instances")).into_iter().flatten().flatten().map(|e| e.path()).collect();
+    let present = dirs.iter().filter_map(|d| d.file_name().map(|n| n.to_string_lossy().into_owned())).collect();
+    let n = workload::sweep_orphans(site, Kind::Instance, present, |id| host.remove(&site.instance_layout(id)))?;
+    for dir in dirs.iter().filter(|d| d.exists()) {
         // A root disk copy cut short by a crash (`root.img.tmp`; the copy starts over).
-        let partial = e.path().join("root.img.tmp");
+        let partial = dir.join("root.img.tmp");
         if partial.exists() && std::fs::remove_file(&partial).is_ok() {
-            tracing::info!(instance = %id, "removed an interrupted root disk copy");
+            tracing::info!(instance = %dir.display(), "removed an interrupted root disk copy");
         }
     }
-    let host = site.instance_host();
+    let ids: std::collections::BTreeSet<String> = site.read(|c| Ok(repo::ids_of_kind(c, Kind::Instance.as_str())?))?.into_iter().collect();
     let cgroups = host.sweep_cgroups(&|id| ids.contains(id) && matches!(host.observe(&site.instance_layout(id)), Observed::Running(_)));
     if !cgroups.is_empty() {
         tracing::info!(instances = ?cgroups, "removed orphaned instance cgroups");

@@ -1,19 +1,24 @@
 //! Unit tests of the instance reconciler's decisions and spec checks.
 
 use super::*;
+use crate::site::workload::restart_delay;
 
 #[test]
-fn policies_answer_each_exit() {
+fn each_exit_ends_as_the_policy_sees_it() {
     use ExitReason::*;
-    assert_eq!(after_exit(RestartPolicy::Never, Some(Reboot)), AfterExit::Reboot, "a guest reboot always boots again");
-    assert_eq!(after_exit(RestartPolicy::OnFailure, Some(Poweroff)), AfterExit::Leave("Stopped"));
-    assert_eq!(after_exit(RestartPolicy::Always, Some(Poweroff)), AfterExit::Restart);
-    assert_eq!(after_exit(RestartPolicy::Always, Some(Stopped)), AfterExit::Leave("Stopped"));
-    assert_eq!(after_exit(RestartPolicy::OnFailure, Some(Crashed)), AfterExit::Restart);
-    assert_eq!(after_exit(RestartPolicy::OnFailure, Some(Killed)), AfterExit::Restart);
-    assert_eq!(after_exit(RestartPolicy::OnFailure, None), AfterExit::Restart, "no record: the host or the worker died");
-    assert_eq!(after_exit(RestartPolicy::Never, None), AfterExit::Leave("Failed"));
-    assert_eq!(after_exit(RestartPolicy::Never, Some(Poweroff)), AfterExit::Leave("Stopped"));
+    assert_eq!(end_of(Some(Reboot)), End::Reboot, "a guest reboot always boots again");
+    assert_eq!(end_of(Some(Poweroff)), End::Clean);
+    assert_eq!(end_of(Some(Stopped)), End::Stopped);
+    assert_eq!(end_of(Some(Crashed)), End::Failed);
+    assert_eq!(end_of(Some(Killed)), End::Failed);
+    assert_eq!(end_of(None), End::Lost, "no record: the host or the worker died");
+    assert_eq!(left_phase(Left::Ended, End::Clean), "Stopped", "a power-off the policy leaves is Stopped");
+    assert_eq!(left_phase(Left::Ended, End::Failed), "Failed");
+    assert_eq!(left_phase(Left::Lost, End::Lost), "Failed");
+    let leave = |p, e| decide(p, None, end_of(e), 0, Duration::ZERO);
+    assert_eq!(leave(RestartPolicy::OnFailure, Some(Poweroff)), Decision::Leave(Left::Ended));
+    assert_eq!(leave(RestartPolicy::Always, Some(Poweroff)), Decision::Restart(restart_delay(1)));
+    assert_eq!(leave(RestartPolicy::OnFailure, Some(Killed)), Decision::Restart(restart_delay(1)));
 }
 
 #[test]
