@@ -705,7 +705,38 @@ fn the_real_worker_is_supervised() {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).expect("kill");
     let st = wait_status(&d, "real", "restarted", |s| s["phase"] == "Running" && s["pid"].as_i64().is_some_and(|p| p != i64::from(pid)));
     assert_eq!(st["exit_reason"], "lost");
+    // Drift: the instance's tap deleted under its running worker. The VPC reconciler makes the
+    // tap again (a link event wakes it) and the instance reconciler starts the worker on it.
+    let eni = d.call("GET", &format!("/v1/network-interfaces/{}", st["network_interface"].as_str().expect("eni")), None).json();
+    let router = Path::new(eni["status"]["router_netns"].as_str().expect("router")).file_name().expect("name").to_string_lossy().into_owned();
+    let tap = st["tap"].as_str().expect("tap").to_string();
+    let pid = st["pid"].as_i64().expect("pid") as i32;
+    assert_eq!(attached_tap(pid).as_deref(), Some(tap.as_str()), "the worker holds its tap");
+    let t0 = std::time::Instant::now();
+    let out = std::process::Command::new("ip").args(["-n", &router, "link", "del", &tap]).output().expect("ip");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    d.wait_for(30, "the tap made again and a worker attached to it", || {
+        let st = d.call("GET", "/v1/instances/real", None).json()["status"].clone();
+        let pid = st["pid"].as_i64()? as i32;
+        (attached_tap(pid).as_deref() == Some(tap.as_str())).then_some(())
+    });
+    println!("deleted tap: a worker attached to it again after {} ms", t0.elapsed().as_millis());
     assert_eq!(d.call("DELETE", "/v1/instances/real", None).status, 204);
     d.wait_for(30, "the worker and run directory gone", || (workers_of(&id).is_empty() && !d.dir.join("instances").join(&id).exists()).then_some(()));
     assert_eq!(cgroups_of(&id), Vec::<PathBuf>::new(), "the worker's cgroup is removed with it");
+}
+
+/// The tap a process has open on `/dev/net/tun` and attached (`iff:` of the descriptor's
+/// fdinfo, written by the tun driver), if any.
+fn attached_tap(pid: i32) -> Option<String> {
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.flatten() {
+        if std::fs::read_link(fd.path()).ok()?.as_os_str() != "/dev/net/tun" {
+            continue;
+        }
+        let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", fd.file_name().to_string_lossy())).ok()?;
+        if let Some(name) = info.lines().find_map(|l| l.strip_prefix("iff:")).map(str::trim).filter(|n| !n.is_empty()) {
+            return Some(name.to_string());
+        }
+    }
+    None
 }

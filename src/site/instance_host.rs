@@ -42,6 +42,10 @@ pub trait InstanceHost: Send + Sync {
     fn sweep_cgroups(&self, owned: &dyn Fn(&str) -> bool) -> Vec<String>;
     /// Connect to the worker's serial console socket.
     fn open_console(&self, l: &Layout) -> io::Result<UnixStream>;
+    /// Whether the running worker `rec` is still attached to the tap `tap` (`None`: this host
+    /// cannot tell). A tap deleted under a worker detaches it for good: the tap made again is
+    /// another device, and the worker must be started on it.
+    fn tap_attached(&self, rec: &WorkerRecord, tap: &str) -> Option<bool>;
 }
 
 /// The real host: `cloudlet vmm-worker` processes, the kernel's cgroups and taps.
@@ -91,6 +95,9 @@ impl InstanceHost for WorkerHost {
     fn open_console(&self, l: &Layout) -> io::Result<UnixStream> {
         sup::open_console(l)
     }
+    fn tap_attached(&self, rec: &WorkerRecord, tap: &str) -> Option<bool> {
+        sup::attached_taps(rec).map(|taps| taps.iter().any(|t| t == tap))
+    }
 }
 
 /// One call the reconciler made of a [`RecordingInstanceHost`].
@@ -118,6 +125,7 @@ pub struct RecordingInstanceHost {
     calls: Mutex<Vec<InstanceCall>>,
     workers: Mutex<BTreeMap<String, Observed>>,
     next_pid: Mutex<i32>,
+    detached: Mutex<Vec<i32>>,
 }
 
 impl RecordingInstanceHost {
@@ -140,6 +148,15 @@ impl RecordingInstanceHost {
             && let Some(Observed::Running(rec)) = w.get(id).cloned()
         {
             w.insert(id.to_string(), Observed::Exited(rec, exit));
+        }
+    }
+
+    /// Detach instance `id`'s running worker from its tap (as deleting the tap does).
+    pub fn detach_tap(&self, id: &str) {
+        if let Some(Observed::Running(rec)) = self.workers.lock().ok().and_then(|w| w.get(id).cloned())
+            && let Ok(mut d) = self.detached.lock()
+        {
+            d.push(rec.pid);
         }
     }
 
@@ -218,5 +235,8 @@ impl InstanceHost for RecordingInstanceHost {
     }
     fn open_console(&self, _l: &Layout) -> io::Result<UnixStream> {
         Err(io::Error::new(io::ErrorKind::Unsupported, "the recording host has no consoles"))
+    }
+    fn tap_attached(&self, rec: &WorkerRecord, _tap: &str) -> Option<bool> {
+        Some(!self.detached.lock().is_ok_and(|d| d.contains(&rec.pid)))
     }
 }

@@ -435,6 +435,25 @@ pub fn spawn(l: &Layout, spec: &WorkerSpec, taps: Vec<OwnedFd>, cgroup: &Cgroup,
     Ok(rec)
 }
 
+/// The taps the worker `rec` has open on `/dev/net/tun` and attached, from the `iff:` line the
+/// tun driver writes in each descriptor's fdinfo (`drivers/net/tun.c`, empty once the tap is
+/// gone). `None` when the worker's descriptors cannot be read (it ended, or `/proc` is hidden).
+pub fn attached_taps(rec: &WorkerRecord) -> Option<Vec<String>> {
+    if !alive(rec.pid, rec.start) {
+        return None;
+    }
+    let mut taps = Vec::new();
+    for fd in std::fs::read_dir(format!("/proc/{}/fd", rec.pid)).ok()?.flatten() {
+        if std::fs::read_link(fd.path()).is_ok_and(|t| t.as_os_str() == "/dev/net/tun")
+            && let Ok(info) = std::fs::read_to_string(format!("/proc/{}/fdinfo/{}", rec.pid, fd.file_name().to_string_lossy()))
+            && let Some(name) = info.lines().find_map(|l| l.strip_prefix("iff:")).map(str::trim).filter(|n| !n.is_empty())
+        {
+            taps.push(name.to_string());
+        }
+    }
+    Some(taps)
+}
+
 /// Forget a finished run: its record (the exit record stays until the next start).
 pub fn clear_record(l: &Layout) {
     let _ = std::fs::remove_file(l.record_file());

@@ -551,9 +551,22 @@ fn stop_step(site: &Site, row: &ResourceRow, spec: &InstanceSpec, l: &Layout, re
     Ok(Outcome::RequeueAfter(STOP_POLL))
 }
 
-/// Ask a running worker for its status and report it.
+/// Ask a running worker for its status and report it. A worker whose tap was deleted under
+/// it (detached for good) is killed, and started again on the tap the VPC reconciler makes
+/// anew, not counted as a restart.
 fn poll(site: &Site, row: &ResourceRow, l: &Layout, rec: &WorkerRecord, st: &Status) -> Result<Outcome, SiteError> {
-    let answer = site.instance_host().control(l, &Request::Status, Duration::from_secs(1));
+    let host = site.instance_host();
+    if let Some(tap) = st.extra.get("tap").and_then(Value::as_str)
+        && host.tap_attached(rec, tap) == Some(false)
+    {
+        tracing::warn!(instance = %row.id, tap, "the instance's tap was removed under its worker: starting it again on the new tap");
+        site.set_status(&row.id, |s, _| {
+            s.extra.insert("tap_lost".into(), true.into());
+        })?;
+        host.kill_now(l, rec)?;
+        return Ok(Outcome::RequeueAfter(Duration::ZERO));
+    }
+    let answer = host.control(l, &Request::Status, Duration::from_secs(1));
     let boot = answer.as_ref().ok().and_then(|r| r.status.as_ref()).and_then(|s| s.boot_timer_ms);
     let answered = answer.as_ref().is_ok_and(|r| r.ok);
     let phase = if answered { "Running" } else { st.phase.as_str() };
@@ -594,7 +607,7 @@ fn ended(site: &Site, row: &ResourceRow, spec: &InstanceSpec, l: &Layout, rec: &
     let end = end_of(exit.as_ref().map(|e| e.reason));
     let decision = if spec.state == DesiredState::Stopped {
         Decision::Leave(Left::Stopped)
-    } else if run.restart_wanted(spec) {
+    } else if run.restart_wanted(spec) || st.extra.contains_key("tap_lost") {
         Decision::Reboot
     } else if stopping {
         Decision::Leave(Left::Stopped)
@@ -604,7 +617,7 @@ fn ended(site: &Site, row: &ResourceRow, spec: &InstanceSpec, l: &Layout, rec: &
     let reason = reason_name(exit.as_ref());
     tracing::info!(instance = %row.id, pid = rec.pid, reason = %reason, decision = ?decision, "instance worker ended");
     site.set_status(&row.id, |s, row| {
-        for k in ["pid", "pid_start", "stop_requested_ms", "shutdown_taken", "kill_sent", "restart_at_ms"] {
+        for k in ["pid", "pid_start", "stop_requested_ms", "shutdown_taken", "kill_sent", "restart_at_ms", "tap_lost"] {
             s.extra.remove(k);
         }
         s.extra.insert("exit_reason".into(), reason.clone().into());

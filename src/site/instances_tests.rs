@@ -178,4 +178,22 @@ mod lifecycle {
         );
         assert_eq!(f.status(Kind::Instance, &id).extra["restart_count"].as_u64(), Some(0));
     }
+
+    #[test]
+    fn a_worker_cut_off_from_its_tap_is_started_again_without_counting_a_restart() {
+        let f = fixture();
+        let id = instance(&f, "never");
+        pass(&f, &id);
+        pass(&f, &id);
+        f.rec.instances.detach_tap(&id);
+        f.rec.instances.clear();
+        pass(&f, &id);
+        assert_eq!(f.rec.instances.calls(), vec![InstanceCall::KillNow { id: id.clone() }]);
+        pass(&f, &id);
+        assert_eq!(f.status(Kind::Instance, &id).phase, "Pending", "a lost tap boots again even under `never`");
+        pass(&f, &id);
+        assert_eq!(starts(&f), 1);
+        let st = f.status(Kind::Instance, &id);
+        assert_eq!((st.extra["restart_count"].as_u64(), st.extra.get("tap_lost")), (Some(0), None));
+    }
 }
