@@ -283,9 +283,11 @@ fn resolve_interface(c: &rusqlite::Connection, p: &ProjectCtx, s: &mut FunctionS
 impl Site {
     /// Where function endpoints should listen now: each network interface some loaded function
     /// is served on, whose namespace is ready (interfaces not ready yet are left out and come
-    /// on a later call).
+    /// on a later call). None before the function engine is made.
     pub fn function_endpoints(&self) -> Result<Vec<Endpoint>, SiteError> {
-        let fs = self.functions()?;
+        // No engine yet means no function is loaded: asking must not make one (wasmtime's
+        // engine and linker are several MiB the idle daemon does not need).
+        let Some(fs) = self.functions_cell().get() else { return Ok(Vec::new()) };
         let mut enis: Vec<String> = fs.routes.read().map(|r| r.values().filter_map(|x| x.interface.clone()).collect()).unwrap_or_default();
         enis.sort();
         enis.dedup();
