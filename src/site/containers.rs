@@ -643,9 +643,6 @@ fn fail(site: &Site, row: &ResourceRow, message: &str) -> Result<Outcome, SiteEr
 }
 
 impl WorkloadSpec for ContainerSpec {
-    fn state(&self) -> DesiredState {
-        self.state
-    }
     fn restart_token(&self) -> u64 {
         self.restart_token
     }
@@ -658,10 +655,11 @@ impl WorkloadSpec for ContainerSpec {
 /// down). Runs before the container reconciler's first pass.
 pub fn sweep_orphans(site: &Site) -> Result<usize, SiteError> {
     let host = site.container_host();
-    workload::sweep_orphans(site, Kind::Container, host.present(&site.config().data_dir), |id| {
+    let ids = workload::ids_in_state(site, Kind::Container)?;
+    Ok(workload::sweep_orphans(Kind::Container, &ids, host.present(&site.config().data_dir), |id| {
         let l = site.container_layout(id);
         host.remove(&l, l.stop_grace())
-    })
+    }))
 }
 
 #[cfg(test)]

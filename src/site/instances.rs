@@ -382,9 +382,6 @@ const STOP_POLL: Duration = Duration::from_millis(200);
 const RAN_LONG: Duration = Duration::from_secs(60);
 
 impl WorkloadSpec for InstanceSpec {
-    fn state(&self) -> DesiredState {
-        self.state
-    }
     fn restart_token(&self) -> u64 {
         self.restart_token
     }
@@ -766,7 +763,8 @@ pub fn sweep_orphans(site: &Site) -> Result<usize, SiteError> {
     let host = site.instance_host();
     let dirs: Vec<std::path::PathBuf> = std::fs::read_dir(site.config().data_dir.join("instances")).into_iter().flatten().flatten().map(|e| e.path()).collect();
     let present = dirs.iter().filter_map(|d| d.file_name().map(|n| n.to_string_lossy().into_owned())).collect();
-    let n = workload::sweep_orphans(site, Kind::Instance, present, |id| host.remove(&site.instance_layout(id)))?;
+    let ids = workload::ids_in_state(site, Kind::Instance)?;
+    let n = workload::sweep_orphans(Kind::Instance, &ids, present, |id| host.remove(&site.instance_layout(id)));
     for dir in dirs.iter().filter(|d| d.exists()) {
         // A root disk copy cut short by a crash (`root.img.tmp`; the copy starts over).
         let partial = dir.join("root.img.tmp");
@@ -774,7 +772,6 @@ pub fn sweep_orphans(site: &Site) -> Result<usize, SiteError> {
             tracing::info!(instance = %dir.display(), "removed an interrupted root disk copy");
         }
     }
-    let ids: std::collections::BTreeSet<String> = site.read(|c| Ok(repo::ids_of_kind(c, Kind::Instance.as_str())?))?.into_iter().collect();
     let cgroups = host.sweep_cgroups(&|id| ids.contains(id) && matches!(host.observe(&site.instance_layout(id)), Observed::Running(_)));
     if !cgroups.is_empty() {
         tracing::info!(instances = ?cgroups, "removed orphaned instance cgroups");

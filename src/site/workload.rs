@@ -6,6 +6,7 @@
 //! host seams (`ContainerHost`, `InstanceHost`). Below `containers`, `instances` and `volumes`:
 //! it imports none of them.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use rusqlite::Connection;
@@ -43,8 +44,6 @@ pub enum DesiredState {
 
 /// The spec of a workload kind.
 pub trait WorkloadSpec: Serialize + Clone {
-    /// The desired run state.
-    fn state(&self) -> DesiredState;
     /// The restart request counter (grown by each start, restart or reboot action).
     fn restart_token(&self) -> u64;
     /// This spec with `state` and `restart_token` set to their defaults: what
@@ -172,11 +171,16 @@ pub fn series(restarts: u32, ran: Duration, long: Duration) -> u32 {
     if ran >= long { 0 } else { restarts }
 }
 
-/// Remove what the host holds of workloads of `kind` that state no longer has (deleted while
-/// the daemon was down): `present` lists the ids the host holds, `remove` removes one. Returns
-/// how many were removed; a failed removal is logged and left for the next start-up.
-pub fn sweep_orphans<E: std::fmt::Display>(site: &Site, kind: Kind, present: Vec<String>, remove: impl Fn(&str) -> Result<(), E>) -> Result<usize, SiteError> {
-    let ids: std::collections::BTreeSet<String> = site.read(|c| Ok(repo::ids_of_kind(c, kind.as_str())?))?.into_iter().collect();
+/// The ids of the workloads of `kind` in state.
+pub fn ids_in_state(site: &Site, kind: Kind) -> Result<BTreeSet<String>, SiteError> {
+    Ok(site.read(|c| Ok(repo::ids_of_kind(c, kind.as_str())?))?.into_iter().collect())
+}
+
+/// Remove what the host holds of workloads of `kind` that state (`ids`, from [`ids_in_state`])
+/// no longer has, deleted while the daemon was down: `present` lists the ids the host holds,
+/// `remove` removes one. Returns how many were removed; a failed removal is logged and left for
+/// the next start-up.
+pub fn sweep_orphans<E: std::fmt::Display>(kind: Kind, ids: &BTreeSet<String>, present: Vec<String>, remove: impl Fn(&str) -> Result<(), E>) -> usize {
     let mut n = 0;
     for id in present {
         if Kind::of_id(&id) == Some(kind) && !ids.contains(&id) {
@@ -186,7 +190,7 @@ pub fn sweep_orphans<E: std::fmt::Display>(site: &Site, kind: Kind, present: Vec
             }
         }
     }
-    Ok(n)
+    n
 }
 
 /// Delay before restart number `n` (1-based): 500 ms doubling, capped at 30 s.
