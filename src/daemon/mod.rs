@@ -21,6 +21,7 @@ use crate::site::{Kind, Site, SiteError, reconcile};
 use crate::state::{Db, StateError};
 
 pub mod listeners;
+mod memory;
 mod recovery;
 mod tasks;
 
@@ -183,6 +184,19 @@ pub async fn serve(cfg: Config) -> Result<(), DaemonError> {
         tasks.add("socket", listeners::serve_socket(Path::new(&cfg.api.socket), app.clone(), stop.clone())?);
     }
     tracing::info!(data_dir = %data.display(), "cloudlet serving");
+    // Once every listener is up and the start-up pass is done, give back what only start-up used.
+    tasks.detach({
+        let site = site.clone();
+        async move {
+            while !site.is_ready() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            site.db().release_idle_memory();
+            memory::release_freed_heap();
+            let bytes = memory::release_startup_code();
+            tracing::debug!(bytes, "released start-up's heap and the mappings of its code");
+        }
+    });
 
     wait_for_signal().await;
     tasks.shutdown(Duration::from_secs(10)).await;

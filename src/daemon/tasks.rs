@@ -70,18 +70,8 @@ pub async fn ready_after_first_pass(site: Site, mut done: mpsc::UnboundedReceive
         if seen.len() == controllers {
             site.set_ready();
             tracing::info!("start-up reconcile pass complete; ready");
-            release_freed_heap();
             break;
         }
-    }
-}
-
-/// Hand the heap that start-up used and freed back to the kernel (glibc keeps freed memory in
-/// its arenas otherwise, and start-up's peak would stay resident for the daemon's life).
-fn release_freed_heap() {
-    // SAFETY: malloc_trim(3) only releases free memory; it has no preconditions.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
 

@@ -4,10 +4,6 @@
 //! a temporary name, fsync'd and renamed). The first start is recorded as done only after both
 //! files exist; a crash before that makes the next start replace both credentials.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
-
 use super::auth::{self, Role, TokenSpec, UserCreateSpec};
 use super::{Site, SiteError};
 use crate::state::repo;
@@ -18,21 +14,7 @@ pub struct FirstStart {
     pub admin_password: String,
 }
 
-/// Write `contents` to `path` atomically with mode 0600.
-pub fn write_secret_file(path: &Path, contents: &str) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-        f.write_all(contents.as_bytes())?;
-        f.write_all(b"\n")?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
-}
+pub use crate::state::files::write_secret_file;
 
 const DONE_KEY: &str = "bootstrapped";
 

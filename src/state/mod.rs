@@ -6,6 +6,7 @@
 //! a `kill -9` at any instant leave a database that opens and passes `PRAGMA integrity_check`
 //! (SQLite's atomic commit, <https://www.sqlite.org/atomiccommit.html>).
 
+pub mod files;
 pub(crate) mod migrations;
 pub mod objects;
 pub mod repo;
@@ -137,6 +138,24 @@ impl Db {
             let rows: Vec<String> = st.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<_, _>>()?;
             Ok(if rows == ["ok"] { Ok(()) } else { Err(rows) })
         })
+    }
+
+    /// Free what the connections cache (prepared statements, page cache;
+    /// `sqlite3_db_release_memory`) and close all idle readers but one: start-up's parallel
+    /// reconcile pass opens up to [`MAX_IDLE_READERS`] readers, each with its own parsed schema
+    /// and caches, which an idle daemon does not need. Busy connections are left alone.
+    pub fn release_idle_memory(&self) {
+        if let Ok(mut pool) = self.readers.lock() {
+            pool.truncate(1);
+            for c in pool.iter() {
+                c.flush_prepared_statement_cache();
+                let _ = c.release_memory();
+            }
+        }
+        if let Ok(w) = self.writer.try_lock() {
+            w.flush_prepared_statement_cache();
+            let _ = w.release_memory();
+        }
     }
 
     /// Fold the WAL back into the main file (called at graceful shutdown).
