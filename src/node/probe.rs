@@ -1,6 +1,6 @@
 //! The host probe: CPU, memory, disk, kernel features and KVM.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -46,13 +46,30 @@ fn meminfo_kb(text: &str, key: &str) -> u64 {
     text.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(':')).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0)
 }
 
+/// Which of `wanted` `/proc/kallsyms` lists (its third column), read line by line: the file is
+/// some 5 MiB, which read whole at every probe left that much freed heap resident in the
+/// allocator between probes (docs/benchmarks.md, idle memory).
+fn kernel_symbols(wanted: &[&str]) -> BTreeSet<String> {
+    use std::io::BufRead;
+    let Ok(f) = std::fs::File::open("/proc/kallsyms") else { return BTreeSet::new() };
+    let mut found = BTreeSet::new();
+    for line in std::io::BufReader::new(f).lines().map_while(Result::ok) {
+        if let Some(name) = line.split_whitespace().nth(2)
+            && wanted.contains(&name)
+        {
+            found.insert(name.to_string());
+        }
+    }
+    found
+}
+
 /// Whether the running kernel has `module` loaded, built in, or available to load. `symbol` is a
 /// function of the module looked up in `/proc/kallsyms` (which lists built-in code too).
-fn kernel_has(module: &str, symbol: &str, release: &str, kallsyms: &str) -> bool {
+fn kernel_has(module: &str, symbol: &str, release: &str, kallsyms: &BTreeSet<String>) -> bool {
     if Path::new("/sys/module").join(module).exists() {
         return true;
     }
-    if kallsyms.lines().any(|l| l.split_whitespace().nth(2) == Some(symbol)) {
+    if kallsyms.contains(symbol) {
         return true;
     }
     let needle = format!("/{module}.ko");
@@ -64,7 +81,7 @@ fn kernel_has(module: &str, symbol: &str, release: &str, kallsyms: &str) -> bool
     })
 }
 
-fn module_feature(module: &str, symbol: &str, release: &str, kallsyms: &str, what: &str) -> Feature {
+fn module_feature(module: &str, symbol: &str, release: &str, kallsyms: &BTreeSet<String>, what: &str) -> Feature {
     if kernel_has(module, symbol, release, kallsyms) {
         Feature { available: true, detail: format!("{what}: kernel module {module} present") }
     } else {
@@ -85,7 +102,7 @@ pub fn cgroup_version() -> String {
     }
 }
 
-fn nftables(release: &str, kallsyms: &str) -> Feature {
+fn nftables(release: &str, kallsyms: &BTreeSet<String>) -> Feature {
     let kernel = kernel_has("nf_tables", "nft_do_chain", release, kallsyms);
     let version = std::process::Command::new("nft").arg("--version").output();
     match (kernel, version) {
@@ -123,7 +140,7 @@ pub fn probe(data_dir: &Path) -> ProbeReport {
     let cpus = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
     let mem = read("/proc/meminfo");
     let (disk_path, disk_total_bytes, disk_free_bytes) = disk(data_dir);
-    let ksyms = read("/proc/kallsyms");
+    let ksyms = kernel_symbols(&["nft_do_chain", "ovl_fill_super", "br_dev_xmit", "vxlan_xmit", "veth_xmit"]);
 
     let mut features = BTreeMap::new();
     let kvm = super::kvm::probe();
