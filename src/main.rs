@@ -114,7 +114,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Function(c) => cloudlet::cli::functions::function(g, c).await?,
         Command::Event(c) => commands::event(g, c).await?,
         Command::Audit(c) => commands::audit(g, c).await?,
-        Command::Site => commands::site(g).await?,
+        Command::Site { cmd } => commands::site(g, cmd).await?,
+        Command::Portal(a) => {
+            let filter = tracing_subscriber::EnvFilter::try_new(&a.log_level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+            tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+            cloudlet::portal::serve(cloudlet::portal::PortalOptions {
+                data_dir: a.data_dir,
+                http: if a.http == "off" { String::new() } else { a.http },
+                link: a.link,
+                names: a.names,
+                cert_lifetime: std::time::Duration::from_secs(a.site_cert_lifetime),
+            })
+            .await?;
+        }
         Command::ContainerShim(_) | Command::ContainerExec(_) | Command::VmmWorker(_) => anyhow::bail!("internal commands run before the runtime starts"),
         Command::Openapi => println!("{}", cloudlet::api::openapi_json()),
         Command::Completion { shell } => {

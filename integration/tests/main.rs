@@ -16,6 +16,7 @@ mod functions;
 mod image_pull;
 mod instances;
 mod net_render;
+mod portal;
 mod quotas;
 mod s3;
 mod tenant_attacks;

@@ -91,6 +91,7 @@ impl From<SiteError> for ApiError {
             SiteError::QuotaExceeded { kind, .. } => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "quota_exceeded", msg).with_field(format!("quotas.{kind}"))
             }
+            SiteError::Join(j) => join_error(j, msg),
             // The detail (paths, tool output, SQL) stays in the log; the client gets the kind
             // of failure and a reference.
             e => {
@@ -99,6 +100,31 @@ impl From<SiteError> for ApiError {
                 tracing::error!(reference = %reference, code, error = %msg, "request failed on the server side");
                 ApiError::new(status, code, format!("{what} (reference {reference} in the daemon's log)"))
             }
+        }
+    }
+}
+
+/// A failed portal join: what the caller can fix is 4xx naming the field; the site's own files
+/// failing is a server-side error.
+fn join_error(e: crate::site::portal::JoinError, msg: String) -> ApiError {
+    use crate::site::portal::JoinError as J;
+    let unprocessable = StatusCode::UNPROCESSABLE_ENTITY;
+    match e {
+        J::BadToken(_) => ApiError::bad_request(msg).with_field("token"),
+        J::BadUrl(_) => ApiError::bad_request(msg).with_field("portal"),
+        J::AlreadyJoined(_) => ApiError::new(StatusCode::CONFLICT, "already_joined", msg),
+        J::WrongPortal => ApiError::new(unprocessable, "portal_ca_mismatch", msg).with_field("token"),
+        J::Unreachable(_) => ApiError::new(unprocessable, "portal_unreachable", msg).with_field("portal"),
+        J::Refused { .. } => ApiError::new(unprocessable, "join_refused", msg).with_field("token"),
+        J::BadAnswer(_) => ApiError::new(StatusCode::BAD_GATEWAY, "portal_bad_answer", msg),
+        other @ (J::Cert(_) | J::Io { .. }) => {
+            let reference = ulid::Ulid::new().to_string();
+            tracing::error!(reference = %reference, error = %other, "joining the portal failed on the site");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "host_failed",
+                format!("writing the site's identity failed (reference {reference} in the daemon's log)"),
+            )
         }
     }
 }

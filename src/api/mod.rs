@@ -90,6 +90,8 @@ pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(system::metrics))
         .routes(routes!(system::openapi))
         .routes(routes!(system::site_info))
+        .routes(routes!(system::join_portal))
+        .routes(routes!(system::portal_identity))
         .routes(routes!(system::login))
         .routes(routes!(system::logout))
         .routes(routes!(system::whoami))

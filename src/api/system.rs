@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::auth::{AuditSlot, Auth, SESSION_COOKIE, Transport, cookie};
-use super::error::{ApiError, ApiJson, ErrorBody};
+use super::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
 use crate::site::auth::{Principal, SESSION_TTL_MS};
 
 /// Liveness: the process serves HTTP.
@@ -86,6 +86,68 @@ pub async fn site_info(State(app): State<AppState>, Auth(p): Auth) -> Result<Jso
         s3_port: bound_port(&app, &app.site.config().s3.listen, "s3.addr"),
         gateway_port: bound_port(&app, &app.site.config().functions.gateway, "gateway.addr"),
     }))
+}
+
+/// Body of `POST /v1/site/join`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JoinPortalRequest {
+    /// The portal's link URL, `https://HOST[:PORT]`.
+    pub portal: String,
+    /// The join token the portal made for this site (`CLJ1.…`; a secret, never logged).
+    pub token: String,
+}
+
+/// Join a portal (site admins): the site makes its key, checks the portal's CA against the
+/// token, and gets a client certificate. 409 when already joined; 422 when the portal refuses
+/// (`join_refused`), shows another CA (`portal_ca_mismatch`) or cannot be reached.
+#[utoipa::path(post, path = "/v1/site/join", tag = "system", request_body = JoinPortalRequest,
+    responses((status = 200, body = crate::site::portal::Identity), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn join_portal(
+    State(app): State<AppState>,
+    Auth(p): Auth,
+    ApiJson(b): ApiJson<JoinPortalRequest>,
+) -> Result<Json<crate::site::portal::Identity>, ApiError> {
+    p.require_site_admin()?;
+    Ok(Json(app.site.join_portal(&b.portal, &b.token).await?))
+}
+
+/// Query of `GET /v1/site/portal`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct PortalQuery {
+    /// Also call the portal over mutual TLS with the site's certificate and report the answer.
+    #[serde(default)]
+    pub check: bool,
+}
+
+/// The portal this site joined, with the answer of a live check when asked.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PortalMembership {
+    #[serde(flatten)]
+    pub identity: crate::site::portal::Identity,
+    /// The live check (`?check=true`): `{"ok": true, "site": NAME}` or `{"ok": false, "error": …}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check: Option<serde_json::Value>,
+}
+
+/// The portal this site joined (site admins); 404 when it joined none.
+#[utoipa::path(get, path = "/v1/site/portal", tag = "system", params(PortalQuery),
+    responses((status = 200, body = PortalMembership), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn portal_identity(State(app): State<AppState>, Auth(p): Auth, ApiQuery(q): ApiQuery<PortalQuery>) -> Result<Json<PortalMembership>, ApiError> {
+    p.require_site_admin()?;
+    let identity = app.site.portal_identity()?.ok_or_else(|| ApiError::not_found("this site has joined no portal"))?;
+    let check = if q.check {
+        Some(match app.site.check_portal().await {
+            Ok(site) => serde_json::json!({ "ok": true, "site": site }),
+            Err(e) => serde_json::json!({ "ok": false, "error": e.to_string() }),
+        })
+    } else {
+        None
+    };
+    Ok(Json(PortalMembership { identity, check }))
 }
 
 /// Body of the console login.

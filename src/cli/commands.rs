@@ -311,9 +311,16 @@ pub async fn audit(g: &Global, cmd: AuditCmd) -> Result<(), CliError> {
 }
 
 /// `cloudlet site`.
-pub async fn site(g: &Global) -> Result<(), CliError> {
+pub async fn site(g: &Global, cmd: Option<super::SiteCmd>) -> Result<(), CliError> {
     let c = client(g)?;
-    output::one(&c.json(Method::GET, "/v1/site", None).await?, g.output);
+    let answer = match cmd {
+        None => c.json(Method::GET, "/v1/site", None).await?,
+        Some(super::SiteCmd::Join { url, join_token }) => {
+            c.json(Method::POST, "/v1/site/join", Some(&serde_json::json!({ "portal": url, "token": join_token }))).await?
+        }
+        Some(super::SiteCmd::Portal) => c.json(Method::GET, "/v1/site/portal", None).await?,
+    };
+    output::one(&answer, g.output);
     Ok(())
 }
 

@@ -167,8 +167,13 @@ pub enum Command {
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
-    /// Site summary.
-    Site,
+    /// Site summary (no subcommand), and the site's portal membership.
+    Site {
+        #[command(subcommand)]
+        cmd: Option<SiteCmd>,
+    },
+    /// Run the portal: the central API that sites join (a role of this binary).
+    Portal(PortalArgs),
     /// Print the OpenAPI document of the REST API.
     Openapi,
     /// Print shell completions.
@@ -262,6 +267,45 @@ pub struct ServeArgs {
     /// `[egress] allow_cidrs`): CIDR, ADDR, ADDR:PORT or [IPV6]:PORT. Repeatable.
     #[arg(long, value_name = "RULE")]
     pub egress_allow: Vec<String>,
+}
+
+/// `cloudlet site ...`.
+#[derive(Debug, Subcommand)]
+pub enum SiteCmd {
+    /// Join a portal: `cloudlet site join https://PORTAL:PORT --join-token CLJ1.…` (site
+    /// admins; `--token` stays the API token of the site).
+    Join {
+        /// The portal's link URL (`https://HOST[:PORT]`, the address in the portal's link.addr).
+        url: String,
+        /// The join token the portal made for this site.
+        #[arg(long, env = "CLOUDLET_JOIN_TOKEN", hide_env_values = true)]
+        join_token: String,
+    },
+    /// The portal this site joined.
+    Portal,
+}
+
+/// Arguments of `cloudlet portal`.
+#[derive(Debug, clap::Args)]
+pub struct PortalArgs {
+    /// Data directory [default: /var/lib/cloudlet-portal].
+    #[arg(long, default_value = "/var/lib/cloudlet-portal")]
+    pub data_dir: PathBuf,
+    /// Serve the admin API as plain HTTP on ADDR (loopback, tests); "off" disables.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8440")]
+    pub http: String,
+    /// Listen for site links (TLS) on ADDR.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8444")]
+    pub link: String,
+    /// Another name (DNS name or IP address) sites use to reach the link listener. Repeatable.
+    #[arg(long = "name", value_name = "NAME")]
+    pub names: Vec<String>,
+    /// Lifetime of the client certificates signed for sites, in seconds [default: 30 days].
+    #[arg(long, default_value_t = 30 * 86_400, value_parser = clap::value_parser!(u64).range(300..=366 * 86_400))]
+    pub site_cert_lifetime: u64,
+    /// Log filter, e.g. info or cloudlet=debug.
+    #[arg(long, default_value = "info")]
+    pub log_level: String,
 }
 
 /// `cloudlet config ...`.

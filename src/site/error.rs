@@ -77,6 +77,10 @@ pub enum SiteError {
     /// The image store failed on the host side (500 `host_failed`; 507 when full).
     #[error("image store: {0}")]
     Image(#[source] crate::image::ImageError),
+    /// Joining a portal failed (400 for a malformed token or URL, 409 when already joined, 422
+    /// when the portal refused or could not be reached or shows another CA).
+    #[error("joining the portal: {0}")]
+    Join(#[source] crate::link::JoinError),
     /// The host lacks a facility the operation needs, such as a cgroup hierarchy
     /// (503 `host_unsupported`).
     #[error("{0}")]

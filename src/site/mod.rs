@@ -36,6 +36,7 @@ pub mod nodes;
 pub mod object_check;
 pub mod objects;
 pub mod operations;
+pub mod portal;
 pub mod projects;
 pub mod public;
 pub mod quotas;

@@ -1,0 +1,230 @@
+//! The portal and the site's join: real `cloudlet portal` and `cloudlet serve` processes on
+//! loopback. A good token joins once and the new certificate authenticates over mutual TLS;
+//! every bad token is refused with a clear error and leaves nothing half-registered on either
+//! side; a removed site's certificate stops being accepted; the portal's state survives kill -9.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::common::{Daemon, bin, cli};
+
+/// A running portal on a temporary data dir.
+struct Portal {
+    dir: PathBuf,
+    _tmp: tempfile::TempDir,
+    child: Option<Child>,
+    http: String,
+    link: String,
+    token: String,
+}
+
+impl Portal {
+    fn start() -> Portal {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut p = Portal { dir: tmp.path().to_path_buf(), _tmp: tmp, child: None, http: String::new(), link: String::new(), token: String::new() };
+        p.launch();
+        p
+    }
+
+    fn launch(&mut self) {
+        for f in ["http.addr", "link.addr"] {
+            let _ = std::fs::remove_file(self.dir.join(f));
+        }
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("portal.log")).expect("log");
+        // A restart keeps its addresses (what the joined sites know).
+        let or_any = |a: &str| if a.is_empty() { "127.0.0.1:0".to_string() } else { a.to_string() };
+        let child = Command::new(bin())
+            .args(["portal", "--http", &or_any(&self.http), "--link", &or_any(&self.link), "--data-dir"])
+            .arg(&self.dir)
+            .stdout(Stdio::from(log.try_clone().expect("log")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn cloudlet portal");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let read = |f: &str| std::fs::read_to_string(self.dir.join(f)).ok().map(|s| s.trim().to_string());
+            if let (Some(h), Some(l)) = (read("http.addr"), read("link.addr")) {
+                self.http = h;
+                self.link = l;
+                break;
+            }
+            if let Some(Ok(Some(st))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("portal exited early ({st}):\n{}", self.log());
+            }
+            assert!(Instant::now() < deadline, "portal did not start in 30 s:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.token = std::fs::read_to_string(self.dir.join("admin.token")).expect("admin.token").trim().to_string();
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("portal.log")).unwrap_or_default()
+    }
+
+    fn link_url(&self) -> String {
+        format!("https://{}", self.link)
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// An admin API call: (status, JSON body or null).
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.call_as(&self.token, method, path, body)
+    }
+
+    fn call_as(&self, token: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(30))).build().into();
+        let mut b =
+            ureq::http::Request::builder().method(method).uri(format!("http://{}{}", self.http, path)).header("authorization", format!("Bearer {token}"));
+        if body.is_some() {
+            b = b.header("content-type", "application/json");
+        }
+        let req = b.body(body.map(|v| serde_json::to_vec(&v).expect("json")).unwrap_or_default()).expect("request");
+        let resp = agent.run(req).unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let status = resp.status().as_u16();
+        let mut text = String::new();
+        let _ = resp.into_body().into_reader().read_to_string(&mut text);
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    fn token_for(&self, site: &str, seconds: u64) -> String {
+        let (st, b) = self.call("POST", "/v1/join-tokens", Some(json!({"name": site, "spec": {"expires_in_seconds": seconds}})));
+        assert_eq!(st, 201, "{b}");
+        b["token"].as_str().expect("token").to_string()
+    }
+
+    fn phase(&self, site: &str) -> Option<String> {
+        let (st, b) = self.call("GET", &format!("/v1/sites/{site}"), None);
+        (st == 200).then(|| b["status"]["phase"].as_str().unwrap_or("").to_string())
+    }
+}
+
+impl Drop for Portal {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// The site's join call: (status, body).
+fn join(site: &Daemon, url: &str, token: &str) -> (u16, Value) {
+    let a = site.call("POST", "/v1/site/join", Some(json!({"portal": url, "token": token})));
+    let body = serde_json::from_str(&a.body).unwrap_or(Value::Null);
+    (a.status, body)
+}
+
+fn no_identity(site: &Daemon) {
+    assert_eq!(site.call("GET", "/v1/site/portal", None).status, 404, "the site holds no portal identity");
+    assert!(!site.dir.join("portal/identity.json").exists());
+}
+
+fn tampered(token: &str) -> String {
+    let last = token.chars().last().expect("token");
+    let flipped = if last == '0' { '1' } else { '0' };
+    format!("{}{flipped}", &token[..token.len() - 1])
+}
+
+/// `openssl`-free check of a PEM file's mode.
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777
+}
+
+#[test]
+fn a_site_joins_with_a_good_token_and_every_bad_one_is_refused_leaving_nothing_half_registered() {
+    let portal = Portal::start();
+    let other = Portal::start();
+    let site = Daemon::start();
+    let url = portal.link_url();
+
+    // The admin API wants its token and checks its input.
+    assert_eq!(portal.call_as("wrong", "GET", "/v1/sites", None).0, 401);
+    let (st, b) = portal.call("POST", "/v1/join-tokens", Some(json!({"name": "Bad_Name"})));
+    assert_eq!((st, b["error"]["field"].as_str()), (422, Some("name")), "{b}");
+    let (st, b) = portal.call("POST", "/v1/join-tokens", Some(json!({"name": "plant-a", "spec": {"expires_in_seconds": 0}})));
+    assert_eq!((st, b["error"]["field"].as_str()), (422, Some("spec.expires_in_seconds")), "{b}");
+    let (st, b) = portal.call("POST", "/v1/join-tokens", Some(json!({"name": "plant-a", "color": "red"})));
+    assert_eq!(st, 400, "unknown fields are refused: {b}");
+
+    let good = portal.token_for("plant-a", 3600);
+    assert_eq!(portal.phase("plant-a").as_deref(), Some("Pending"));
+    assert!(!portal.log().contains(good.rsplit('.').next().expect("secret")), "the portal never logs a token's secret");
+
+    // Malformed input: 400 naming the field, before any traffic.
+    let (st, b) = join(&site, &url, "CLJ1.nope");
+    assert_eq!((st, b["error"]["field"].as_str()), (400, Some("token")), "{b}");
+    let (st, b) = join(&site, &format!("http://{}", portal.link), &good);
+    assert_eq!((st, b["error"]["field"].as_str()), (400, Some("portal")), "{b}");
+    // Nothing listens there: 422 naming the portal.
+    let (st, b) = join(&site, "https://127.0.0.1:1", &good);
+    assert_eq!((st, b["error"]["code"].as_str(), b["error"]["field"].as_str()), (422, Some("portal_unreachable"), Some("portal")), "{b}");
+    // A token of another portal: its CA is not in this portal's chain, so nothing is sent.
+    let foreign = other.token_for("plant-a", 3600);
+    let (st, b) = join(&site, &url, &foreign);
+    assert_eq!((st, b["error"]["code"].as_str()), (422, Some("portal_ca_mismatch")), "{b}");
+    // A tampered secret, and an expired token: the portal refuses.
+    let (st, b) = join(&site, &url, &tampered(&good));
+    assert_eq!((st, b["error"]["code"].as_str()), (422, Some("join_refused")), "{b}");
+    assert!(b["error"]["message"].as_str().unwrap_or("").contains("token_invalid"), "{b}");
+    let short = portal.token_for("plant-b", 1);
+    std::thread::sleep(Duration::from_millis(2100));
+    let (st, b) = join(&site, &url, &short);
+    assert_eq!(st, 422, "{b}");
+    assert!(b["error"]["message"].as_str().unwrap_or("").contains("token_expired"), "{b}");
+    // None of that registered anything, on either side.
+    no_identity(&site);
+    assert_eq!(portal.phase("plant-a").as_deref(), Some("Pending"));
+    assert_eq!(portal.phase("plant-b"), None, "an expired token makes nothing pending");
+    let (_, sites) = portal.call("GET", "/v1/sites", None);
+    assert!(sites["items"].as_array().expect("items").iter().all(|s| s["status"]["phase"] == "Pending"), "{sites}");
+
+    // The good token, through the CLI.
+    let remote = format!("http://{}", site.addr);
+    let (code, out, err) = cli(&["--remote", &remote, "--token", &site.token, "-o", "json", "site", "join", &url, "--join-token", &good], None);
+    assert_eq!(code, 0, "site join failed: {out} {err}\nsite log:\n{}\nportal log:\n{}", site.log(), portal.log());
+    let id: Value = serde_json::from_str(&out).expect("identity JSON");
+    assert_eq!((id["site"].as_str(), id["portal"].as_str()), (Some("plant-a"), Some(url.as_str())), "{id}");
+    assert_eq!(portal.phase("plant-a").as_deref(), Some("Disconnected"), "joined, with no link open yet");
+    assert_eq!(site.call("GET", "/v1/site/portal", None).json()["site"], "plant-a");
+    for f in ["site.key", "site.pem", "ca.pem", "identity.json"] {
+        assert_eq!(mode(&site.dir.join("portal").join(f)), 0o600, "{f}");
+    }
+    let key = std::fs::read_to_string(site.dir.join("portal/site.key")).expect("site.key");
+    assert!(!site.log().contains(key.lines().nth(1).unwrap_or("-")), "the site never logs its key");
+
+    // Used once: again from this site (already joined) and as another site's token (used).
+    let (st, b) = join(&site, &url, &good);
+    assert_eq!((st, b["error"]["code"].as_str()), (409, Some("already_joined")), "{b}");
+    let second = Daemon::start();
+    let (st, b) = join(&second, &url, &good);
+    assert_eq!((st, b["error"]["code"].as_str()), (422, Some("join_refused")), "{b}");
+    assert!(b["error"]["message"].as_str().unwrap_or("").contains("token_used"), "{b}");
+    no_identity(&second);
+    // A token for a joined name is refused when made.
+    let (st, _) = portal.call("POST", "/v1/join-tokens", Some(json!({"name": "plant-a"})));
+    assert_eq!(st, 409);
+
+    // The portal's state survives kill -9, and the certificate keeps authenticating.
+    let mut portal = portal;
+    portal.kill9();
+    portal.launch();
+    assert_eq!(portal.phase("plant-a").as_deref(), Some("Disconnected"));
+    let check = |d: &Daemon| d.call("GET", "/v1/site/portal?check=true", None).json()["check"].clone();
+    assert_eq!(check(&site), json!({"ok": true, "site": "plant-a"}), "mutual TLS with the new certificate");
+
+    // Removing the site revokes its certificate.
+    assert_eq!(portal.call("DELETE", "/v1/sites/plant-a", None).0, 204);
+    let c = check(&site);
+    assert_eq!(c["ok"], false, "{c}");
+    assert!(c["error"].as_str().unwrap_or("").contains("certificate_revoked"), "{c}");
+    assert_eq!(portal.phase("plant-a"), None);
+}

@@ -1,0 +1,280 @@
+//! The portal's HTTP API (`/v1`, admin bearer token) and the link listener's join routes.
+//!
+//! Admin API: `POST /v1/join-tokens`, `GET /v1/sites`, `GET /v1/sites/{name}`,
+//! `DELETE /v1/sites/{name}`. Link listener (TLS, `DATA/link.addr`): `POST /v1/link/join`
+//! (no client certificate), `GET /v1/link/whoami` (mutual TLS). Errors are the site API's JSON
+//! shape (`{"error": {"code", "message", "field"?}}`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use serde::{Deserialize, Serialize};
+
+use super::ca::{CaError, PortalCa};
+use super::store::{PortalStore, SiteRecord, StoreError, TokenRecord};
+use crate::api::error::{ApiError, ApiJson};
+use crate::link::token::{JoinToken, same_secret, sha256_hex};
+use crate::link::{JoinRequest, JoinResponse, WhoAmI};
+
+/// Lifetime of a site's client certificate (renewed at 2/3 of it).
+pub const SITE_CERT_LIFETIME: Duration = Duration::from_secs(30 * 86_400);
+/// Bounds of a join token's lifetime, seconds (default one hour).
+const TOKEN_SECONDS: (u64, u64, u64) = (1, 3_600, 30 * 86_400);
+
+/// What the portal's handlers share.
+#[derive(Clone)]
+pub struct Portal {
+    /// The store.
+    pub store: Arc<dyn PortalStore>,
+    /// The CA.
+    pub ca: Arc<PortalCa>,
+    /// SHA-256 of the admin token, lowercase hex.
+    pub admin_sha256: String,
+    /// Lifetime of the client certificates it signs.
+    pub cert_lifetime: Duration,
+}
+
+/// The SHA-256 (lowercase hex) of the verified client certificate of a link connection, when
+/// the client offered one (set by the link listener on every request of the connection).
+#[derive(Debug, Clone, Default)]
+pub struct PeerCert(pub Option<String>);
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn rfc3339(unix: i64) -> String {
+    chrono::DateTime::from_timestamp(unix, 0).map(|t| t.to_rfc3339()).unwrap_or_default()
+}
+
+fn store_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::SiteExists(name) => ApiError::new(StatusCode::CONFLICT, "site_exists", format!("site {name} is already joined")).with_field("token"),
+        StoreError::TokenUsed => ApiError::new(StatusCode::CONFLICT, "token_used", "the join token was already used").with_field("token"),
+        StoreError::Db(m) => {
+            tracing::error!(error = %m, "portal store failed");
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "the portal's database failed; try again")
+        }
+    }
+}
+
+fn require_admin(p: &Portal, headers: &HeaderMap) -> Result<(), ApiError> {
+    let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
+    if given.is_empty() || !same_secret(&sha256_hex(given.trim().as_bytes()), &p.admin_sha256) {
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "a portal admin token is required (Authorization: Bearer …)"));
+    }
+    Ok(())
+}
+
+/// The admin API's routes.
+pub fn admin_router(p: Portal) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/v1/join-tokens", post(create_token))
+        .route("/v1/sites", get(list_sites))
+        .route("/v1/sites/{name}", get(get_site).delete(delete_site))
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .with_state(p)
+}
+
+/// The link listener's routes.
+pub fn link_router(p: Portal) -> Router {
+    Router::new()
+        .route("/v1/link/join", post(join))
+        .route("/v1/link/whoami", get(whoami))
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .with_state(p)
+}
+
+/// Body of `POST /v1/join-tokens`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    /// The site's name (an RFC 1123 label).
+    pub name: String,
+    /// Options.
+    #[serde(default)]
+    pub spec: TokenSpec,
+}
+
+/// Options of a join token.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSpec {
+    /// Seconds until the token expires (1 to 2,592,000; default 3,600).
+    pub expires_in_seconds: Option<u64>,
+}
+
+/// A new join token: its secret text is shown this once.
+#[derive(Debug, Serialize)]
+pub struct TokenCreated {
+    /// The site it is for.
+    pub name: String,
+    /// The token (`CLJ1.…`).
+    pub token: String,
+    /// When it expires (RFC 3339).
+    pub expires_at: String,
+    /// The CA fingerprint it pins (`sha256:…`).
+    pub ca_fingerprint: String,
+}
+
+async fn create_token(State(p): State<Portal>, headers: HeaderMap, ApiJson(b): ApiJson<TokenRequest>) -> Result<Response, ApiError> {
+    require_admin(&p, &headers)?;
+    crate::site::model::validate_name("name", &b.name).map_err(ApiError::from)?;
+    let (lo, default, hi) = TOKEN_SECONDS;
+    let secs = b.spec.expires_in_seconds.unwrap_or(default);
+    if !(lo..=hi).contains(&secs) {
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_argument", format!("must be from {lo} to {hi} seconds"))
+            .with_field("spec.expires_in_seconds"));
+    }
+    if p.store.site(&b.name).await.map_err(store_error)?.is_some() {
+        return Err(ApiError::new(StatusCode::CONFLICT, "site_exists", format!("site {} is already joined; remove it first", b.name)).with_field("name"));
+    }
+    let t = JoinToken::generate(&p.ca.fingerprint());
+    let at = now();
+    let record = TokenRecord {
+        id: t.id.clone(),
+        site: b.name.clone(),
+        secret_sha256: t.secret_sha256(),
+        created_at: at,
+        expires_at: at + secs as i64,
+        used_at: None,
+        used_by_key: None,
+    };
+    p.store.add_token(record).await.map_err(store_error)?;
+    tracing::info!(site = %b.name, token = %t.id, expires_in_seconds = secs, "join token made");
+    let body =
+        TokenCreated { name: b.name, token: t.to_text(), expires_at: rfc3339(at + secs as i64), ca_fingerprint: format!("sha256:{}", p.ca.fingerprint()) };
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// A site as the portal lists it.
+#[derive(Debug, Serialize)]
+pub struct SiteView {
+    /// Its name.
+    pub name: String,
+    /// Where it stands.
+    pub status: SiteStatus,
+}
+
+/// The status of a site.
+#[derive(Debug, Serialize)]
+pub struct SiteStatus {
+    /// `Pending` (a token waits to be used) or `Disconnected` (joined, no link open).
+    pub phase: &'static str,
+    /// When it joined (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub joined_at: Option<String>,
+    /// End of its client certificate's validity (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate_not_after: Option<String>,
+    /// When its newest pending token expires (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_expires_at: Option<String>,
+}
+
+fn joined_view(s: &SiteRecord) -> SiteView {
+    SiteView {
+        name: s.name.clone(),
+        status: SiteStatus {
+            phase: "Disconnected",
+            joined_at: Some(rfc3339(s.joined_at)),
+            certificate_not_after: Some(rfc3339(s.cert_not_after)),
+            token_expires_at: None,
+        },
+    }
+}
+
+fn pending_view(name: String, expires: i64) -> SiteView {
+    SiteView { name, status: SiteStatus { phase: "Pending", joined_at: None, certificate_not_after: None, token_expires_at: Some(rfc3339(expires)) } }
+}
+
+async fn list_sites(State(p): State<Portal>, headers: HeaderMap) -> Result<Json<serde_json::Value>, ApiError> {
+    require_admin(&p, &headers)?;
+    let mut items: Vec<SiteView> = p.store.sites().await.map_err(store_error)?.iter().map(joined_view).collect();
+    items.extend(p.store.pending(now()).await.map_err(store_error)?.into_iter().map(|(n, e)| pending_view(n, e)));
+    items.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Json(serde_json::json!({ "items": items })))
+}
+
+async fn get_site(State(p): State<Portal>, headers: HeaderMap, Path(name): Path<String>) -> Result<Json<SiteView>, ApiError> {
+    require_admin(&p, &headers)?;
+    if let Some(s) = p.store.site(&name).await.map_err(store_error)? {
+        return Ok(Json(joined_view(&s)));
+    }
+    let pending = p.store.pending(now()).await.map_err(store_error)?;
+    pending.into_iter().find(|(n, _)| *n == name).map(|(n, e)| Json(pending_view(n, e))).ok_or_else(|| ApiError::not_found(format!("site {name:?} not found")))
+}
+
+async fn delete_site(State(p): State<Portal>, headers: HeaderMap, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+    require_admin(&p, &headers)?;
+    if !p.store.remove_site(&name).await.map_err(store_error)? {
+        return Err(ApiError::not_found(format!("site {name:?} not found")));
+    }
+    tracing::info!(site = %name, "site removed; its certificate is no longer accepted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn refused(code: &'static str, message: &str) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, code, message).with_field("token")
+}
+
+async fn join(State(p): State<Portal>, ApiJson(b): ApiJson<JoinRequest>) -> Result<Json<JoinResponse>, ApiError> {
+    let t = JoinToken::parse(&b.token).map_err(|e| ApiError::bad_request(e.to_string()).with_field("token"))?;
+    if !same_secret(&t.ca_sha256, &p.ca.fingerprint()) {
+        return Err(refused("token_wrong_portal", "the join token names another portal's CA"));
+    }
+    // Unknown id and wrong secret answer alike, so a guess learns nothing about which ids exist.
+    let record = p.store.token(&t.id).await.map_err(store_error)?;
+    let Some(record) = record.filter(|r| same_secret(&r.secret_sha256, &t.secret_sha256())) else {
+        tracing::warn!(token = %t.id, "join refused: unknown token or wrong secret");
+        return Err(refused("token_invalid", "the join token is not valid for this portal"));
+    };
+    let issued = p.ca.issue_site_cert(&b.csr, &record.site, p.cert_lifetime).map_err(|e| match e {
+        CaError::BadCsr(m) => ApiError::bad_request(format!("the certificate signing request is not valid: {m}")).with_field("csr"),
+        other => {
+            tracing::error!(error = %other, "signing a site certificate failed");
+            ApiError::internal("signing the certificate failed")
+        }
+    })?;
+    if let Some(used_by) = &record.used_by_key {
+        // The same key again (the site's earlier answer was lost): answer what it was given.
+        if let Some(site) = p.store.site(&record.site).await.map_err(store_error)?
+            && same_secret(used_by, &issued.key_sha256)
+            && site.key_sha256 == issued.key_sha256
+        {
+            return Ok(Json(JoinResponse { site: site.name, certificate: site.cert_pem, ca: p.ca.pem().to_string(), not_after: rfc3339(site.cert_not_after) }));
+        }
+        return Err(ApiError::new(StatusCode::CONFLICT, "token_used", "the join token was already used").with_field("token"));
+    }
+    if record.expires_at <= now() {
+        return Err(refused("token_expired", "the join token has expired; make a new one"));
+    }
+    let site = SiteRecord {
+        name: record.site.clone(),
+        joined_at: now(),
+        cert_pem: issued.pem.clone(),
+        cert_sha256: issued.sha256.clone(),
+        cert_serial: issued.serial.clone(),
+        cert_not_after: issued.not_after,
+        key_sha256: issued.key_sha256.clone(),
+    };
+    p.store.register(&record.id, now(), site).await.map_err(store_error)?;
+    tracing::info!(site = %record.site, serial = %issued.serial, "site joined");
+    Ok(Json(JoinResponse { site: record.site, certificate: issued.pem, ca: p.ca.pem().to_string(), not_after: rfc3339(issued.not_after) }))
+}
+
+async fn whoami(State(p): State<Portal>, Extension(peer): Extension<PeerCert>) -> Result<Json<WhoAmI>, ApiError> {
+    let Some(fp) = peer.0 else {
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "a site client certificate is required"));
+    };
+    match p.store.site_by_cert(&fp).await.map_err(store_error)? {
+        Some(s) => Ok(Json(WhoAmI { site: s.name })),
+        None => Err(ApiError::new(StatusCode::FORBIDDEN, "certificate_revoked", "this certificate belongs to no joined site (removed, or replaced)")),
+    }
+}

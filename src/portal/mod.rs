@@ -1,0 +1,201 @@
+//! `cloudlet portal`: the central portal that sites join and (next) dial out to.
+//!
+//! One role of the same binary. State is behind [`store::PortalStore`] (embedded SQLite in
+//! `DATA/portal.db` by default); the CA is [`ca::PortalCa`]. Two listeners: the admin API
+//! (`--http`, plain HTTP for loopback and tests; address in `DATA/http.addr`) and the link
+//! listener (`--link`, TLS with this CA's server certificate; address in `DATA/link.addr`),
+//! where sites join and, with their client certificates, connect. The admin token is in
+//! `DATA/admin.token` (mode 0600), made at first start.
+
+pub mod api;
+pub mod ca;
+pub mod csr;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::link::token::sha256_hex;
+
+/// Errors that stop the portal.
+#[derive(Debug, thiserror::Error)]
+pub enum PortalError {
+    /// A file of the data directory.
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+    /// A listener could not bind.
+    #[error("binding {addr}: {source}")]
+    Bind { addr: String, source: std::io::Error },
+    /// The store could not open.
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    /// The CA could not load or sign.
+    #[error(transparent)]
+    Ca(#[from] ca::CaError),
+    /// Another portal runs on this data directory.
+    #[error("another portal is running on {0}")]
+    AlreadyRunning(PathBuf),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> PortalError {
+    let what = what.into();
+    move |source| PortalError::Io { what, source }
+}
+
+/// How to run the portal.
+#[derive(Debug, Clone)]
+pub struct PortalOptions {
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// The admin API's `host:port` (plain HTTP; empty: off).
+    pub http: String,
+    /// The link listener's `host:port`.
+    pub link: String,
+    /// Extra names (DNS names or IP addresses) for the link certificate, besides the link
+    /// address's host, `localhost`, `127.0.0.1`, `::1` and the hostname.
+    pub names: Vec<String>,
+    /// Lifetime of the client certificates it signs.
+    pub cert_lifetime: Duration,
+}
+
+/// Run the portal until SIGTERM/SIGINT.
+pub async fn serve(opts: PortalOptions) -> Result<(), PortalError> {
+    let data = &opts.data_dir;
+    std::fs::create_dir_all(data).map_err(io(format!("creating {}", data.display())))?;
+    let _ = std::fs::set_permissions(data, std::os::unix::fs::PermissionsExt::from_mode(0o700));
+    let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(data.join("portal.lock")).map_err(io("opening portal.lock"))?;
+    let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|_| PortalError::AlreadyRunning(data.clone()))?;
+    let hostname = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+    let admin = admin_token(data)?;
+    let store = store::SqliteStore::open(&data.join("portal.db"))?;
+    let ca = ca::PortalCa::load_or_create(&data.join("ca"))?;
+    let portal = api::Portal { store: Arc::new(store), ca: Arc::new(ca), admin_sha256: sha256_hex(admin.as_bytes()), cert_lifetime: opts.cert_lifetime };
+    tracing::info!(ca_fingerprint = %portal.ca.fingerprint(), "portal CA loaded");
+
+    let (stop_tx, stop) = watch::channel(false);
+    let mut tasks = Vec::new();
+    if !opts.http.is_empty() {
+        let l = bind(&opts.http, data, "http.addr").await?;
+        println!("cloudlet portal: admin API on http://{}/", l.local_addr().map_err(io("reading the address"))?);
+        let app = api::admin_router(portal.clone()).layer(axum::middleware::map_response(crate::api::error::jsonify_errors));
+        let mut stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let r = axum::serve(l, app).with_graceful_shutdown(async move {
+                let _ = stop.changed().await;
+            });
+            if let Err(e) = r.await {
+                tracing::error!(error = %e, "admin API failed");
+            }
+        }));
+    }
+    let l = bind(&opts.link, data, "link.addr").await?;
+    let bound = l.local_addr().map_err(io("reading the link address"))?;
+    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    names.extend(hostname_names(&hostname, bound, &opts.link));
+    names.extend(opts.names.iter().cloned());
+    names.sort();
+    names.dedup();
+    let tls = Arc::new(portal.ca.link_server_config(&names)?);
+    println!("cloudlet portal: site link on https://{bound}/ (CA sha256:{})", portal.ca.fingerprint());
+    tasks.push(tokio::spawn(serve_link(l, tls, api::link_router(portal.clone()), stop.clone())));
+
+    wait_for_signal().await;
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+    }
+    Ok(())
+}
+
+/// The names of the link certificate that come from this host: its hostname and the host part
+/// of the configured link address, when it is a name or a specific address.
+fn hostname_names(hostname: &str, bound: SocketAddr, configured: &str) -> Vec<String> {
+    let mut v = Vec::new();
+    if !hostname.is_empty() {
+        v.push(hostname.to_string());
+    }
+    if !bound.ip().is_unspecified() {
+        v.push(bound.ip().to_string());
+    }
+    if let Some((host, _)) = configured.rsplit_once(':') {
+        let host = host.trim_matches(['[', ']']);
+        if !host.is_empty() && host.parse::<std::net::IpAddr>().map(|ip| !ip.is_unspecified()).unwrap_or(true) {
+            v.push(host.to_string());
+        }
+    }
+    v
+}
+
+async fn bind(addr: &str, data: &Path, file: &str) -> Result<tokio::net::TcpListener, PortalError> {
+    let l = tokio::net::TcpListener::bind(addr).await.map_err(|source| PortalError::Bind { addr: addr.to_string(), source })?;
+    let bound = l.local_addr().map_err(io("reading a bound address"))?;
+    std::fs::write(data.join(file), bound.to_string()).map_err(io(format!("writing {file}")))?;
+    Ok(l)
+}
+
+/// The admin token in `DATA/admin.token`, made (32 random bytes, hex, with a `clp_` prefix) at
+/// first start.
+fn admin_token(data: &Path) -> Result<String, PortalError> {
+    let path = data.join("admin.token");
+    if let Ok(t) = std::fs::read_to_string(&path)
+        && !t.trim().is_empty()
+    {
+        return Ok(t.trim().to_string());
+    }
+    let bytes: [u8; 32] = rand::random();
+    let token = format!("clp_{}", hex::encode(bytes));
+    crate::state::files::write_secret_file(&path, &token).map_err(io("writing admin.token"))?;
+    println!("cloudlet portal: first start; the admin token is in {} (mode 0600)", path.display());
+    Ok(token)
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: portal shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: portal shutting down"),
+    }
+}
+
+/// Accept TLS connections on `l` and serve `app` on each (HTTP/1.1 or HTTP/2 by ALPN), with the
+/// SHA-256 of the client's verified certificate, if it sent one, on every request
+/// ([`api::PeerCert`]). A handshake must finish within 10 s.
+async fn serve_link(l: tokio::net::TcpListener, tls: Arc<rustls::ServerConfig>, app: axum::Router, mut stop: watch::Receiver<bool>) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = stop.changed() => return,
+            r = l.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "link accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let (acceptor, app) = (acceptor.clone(), app.clone());
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "link TLS handshake failed"),
+                Err(_) => return tracing::debug!(%peer, "link TLS handshake timed out"),
+            };
+            let cert = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| sha256_hex(c));
+            let svc = app.layer(axum::Extension(api::PeerCert(cert)));
+            let svc = hyper_util::service::TowerToHyperService::new(svc);
+            let io = hyper_util::rt::TokioIo::new(tls);
+            let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            if let Err(e) = builder.serve_connection(io, svc).await {
+                tracing::debug!(%peer, error = %e, "link connection ended");
+            }
+        });
+    }
+}
