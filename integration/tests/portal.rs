@@ -228,3 +228,75 @@ fn a_site_joins_with_a_good_token_and_every_bad_one_is_refused_leaving_nothing_h
     assert!(c["error"].as_str().unwrap_or("").contains("certificate_revoked"), "{c}");
     assert_eq!(portal.phase("plant-a"), None);
 }
+
+/// Read `url`'s streamed body (with the portal admin token) on a thread until a line holds
+/// `needle`; true when it did within `secs`.
+fn stream_until(url: String, token: String, needle: &'static str, secs: u64) -> std::sync::mpsc::Receiver<bool> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(secs))).build().into();
+        let Ok(resp) = agent.get(&url).header("authorization", format!("Bearer {token}")).header("accept", "text/event-stream").call() else {
+            let _ = tx.send(false);
+            return;
+        };
+        let mut reader = std::io::BufReader::new(resp.into_body().into_reader());
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match std::io::BufRead::read_line(&mut reader, &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) if line.contains(needle) => {
+                    let _ = tx.send(true);
+                    return;
+                }
+                Ok(_) => {}
+            }
+        }
+        let _ = tx.send(false);
+    });
+    rx
+}
+
+#[test]
+fn a_joined_site_dials_out_and_the_portal_reaches_its_api_and_event_stream_through_the_link() {
+    let portal = Portal::start();
+    let mut site = Daemon::start();
+    let token = portal.token_for("plant-c", 3600);
+    let (st, b) = join(&site, &portal.link_url(), &token);
+    assert_eq!(st, 200, "{b}");
+    let connected = |p: &Portal| p.phase("plant-c").as_deref() == Some("Connected");
+    site.wait_for(30, "the site's link to come up", || connected(&portal).then_some(()));
+
+    // The site's API through the portal, as a site admin named after the portal user.
+    let (st, info) = portal.call("GET", "/v1/sites/plant-c/api/site", None);
+    assert_eq!(st, 200, "{info}");
+    assert_eq!(info["node_name"], site.call("GET", "/v1/site", None).json()["node_name"], "the answer is the site's own");
+    let (st, made) = portal.call("POST", "/v1/sites/plant-c/api/projects", Some(json!({"name": "via-portal"})));
+    assert_eq!(st, 201, "{made}");
+    assert_eq!(site.call("GET", "/v1/projects/via-portal", None).status, 200, "the change reached the site's state");
+    let audit = site.call("GET", "/v1/audit?limit=20", None).json();
+    assert!(
+        audit["items"].as_array().expect("items").iter().any(|r| r["actor"] == "portal:admin" && r["method"] == "POST"),
+        "audited on the site as the portal user: {audit}"
+    );
+    // The site's own errors pass through; the portal's credentials never do.
+    let (st, b) = portal.call("POST", "/v1/sites/plant-c/api/projects", Some(json!({"name": "Bad Name"})));
+    assert_eq!((st, b["error"]["field"].as_str()), (422, Some("name")), "{b}");
+    assert_eq!(portal.call_as("wrong", "GET", "/v1/sites/plant-c/api/site", None).0, 401);
+    assert_eq!(portal.call("GET", "/v1/sites/nowhere/api/site", None).0, 404);
+
+    // An event stream (SSE) follows through the tunnel.
+    let got = stream_until(format!("http://{}/v1/sites/plant-c/api/events?stream=true", portal.http), portal.token.clone(), "after-stream", 30);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(site.call("POST", "/v1/projects", Some(json!({"name": "after-stream"}))).status, 201);
+    assert_eq!(got.recv_timeout(Duration::from_secs(30)), Ok(true), "the event reached the portal's client through the link");
+
+    // The site goes away: the portal says so and answers 503; it comes back on its own.
+    site.kill9();
+    site.wait_for(40, "the portal to see the site disconnected", || (portal.phase("plant-c").as_deref() == Some("Disconnected")).then_some(()));
+    let (st, b) = portal.call("GET", "/v1/sites/plant-c/api/site", None);
+    assert_eq!((st, b["error"]["code"].as_str()), (503, Some("site_disconnected")), "{b}");
+    site.launch();
+    site.wait_for(30, "the link to come back after the site's restart", || connected(&portal).then_some(()));
+    assert_eq!(portal.call("GET", "/v1/sites/plant-c/api/projects/via-portal", None).0, 200);
+}

@@ -23,7 +23,13 @@ pub enum Transport {
     Http,
     /// HTTPS.
     Https,
+    /// The portal, over the site's outbound link (`crate::link::session`): its requests act as a
+    /// site admin named after the portal user (`X-Cloudlet-Portal-User`).
+    PortalLink,
 }
+
+/// The header the portal names its authenticated user in, on requests it sends over the link.
+pub const PORTAL_USER_HEADER: &str = "x-cloudlet-portal-user";
 
 /// The name of the console session cookie.
 pub const SESSION_COOKIE: &str = "cloudlet_session";
@@ -58,7 +64,8 @@ impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
-        let local = parts.extensions.get::<Transport>() == Some(&Transport::LocalSocket);
+        let transport = parts.extensions.get::<Transport>().copied();
+        let local = transport == Some(Transport::LocalSocket);
         let bearer = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -68,6 +75,9 @@ impl FromRequestParts<AppState> for Auth {
         let session = cookie(&parts.headers, SESSION_COOKIE).map(str::to_string);
         let principal = if local {
             app.site.run(|s| s.local_admin()).await?
+        } else if transport == Some(Transport::PortalLink) {
+            let user = parts.headers.get(PORTAL_USER_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("admin").to_string();
+            app.site.run(move |s| s.portal_admin(&user)).await?
         } else if let Some(token) = bearer {
             app.site.run(move |s| s.authenticate_token(&token)).await?
         } else if let Some(cookie) = session {

@@ -146,6 +146,14 @@ pub async fn whoami(dir: &Path) -> Result<WhoAmI, JoinError> {
     whoami_at(&id.portal, dir).await
 }
 
+/// The TLS client configuration of a joined site: it trusts only the portal CA in `dir/ca.pem`
+/// and authenticates with `site.pem` and `site.key`.
+pub fn pinned_client_config(dir: &Path) -> Result<rustls::ClientConfig, JoinError> {
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).map_err(io(format!("reading {name}")));
+    let pin = Arc::new(PinnedCa::new(&sha256_hex(&pem_der(&read("ca.pem")?)?)));
+    client_config(pin, Some((read("site.pem")?, read("site.key")?)))
+}
+
 async fn whoami_at(url: &str, dir: &Path) -> Result<WhoAmI, JoinError> {
     let read = |name: &str| std::fs::read_to_string(dir.join(name)).map_err(io(format!("reading {name}")));
     let ca = read("ca.pem")?;
@@ -206,6 +214,19 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 /// An HTTPS client that trusts only the pinned CA, offering `identity` (certificate and key PEM)
 /// when given. Connects within 10 s, answers within 30 s.
 fn http_client(pin: Arc<PinnedCa>, identity: Option<(String, String)>) -> Result<reqwest::Client, JoinError> {
+    let cfg = client_config(pin, identity)?;
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(cfg)
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(30))
+        .no_proxy()
+        .build()
+        .map_err(|e| JoinError::Cert(e.to_string()))
+}
+
+/// A rustls client configuration that trusts only the pinned CA, offering `identity`
+/// (certificate and key PEM) when given.
+fn client_config(pin: Arc<PinnedCa>, identity: Option<(String, String)>) -> Result<rustls::ClientConfig, JoinError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -222,13 +243,7 @@ fn http_client(pin: Arc<PinnedCa>, identity: Option<(String, String)>) -> Result
             builder.with_client_auth_cert(chain, key).map_err(|e| JoinError::Cert(e.to_string()))?
         }
     };
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(cfg)
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(30))
-        .no_proxy()
-        .build()
-        .map_err(|e| JoinError::Cert(e.to_string()))
+    Ok(cfg)
 }
 
 /// A server certificate verifier that trusts one CA, named by the SHA-256 of its DER: the

@@ -8,6 +8,7 @@
 //! `crate::portal`.
 
 pub mod join;
+pub mod session;
 pub mod token;
 
 use serde::{Deserialize, Serialize};

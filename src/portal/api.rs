@@ -37,6 +37,8 @@ pub struct Portal {
     pub admin_sha256: String,
     /// Lifetime of the client certificates it signs.
     pub cert_lifetime: Duration,
+    /// The sites connected now.
+    pub links: super::links::Links,
 }
 
 /// The SHA-256 (lowercase hex) of the verified client certificate of a link connection, when
@@ -78,6 +80,7 @@ pub fn admin_router(p: Portal) -> Router {
         .route("/v1/join-tokens", post(create_token))
         .route("/v1/sites", get(list_sites))
         .route("/v1/sites/{name}", get(get_site).delete(delete_site))
+        .route("/v1/sites/{name}/api/{*rest}", axum::routing::any(proxy))
         .fallback(|| async { ApiError::not_found("no such route") })
         .with_state(p)
 }
@@ -165,8 +168,12 @@ pub struct SiteView {
 /// The status of a site.
 #[derive(Debug, Serialize)]
 pub struct SiteStatus {
-    /// `Pending` (a token waits to be used) or `Disconnected` (joined, no link open).
+    /// `Pending` (a token waits to be used), `Connected` (its link is up) or `Disconnected`
+    /// (joined, no link now).
     pub phase: &'static str,
+    /// Since when its link is up (RFC 3339), when `Connected`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connected_since: Option<String>,
     /// When it joined (RFC 3339).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub joined_at: Option<String>,
@@ -178,11 +185,13 @@ pub struct SiteStatus {
     pub token_expires_at: Option<String>,
 }
 
-fn joined_view(s: &SiteRecord) -> SiteView {
+fn joined_view(p: &Portal, s: &SiteRecord) -> SiteView {
+    let since = p.links.connected_since(&s.name).map(|t| chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339());
     SiteView {
         name: s.name.clone(),
         status: SiteStatus {
-            phase: "Disconnected",
+            phase: if since.is_some() { "Connected" } else { "Disconnected" },
+            connected_since: since,
             joined_at: Some(rfc3339(s.joined_at)),
             certificate_not_after: Some(rfc3339(s.cert_not_after)),
             token_expires_at: None,
@@ -191,12 +200,15 @@ fn joined_view(s: &SiteRecord) -> SiteView {
 }
 
 fn pending_view(name: String, expires: i64) -> SiteView {
-    SiteView { name, status: SiteStatus { phase: "Pending", joined_at: None, certificate_not_after: None, token_expires_at: Some(rfc3339(expires)) } }
+    SiteView {
+        name,
+        status: SiteStatus { phase: "Pending", connected_since: None, joined_at: None, certificate_not_after: None, token_expires_at: Some(rfc3339(expires)) },
+    }
 }
 
 async fn list_sites(State(p): State<Portal>, headers: HeaderMap) -> Result<Json<serde_json::Value>, ApiError> {
     require_admin(&p, &headers)?;
-    let mut items: Vec<SiteView> = p.store.sites().await.map_err(store_error)?.iter().map(joined_view).collect();
+    let mut items: Vec<SiteView> = p.store.sites().await.map_err(store_error)?.iter().map(|s| joined_view(&p, s)).collect();
     items.extend(p.store.pending(now()).await.map_err(store_error)?.into_iter().map(|(n, e)| pending_view(n, e)));
     items.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(Json(serde_json::json!({ "items": items })))
@@ -205,7 +217,7 @@ async fn list_sites(State(p): State<Portal>, headers: HeaderMap) -> Result<Json<
 async fn get_site(State(p): State<Portal>, headers: HeaderMap, Path(name): Path<String>) -> Result<Json<SiteView>, ApiError> {
     require_admin(&p, &headers)?;
     if let Some(s) = p.store.site(&name).await.map_err(store_error)? {
-        return Ok(Json(joined_view(&s)));
+        return Ok(Json(joined_view(&p, &s)));
     }
     let pending = p.store.pending(now()).await.map_err(store_error)?;
     pending.into_iter().find(|(n, _)| *n == name).map(|(n, e)| Json(pending_view(n, e))).ok_or_else(|| ApiError::not_found(format!("site {name:?} not found")))
@@ -218,6 +230,24 @@ async fn delete_site(State(p): State<Portal>, headers: HeaderMap, Path(name): Pa
     }
     tracing::info!(site = %name, "site removed; its certificate is no longer accepted");
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Any call to a site's API, `/v1/sites/{name}/api/REST` → the site's `/v1/REST` (query kept),
+/// over its link, as a site admin named `portal:admin` there. Bodies and answers are streamed,
+/// so event streams (SSE) follow. Errors: 404 for an unknown site, 503 `site_disconnected`, 502
+/// `link_failed`; the site's own answers pass through unchanged.
+async fn proxy(State(p): State<Portal>, Path((name, rest)): Path<(String, String)>, req: axum::extract::Request) -> Result<Response, ApiError> {
+    require_admin(&p, req.headers())?;
+    if p.store.site(&name).await.map_err(store_error)?.is_none() {
+        return Err(ApiError::not_found(format!("site {name:?} not found")));
+    }
+    let (mut parts, body) = req.into_parts();
+    let query = parts.uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+    parts.uri = format!("/v1/{rest}{query}").parse().map_err(|_| ApiError::bad_request("the path cannot be forwarded").with_field("path"))?;
+    if !matches!(parts.method, axum::http::Method::GET | axum::http::Method::HEAD) {
+        tracing::info!(site = %name, method = %parts.method, path = %parts.uri.path(), "proxied a change to a site");
+    }
+    p.links.forward(&name, "admin", axum::http::Request::from_parts(parts, body)).await
 }
 
 fn refused(code: &'static str, message: &str) -> ApiError {

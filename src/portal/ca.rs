@@ -169,7 +169,7 @@ impl PortalCa {
             .with_client_cert_verifier(verifier)
             .with_single_cert(vec![cert.der().clone(), self.der.clone()], key_der)
             .map_err(|e| CaError::Tls(e.to_string()))?;
-        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec(), crate::link::session::LINK_ALPN.to_vec()];
         Ok(cfg)
     }
 }

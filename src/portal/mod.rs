@@ -10,6 +10,7 @@
 pub mod api;
 pub mod ca;
 pub mod csr;
+pub mod links;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -73,7 +74,13 @@ pub async fn serve(opts: PortalOptions) -> Result<(), PortalError> {
     let admin = admin_token(data)?;
     let store = store::SqliteStore::open(&data.join("portal.db"))?;
     let ca = ca::PortalCa::load_or_create(&data.join("ca"))?;
-    let portal = api::Portal { store: Arc::new(store), ca: Arc::new(ca), admin_sha256: sha256_hex(admin.as_bytes()), cert_lifetime: opts.cert_lifetime };
+    let portal = api::Portal {
+        store: Arc::new(store),
+        ca: Arc::new(ca),
+        admin_sha256: sha256_hex(admin.as_bytes()),
+        cert_lifetime: opts.cert_lifetime,
+        links: links::Links::default(),
+    };
     tracing::info!(ca_fingerprint = %portal.ca.fingerprint(), "portal CA loaded");
 
     let (stop_tx, stop) = watch::channel(false);
@@ -101,7 +108,7 @@ pub async fn serve(opts: PortalOptions) -> Result<(), PortalError> {
     names.dedup();
     let tls = Arc::new(portal.ca.link_server_config(&names)?);
     println!("cloudlet portal: site link on https://{bound}/ (CA sha256:{})", portal.ca.fingerprint());
-    tasks.push(tokio::spawn(serve_link(l, tls, api::link_router(portal.clone()), stop.clone())));
+    tasks.push(tokio::spawn(serve_link(l, tls, portal.clone(), stop.clone())));
 
     wait_for_signal().await;
     let _ = stop_tx.send(true);
@@ -167,7 +174,8 @@ async fn wait_for_signal() {
 /// Accept TLS connections on `l` and serve `app` on each (HTTP/1.1 or HTTP/2 by ALPN), with the
 /// SHA-256 of the client's verified certificate, if it sent one, on every request
 /// ([`api::PeerCert`]). A handshake must finish within 10 s.
-async fn serve_link(l: tokio::net::TcpListener, tls: Arc<rustls::ServerConfig>, app: axum::Router, mut stop: watch::Receiver<bool>) {
+async fn serve_link(l: tokio::net::TcpListener, tls: Arc<rustls::ServerConfig>, portal: api::Portal, mut stop: watch::Receiver<bool>) {
+    let app = api::link_router(portal.clone());
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -181,7 +189,9 @@ async fn serve_link(l: tokio::net::TcpListener, tls: Arc<rustls::ServerConfig>, 
                 }
             },
         };
-        let (acceptor, app) = (acceptor.clone(), app.clone());
+        let (acceptor, app, portal) = (acceptor.clone(), app.clone(), portal.clone());
+        let _ = tcp.set_nodelay(true);
+        let _ = socket2::SockRef::from(&tcp).set_tcp_user_timeout(Some(crate::link::session::TCP_USER_TIMEOUT));
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,
@@ -189,6 +199,18 @@ async fn serve_link(l: tokio::net::TcpListener, tls: Arc<rustls::ServerConfig>, 
                 Err(_) => return tracing::debug!(%peer, "link TLS handshake timed out"),
             };
             let cert = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| sha256_hex(c));
+            if tls.get_ref().1.alpn_protocol() == Some(crate::link::session::LINK_ALPN) {
+                // A site's link: only with the current certificate of a joined site.
+                let site = match &cert {
+                    Some(fp) => portal.store.site_by_cert(fp).await.ok().flatten(),
+                    None => None,
+                };
+                match site {
+                    Some(s) => portal.links.hold(s.name, tls).await,
+                    None => tracing::warn!(%peer, "refused a link without the certificate of a joined site"),
+                }
+                return;
+            }
             let svc = app.layer(axum::Extension(api::PeerCert(cert)));
             let svc = hyper_util::service::TowerToHyperService::new(svc);
             let io = hyper_util::rt::TokioIo::new(tls);

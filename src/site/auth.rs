@@ -201,6 +201,15 @@ impl Site {
         Ok(Principal { actor: "local-socket".into(), project_id: p.id, project: p.name, role: Role::Admin, site_admin: true })
     }
 
+    /// The principal of a request the portal sent over the site's link on behalf of its user
+    /// `user` (portal admins are site admins; the actor is `portal:<user>`, at most 64
+    /// characters of `[A-Za-z0-9._@-]`, others replaced by `_`).
+    pub fn portal_admin(&self, user: &str) -> Result<Principal, SiteError> {
+        let p = self.project_by_name(SYSTEM_PROJECT)?;
+        let user: String = user.chars().take(64).map(|c| if c.is_ascii_alphanumeric() || "._@-".contains(c) { c } else { '_' }).collect();
+        Ok(Principal { actor: format!("portal:{user}"), project_id: p.id, project: p.name, role: Role::Admin, site_admin: true })
+    }
+
     /// Log a console user in. `username` is `name` (in the `system` project) or `name@project`.
     /// Returns the new session cookie value and the principal. Errors: unauthenticated, with the
     /// same message and roughly the same time whether the user or the password was wrong.

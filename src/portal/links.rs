@@ -1,0 +1,96 @@
+//! The links the portal holds: for each connected site, the HTTP/2 client end of the
+//! connection the site dialled (the site serves its API on it), and the proxy that forwards
+//! `/v1/sites/{site}/api/...` to the site's `/v1/...` over it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use axum::body::Body;
+use axum::http::{HeaderName, Request, Response, StatusCode, header};
+use hyper::client::conn::http2::SendRequest;
+
+use crate::api::error::ApiError;
+use crate::link::session::PING;
+
+/// One connected site.
+#[derive(Clone)]
+struct Link {
+    id: u64,
+    sender: SendRequest<Body>,
+    since: SystemTime,
+}
+
+/// The connected sites, by name.
+#[derive(Clone, Default)]
+pub struct Links(Arc<Mutex<HashMap<String, Link>>>);
+
+/// The header naming the portal user on proxied requests (the site maps it to its actor).
+const PORTAL_USER: &str = "x-cloudlet-portal-user";
+
+impl Links {
+    /// When `site`'s link came up, if it is connected.
+    pub fn connected_since(&self, site: &str) -> Option<SystemTime> {
+        self.0.lock().ok()?.get(site).map(|l| l.since)
+    }
+
+    /// Take over the TLS connection `io` that `site` dialled: be its HTTP/2 client (pings every
+    /// [`PING`]) until it ends. A newer link of the same site replaces an older one.
+    pub async fn hold<IO>(&self, site: String, io: IO)
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let mut builder = hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
+        builder.timer(hyper_util::rt::TokioTimer::new()).keep_alive_interval(PING).keep_alive_timeout(PING).keep_alive_while_idle(true);
+        let (sender, conn) = match builder.handshake(hyper_util::rt::TokioIo::new(io)).await {
+            Ok(x) => x,
+            Err(e) => return tracing::warn!(%site, error = %e, "link handshake failed"),
+        };
+        let id: u64 = rand::random();
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(site.clone(), Link { id, sender, since: SystemTime::now() });
+        }
+        tracing::info!(%site, "site connected");
+        if let Err(e) = conn.await {
+            tracing::debug!(%site, error = %e, "link connection ended");
+        }
+        if let Ok(mut m) = self.0.lock()
+            && m.get(&site).is_some_and(|l| l.id == id)
+        {
+            m.remove(&site);
+        }
+        tracing::warn!(%site, "site disconnected");
+    }
+
+    /// Send `req` (its path already the site's, `/v1/...`) to `site` as portal user `user`, and
+    /// stream back the answer. Errors: 503 `site_disconnected`; 502 `link_failed`.
+    pub async fn forward(&self, site: &str, user: &str, mut req: Request<Body>) -> Result<Response<Body>, ApiError> {
+        let link = self.0.lock().ok().and_then(|m| m.get(site).cloned());
+        let Some(mut link) = link else {
+            return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "site_disconnected", format!("site {site} has no link to the portal now")));
+        };
+        // Hop-by-hop headers and the portal's own credentials stay here (RFC 9110 §7.6.1).
+        let h = req.headers_mut();
+        for name in [header::AUTHORIZATION, header::COOKIE, header::HOST, header::CONNECTION, header::TRANSFER_ENCODING, header::UPGRADE, header::TE] {
+            h.remove(name);
+        }
+        h.remove(HeaderName::from_static("keep-alive"));
+        h.remove(HeaderName::from_static("proxy-connection"));
+        if let Ok(v) = user.parse() {
+            h.insert(HeaderName::from_static(PORTAL_USER), v);
+        }
+        *req.version_mut() = axum::http::Version::HTTP_2;
+        // HTTP/2 requests carry :scheme and :authority (RFC 9113 §8.3.1): the site's name.
+        let path = req.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
+        *req.uri_mut() = format!("http://{site}{path}").parse().map_err(|_| ApiError::bad_request("the path cannot be forwarded").with_field("path"))?;
+        let ready = tokio::time::timeout(Duration::from_secs(10), link.sender.ready()).await;
+        if !matches!(ready, Ok(Ok(()))) {
+            return Err(ApiError::new(StatusCode::BAD_GATEWAY, "link_failed", format!("the link to site {site} is not ready")));
+        }
+        let resp = link.sender.send_request(req).await.map_err(|e| {
+            let cause = std::error::Error::source(&e).map(|c| format!(": {c}")).unwrap_or_default();
+            ApiError::new(StatusCode::BAD_GATEWAY, "link_failed", format!("the link to site {site} failed: {e}{cause}"))
+        })?;
+        Ok(resp.map(Body::new))
+    }
+}
