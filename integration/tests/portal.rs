@@ -300,3 +300,53 @@ fn a_joined_site_dials_out_and_the_portal_reaches_its_api_and_event_stream_throu
     site.wait_for(30, "the link to come back after the site's restart", || connected(&portal).then_some(()));
     assert_eq!(portal.call("GET", "/v1/sites/plant-c/api/projects/via-portal", None).0, 200);
 }
+
+/// An nftables table that drops every packet to or from a loopback TCP port (both directions of
+/// a link), removed on drop.
+struct Blackhole(String);
+
+impl Blackhole {
+    fn port(port: u16) -> Blackhole {
+        let table = format!("cltest_link_{port}");
+        let rules = format!(
+            "table inet {table} {{\n chain out {{\n  type filter hook output priority -10; policy accept;\n  tcp dport {port} drop\n  tcp sport {port} drop\n }}\n}}\n"
+        );
+        let path = std::env::temp_dir().join(format!("{table}.nft"));
+        std::fs::write(&path, rules).expect("write the rules");
+        let ok = Command::new("nft").arg("-f").arg(&path).status().map(|s| s.success()).unwrap_or(false);
+        assert!(ok, "nft could not add the drop rules");
+        Blackhole(table)
+    }
+}
+
+impl Drop for Blackhole {
+    fn drop(&mut self) {
+        let _ = Command::new("nft").args(["delete", "table", "inet", &self.0]).status();
+    }
+}
+
+#[test]
+fn a_silently_dead_link_is_found_by_its_pings_and_the_site_dials_again() {
+    if !crate::common::privileged(crate::common::is_root(), "root (nftables rules that black-hole the link's port)") {
+        return;
+    }
+    let portal = Portal::start();
+    let site = Daemon::start();
+    let token = portal.token_for("plant-d", 3600);
+    assert_eq!(join(&site, &portal.link_url(), &token).0, 200);
+    site.wait_for(30, "the link to come up", || (portal.phase("plant-d").as_deref() == Some("Connected")).then_some(()));
+
+    // Every packet of the link vanishes: no FIN, no RST, as when a middlebox dies.
+    let port: u16 = portal.link.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).expect("link port");
+    let cut = Blackhole::port(port);
+    let t0 = Instant::now();
+    site.wait_for(40, "the portal to find the dead link", || (portal.phase("plant-d").as_deref() == Some("Disconnected")).then_some(()));
+    let found = t0.elapsed();
+    println!("dead link found by the portal after {:.1} s (bound: 25 s)", found.as_secs_f64());
+    assert_eq!(portal.call("GET", "/v1/sites/plant-d/api/site", None).0, 503);
+
+    // The path heals: the site's back-off brings the link back by itself.
+    drop(cut);
+    site.wait_for(90, "the link to come back", || (portal.phase("plant-d").as_deref() == Some("Connected")).then_some(()));
+    assert_eq!(portal.call("GET", "/v1/sites/plant-d/api/site", None).0, 200);
+}
