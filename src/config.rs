@@ -41,7 +41,28 @@ pub struct Config {
     pub s3: S3Config,
     pub functions: FunctionsConfig,
     pub egress: EgressConfig,
+    pub portal: PortalConfig,
     pub projects: ProjectsConfig,
+}
+
+/// The portal this site joins by itself at start (`cloudlet serve --portal URL --join-token T`
+/// does the same): while the site has joined none, the daemon joins with `join_token`, retrying
+/// while the portal is unreachable. Both empty: the site joins only when told
+/// (`cloudlet site join`).
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PortalConfig {
+    /// The portal's link URL, `https://HOST[:PORT]`.
+    pub url: String,
+    /// A join token the portal made for this site (single-use; a secret, never logged).
+    pub join_token: String,
+}
+
+impl std::fmt::Debug for PortalConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let token = if self.join_token.is_empty() { "" } else { "(set)" };
+        f.debug_struct("PortalConfig").field("url", &self.url).field("join_token", &token).finish()
+    }
 }
 
 /// Projects (tenants).
@@ -318,6 +339,7 @@ impl Default for Config {
             s3: S3Config::default(),
             functions: FunctionsConfig::default(),
             egress: EgressConfig::default(),
+            portal: PortalConfig::default(),
             projects: ProjectsConfig::default(),
         }
     }
@@ -482,6 +504,13 @@ deny_cidrs = []
 # Exceptions the site permits, beating every refusal: "CIDR", "ADDR", "ADDR:PORT", "CIDR:PORT",
 # "[IPV6]:PORT" or "[IPV6/LEN]", e.g. a registry on "127.0.0.1:5000". Flag: --egress-allow.
 allow_cidrs = []
+
+[portal]
+# The portal this site joins by itself at start while it has joined none: its link URL
+# ("https://HOST:PORT") and a join token it made for this site (single-use). Empty: join with
+# `cloudlet site join`. Flags: --portal, --join-token.
+url = ""
+join_token = ""
 
 # Quotas a new project gets for every key its spec leaves out (the system project gets none);
 # a site admin changes a project's own with `cloudlet project update`. Keys: kinds' plurals

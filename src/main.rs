@@ -62,6 +62,12 @@ fn serve_config(a: &ServeArgs, socket: Option<&str>) -> anyhow::Result<Config> {
     if let Some(p) = a.probe_interval {
         cfg.node.probe_interval_seconds = p;
     }
+    if let Some(u) = &a.portal {
+        cfg.portal.url = u.clone();
+    }
+    if let Some(t) = &a.join_token {
+        cfg.portal.join_token = t.clone();
+    }
     cfg.egress.allow_cidrs.extend(a.egress_allow.iter().cloned());
     cfg.egress_policy()?;
     Ok(cfg)

@@ -299,6 +299,26 @@ fn a_joined_site_dials_out_and_the_portal_reaches_its_api_and_event_stream_throu
     site.launch();
     site.wait_for(30, "the link to come back after the site's restart", || connected(&portal).then_some(()));
     assert_eq!(portal.call("GET", "/v1/sites/plant-c/api/projects/via-portal", None).0, 200);
+
+    // Removing the site ends its live link, and the link it dials again is refused.
+    assert_eq!(portal.call("DELETE", "/v1/sites/plant-c", None).0, 204);
+    assert_eq!(portal.call("GET", "/v1/sites/plant-c/api/site", None).0, 404);
+    site.wait_for(30, "the portal to refuse the removed site's link", || {
+        portal.log().contains("refused a link without the certificate of a joined site").then_some(())
+    });
+    assert_eq!(portal.phase("plant-c"), None);
+}
+
+#[test]
+fn a_site_started_with_a_portal_and_a_token_joins_by_itself() {
+    let portal = Portal::start();
+    let token = portal.token_for("plant-e", 3600);
+    let url = portal.link_url();
+    let site = Daemon::start_with(&["--portal", &url, "--join-token", &token]);
+    site.wait_for(30, "the site to join and link by itself", || (portal.phase("plant-e").as_deref() == Some("Connected")).then_some(()));
+    assert_eq!(site.call("GET", "/v1/site/portal", None).json()["site"], "plant-e");
+    let secret = token.rsplit('.').next().expect("secret");
+    assert!(!site.log().contains(secret), "the daemon never logs the join token");
 }
 
 /// An nftables table that drops every packet to or from a loopback TCP port (both directions of

@@ -263,6 +263,13 @@ pub struct ServeArgs {
     /// Host probe and heartbeat interval in seconds.
     #[arg(long)]
     pub probe_interval: Option<u64>,
+    /// Join the portal at URL (`https://HOST:PORT`) at start, while this site has joined none
+    /// (`[portal] url`).
+    #[arg(long, value_name = "URL")]
+    pub portal: Option<String>,
+    /// The join token for --portal (`[portal] join_token`).
+    #[arg(long, value_name = "TOKEN", env = "CLOUDLET_PORTAL_JOIN_TOKEN", hide_env_values = true)]
+    pub join_token: Option<String>,
     /// Permit outbound connections for tenants to RULE despite the egress policy (added to
     /// `[egress] allow_cidrs`): CIDR, ADDR, ADDR:PORT or [IPV6]:PORT. Repeatable.
     #[arg(long, value_name = "RULE")]

@@ -186,6 +186,10 @@ pub async fn serve(cfg: Config) -> Result<(), DaemonError> {
     // The outbound link to the portal, once the site joined one (it waits until then).
     let portal_app = app.clone().layer(axum::Extension(Transport::PortalLink));
     tasks.spawn("portal link", crate::link::session::run(site.portal_dir(), portal_app, stop.clone()));
+    tasks.detach({
+        let site = site.clone();
+        async move { site.join_configured_portal().await }
+    });
     tracing::info!(data_dir = %data.display(), "cloudlet serving");
     // Once every listener is up and the start-up pass is done, give back what only start-up used.
     tasks.detach({

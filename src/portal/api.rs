@@ -228,6 +228,8 @@ async fn delete_site(State(p): State<Portal>, headers: HeaderMap, Path(name): Pa
     if !p.store.remove_site(&name).await.map_err(store_error)? {
         return Err(ApiError::not_found(format!("site {name:?} not found")));
     }
+    // Its live link ends too: the certificate it was opened with no longer names a site.
+    p.links.drop_site(&name);
     tracing::info!(site = %name, "site removed; its certificate is no longer accepted");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -34,6 +34,14 @@ impl Links {
         self.0.lock().ok()?.get(site).map(|l| l.since)
     }
 
+    /// Forget `site`'s link: dropping the portal's client end closes the connection (HTTP/2
+    /// GOAWAY), so the link of a removed site ends at once.
+    pub fn drop_site(&self, site: &str) {
+        if let Ok(mut m) = self.0.lock() {
+            m.remove(site);
+        }
+    }
+
     /// Take over the TLS connection `io` that `site` dialled: be its HTTP/2 client (pings every
     /// [`PING`]) until it ends. A newer link of the same site replaces an older one.
     pub async fn hold<IO>(&self, site: String, io: IO)

@@ -25,6 +25,29 @@ impl Site {
         crate::link::join::whoami(&self.portal_dir()).await.map(|w| w.site)
     }
 
+    /// Join the configured portal (`[portal]`) unless this site joined one: retried with a
+    /// doubling back-off (2 s to 60 s) while the portal cannot be reached; any other failure (a
+    /// refused or malformed token, another CA) is logged and ends the attempts, since trying
+    /// again cannot mend it.
+    pub async fn join_configured_portal(&self) {
+        let (url, token) = (self.config().portal.url.clone(), self.config().portal.join_token.clone());
+        if url.is_empty() || matches!(self.portal_identity(), Ok(Some(_))) {
+            return;
+        }
+        let mut wait = std::time::Duration::from_secs(2);
+        loop {
+            match self.join_portal(&url, &token).await {
+                Ok(_) => return,
+                Err(SiteError::Join(JoinError::Unreachable(e))) => {
+                    tracing::warn!(portal = %url, error = %e, retry_in_s = wait.as_secs(), "the configured portal cannot be reached");
+                }
+                Err(e) => return tracing::error!(portal = %url, error = %e, "joining the configured portal failed; join with `cloudlet site join`"),
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(std::time::Duration::from_secs(60));
+        }
+    }
+
     /// The portal this site joined, if any.
     pub fn portal_identity(&self) -> Result<Option<Identity>, SiteError> {
         Ok(crate::link::join::identity(&self.portal_dir())?)
