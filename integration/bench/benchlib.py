@@ -12,6 +12,15 @@ def free_port():
         return s.getsockname()[1]
 
 
+def rss_mib(pid):
+    """`VmRSS` of process `pid`, MiB (0 when it is gone)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def wait_file(path, secs=60):
     """The stripped contents of `path` once it exists and is not empty (e.g. a daemon's
     `http.addr`); exits the benchmark after `secs` seconds."""

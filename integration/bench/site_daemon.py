@@ -26,6 +26,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import rss_mib  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("CLOUDLET_BIN", os.path.join(ROOT, "target/release/cloudlet"))
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
@@ -42,14 +45,6 @@ def idle_mem_mib(pid, started):
             if k in ("Rss", "Pss"):
                 got[k] = int(v.split()[0]) / 1024
     return got.get("Rss", 0.0), got.get("Pss", 0.0)
-
-
-def rss_mib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def free_port():

@@ -334,6 +334,7 @@ impl Blackhole {
         let path = std::env::temp_dir().join(format!("{table}.nft"));
         std::fs::write(&path, rules).expect("write the rules");
         let ok = Command::new("nft").arg("-f").arg(&path).status().map(|s| s.success()).unwrap_or(false);
+        let _ = std::fs::remove_file(&path);
         assert!(ok, "nft could not add the drop rules");
         Blackhole(table)
     }

@@ -64,7 +64,8 @@ fn lock_data_dir(data: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, Daemon
     nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|_| DaemonError::AlreadyRunning(data.to_path_buf()))
 }
 
-async fn wait_for_signal() {
+/// Wait for SIGTERM or SIGINT (the site daemon's and the portal's shutdown signal).
+pub(crate) async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,

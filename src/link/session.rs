@@ -73,11 +73,10 @@ fn jitter(d: Duration) -> Duration {
 /// site's certificate, trusting only the portal CA in `dir`.
 async fn connect(dir: &Path, url: &str) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, JoinError> {
     let authority = url.strip_prefix("https://").unwrap_or(url);
-    let host = match authority.rsplit_once(':') {
-        Some((h, p)) if p.parse::<u16>().is_ok() => h.trim_matches(['[', ']']),
-        _ => authority,
+    let (host, addr) = match authority.rsplit_once(':') {
+        Some((h, p)) if p.parse::<u16>().is_ok() => (h.trim_matches(['[', ']']), authority.to_string()),
+        _ => (authority, format!("{authority}:443")),
     };
-    let addr = if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) { authority.to_string() } else { format!("{authority}:443") };
     let tcp = tokio::time::timeout(Duration::from_secs(10), tokio::net::TcpStream::connect(&addr))
         .await
         .map_err(|_| JoinError::Unreachable(format!("connecting to {addr} timed out")))?

@@ -25,9 +25,6 @@ struct Link {
 #[derive(Clone, Default)]
 pub struct Links(Arc<Mutex<HashMap<String, Link>>>);
 
-/// The header naming the portal user on proxied requests (the site maps it to its actor).
-const PORTAL_USER: &str = "x-cloudlet-portal-user";
-
 impl Links {
     /// When `site`'s link came up, if it is connected.
     pub fn connected_since(&self, site: &str) -> Option<SystemTime> {
@@ -85,7 +82,7 @@ impl Links {
         h.remove(HeaderName::from_static("keep-alive"));
         h.remove(HeaderName::from_static("proxy-connection"));
         if let Ok(v) = user.parse() {
-            h.insert(HeaderName::from_static(PORTAL_USER), v);
+            h.insert(HeaderName::from_static(crate::api::auth::PORTAL_USER_HEADER), v);
         }
         *req.version_mut() = axum::http::Version::HTTP_2;
         // HTTP/2 requests carry :scheme and :authority (RFC 9113 §8.3.1): the site's name.

@@ -110,7 +110,7 @@ pub async fn serve(opts: PortalOptions) -> Result<(), PortalError> {
     println!("cloudlet portal: site link on https://{bound}/ (CA sha256:{})", portal.ca.fingerprint());
     tasks.push(tokio::spawn(serve_link(l, tls, portal.clone(), stop.clone())));
 
-    wait_for_signal().await;
+    crate::daemon::wait_for_signal().await;
     let _ = stop_tx.send(true);
     for t in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
@@ -158,17 +158,6 @@ fn admin_token(data: &Path) -> Result<String, PortalError> {
     crate::state::files::write_secret_file(&path, &token).map_err(io("writing admin.token"))?;
     println!("cloudlet portal: first start; the admin token is in {} (mode 0600)", path.display());
     Ok(token)
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut term) = signal(SignalKind::terminate()) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: portal shutting down"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: portal shutting down"),
-    }
 }
 
 /// Accept TLS connections on `l` and serve `app` on each (HTTP/1.1 or HTTP/2 by ALPN), with the
