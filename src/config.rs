@@ -49,19 +49,28 @@ pub struct Config {
 /// does the same): while the site has joined none, the daemon joins with `join_token`, retrying
 /// while the portal is unreachable. Both empty: the site joins only when told
 /// (`cloudlet site join`).
-#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PortalConfig {
     /// The portal's link URL, `https://HOST[:PORT]`.
     pub url: String,
     /// A join token the portal made for this site (single-use; a secret, never logged).
     pub join_token: String,
+    /// The outbox's bound on disk, per stream (events, audit): records the portal has not yet
+    /// received are kept up to this many; past it the oldest are dropped and counted as lost.
+    pub outbox_max_records: u64,
+}
+
+impl Default for PortalConfig {
+    fn default() -> Self {
+        PortalConfig { url: String::new(), join_token: String::new(), outbox_max_records: 1_000_000 }
+    }
 }
 
 impl std::fmt::Debug for PortalConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let token = if self.join_token.is_empty() { "" } else { "(set)" };
-        f.debug_struct("PortalConfig").field("url", &self.url).field("join_token", &token).finish()
+        f.debug_struct("PortalConfig").field("url", &self.url).field("join_token", &token).field("outbox_max_records", &self.outbox_max_records).finish()
     }
 }
 
@@ -508,9 +517,13 @@ allow_cidrs = []
 [portal]
 # The portal this site joins by itself at start while it has joined none: its link URL
 # ("https://HOST:PORT") and a join token it made for this site (single-use). Empty: join with
-# `cloudlet site join`. Flags: --portal, --join-token.
+# `cloudlet site join`. Flags: --portal, --join-token. Env: CLOUDLET_PORTAL_URL,
+# CLOUDLET_PORTAL_JOIN_TOKEN.
 url = ""
 join_token = ""
+# Events and audit records wait on disk until the portal has them (the outbox): at most this
+# many per stream; past it the oldest go, counted as lost in what the portal sees.
+outbox_max_records = 1000000
 
 # Quotas a new project gets for every key its spec leaves out (the system project gets none);
 # a site admin changes a project's own with `cloudlet project update`. Keys: kinds' plurals
@@ -646,6 +659,12 @@ impl Config {
         }
         if let Some(v) = get("CLOUDLET_NODE_NAME") {
             self.node.name = v;
+        }
+        if let Some(v) = get("CLOUDLET_PORTAL_URL") {
+            self.portal.url = v;
+        }
+        if let Some(v) = get("CLOUDLET_PORTAL_JOIN_TOKEN") {
+            self.portal.join_token = v;
         }
         Ok(())
     }

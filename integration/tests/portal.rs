@@ -13,24 +13,24 @@ use serde_json::{Value, json};
 use crate::common::{Daemon, bin, cli};
 
 /// A running portal on a temporary data dir.
-struct Portal {
+pub(crate) struct Portal {
     dir: PathBuf,
     _tmp: tempfile::TempDir,
     child: Option<Child>,
-    http: String,
-    link: String,
-    token: String,
+    pub(crate) http: String,
+    pub(crate) link: String,
+    pub(crate) token: String,
 }
 
 impl Portal {
-    fn start() -> Portal {
+    pub(crate) fn start() -> Portal {
         let tmp = tempfile::tempdir().expect("tempdir");
         let mut p = Portal { dir: tmp.path().to_path_buf(), _tmp: tmp, child: None, http: String::new(), link: String::new(), token: String::new() };
         p.launch();
         p
     }
 
-    fn launch(&mut self) {
+    pub(crate) fn launch(&mut self) {
         for f in ["http.addr", "link.addr"] {
             let _ = std::fs::remove_file(self.dir.join(f));
         }
@@ -62,15 +62,15 @@ impl Portal {
         self.token = std::fs::read_to_string(self.dir.join("admin.token")).expect("admin.token").trim().to_string();
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("portal.log")).unwrap_or_default()
     }
 
-    fn link_url(&self) -> String {
+    pub(crate) fn link_url(&self) -> String {
         format!("https://{}", self.link)
     }
 
-    fn kill9(&mut self) {
+    pub(crate) fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -78,11 +78,11 @@ impl Portal {
     }
 
     /// An admin API call: (status, JSON body or null).
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    pub(crate) fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         self.call_as(&self.token, method, path, body)
     }
 
-    fn call_as(&self, token: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    pub(crate) fn call_as(&self, token: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(30))).build().into();
         let mut b =
             ureq::http::Request::builder().method(method).uri(format!("http://{}{}", self.http, path)).header("authorization", format!("Bearer {token}"));
@@ -97,13 +97,13 @@ impl Portal {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
-    fn token_for(&self, site: &str, seconds: u64) -> String {
+    pub(crate) fn token_for(&self, site: &str, seconds: u64) -> String {
         let (st, b) = self.call("POST", "/v1/join-tokens", Some(json!({"name": site, "spec": {"expires_in_seconds": seconds}})));
         assert_eq!(st, 201, "{b}");
         b["token"].as_str().expect("token").to_string()
     }
 
-    fn phase(&self, site: &str) -> Option<String> {
+    pub(crate) fn phase(&self, site: &str) -> Option<String> {
         let (st, b) = self.call("GET", &format!("/v1/sites/{site}"), None);
         (st == 200).then(|| b["status"]["phase"].as_str().unwrap_or("").to_string())
     }
@@ -116,7 +116,7 @@ impl Drop for Portal {
 }
 
 /// The site's join call: (status, body).
-fn join(site: &Daemon, url: &str, token: &str) -> (u16, Value) {
+pub(crate) fn join(site: &Daemon, url: &str, token: &str) -> (u16, Value) {
     let a = site.call("POST", "/v1/site/join", Some(json!({"portal": url, "token": token})));
     let body = serde_json::from_str(&a.body).unwrap_or(Value::Null);
     (a.status, body)
@@ -323,10 +323,10 @@ fn a_site_started_with_a_portal_and_a_token_joins_by_itself() {
 
 /// An nftables table that drops every packet to or from a loopback TCP port (both directions of
 /// a link), removed on drop.
-struct Blackhole(String);
+pub(crate) struct Blackhole(String);
 
 impl Blackhole {
-    fn port(port: u16) -> Blackhole {
+    pub(crate) fn port(port: u16) -> Blackhole {
         let table = format!("cltest_link_{port}");
         let rules = format!(
             "table inet {table} {{\n chain out {{\n  type filter hook output priority -10; policy accept;\n  tcp dport {port} drop\n  tcp sport {port} drop\n }}\n}}\n"

@@ -191,3 +191,56 @@ pub async fn audit(State(app): State<AppState>, Auth(p): Auth, ApiQuery(q): ApiQ
     let items = app.site.run(move |s| s.audit(filter.as_ref(), before, limit)).await?;
     Ok(Json(AuditList { items }).into_response())
 }
+
+/// Query of `/v1/site/outbox`: the portal's cursor in each stream (what it committed, and so
+/// acknowledges), how many records of each to answer, and how long to wait for a first one.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct OutboxQuery {
+    /// Events after this cursor (default 0).
+    pub events: Option<i64>,
+    /// Audit records after this id (default 0).
+    pub audit: Option<i64>,
+    /// Most records per stream (1–5000, default 500).
+    pub limit: Option<usize>,
+    /// Seconds to wait for a first record when there is none (0–30, default 0).
+    pub wait_seconds: Option<u64>,
+}
+
+/// The outbox pull of the portal, over the site's link only: records of every stream after
+/// the portal's cursors, which acknowledge what it committed (retention may then drop them).
+/// 403 on any other transport; 400 naming a bad parameter.
+#[utoipa::path(get, path = "/v1/site/outbox", tag = "events", params(OutboxQuery),
+    responses((status = 200, body = crate::site::outbox::OutboxPage), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn outbox(
+    State(app): State<AppState>,
+    transport: Option<axum::Extension<super::auth::Transport>>,
+    Auth(p): Auth,
+    ApiQuery(q): ApiQuery<OutboxQuery>,
+) -> Result<Response, ApiError> {
+    if transport.map(|t| t.0) != Some(super::auth::Transport::PortalLink) {
+        return Err(ApiError::new(axum::http::StatusCode::FORBIDDEN, "permission_denied", "only the portal pulls the outbox, over the site's link"));
+    }
+    p.require_site_admin()?;
+    use crate::site::outbox::Stream;
+    use crate::site::outbox::{MAX_OUTBOX_PAGE, MAX_OUTBOX_WAIT};
+    let limit = q.limit.unwrap_or(500);
+    if limit == 0 || limit > MAX_OUTBOX_PAGE {
+        return Err(ApiError::bad_request(format!("limit must be 1 to {MAX_OUTBOX_PAGE}")).with_field("limit"));
+    }
+    let wait = q.wait_seconds.unwrap_or(0);
+    if wait > MAX_OUTBOX_WAIT.as_secs() {
+        return Err(ApiError::bad_request(format!("wait_seconds must be 0 to {}", MAX_OUTBOX_WAIT.as_secs())).with_field("wait_seconds"));
+    }
+    let mut after = Vec::new();
+    for (s, v) in [(Stream::Events, q.events), (Stream::Audit, q.audit)] {
+        let v = v.unwrap_or(0);
+        if v < 0 {
+            return Err(ApiError::bad_request("a cursor is 0 or more").with_field(s.name()));
+        }
+        after.push((s, v));
+    }
+    let page = app.site.outbox_pull(after, limit, Duration::from_secs(wait)).await?;
+    Ok(Json(page).into_response())
+}

@@ -156,6 +156,7 @@ pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(functions::invoke_function))
         .routes(routes!(events::events))
         .routes(routes!(events::audit))
+        .routes(routes!(events::outbox))
         .split_for_parts()
 }
 

@@ -1,10 +1,12 @@
 //! The portal's HTTP API (`/v1`, admin bearer token) and the link listener's join routes.
 //!
 //! Admin API: `POST /v1/join-tokens`, `GET /v1/sites`, `GET /v1/sites/{name}`,
-//! `DELETE /v1/sites/{name}`. Link listener (TLS, `DATA/link.addr`): `POST /v1/link/join`
+//! `DELETE /v1/sites/{name}`, the site's streams as received (`GET /v1/sites/{name}/events`,
+//! `/audit`) and its API through the link (`/v1/sites/{name}/api/...`). Link listener (TLS, `DATA/link.addr`): `POST /v1/link/join`
 //! (no client certificate), `GET /v1/link/whoami` (mutual TLS). Errors are the site API's JSON
 //! shape (`{"error": {"code", "message", "field"?}}`).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +18,7 @@ use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::ca::{CaError, PortalCa};
-use super::store::{PortalStore, SiteRecord, StoreError, TokenRecord};
+use super::store::{PortalStore, SiteRecord, StoreError, StreamState, TokenRecord};
 use crate::api::error::{ApiError, ApiJson};
 use crate::link::token::{JoinToken, same_secret, sha256_hex};
 use crate::link::{JoinRequest, JoinResponse, WhoAmI};
@@ -80,6 +82,8 @@ pub fn admin_router(p: Portal) -> Router {
         .route("/v1/join-tokens", post(create_token))
         .route("/v1/sites", get(list_sites))
         .route("/v1/sites/{name}", get(get_site).delete(delete_site))
+        .route("/v1/sites/{name}/events", get(site_events))
+        .route("/v1/sites/{name}/audit", get(site_audit))
         .route("/v1/sites/{name}/api/{*rest}", axum::routing::any(proxy))
         .fallback(|| async { ApiError::not_found("no such route") })
         .with_state(p)
@@ -183,9 +187,33 @@ pub struct SiteStatus {
     /// When its newest pending token expires (RFC 3339).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_expires_at: Option<String>,
+    /// Where the portal stands in each of the site's outbox streams (`events`, `audit`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub streams: BTreeMap<String, StreamView>,
 }
 
-fn joined_view(p: &Portal, s: &SiteRecord) -> SiteView {
+/// The portal's position in one of a site's streams.
+#[derive(Debug, Serialize)]
+pub struct StreamView {
+    /// The highest sequence number the portal holds.
+    pub cursor: i64,
+    /// The site's newest, as of the last pull: `latest - cursor` records are still on their way.
+    pub latest: i64,
+    /// Records the site dropped before sending them (its on-disk bound), by its count.
+    pub lost: i64,
+    /// Records the portal knows it never got (the stream's gaps).
+    pub missing: i64,
+}
+
+fn stream_views(states: &[StreamState], site: &str) -> BTreeMap<String, StreamView> {
+    states
+        .iter()
+        .filter(|s| s.site == site)
+        .map(|s| (s.stream.clone(), StreamView { cursor: s.cursor, latest: s.latest, lost: s.lost, missing: s.missing }))
+        .collect()
+}
+
+fn joined_view(p: &Portal, s: &SiteRecord, streams: &[StreamState]) -> SiteView {
     let since = p.links.connected_since(&s.name).map(|t| chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339());
     SiteView {
         name: s.name.clone(),
@@ -195,6 +223,7 @@ fn joined_view(p: &Portal, s: &SiteRecord) -> SiteView {
             joined_at: Some(rfc3339(s.joined_at)),
             certificate_not_after: Some(rfc3339(s.cert_not_after)),
             token_expires_at: None,
+            streams: stream_views(streams, &s.name),
         },
     }
 }
@@ -202,13 +231,21 @@ fn joined_view(p: &Portal, s: &SiteRecord) -> SiteView {
 fn pending_view(name: String, expires: i64) -> SiteView {
     SiteView {
         name,
-        status: SiteStatus { phase: "Pending", connected_since: None, joined_at: None, certificate_not_after: None, token_expires_at: Some(rfc3339(expires)) },
+        status: SiteStatus {
+            phase: "Pending",
+            connected_since: None,
+            joined_at: None,
+            certificate_not_after: None,
+            token_expires_at: Some(rfc3339(expires)),
+            streams: BTreeMap::new(),
+        },
     }
 }
 
 async fn list_sites(State(p): State<Portal>, headers: HeaderMap) -> Result<Json<serde_json::Value>, ApiError> {
     require_admin(&p, &headers)?;
-    let mut items: Vec<SiteView> = p.store.sites().await.map_err(store_error)?.iter().map(|s| joined_view(&p, s)).collect();
+    let streams = p.store.stream_states(None).await.map_err(store_error)?;
+    let mut items: Vec<SiteView> = p.store.sites().await.map_err(store_error)?.iter().map(|s| joined_view(&p, s, &streams)).collect();
     items.extend(p.store.pending(now()).await.map_err(store_error)?.into_iter().map(|(n, e)| pending_view(n, e)));
     items.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(Json(serde_json::json!({ "items": items })))
@@ -217,7 +254,8 @@ async fn list_sites(State(p): State<Portal>, headers: HeaderMap) -> Result<Json<
 async fn get_site(State(p): State<Portal>, headers: HeaderMap, Path(name): Path<String>) -> Result<Json<SiteView>, ApiError> {
     require_admin(&p, &headers)?;
     if let Some(s) = p.store.site(&name).await.map_err(store_error)? {
-        return Ok(Json(joined_view(&p, &s)));
+        let streams = p.store.stream_states(Some(&name)).await.map_err(store_error)?;
+        return Ok(Json(joined_view(&p, &s, &streams)));
     }
     let pending = p.store.pending(now()).await.map_err(store_error)?;
     pending.into_iter().find(|(n, _)| *n == name).map(|(n, e)| Json(pending_view(n, e))).ok_or_else(|| ApiError::not_found(format!("site {name:?} not found")))
@@ -250,6 +288,69 @@ async fn proxy(State(p): State<Portal>, Path((name, rest)): Path<(String, String
         tracing::info!(site = %name, method = %parts.method, path = %parts.uri.path(), "proxied a change to a site");
     }
     p.links.forward(&name, "admin", axum::http::Request::from_parts(parts, body)).await
+}
+
+/// Query of `GET /v1/sites/{name}/events` and `/audit`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamQuery {
+    /// Records with a sequence number above this (default 0).
+    pub after: Option<i64>,
+    /// Most records (1–1000, default 1000).
+    pub limit: Option<usize>,
+}
+
+/// One record of a site's stream as the portal holds it.
+#[derive(Debug, Serialize)]
+pub struct StreamItem {
+    /// Its sequence number in the site's stream (unique per site and stream).
+    pub seq: i64,
+    /// When the site wrote it (RFC 3339).
+    pub time: String,
+    /// The record as the site's API shows it.
+    pub record: serde_json::Value,
+}
+
+type StreamArgs = (State<Portal>, HeaderMap, Path<String>, crate::api::error::ApiQuery<StreamQuery>);
+
+async fn site_events(
+    State(p): State<Portal>,
+    h: HeaderMap,
+    n: Path<String>,
+    q: crate::api::error::ApiQuery<StreamQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    site_stream((State(p), h, n, q), "events").await
+}
+
+async fn site_audit(
+    State(p): State<Portal>,
+    h: HeaderMap,
+    n: Path<String>,
+    q: crate::api::error::ApiQuery<StreamQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    site_stream((State(p), h, n, q), "audit").await
+}
+
+/// The records the portal received of one of a site's streams, oldest first, with the gaps
+/// the site dropped before sending them (`after`, `through`].
+async fn site_stream(args: StreamArgs, stream: &'static str) -> Result<Json<serde_json::Value>, ApiError> {
+    let (State(p), headers, Path(name), crate::api::error::ApiQuery(q)) = args;
+    require_admin(&p, &headers)?;
+    let limit = q.limit.unwrap_or(1000);
+    if limit == 0 || limit > 1000 {
+        return Err(ApiError::bad_request("limit must be 1 to 1000").with_field("limit"));
+    }
+    let after = q.after.unwrap_or(0);
+    if p.store.site(&name).await.map_err(store_error)?.is_none() {
+        return Err(ApiError::not_found(format!("site {name:?} not found")));
+    }
+    let rows = p.store.records(&name, stream, after, limit).await.map_err(store_error)?;
+    let gaps = p.store.gaps(&name, stream).await.map_err(store_error)?;
+    let next = rows.last().map(|r| r.seq).unwrap_or(after);
+    let items: Vec<StreamItem> =
+        rows.into_iter().map(|r| StreamItem { seq: r.seq, time: r.time, record: serde_json::from_str(&r.body).unwrap_or(serde_json::Value::Null) }).collect();
+    let gaps: Vec<serde_json::Value> = gaps.into_iter().map(|(a, t)| serde_json::json!({ "after": a, "through": t })).collect();
+    Ok(Json(serde_json::json!({ "items": items, "next_cursor": next, "gaps": gaps })))
 }
 
 fn refused(code: &'static str, message: &str) -> ApiError {

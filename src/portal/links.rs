@@ -19,6 +19,8 @@ struct Link {
     id: u64,
     sender: SendRequest<Body>,
     since: SystemTime,
+    /// Dropped with the last copy of the entry, which ends the link's outbox puller.
+    _held: Arc<tokio::sync::watch::Sender<()>>,
 }
 
 /// The connected sites, by name.
@@ -40,8 +42,9 @@ impl Links {
     }
 
     /// Take over the TLS connection `io` that `site` dialled: be its HTTP/2 client (pings every
-    /// [`PING`]) until it ends. A newer link of the same site replaces an older one.
-    pub async fn hold<IO>(&self, site: String, io: IO)
+    /// [`PING`]) until it ends, pulling the site's outbox into `store` meanwhile
+    /// ([`super::ingest`]). A newer link of the same site replaces an older one.
+    pub async fn hold<IO>(&self, site: String, io: IO, store: std::sync::Arc<dyn super::store::PortalStore>)
     where
         IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
@@ -52,10 +55,12 @@ impl Links {
             Err(e) => return tracing::warn!(%site, error = %e, "link handshake failed"),
         };
         let id: u64 = rand::random();
+        let (held, watched) = tokio::sync::watch::channel(());
         if let Ok(mut m) = self.0.lock() {
-            m.insert(site.clone(), Link { id, sender, since: SystemTime::now() });
+            m.insert(site.clone(), Link { id, sender: sender.clone(), since: SystemTime::now(), _held: Arc::new(held) });
         }
         tracing::info!(%site, "site connected");
+        tokio::spawn(super::ingest::run(site.clone(), sender, store, watched));
         if let Err(e) = conn.await {
             tracing::debug!(%site, error = %e, "link connection ended");
         }

@@ -10,6 +10,7 @@
 pub mod api;
 pub mod ca;
 pub mod csr;
+pub mod ingest;
 pub mod links;
 pub mod store;
 
@@ -195,7 +196,7 @@ async fn serve_link(l: tokio::net::TcpListener, tls: Arc<rustls::ServerConfig>, 
                     None => None,
                 };
                 match site {
-                    Some(s) => portal.links.hold(s.name, tls).await,
+                    Some(s) => portal.links.hold(s.name, tls, portal.store.clone()).await,
                     None => tracing::warn!(%peer, "refused a link without the certificate of a joined site"),
                 }
                 return;

@@ -69,6 +69,49 @@ pub struct SiteRecord {
     pub key_sha256: String,
 }
 
+/// One record of a site's stream, as the portal keeps it: keyed `(site, stream, seq)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamRecord {
+    /// Its sequence number in the site's stream.
+    pub seq: i64,
+    /// When the site wrote it (RFC 3339).
+    pub time: String,
+    /// The record, JSON text as the site sent it.
+    pub body: String,
+}
+
+/// What one pull brought of one stream of a site.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamBatch {
+    /// The stream (`events`, `audit`).
+    pub stream: String,
+    /// Records after the portal's cursor, oldest first.
+    pub records: Vec<StreamRecord>,
+    /// The highest sequence number the site's retention ever removed.
+    pub pruned_through: i64,
+    /// How many records the site dropped unsent, ever (its count).
+    pub lost: i64,
+    /// The site's newest sequence number.
+    pub latest: i64,
+}
+
+/// Where the portal stands in one stream of a site.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamState {
+    /// The site.
+    pub site: String,
+    /// The stream.
+    pub stream: String,
+    /// The highest sequence number committed here (the next pull's cursor).
+    pub cursor: i64,
+    /// The site's newest sequence number, as of the last pull.
+    pub latest: i64,
+    /// Records the site dropped unsent, by its count.
+    pub lost: i64,
+    /// Records this portal knows it never got (the sum of the stream's gaps).
+    pub missing: i64,
+}
+
 /// The portal's state. Every method is one transaction.
 #[async_trait::async_trait]
 pub trait PortalStore: Send + Sync {
@@ -87,9 +130,21 @@ pub trait PortalStore: Send + Sync {
     async fn sites(&self) -> Result<Vec<SiteRecord>, StoreError>;
     /// Site names with an unused, unexpired token at `now` and no joined site: the pending ones.
     async fn pending(&self, now: i64) -> Result<Vec<(String, i64)>, StoreError>;
-    /// Remove site `name` and every token for it (its certificate stops being accepted).
-    /// Returns whether there was anything to remove.
+    /// Remove site `name`, every token for it (its certificate stops being accepted) and its
+    /// streams. Returns whether there was anything to remove.
     async fn remove_site(&self, name: &str) -> Result<bool, StoreError>;
+    /// The stream states of `site` (every site's when `None`), by site and stream.
+    async fn stream_states(&self, site: Option<&str>) -> Result<Vec<StreamState>, StoreError>;
+    /// Commit one pull of `site`'s streams: the records after each cursor (a record already
+    /// held is skipped, so a repeated pull never duplicates), a gap where the site no longer
+    /// had what followed the cursor, and the new cursors; all or nothing. A stream's first
+    /// pull starts at what the site still holds, with no gap. Returns the new states.
+    async fn ingest(&self, site: &str, batches: Vec<StreamBatch>) -> Result<Vec<StreamState>, StoreError>;
+    /// Records of `site`'s `stream` with seq > `after`, oldest first.
+    async fn records(&self, site: &str, stream: &str, after: i64, limit: usize) -> Result<Vec<StreamRecord>, StoreError>;
+    /// The gaps of `site`'s `stream`: `(after, through)`, the records after `after` through
+    /// `through` that the site dropped before this portal had them.
+    async fn gaps(&self, site: &str, stream: &str) -> Result<Vec<(i64, i64)>, StoreError>;
 }
 
 /// The embedded store: one SQLite file in WAL mode with `synchronous = FULL` (an acknowledged
@@ -105,6 +160,15 @@ CREATE TABLE IF NOT EXISTS join_tokens (
 CREATE TABLE IF NOT EXISTS sites (
     name TEXT PRIMARY KEY, joined_at INTEGER NOT NULL, cert_pem TEXT NOT NULL, cert_sha256 TEXT NOT NULL UNIQUE,
     cert_serial TEXT NOT NULL, cert_not_after INTEGER NOT NULL, key_sha256 TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS site_streams (
+    site TEXT NOT NULL, stream TEXT NOT NULL, cursor INTEGER NOT NULL, latest INTEGER NOT NULL, lost INTEGER NOT NULL,
+    PRIMARY KEY (site, stream)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS site_records (
+    site TEXT NOT NULL, stream TEXT NOT NULL, seq INTEGER NOT NULL, time TEXT NOT NULL, body TEXT NOT NULL,
+    PRIMARY KEY (site, stream, seq)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS site_gaps (
+    site TEXT NOT NULL, stream TEXT NOT NULL, after_seq INTEGER NOT NULL, through_seq INTEGER NOT NULL,
+    PRIMARY KEY (site, stream, after_seq)) WITHOUT ROWID;
 ";
 
 impl SqliteStore {
@@ -236,11 +300,114 @@ impl PortalStore for SqliteStore {
         self.with(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let n = tx.execute("DELETE FROM sites WHERE name = ?1", [&name])? + tx.execute("DELETE FROM join_tokens WHERE site = ?1", [&name])?;
+            for table in ["site_streams", "site_records", "site_gaps"] {
+                tx.execute(&format!("DELETE FROM {table} WHERE site = ?1"), [&name])?;
+            }
             tx.commit()?;
             Ok(n > 0)
         })
         .await
     }
+
+    async fn stream_states(&self, site: Option<&str>) -> Result<Vec<StreamState>, StoreError> {
+        let site = site.map(str::to_string);
+        self.with(move |c| states(c, site.as_deref())).await
+    }
+
+    async fn ingest(&self, site: &str, batches: Vec<StreamBatch>) -> Result<Vec<StreamState>, StoreError> {
+        let site = site.to_string();
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            for b in &batches {
+                let held: Option<i64> =
+                    tx.query_row("SELECT cursor FROM site_streams WHERE site = ?1 AND stream = ?2", params![site, b.stream], |r| r.get(0)).optional()?;
+                let plan = plan_ingest(held, b);
+                if let Some((after, through)) = plan.gap {
+                    tx.execute(
+                        "INSERT OR IGNORE INTO site_gaps (site, stream, after_seq, through_seq) VALUES (?1, ?2, ?3, ?4)",
+                        params![site, b.stream, after, through],
+                    )?;
+                }
+                let mut insert = tx.prepare_cached("INSERT OR IGNORE INTO site_records (site, stream, seq, time, body) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+                for r in b.records.iter().filter(|r| r.seq > plan.start) {
+                    insert.execute(params![site, b.stream, r.seq, r.time, r.body])?;
+                }
+                tx.execute(
+                    "INSERT INTO site_streams (site, stream, cursor, latest, lost) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (site, stream) DO UPDATE SET cursor = excluded.cursor, latest = excluded.latest, lost = excluded.lost",
+                    params![site, b.stream, plan.cursor, b.latest, b.lost],
+                )?;
+            }
+            let out = states(&tx, Some(&site))?;
+            tx.commit()?;
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn records(&self, site: &str, stream: &str, after: i64, limit: usize) -> Result<Vec<StreamRecord>, StoreError> {
+        let (site, stream) = (site.to_string(), stream.to_string());
+        self.with(move |c| {
+            let mut st = c.prepare_cached("SELECT seq, time, body FROM site_records WHERE site = ?1 AND stream = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4")?;
+            let rows = st
+                .query_map(params![site, stream, after, limit as i64], |r| Ok(StreamRecord { seq: r.get(0)?, time: r.get(1)?, body: r.get(2)? }))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn gaps(&self, site: &str, stream: &str) -> Result<Vec<(i64, i64)>, StoreError> {
+        let (site, stream) = (site.to_string(), stream.to_string());
+        self.with(move |c| {
+            let mut st = c.prepare_cached("SELECT after_seq, through_seq FROM site_gaps WHERE site = ?1 AND stream = ?2 ORDER BY after_seq")?;
+            let rows = st.query_map(params![site, stream], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+}
+
+/// How one batch moves a stream: records after `start` are new, `gap` is what the site no
+/// longer had, `cursor` is where the stream stands after it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct IngestPlan {
+    /// Records with a higher seq are taken.
+    pub start: i64,
+    /// `(after, through)` missed, if any.
+    pub gap: Option<(i64, i64)>,
+    /// The new cursor.
+    pub cursor: i64,
+}
+
+/// Plan the ingest of `b` into a stream whose cursor is `held` (`None`: never pulled). The same
+/// for every store, so SQLite and PostgreSQL agree on gaps.
+pub fn plan_ingest(held: Option<i64>, b: &StreamBatch) -> IngestPlan {
+    let first = b.records.first().map(|r| r.seq);
+    let start = match held {
+        Some(c) => c,
+        // A first pull begins at what the site still holds: older history is not a loss.
+        None => first.map(|f| f - 1).unwrap_or(b.pruned_through).max(0),
+    };
+    let next = first.unwrap_or(b.pruned_through + 1);
+    let gap = (held.is_some() && b.pruned_through > start && next > start + 1).then(|| (start, (next - 1).min(b.pruned_through)));
+    let last = b.records.last().map(|r| r.seq).unwrap_or(start);
+    let cursor = start.max(last).max(gap.map(|g| g.1).unwrap_or(0));
+    IngestPlan { start, gap, cursor }
+}
+
+fn states(c: &Connection, site: Option<&str>) -> Result<Vec<StreamState>, StoreError> {
+    let mut st = c.prepare_cached(
+        "SELECT s.site, s.stream, s.cursor, s.latest, s.lost,
+           (SELECT ifnull(sum(g.through_seq - g.after_seq), 0) FROM site_gaps g WHERE g.site = s.site AND g.stream = s.stream)
+         FROM site_streams s WHERE ?1 IS NULL OR s.site = ?1 ORDER BY s.site, s.stream",
+    )?;
+    let rows = st
+        .query_map(params![site], |r| {
+            Ok(StreamState { site: r.get(0)?, stream: r.get(1)?, cursor: r.get(2)?, latest: r.get(3)?, lost: r.get(4)?, missing: r.get(5)? })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
 }
 
 #[cfg(test)]
@@ -289,6 +456,36 @@ mod tests {
         assert!(s.site_by_cert("a").await.unwrap().is_none());
         assert!(s.token("t2").await.unwrap().is_none(), "removing a site removes its tokens");
         assert!(!s.remove_site("plant").await.unwrap());
+    }
+
+    fn batch(stream: &str, seqs: impl Iterator<Item = i64>, pruned_through: i64) -> StreamBatch {
+        let records = seqs.map(|seq| StreamRecord { seq, time: "t".into(), body: format!("{{\"n\":{seq}}}") }).collect::<Vec<_>>();
+        let latest = records.last().map(|r| r.seq).unwrap_or(pruned_through);
+        StreamBatch { stream: stream.into(), records, pruned_through, lost: 0, latest }
+    }
+
+    #[tokio::test]
+    async fn a_repeated_pull_never_duplicates_and_a_gap_is_recorded_never_silent() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("portal.db")).unwrap();
+        // The first pull starts at what the site holds (4..): older history is no gap.
+        let st = s.ingest("plant", vec![batch("events", 4..=6, 3), batch("audit", 1..=2, 0)]).await.unwrap();
+        assert_eq!(st.iter().map(|x| (x.stream.as_str(), x.cursor, x.missing)).collect::<Vec<_>>(), vec![("audit", 2, 0), ("events", 6, 0)]);
+        // The same pull again (its answer was lost before the cursor moved): nothing doubles.
+        s.ingest("plant", vec![batch("events", 4..=7, 3)]).await.unwrap();
+        let got = s.records("plant", "events", 0, 100).await.unwrap();
+        assert_eq!(got.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![4, 5, 6, 7]);
+        // The site dropped 8..=10 before the portal had them: a counted gap, and the cursor moves on.
+        let st = s.ingest("plant", vec![batch("events", 11..=12, 10)]).await.unwrap();
+        let ev = st.iter().find(|x| x.stream == "events").unwrap();
+        assert_eq!((ev.cursor, ev.missing), (12, 3));
+        assert_eq!(s.gaps("plant", "events").await.unwrap(), vec![(7, 10)]);
+        // An empty pull with everything pruned past the cursor is a gap too.
+        let st = s.ingest("plant", vec![batch("events", std::iter::empty(), 15)]).await.unwrap();
+        assert_eq!(st.iter().find(|x| x.stream == "events").map(|x| (x.cursor, x.missing)), Some((15, 6)));
+        assert!(s.remove_site("plant").await.is_ok());
+        assert!(s.stream_states(Some("plant")).await.unwrap().is_empty(), "removing a site removes its streams");
+        assert!(s.records("plant", "events", 0, 10).await.unwrap().is_empty());
     }
 
     #[tokio::test]

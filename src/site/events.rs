@@ -9,6 +9,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::{ProjectCtx, Site, SiteError};
+use crate::state::outbox::{self, Stream};
 use crate::state::{EventRow, repo};
 
 /// One event as the API shows it.
@@ -74,7 +75,7 @@ impl Site {
 
     /// Whether events after `after` were already removed by retention: `Some(pruned_through)`.
     pub fn events_gap(&self, after: i64) -> Result<Option<i64>, SiteError> {
-        let through = self.read(|c| Ok(repo::events_pruned_through(c)?))?;
+        let through = self.read(|c| Ok(outbox::pruned_through(c, Stream::Events)?))?;
         Ok((after < through).then_some(through))
     }
 
@@ -85,9 +86,12 @@ impl Site {
         let min_ms = super::model::now_ms() - (cfg.retention_hours as i64) * 3_600_000;
         let audit_min = chrono::Utc::now() - chrono::Duration::days(cfg.audit_retention_days.min(36_500) as i64);
         let audit_min = audit_min.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        // While the site belongs to a portal, what the portal has not acknowledged stays, up to
+        // the outbox's bound.
+        let hold = matches!(self.portal_identity(), Ok(Some(_))).then_some(self.config().portal.outbox_max_records.min(i64::MAX as u64) as i64);
         self.write(|tx, _| {
-            repo::prune_events(tx, min_ms, cfg.max_events as i64)?;
-            repo::prune_audit(tx, &audit_min, cfg.max_audit_records as i64)?;
+            outbox::prune(tx, Stream::Events, repo::events_retention_cut(tx, min_ms, cfg.max_events as i64)?, hold)?;
+            outbox::prune(tx, Stream::Audit, repo::audit_retention_cut(tx, &audit_min, cfg.max_audit_records as i64)?, hold)?;
             Ok(())
         })?;
         super::operations::prune_finished(self, min_ms)?;
@@ -114,6 +118,12 @@ pub struct AuditRecord {
     pub target: Option<String>,
 }
 
+impl From<crate::state::AuditRow> for AuditRecord {
+    fn from(a: crate::state::AuditRow) -> Self {
+        AuditRecord { id: a.id, time: a.time, actor: a.actor, project: a.project, method: a.method, path: a.path, status: a.status, target: a.target }
+    }
+}
+
 impl Site {
     /// Append an audit record of a change request: who (`None`: anonymous), the method and path
     /// (cut to 512 chars), the status answered and the resource acted on (cut to 128 chars); the
@@ -130,25 +140,15 @@ impl Site {
             status,
             target: target.map(|t| t.chars().take(128).collect()),
         };
-        self.write(|tx, _| Ok(repo::append_audit(tx, &row).map(|_| ())?))
+        self.write(|tx, _| Ok(repo::append_audit(tx, &row).map(|_| ())?))?;
+        self.outbox_changed();
+        Ok(())
     }
 
     /// Audit records newest first (`project` None: all), with id < `before`.
     pub fn audit(&self, project: Option<&ProjectCtx>, before: Option<i64>, limit: usize) -> Result<Vec<AuditRecord>, SiteError> {
         let rows = self.read(|c| Ok(repo::list_audit(c, project.map(|p| p.id.as_str()), before, limit)?))?;
-        Ok(rows
-            .into_iter()
-            .map(|a| AuditRecord {
-                id: a.id,
-                time: a.time,
-                actor: a.actor,
-                project: a.project,
-                method: a.method,
-                path: a.path,
-                status: a.status,
-                target: a.target,
-            })
-            .collect())
+        Ok(rows.into_iter().map(AuditRecord::from).collect())
     }
 
     /// The newest event cursor (0 when there are none).

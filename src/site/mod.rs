@@ -36,6 +36,7 @@ pub mod nodes;
 pub mod object_check;
 pub mod objects;
 pub mod operations;
+pub mod outbox;
 pub mod portal;
 pub mod projects;
 pub mod public;
@@ -92,6 +93,8 @@ struct Inner {
     login_limit: login_limit::LoginLimiter,
     /// Wakes for reconcilers (see [`Site::wake`]).
     wakes: broadcast::Sender<Kind>,
+    /// Bumped after every commit that added outbox records (events, audit).
+    outbox: tokio::sync::watch::Sender<u64>,
     /// The nftables generations the VPC passes committed, per namespace (the last few).
     own_rulesets: std::sync::Mutex<BTreeMap<String, std::collections::VecDeque<u32>>>,
 }
@@ -118,6 +121,7 @@ impl Site {
                 functions: std::sync::OnceLock::new(),
                 login_limit: login_limit::LoginLimiter::default(),
                 wakes: broadcast::channel(64).0,
+                outbox: tokio::sync::watch::Sender::new(0),
                 own_rulesets: std::sync::Mutex::new(BTreeMap::new()),
             }),
         }
@@ -228,6 +232,16 @@ impl Site {
         self.inner.bus.subscribe()
     }
 
+    /// A receiver that changes after every commit that added records to the outbox.
+    pub fn subscribe_outbox(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.outbox.subscribe()
+    }
+
+    /// Tell outbox pulls that waited that records were committed.
+    pub(crate) fn outbox_changed(&self) {
+        self.inner.outbox.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
     /// Run blocking site code (SQLite, hashing) off the async runtime.
     pub async fn run<T: Send + 'static>(&self, f: impl FnOnce(&Site) -> Result<T, SiteError> + Send + 'static) -> Result<T, SiteError> {
         let s = self.clone();
@@ -237,7 +251,7 @@ impl Site {
     /// One write transaction; events pushed into the vector are appended in the same transaction
     /// and published after commit, in commit order.
     pub fn write<T>(&self, f: impl FnOnce(&Transaction<'_>, &mut Vec<NewEvent>) -> Result<T, SiteError>) -> Result<T, SiteError> {
-        let bus = &self.inner.bus;
+        let (bus, outbox) = (&self.inner.bus, &self.inner.outbox);
         let (out, _) = self.inner.db.write(
             |tx| {
                 let mut evs = Vec::new();
@@ -249,6 +263,9 @@ impl Site {
             |(_, rows)| {
                 for r in rows {
                     let _ = bus.send(Arc::new(Event::from(r.clone())));
+                }
+                if !rows.is_empty() {
+                    outbox.send_modify(|n| *n = n.wrapping_add(1));
                 }
             },
         )?;

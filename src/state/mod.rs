@@ -9,6 +9,7 @@
 pub mod files;
 pub(crate) mod migrations;
 pub mod objects;
+pub mod outbox;
 pub mod repo;
 
 use std::path::{Path, PathBuf};

@@ -308,29 +308,16 @@ pub fn events_after(c: &Connection, after: i64, project_id: Option<&str>, limit:
     Ok(v)
 }
 
-/// Delete events older than `min_unix_ms` and beyond the newest `keep`; returns the highest
-/// cursor that has ever been pruned (0 when none).
-pub fn prune_events(c: &Connection, min_unix_ms: i64, keep: i64) -> Result<i64, StateError> {
+/// The highest cursor retention drops: events older than `min_unix_ms` and all but the newest
+/// `keep` (0 when none); `super::outbox::prune` deletes through it.
+pub fn events_retention_cut(c: &Connection, min_unix_ms: i64, keep: i64) -> Result<i64, StateError> {
     let max: i64 = c.query_row("SELECT ifnull(max(cursor), 0) FROM events", [], |r| r.get(0))?;
-    let cut: i64 =
-        c.query_row("SELECT ifnull(max(cursor), 0) FROM events WHERE unix_ms < ?1 OR cursor <= ?2", params![min_unix_ms, max - keep], |r| r.get(0))?;
-    let prev = meta_get(c, "events_pruned_through")?.and_then(|v| v.parse().ok()).unwrap_or(0i64);
-    if cut > prev {
-        c.execute("DELETE FROM events WHERE cursor <= ?1", [cut])?;
-        meta_set(c, "events_pruned_through", &cut.to_string())?;
-        return Ok(cut);
-    }
-    Ok(prev)
+    Ok(c.query_row("SELECT ifnull(max(cursor), 0) FROM events WHERE unix_ms < ?1 OR cursor <= ?2", params![min_unix_ms, max - keep], |r| r.get(0))?)
 }
 
 /// The newest event cursor (0 when there are none).
 pub fn max_event_cursor(c: &Connection) -> Result<i64, StateError> {
     Ok(c.query_row("SELECT ifnull(max(cursor), 0) FROM events", [], |r| r.get(0))?)
-}
-
-/// The highest event cursor ever pruned by retention (0 when none).
-pub fn events_pruned_through(c: &Connection) -> Result<i64, StateError> {
-    Ok(meta_get(c, "events_pruned_through")?.and_then(|v| v.parse().ok()).unwrap_or(0))
 }
 
 // ---- audit ----
@@ -359,11 +346,32 @@ pub fn append_audit(c: &Connection, a: &AuditRow) -> Result<i64, StateError> {
     Ok(c.last_insert_rowid())
 }
 
-/// Drop audit records older than `min_time` (RFC 3339, UTC; the records' own format sorts by
-/// time) and all but the newest `keep`. Returns how many were removed.
-pub fn prune_audit(c: &Connection, min_time: &str, keep: i64) -> Result<usize, StateError> {
+/// The highest audit id retention drops: records older than `min_time` (RFC 3339, UTC; the
+/// records' own format sorts by time) and all but the newest `keep` (0 when none).
+pub fn audit_retention_cut(c: &Connection, min_time: &str, keep: i64) -> Result<i64, StateError> {
     let max: i64 = c.query_row("SELECT ifnull(max(id), 0) FROM audit", [], |r| r.get(0))?;
-    Ok(c.execute("DELETE FROM audit WHERE time < ?1 OR id <= ?2", params![min_time, max - keep])?)
+    Ok(c.query_row("SELECT ifnull(max(id), 0) FROM audit WHERE time < ?1 OR id <= ?2", params![min_time, max - keep], |r| r.get(0))?)
+}
+
+fn audit_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRow> {
+    Ok(AuditRow {
+        id: r.get(0)?,
+        time: r.get(1)?,
+        actor: r.get(2)?,
+        project_id: r.get(3)?,
+        project: r.get(4)?,
+        method: r.get(5)?,
+        path: r.get(6)?,
+        status: r.get(7)?,
+        target: r.get(8)?,
+    })
+}
+
+/// Audit records with id > `after`, oldest first (the outbox's order).
+pub fn audit_after(c: &Connection, after: i64, limit: usize) -> Result<Vec<AuditRow>, StateError> {
+    let mut st = c.prepare_cached("SELECT id, time, actor, project_id, project, method, path, status, target FROM audit WHERE id > ?1 ORDER BY id LIMIT ?2")?;
+    let v = st.query_map(params![after, limit as i64], audit_of)?.collect::<Result<Vec<_>, _>>()?;
+    Ok(v)
 }
 
 /// Audit records newest first, optionally of one project, with id < `before`.
@@ -372,21 +380,7 @@ pub fn list_audit(c: &Connection, project_id: Option<&str>, before: Option<i64>,
         "SELECT id, time, actor, project_id, project, method, path, status, target FROM audit \
          WHERE (?1 IS NULL OR project_id = ?1) AND (?2 IS NULL OR id < ?2) ORDER BY id DESC LIMIT ?3",
     )?;
-    let v = st
-        .query_map(params![project_id, before, limit as i64], |r| {
-            Ok(AuditRow {
-                id: r.get(0)?,
-                time: r.get(1)?,
-                actor: r.get(2)?,
-                project_id: r.get(3)?,
-                project: r.get(4)?,
-                method: r.get(5)?,
-                path: r.get(6)?,
-                status: r.get(7)?,
-                target: r.get(8)?,
-            })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
+    let v = st.query_map(params![project_id, before, limit as i64], audit_of)?.collect::<Result<Vec<_>, _>>()?;
     Ok(v)
 }
 
@@ -425,43 +419,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = crate::state::Db::open(&dir.path().join("t.db")).unwrap();
         (dir, db)
-    }
-
-    fn ev(n: usize) -> NewEvent {
-        NewEvent {
-            project_id: None,
-            project: None,
-            kind: "node".into(),
-            resource_id: format!("node-{n}"),
-            name: format!("n{n}"),
-            event_type: "created".into(),
-            message: String::new(),
-        }
-    }
-
-    #[test]
-    fn retention_prunes_by_count_and_age_and_remembers_the_gap() {
-        let (_d, db) = db();
-        db.write(
-            |tx| {
-                for i in 0..10 {
-                    append_event(tx, &ev(i), "t", if i < 2 { 1_000 } else { 5_000 })?;
-                }
-                Ok::<_, StateError>(())
-            },
-            |_| {},
-        )
-        .unwrap();
-        // keep the newest 7, and drop everything older than 2_000 ms
-        let through = db.write(|tx| prune_events(tx, 2_000, 7), |_| {}).unwrap();
-        assert_eq!(through, 3);
-        let left = db.read(|c| events_after(c, 0, None, 100)).unwrap();
-        assert_eq!(left.iter().map(|e| e.cursor).collect::<Vec<_>>(), (4..=10).collect::<Vec<_>>());
-        assert_eq!(db.read(events_pruned_through).unwrap(), 3);
-        // pruning again changes nothing; cursors are never reused
-        assert_eq!(db.write(|tx| prune_events(tx, 2_000, 7), |_| {}).unwrap(), 3);
-        let next = db.write(|tx| append_event(tx, &ev(11), "t", 9_000), |_| {}).unwrap();
-        assert_eq!(next.cursor, 11);
     }
 
     #[test]
