@@ -17,6 +17,7 @@ pub(crate) struct Portal {
     dir: PathBuf,
     _tmp: tempfile::TempDir,
     child: Option<Child>,
+    args: Vec<String>,
     pub(crate) http: String,
     pub(crate) link: String,
     pub(crate) token: String,
@@ -24,8 +25,14 @@ pub(crate) struct Portal {
 
 impl Portal {
     pub(crate) fn start() -> Portal {
+        Portal::start_with(&[])
+    }
+
+    /// A portal started with extra flags (kept for restarts).
+    pub(crate) fn start_with(args: &[&str]) -> Portal {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let mut p = Portal { dir: tmp.path().to_path_buf(), _tmp: tmp, child: None, http: String::new(), link: String::new(), token: String::new() };
+        let args = args.iter().map(|a| a.to_string()).collect();
+        let mut p = Portal { dir: tmp.path().to_path_buf(), _tmp: tmp, child: None, args, http: String::new(), link: String::new(), token: String::new() };
         p.launch();
         p
     }
@@ -40,6 +47,7 @@ impl Portal {
         let child = Command::new(bin())
             .args(["portal", "--http", &or_any(&self.http), "--link", &or_any(&self.link), "--data-dir"])
             .arg(&self.dir)
+            .args(&self.args)
             .stdout(Stdio::from(log.try_clone().expect("log")))
             .stderr(Stdio::from(log))
             .spawn()
@@ -370,4 +378,38 @@ fn a_silently_dead_link_is_found_by_its_pings_and_the_site_dials_again() {
     drop(cut);
     site.wait_for(90, "the link to come back", || (portal.phase("plant-d").as_deref() == Some("Connected")).then_some(()));
     assert_eq!(portal.call("GET", "/v1/sites/plant-d/api/site", None).0, 200);
+}
+
+#[test]
+fn a_short_lived_certificate_is_renewed_by_the_site_and_the_renewed_one_opens_the_link() {
+    let portal = Portal::start_with(&["--site-cert-lifetime", "24"]);
+    let mut site = Daemon::start();
+    let (st, b) = join(&site, &portal.link_url(), &portal.token_for("plant-r", 3600));
+    assert_eq!(st, 200, "{b}");
+    let not_after = |p: &Portal| p.call("GET", "/v1/sites/plant-r", None).1["status"]["certificate_not_after"].as_str().unwrap_or("").to_string();
+    let first = not_after(&portal);
+    site.wait_for(30, "the link to come up", || (portal.phase("plant-r").as_deref() == Some("Connected")).then_some(()));
+
+    // At 2/3 of its 24 s (less a jitter of at most 1/15), the site asks for the next certificate.
+    let renewed = site.wait_for(40, "the site to renew its certificate", || {
+        let now = not_after(&portal);
+        (now != first && !now.is_empty()).then_some(now)
+    });
+    site.wait_for(10, "the site to hold the renewed certificate", || {
+        let mine = site.call("GET", "/v1/site/portal", None).json();
+        let same = chrono::DateTime::parse_from_rfc3339(mine["not_after"].as_str().unwrap_or("")).ok() == chrono::DateTime::parse_from_rfc3339(&renewed).ok();
+        same.then_some(())
+    });
+    assert!(site.log().contains("renewed the portal certificate"), "{}", site.log());
+
+    // Once the first certificate has expired only the renewed one can open a link: restart.
+    let end = chrono::DateTime::parse_from_rfc3339(&first).expect("not_after");
+    while chrono::Utc::now() < end + chrono::Duration::seconds(1) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    site.kill9();
+    site.launch();
+    site.wait_for(30, "the link to come back with the renewed certificate", || (portal.phase("plant-r").as_deref() == Some("Connected")).then_some(()));
+    let check = site.call("GET", "/v1/site/portal?check=true", None).json();
+    assert_eq!(check["check"], json!({"ok": true, "site": "plant-r"}), "{check}");
 }

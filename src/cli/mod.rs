@@ -307,8 +307,9 @@ pub struct PortalArgs {
     /// Another name (DNS name or IP address) sites use to reach the link listener. Repeatable.
     #[arg(long = "name", value_name = "NAME")]
     pub names: Vec<String>,
-    /// Lifetime of the client certificates signed for sites, in seconds [default: 30 days].
-    #[arg(long, default_value_t = 30 * 86_400, value_parser = clap::value_parser!(u64).range(300..=366 * 86_400))]
+    /// Lifetime of the client certificates signed for sites, in seconds [default: 30 days]; sites
+    /// renew at 2/3 of it. Lifetimes under an hour are for tests.
+    #[arg(long, default_value_t = 30 * 86_400, value_parser = clap::value_parser!(u64).range(10..=366 * 86_400))]
     pub site_cert_lifetime: u64,
     /// Log filter, e.g. info or cloudlet=debug.
     #[arg(long, default_value = "info")]

@@ -187,6 +187,7 @@ pub async fn serve(cfg: Config) -> Result<(), DaemonError> {
     // The outbound link to the portal, once the site joined one (it waits until then).
     let portal_app = app.clone().layer(axum::Extension(Transport::PortalLink));
     tasks.spawn("portal link", crate::link::session::run(site.portal_dir(), portal_app, stop.clone()));
+    tasks.spawn("portal certificate renewal", crate::link::renew::run(site.portal_dir(), stop.clone()));
     tasks.detach({
         let site = site.clone();
         async move { site.join_configured_portal().await }

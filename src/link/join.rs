@@ -78,6 +78,10 @@ pub struct Identity {
     pub joined_at: String,
     /// End of the client certificate's validity (RFC 3339).
     pub not_after: String,
+    /// When the current certificate was received, if it was renewed (RFC 3339); the first one
+    /// dates from `joined_at`. Renewal is due at 2/3 of the span from then to `not_after`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewed_at: Option<String>,
 }
 
 /// The identity of the site whose portal directory is `dir`, if it joined.
@@ -134,7 +138,7 @@ pub async fn join(dir: &Path, url: &str, token: &str) -> Result<Identity, JoinEr
     if me.site != answer.site {
         return Err(JoinError::BadAnswer(format!("the certificate names site {:?}, the answer {:?}", me.site, answer.site)));
     }
-    let id = Identity { portal: url, site: answer.site, joined_at: chrono::Utc::now().to_rfc3339(), not_after: answer.not_after };
+    let id = Identity { portal: url, site: answer.site, joined_at: chrono::Utc::now().to_rfc3339(), not_after: answer.not_after, renewed_at: None };
     let json = serde_json::to_string_pretty(&id).map_err(|e| JoinError::Cert(e.to_string()))?;
     write("identity.json", &json)?;
     Ok(id)
@@ -170,7 +174,7 @@ async fn whoami_at(url: &str, dir: &Path) -> Result<WhoAmI, JoinError> {
 }
 
 /// The site key in `path`, made (and written, mode 0600) when missing.
-fn site_key(path: &PathBuf) -> Result<rcgen::KeyPair, JoinError> {
+pub(super) fn site_key(path: &PathBuf) -> Result<rcgen::KeyPair, JoinError> {
     if let Ok(pem) = std::fs::read_to_string(path) {
         return rcgen::KeyPair::from_pem(&pem).map_err(|e| JoinError::Cert(format!("{}: {e}", path.display())));
     }
@@ -179,12 +183,12 @@ fn site_key(path: &PathBuf) -> Result<rcgen::KeyPair, JoinError> {
     Ok(key)
 }
 
-fn pem_der(pem: &str) -> Result<Vec<u8>, JoinError> {
+pub(super) fn pem_der(pem: &str) -> Result<Vec<u8>, JoinError> {
     use rustls::pki_types::pem::PemObject;
     CertificateDer::from_pem_slice(pem.as_bytes()).map(|c| c.to_vec()).map_err(|e| JoinError::Cert(format!("ca.pem: {e}")))
 }
 
-fn refusal(status: u16, body: &[u8]) -> JoinError {
+pub(super) fn refusal(status: u16, body: &[u8]) -> JoinError {
     #[derive(Deserialize)]
     struct Body {
         error: Detail,
@@ -200,7 +204,7 @@ fn refusal(status: u16, body: &[u8]) -> JoinError {
     }
 }
 
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub(super) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
@@ -213,7 +217,7 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 
 /// An HTTPS client that trusts only the pinned CA, offering `identity` (certificate and key PEM)
 /// when given. Connects within 10 s, answers within 30 s.
-fn http_client(pin: Arc<PinnedCa>, identity: Option<(String, String)>) -> Result<reqwest::Client, JoinError> {
+pub(super) fn http_client(pin: Arc<PinnedCa>, identity: Option<(String, String)>) -> Result<reqwest::Client, JoinError> {
     let cfg = client_config(pin, identity)?;
     reqwest::Client::builder()
         .tls_backend_preconfigured(cfg)
@@ -251,18 +255,18 @@ fn client_config(pin: Arc<PinnedCa>, identity: Option<(String, String)>) -> Resu
 /// the name dialled (WebPKI rules, rustls' verifier). Records a mismatch so the caller can say
 /// "wrong portal" rather than "TLS failed".
 #[derive(Debug)]
-struct PinnedCa {
+pub(super) struct PinnedCa {
     sha256: String,
     mismatch: Mutex<bool>,
     provider: Arc<rustls::crypto::CryptoProvider>,
 }
 
 impl PinnedCa {
-    fn new(sha256: &str) -> PinnedCa {
+    pub(super) fn new(sha256: &str) -> PinnedCa {
         PinnedCa { sha256: sha256.to_string(), mismatch: Mutex::new(false), provider: Arc::new(rustls::crypto::ring::default_provider()) }
     }
 
-    fn mismatched(&self) -> bool {
+    pub(super) fn mismatched(&self) -> bool {
         self.mismatch.lock().map(|m| *m).unwrap_or(true)
     }
 }

@@ -8,6 +8,7 @@
 //! `crate::portal`.
 
 pub mod join;
+pub mod renew;
 pub mod session;
 pub mod token;
 
@@ -37,6 +38,15 @@ pub struct JoinResponse {
     pub ca: String,
     /// End of the certificate's validity (RFC 3339).
     pub not_after: String,
+}
+
+/// `POST /v1/link/renew` over mutual TLS with the site's current certificate: a request for the
+/// next one, for the same key. The answer is a [`JoinResponse`].
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RenewRequest {
+    /// A PKCS#10 certificate signing request (RFC 2986), PEM, for the site's key.
+    pub csr: String,
 }
 
 /// `GET /v1/link/whoami` over mutual TLS: the site the client certificate names.

@@ -18,10 +18,10 @@ use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::ca::{CaError, PortalCa};
-use super::store::{PortalStore, SiteRecord, StoreError, StreamState, TokenRecord};
+use super::store::{CertUpdate, PortalStore, SiteRecord, StoreError, StreamState, TokenRecord};
 use crate::api::error::{ApiError, ApiJson};
 use crate::link::token::{JoinToken, same_secret, sha256_hex};
-use crate::link::{JoinRequest, JoinResponse, WhoAmI};
+use crate::link::{JoinRequest, JoinResponse, RenewRequest, WhoAmI};
 
 /// Lifetime of a site's client certificate (renewed at 2/3 of it).
 pub const SITE_CERT_LIFETIME: Duration = Duration::from_secs(30 * 86_400);
@@ -94,6 +94,7 @@ pub fn link_router(p: Portal) -> Router {
     Router::new()
         .route("/v1/link/join", post(join))
         .route("/v1/link/whoami", get(whoami))
+        .route("/v1/link/renew", post(renew))
         .fallback(|| async { ApiError::not_found("no such route") })
         .with_state(p)
 }
@@ -396,10 +397,53 @@ async fn join(State(p): State<Portal>, ApiJson(b): ApiJson<JoinRequest>) -> Resu
         cert_serial: issued.serial.clone(),
         cert_not_after: issued.not_after,
         key_sha256: issued.key_sha256.clone(),
+        prev_cert_sha256: None,
     };
     p.store.register(&record.id, now(), site).await.map_err(store_error)?;
     tracing::info!(site = %record.site, serial = %issued.serial, "site joined");
     Ok(Json(JoinResponse { site: record.site, certificate: issued.pem, ca: p.ca.pem().to_string(), not_after: rfc3339(issued.not_after) }))
+}
+
+/// The next certificate of the site whose certificate the connection presented, for the same
+/// key. Made with the previous certificate (the site lost the last answer), it sends the
+/// current one again. 401 without a certificate; 403 `certificate_revoked` for one of no joined
+/// site; 400 for a bad CSR; 422 `key_changed` for a CSR of another key.
+async fn renew(State(p): State<Portal>, Extension(peer): Extension<PeerCert>, ApiJson(b): ApiJson<RenewRequest>) -> Result<Json<JoinResponse>, ApiError> {
+    let Some(fp) = peer.0 else {
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "a site client certificate is required"));
+    };
+    let Some(site) = p.store.site_by_cert(&fp).await.map_err(store_error)? else {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "certificate_revoked", "this certificate belongs to no joined site (removed, or replaced)"));
+    };
+    let answer = |s: &SiteRecord| JoinResponse {
+        site: s.name.clone(),
+        certificate: s.cert_pem.clone(),
+        ca: p.ca.pem().to_string(),
+        not_after: rfc3339(s.cert_not_after),
+    };
+    let issued = p.ca.issue_site_cert(&b.csr, &site.name, p.cert_lifetime).map_err(|e| match e {
+        CaError::BadCsr(m) => ApiError::bad_request(format!("the certificate signing request is not valid: {m}")).with_field("csr"),
+        other => {
+            tracing::error!(error = %other, "signing a site certificate failed");
+            ApiError::internal("signing the certificate failed")
+        }
+    })?;
+    if !same_secret(&issued.key_sha256, &site.key_sha256) {
+        return Err(
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "key_changed", "a renewal keeps the site's key; join again for a new one").with_field("csr")
+        );
+    }
+    if site.cert_sha256 != fp {
+        // The previous certificate: the site never stored the answer of its last renewal.
+        return Ok(Json(answer(&site)));
+    }
+    let update = CertUpdate { cert_pem: issued.pem, cert_sha256: issued.sha256, cert_serial: issued.serial.clone(), cert_not_after: issued.not_after };
+    if !p.store.renew_cert(&site.name, &fp, update).await.map_err(store_error)? {
+        return Err(ApiError::new(StatusCode::CONFLICT, "renewal_raced", "another renewal of this site just happened; try again"));
+    }
+    let site = p.store.site(&site.name).await.map_err(store_error)?.ok_or_else(|| ApiError::not_found("the site was removed"))?;
+    tracing::info!(site = %site.name, serial = %issued.serial, "site certificate renewed");
+    Ok(Json(answer(&site)))
 }
 
 async fn whoami(State(p): State<Portal>, Extension(peer): Extension<PeerCert>) -> Result<Json<WhoAmI>, ApiError> {

@@ -67,6 +67,22 @@ pub struct SiteRecord {
     pub cert_not_after: i64,
     /// SHA-256 of the site key's SubjectPublicKeyInfo.
     pub key_sha256: String,
+    /// SHA-256 of the certificate the current one replaced, still accepted until it expires, so
+    /// a site that lost the renewal's answer is not locked out.
+    pub prev_cert_sha256: Option<String>,
+}
+
+/// A renewed certificate of a site.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertUpdate {
+    /// PEM.
+    pub cert_pem: String,
+    /// SHA-256 of its DER.
+    pub cert_sha256: String,
+    /// Its serial, hex.
+    pub cert_serial: String,
+    /// Its end of validity, Unix seconds.
+    pub cert_not_after: i64,
 }
 
 /// One record of a site's stream, as the portal keeps it: keyed `(site, stream, seq)`.
@@ -124,8 +140,11 @@ pub trait PortalStore: Send + Sync {
     async fn register(&self, token_id: &str, used_at: i64, site: SiteRecord) -> Result<(), StoreError>;
     /// The joined site `name`, if any.
     async fn site(&self, name: &str) -> Result<Option<SiteRecord>, StoreError>;
-    /// The joined site whose current certificate has the digest `cert_sha256`, if any.
+    /// The joined site whose current or previous certificate has the digest `cert_sha256`.
     async fn site_by_cert(&self, cert_sha256: &str) -> Result<Option<SiteRecord>, StoreError>;
+    /// Make `cert` site `name`'s current certificate and the current one its previous, if the
+    /// current one is still `current_sha256` (else another renewal won: false).
+    async fn renew_cert(&self, name: &str, current_sha256: &str, cert: CertUpdate) -> Result<bool, StoreError>;
     /// Every joined site, by name.
     async fn sites(&self) -> Result<Vec<SiteRecord>, StoreError>;
     /// Site names with an unused, unexpired token at `now` and no joined site: the pending ones.
@@ -159,7 +178,7 @@ CREATE TABLE IF NOT EXISTS join_tokens (
     expires_at INTEGER NOT NULL, used_at INTEGER, used_by_key TEXT);
 CREATE TABLE IF NOT EXISTS sites (
     name TEXT PRIMARY KEY, joined_at INTEGER NOT NULL, cert_pem TEXT NOT NULL, cert_sha256 TEXT NOT NULL UNIQUE,
-    cert_serial TEXT NOT NULL, cert_not_after INTEGER NOT NULL, key_sha256 TEXT NOT NULL);
+    cert_serial TEXT NOT NULL, cert_not_after INTEGER NOT NULL, key_sha256 TEXT NOT NULL, prev_cert_sha256 TEXT);
 CREATE TABLE IF NOT EXISTS site_streams (
     site TEXT NOT NULL, stream TEXT NOT NULL, cursor INTEGER NOT NULL, latest INTEGER NOT NULL, lost INTEGER NOT NULL,
     PRIMARY KEY (site, stream)) WITHOUT ROWID;
@@ -179,6 +198,11 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        // Portals made before certificate renewal lack the column.
+        let has_prev: bool = conn.query_row("SELECT count(*) FROM pragma_table_info('sites') WHERE name = 'prev_cert_sha256'", [], |r| r.get(0))?;
+        if !has_prev {
+            conn.execute_batch("ALTER TABLE sites ADD COLUMN prev_cert_sha256 TEXT")?;
+        }
         Ok(SqliteStore { conn: Arc::new(Mutex::new(conn)) })
     }
 
@@ -205,7 +229,7 @@ fn token_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRecord> {
     })
 }
 
-const SITE_COLS: &str = "name, joined_at, cert_pem, cert_sha256, cert_serial, cert_not_after, key_sha256";
+const SITE_COLS: &str = "name, joined_at, cert_pem, cert_sha256, cert_serial, cert_not_after, key_sha256, prev_cert_sha256";
 
 fn site_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<SiteRecord> {
     Ok(SiteRecord {
@@ -216,6 +240,7 @@ fn site_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<SiteRecord> {
         cert_serial: r.get(4)?,
         cert_not_after: r.get(5)?,
         key_sha256: r.get(6)?,
+        prev_cert_sha256: r.get(7)?,
     })
 }
 
@@ -255,7 +280,7 @@ impl PortalStore for SqliteStore {
                 return Err(StoreError::SiteExists(s.name));
             }
             tx.execute(
-                &format!("INSERT INTO sites ({SITE_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+                &format!("INSERT INTO sites ({SITE_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL)"),
                 params![s.name, s.joined_at, s.cert_pem, s.cert_sha256, s.cert_serial, s.cert_not_after, s.key_sha256],
             )?;
             tx.commit()?;
@@ -271,7 +296,24 @@ impl PortalStore for SqliteStore {
 
     async fn site_by_cert(&self, cert_sha256: &str) -> Result<Option<SiteRecord>, StoreError> {
         let fp = cert_sha256.to_string();
-        self.with(move |c| Ok(c.query_row(&format!("SELECT {SITE_COLS} FROM sites WHERE cert_sha256 = ?1"), [fp], site_of).optional()?)).await
+        self.with(move |c| {
+            let q = format!("SELECT {SITE_COLS} FROM sites WHERE cert_sha256 = ?1 UNION ALL SELECT {SITE_COLS} FROM sites WHERE prev_cert_sha256 = ?1 LIMIT 1");
+            Ok(c.query_row(&q, [fp], site_of).optional()?)
+        })
+        .await
+    }
+
+    async fn renew_cert(&self, name: &str, current_sha256: &str, u: CertUpdate) -> Result<bool, StoreError> {
+        let (name, current) = (name.to_string(), current_sha256.to_string());
+        self.with(move |c| {
+            let n = c.execute(
+                "UPDATE sites SET prev_cert_sha256 = cert_sha256, cert_pem = ?3, cert_sha256 = ?4, cert_serial = ?5, cert_not_after = ?6
+                 WHERE name = ?1 AND cert_sha256 = ?2",
+                params![name, current, u.cert_pem, u.cert_sha256, u.cert_serial, u.cert_not_after],
+            )?;
+            Ok(n == 1)
+        })
+        .await
     }
 
     async fn sites(&self) -> Result<Vec<SiteRecord>, StoreError> {
@@ -427,6 +469,7 @@ mod tests {
             cert_serial: "01".into(),
             cert_not_after: 1000,
             key_sha256: format!("key-{fp}"),
+            prev_cert_sha256: None,
         }
     }
 
@@ -451,6 +494,14 @@ mod tests {
         assert_eq!(s.token("t2").await.unwrap().unwrap().used_at, None, "the refused join left its token unused");
         assert_eq!(s.sites().await.unwrap().len(), 1);
         assert!(s.site_by_cert("b").await.unwrap().is_none());
+
+        // A renewal: the new certificate and the one it replaced both authenticate; a renewal
+        // that lost the race to another changes nothing.
+        let next = CertUpdate { cert_pem: "pem2".into(), cert_sha256: "a2".into(), cert_serial: "02".into(), cert_not_after: 2000 };
+        assert!(s.renew_cert("plant", "a", next.clone()).await.unwrap());
+        assert!(!s.renew_cert("plant", "a", next).await.unwrap());
+        assert_eq!(s.site_by_cert("a2").await.unwrap().map(|x| (x.cert_serial, x.prev_cert_sha256)), Some(("02".into(), Some("a".into()))));
+        assert_eq!(s.site_by_cert("a").await.unwrap().map(|x| x.name), Some("plant".into()));
 
         assert!(s.remove_site("plant").await.unwrap());
         assert!(s.site_by_cert("a").await.unwrap().is_none());
