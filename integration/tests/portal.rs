@@ -293,6 +293,19 @@ fn a_joined_site_dials_out_and_the_portal_reaches_its_api_and_event_stream_throu
     assert_eq!(portal.call_as("wrong", "GET", "/v1/sites/plant-c/api/site", None).0, 401);
     assert_eq!(portal.call("GET", "/v1/sites/nowhere/api/site", None).0, 404);
 
+    // The inventory the portal keeps: what the site reports of itself, read over the link.
+    let inv = site.wait_for(20, "the portal to read the site's inventory", || {
+        let (_, b) = portal.call("GET", "/v1/sites/plant-c", None);
+        b["status"]["inventory"].is_object().then(|| b["status"].clone())
+    });
+    let own = site.call("GET", "/v1/site", None).json();
+    assert_eq!((&inv["inventory"]["version"], &inv["inventory"]["node_name"]), (&own["version"], &own["node_name"]), "{inv}");
+    assert_eq!(inv["inventory"]["nodes"].as_array().map(Vec::len), Some(1), "{inv}");
+    assert!(inv["inventory"]["capacity"]["cpus"].as_u64().unwrap_or(0) >= 1, "{inv}");
+    assert!(inv["inventory"]["capacity"]["memory_bytes"].as_u64().unwrap_or(0) > 0, "{inv}");
+    assert!(inv["inventory"]["link_latency_ms"].as_f64().is_some_and(|ms| ms > 0.0), "{inv}");
+    assert!(inv["inventory"]["counts"].is_object() && inv["last_seen"].is_string(), "{inv}");
+
     // An event stream (SSE) follows through the tunnel.
     let got = stream_until(format!("http://{}/v1/sites/plant-c/api/events?stream=true", portal.http), portal.token.clone(), "after-stream", 30);
     std::thread::sleep(Duration::from_millis(500));
@@ -304,6 +317,8 @@ fn a_joined_site_dials_out_and_the_portal_reaches_its_api_and_event_stream_throu
     site.wait_for(40, "the portal to see the site disconnected", || (portal.phase("plant-c").as_deref() == Some("Disconnected")).then_some(()));
     let (st, b) = portal.call("GET", "/v1/sites/plant-c/api/site", None);
     assert_eq!((st, b["error"]["code"].as_str()), (503, Some("site_disconnected")), "{b}");
+    let (_, b) = portal.call("GET", "/v1/sites/plant-c", None);
+    assert!(b["status"]["inventory"]["version"].is_string() && b["status"]["last_seen"].is_string(), "a disconnected site keeps what it last reported: {b}");
     site.launch();
     site.wait_for(30, "the link to come back after the site's restart", || connected(&portal).then_some(()));
     assert_eq!(portal.call("GET", "/v1/sites/plant-c/api/projects/via-portal", None).0, 200);
@@ -315,6 +330,11 @@ fn a_joined_site_dials_out_and_the_portal_reaches_its_api_and_event_stream_throu
         portal.log().contains("refused a link without the certificate of a joined site").then_some(())
     });
     assert_eq!(portal.phase("plant-c"), None);
+
+    // Each change of the site is a fleet event, in order.
+    let (_, ev) = portal.call("GET", "/v1/events", None);
+    let mine: Vec<&str> = ev["items"].as_array().expect("items").iter().filter(|e| e["site"] == "plant-c").filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(mine, ["joined", "connected", "disconnected", "connected", "removed", "disconnected"], "{ev}");
 }
 
 #[test]

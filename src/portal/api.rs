@@ -2,7 +2,8 @@
 //!
 //! Admin API: `POST /v1/join-tokens`, `GET /v1/sites`, `GET /v1/sites/{name}`,
 //! `DELETE /v1/sites/{name}`, the site's streams as received (`GET /v1/sites/{name}/events`,
-//! `/audit`) and its API through the link (`/v1/sites/{name}/api/...`). Link listener (TLS, `DATA/link.addr`): `POST /v1/link/join`
+//! `/audit`), its API through the link (`/v1/sites/{name}/api/...`) and the fleet's events
+//! (`GET /v1/events`). Link listener (TLS, `DATA/link.addr`): `POST /v1/link/join`
 //! (no client certificate), `GET /v1/link/whoami` (mutual TLS). Errors are the site API's JSON
 //! shape (`{"error": {"code", "message", "field"?}}`).
 
@@ -81,6 +82,7 @@ pub fn admin_router(p: Portal) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/v1/join-tokens", post(create_token))
         .route("/v1/sites", get(list_sites))
+        .route("/v1/events", get(fleet_events))
         .route("/v1/sites/{name}", get(get_site).delete(delete_site))
         .route("/v1/sites/{name}/events", get(site_events))
         .route("/v1/sites/{name}/audit", get(site_audit))
@@ -188,6 +190,15 @@ pub struct SiteStatus {
     /// When its newest pending token expires (RFC 3339).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_expires_at: Option<String>,
+    /// When the portal last heard from the site (RFC 3339): now while `Connected`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<String>,
+    /// What the site last reported: `version`, `node_name`, `started_at`, `counts` (resources
+    /// by kind), `nodes` (name, phase, capacity), `capacity` (totals: `cpus`, `memory_bytes`,
+    /// `memory_available_bytes`, `disk_bytes`, `disk_free_bytes`), `link_latency_ms` (the
+    /// round-trip time of a call through the link) and `refreshed_at`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inventory: Option<serde_json::Value>,
     /// Where the portal stands in each of the site's outbox streams (`events`, `audit`).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub streams: BTreeMap<String, StreamView>,
@@ -214,8 +225,23 @@ fn stream_views(states: &[StreamState], site: &str) -> BTreeMap<String, StreamVi
         .collect()
 }
 
-fn joined_view(p: &Portal, s: &SiteRecord, streams: &[StreamState]) -> SiteView {
+/// What a joined site's view is made of besides its record.
+struct Known {
+    streams: Vec<StreamState>,
+    inventories: Vec<(String, i64, Option<String>)>,
+}
+
+impl Known {
+    async fn load(p: &Portal) -> Result<Known, ApiError> {
+        Ok(Known { streams: p.store.stream_states(None).await.map_err(store_error)?, inventories: p.store.inventories().await.map_err(store_error)? })
+    }
+}
+
+fn joined_view(p: &Portal, s: &SiteRecord, known: &Known) -> SiteView {
     let since = p.links.connected_since(&s.name).map(|t| chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339());
+    let inv = known.inventories.iter().find(|(n, _, _)| *n == s.name);
+    let last_seen = if since.is_some() { Some(rfc3339(now())) } else { inv.map(|(_, t, _)| rfc3339(*t)) };
+    let inventory = inv.and_then(|(_, _, b)| b.as_deref()).and_then(|b| serde_json::from_str(b).ok());
     SiteView {
         name: s.name.clone(),
         status: SiteStatus {
@@ -224,7 +250,9 @@ fn joined_view(p: &Portal, s: &SiteRecord, streams: &[StreamState]) -> SiteView 
             joined_at: Some(rfc3339(s.joined_at)),
             certificate_not_after: Some(rfc3339(s.cert_not_after)),
             token_expires_at: None,
-            streams: stream_views(streams, &s.name),
+            last_seen,
+            inventory,
+            streams: stream_views(&known.streams, &s.name),
         },
     }
 }
@@ -238,6 +266,8 @@ fn pending_view(name: String, expires: i64) -> SiteView {
             joined_at: None,
             certificate_not_after: None,
             token_expires_at: Some(rfc3339(expires)),
+            last_seen: None,
+            inventory: None,
             streams: BTreeMap::new(),
         },
     }
@@ -245,8 +275,8 @@ fn pending_view(name: String, expires: i64) -> SiteView {
 
 async fn list_sites(State(p): State<Portal>, headers: HeaderMap) -> Result<Json<serde_json::Value>, ApiError> {
     require_admin(&p, &headers)?;
-    let streams = p.store.stream_states(None).await.map_err(store_error)?;
-    let mut items: Vec<SiteView> = p.store.sites().await.map_err(store_error)?.iter().map(|s| joined_view(&p, s, &streams)).collect();
+    let known = Known::load(&p).await?;
+    let mut items: Vec<SiteView> = p.store.sites().await.map_err(store_error)?.iter().map(|s| joined_view(&p, s, &known)).collect();
     items.extend(p.store.pending(now()).await.map_err(store_error)?.into_iter().map(|(n, e)| pending_view(n, e)));
     items.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(Json(serde_json::json!({ "items": items })))
@@ -255,8 +285,7 @@ async fn list_sites(State(p): State<Portal>, headers: HeaderMap) -> Result<Json<
 async fn get_site(State(p): State<Portal>, headers: HeaderMap, Path(name): Path<String>) -> Result<Json<SiteView>, ApiError> {
     require_admin(&p, &headers)?;
     if let Some(s) = p.store.site(&name).await.map_err(store_error)? {
-        let streams = p.store.stream_states(Some(&name)).await.map_err(store_error)?;
-        return Ok(Json(joined_view(&p, &s, &streams)));
+        return Ok(Json(joined_view(&p, &s, &Known::load(&p).await?)));
     }
     let pending = p.store.pending(now()).await.map_err(store_error)?;
     pending.into_iter().find(|(n, _)| *n == name).map(|(n, e)| Json(pending_view(n, e))).ok_or_else(|| ApiError::not_found(format!("site {name:?} not found")))
@@ -267,9 +296,10 @@ async fn delete_site(State(p): State<Portal>, headers: HeaderMap, Path(name): Pa
     if !p.store.remove_site(&name).await.map_err(store_error)? {
         return Err(ApiError::not_found(format!("site {name:?} not found")));
     }
+    tracing::info!(site = %name, "site removed; its certificate is no longer accepted");
+    super::links::event(p.store.as_ref(), &name, "removed", "the site was removed; its certificate is no longer accepted").await;
     // Its live link ends too: the certificate it was opened with no longer names a site.
     p.links.drop_site(&name);
-    tracing::info!(site = %name, "site removed; its certificate is no longer accepted");
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -310,6 +340,31 @@ pub struct StreamItem {
     pub time: String,
     /// The record as the site's API shows it.
     pub record: serde_json::Value,
+}
+
+/// The portal's own events (sites joined, connected, disconnected, renewed, removed), oldest
+/// first after `after`.
+async fn fleet_events(
+    State(p): State<Portal>,
+    headers: HeaderMap,
+    crate::api::error::ApiQuery(q): crate::api::error::ApiQuery<StreamQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    require_admin(&p, &headers)?;
+    let limit = q.limit.unwrap_or(1000);
+    if limit == 0 || limit > 1000 {
+        return Err(ApiError::bad_request("limit must be 1 to 1000").with_field("limit"));
+    }
+    let after = q.after.unwrap_or(0);
+    let items: Vec<serde_json::Value> = p
+        .store
+        .events(after, limit)
+        .await
+        .map_err(store_error)?
+        .into_iter()
+        .map(|e| serde_json::json!({ "cursor": e.cursor, "time": e.time, "site": e.site, "type": e.event_type, "message": e.message }))
+        .collect();
+    let next = items.last().and_then(|e| e["cursor"].as_i64()).unwrap_or(after);
+    Ok(Json(serde_json::json!({ "items": items, "next_cursor": next })))
 }
 
 type StreamArgs = (State<Portal>, HeaderMap, Path<String>, crate::api::error::ApiQuery<StreamQuery>);
@@ -401,6 +456,7 @@ async fn join(State(p): State<Portal>, ApiJson(b): ApiJson<JoinRequest>) -> Resu
     };
     p.store.register(&record.id, now(), site).await.map_err(store_error)?;
     tracing::info!(site = %record.site, serial = %issued.serial, "site joined");
+    super::links::event(p.store.as_ref(), &record.site, "joined", "the site joined with a join token").await;
     Ok(Json(JoinResponse { site: record.site, certificate: issued.pem, ca: p.ca.pem().to_string(), not_after: rfc3339(issued.not_after) }))
 }
 
@@ -443,6 +499,13 @@ async fn renew(State(p): State<Portal>, Extension(peer): Extension<PeerCert>, Ap
     }
     let site = p.store.site(&site.name).await.map_err(store_error)?.ok_or_else(|| ApiError::not_found("the site was removed"))?;
     tracing::info!(site = %site.name, serial = %issued.serial, "site certificate renewed");
+    super::links::event(
+        p.store.as_ref(),
+        &site.name,
+        "certificate_renewed",
+        &format!("certificate {} valid until {}", issued.serial, rfc3339(site.cert_not_after)),
+    )
+    .await;
     Ok(Json(answer(&site)))
 }
 

@@ -43,7 +43,7 @@ impl Links {
 
     /// Take over the TLS connection `io` that `site` dialled: be its HTTP/2 client (pings every
     /// [`PING`]) until it ends, pulling the site's outbox into `store` meanwhile
-    /// ([`super::ingest`]). A newer link of the same site replaces an older one.
+    /// ([`super::ingest`]) and keeping its inventory ([`super::inventory`]). A newer link of the same site replaces an older one.
     pub async fn hold<IO>(&self, site: String, io: IO, store: std::sync::Arc<dyn super::store::PortalStore>)
     where
         IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -60,7 +60,9 @@ impl Links {
             m.insert(site.clone(), Link { id, sender: sender.clone(), since: SystemTime::now(), _held: Arc::new(held) });
         }
         tracing::info!(%site, "site connected");
-        tokio::spawn(super::ingest::run(site.clone(), sender, store, watched));
+        event(store.as_ref(), &site, "connected", "the site's link is up").await;
+        tokio::spawn(super::inventory::run(site.clone(), sender.clone(), store.clone(), watched.clone()));
+        tokio::spawn(super::ingest::run(site.clone(), sender, store.clone(), watched));
         if let Err(e) = conn.await {
             tracing::debug!(%site, error = %e, "link connection ended");
         }
@@ -70,6 +72,7 @@ impl Links {
             m.remove(&site);
         }
         tracing::warn!(%site, "site disconnected");
+        event(store.as_ref(), &site, "disconnected", "the site's link ended").await;
     }
 
     /// Send `req` (its path already the site's, `/v1/...`) to `site` as portal user `user`, and
@@ -102,5 +105,12 @@ impl Links {
             ApiError::new(StatusCode::BAD_GATEWAY, "link_failed", format!("the link to site {site} failed: {e}{cause}"))
         })?;
         Ok(resp.map(Body::new))
+    }
+}
+
+/// Record a fleet event; a store failure is logged, never fatal.
+pub async fn event(store: &dyn super::store::PortalStore, site: &str, event_type: &str, message: &str) {
+    if let Err(e) = store.add_event(site, event_type, message).await {
+        tracing::warn!(%site, event_type, error = %e, "recording a portal event failed");
     }
 }

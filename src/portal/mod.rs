@@ -11,6 +11,7 @@ pub mod api;
 pub mod ca;
 pub mod csr;
 pub mod ingest;
+pub mod inventory;
 pub mod links;
 pub mod store;
 

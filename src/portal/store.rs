@@ -128,6 +128,21 @@ pub struct StreamState {
     pub missing: i64,
 }
 
+/// A change the portal saw in its fleet (`GET /v1/events` on the portal).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortalEvent {
+    /// Strictly increasing, never reused.
+    pub cursor: i64,
+    /// RFC 3339.
+    pub time: String,
+    /// The site it is about.
+    pub site: String,
+    /// `joined`, `connected`, `disconnected`, `certificate_renewed`, `removed`.
+    pub event_type: String,
+    /// A summary.
+    pub message: String,
+}
+
 /// The portal's state. Every method is one transaction.
 #[async_trait::async_trait]
 pub trait PortalStore: Send + Sync {
@@ -161,6 +176,15 @@ pub trait PortalStore: Send + Sync {
     async fn ingest(&self, site: &str, batches: Vec<StreamBatch>) -> Result<Vec<StreamState>, StoreError>;
     /// Records of `site`'s `stream` with seq > `after`, oldest first.
     async fn records(&self, site: &str, stream: &str, after: i64, limit: usize) -> Result<Vec<StreamRecord>, StoreError>;
+    /// Record that `site` was seen at `seen_at` (Unix seconds), with its inventory (JSON text)
+    /// when given; without one the last inventory stays.
+    async fn put_inventory(&self, site: &str, seen_at: i64, inventory: Option<String>) -> Result<(), StoreError>;
+    /// Append an event about `site` (its cursor and time are assigned).
+    async fn add_event(&self, site: &str, event_type: &str, message: &str) -> Result<(), StoreError>;
+    /// Events with cursor > `after`, oldest first.
+    async fn events(&self, after: i64, limit: usize) -> Result<Vec<PortalEvent>, StoreError>;
+    /// Every site's last sighting and inventory: (site, seen_at, inventory JSON text).
+    async fn inventories(&self) -> Result<Vec<(String, i64, Option<String>)>, StoreError>;
     /// The gaps of `site`'s `stream`: `(after, through)`, the records after `after` through
     /// `through` that the site dropped before this portal had them.
     async fn gaps(&self, site: &str, stream: &str) -> Result<Vec<(i64, i64)>, StoreError>;
@@ -185,6 +209,10 @@ CREATE TABLE IF NOT EXISTS site_streams (
 CREATE TABLE IF NOT EXISTS site_records (
     site TEXT NOT NULL, stream TEXT NOT NULL, seq INTEGER NOT NULL, time TEXT NOT NULL, body TEXT NOT NULL,
     PRIMARY KEY (site, stream, seq)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS portal_events (
+    cursor INTEGER PRIMARY KEY AUTOINCREMENT, time TEXT NOT NULL, site TEXT NOT NULL, type TEXT NOT NULL, message TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS site_inventory (
+    site TEXT PRIMARY KEY, seen_at INTEGER NOT NULL, body TEXT) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS site_gaps (
     site TEXT NOT NULL, stream TEXT NOT NULL, after_seq INTEGER NOT NULL, through_seq INTEGER NOT NULL,
     PRIMARY KEY (site, stream, after_seq)) WITHOUT ROWID;
@@ -342,7 +370,7 @@ impl PortalStore for SqliteStore {
         self.with(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let n = tx.execute("DELETE FROM sites WHERE name = ?1", [&name])? + tx.execute("DELETE FROM join_tokens WHERE site = ?1", [&name])?;
-            for table in ["site_streams", "site_records", "site_gaps"] {
+            for table in ["site_streams", "site_records", "site_gaps", "site_inventory"] {
                 tx.execute(&format!("DELETE FROM {table} WHERE site = ?1"), [&name])?;
             }
             tx.commit()?;
@@ -360,7 +388,9 @@ impl PortalStore for SqliteStore {
         let site = site.to_string();
         self.with(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            for b in &batches {
+            // A pull that finishes after its site was removed keeps nothing.
+            let joined: bool = tx.query_row("SELECT EXISTS (SELECT 1 FROM sites WHERE name = ?1)", [&site], |r| r.get(0))?;
+            for b in batches.iter().filter(|_| joined) {
                 let held: Option<i64> =
                     tx.query_row("SELECT cursor FROM site_streams WHERE site = ?1 AND stream = ?2", params![site, b.stream], |r| r.get(0)).optional()?;
                 let plan = plan_ingest(held, b);
@@ -394,6 +424,51 @@ impl PortalStore for SqliteStore {
             let rows = st
                 .query_map(params![site, stream, after, limit as i64], |r| Ok(StreamRecord { seq: r.get(0)?, time: r.get(1)?, body: r.get(2)? }))?
                 .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn put_inventory(&self, site: &str, seen_at: i64, inventory: Option<String>) -> Result<(), StoreError> {
+        let site = site.to_string();
+        self.with(move |c| {
+            // Only for a joined site: a link that outlives its site's removal records nothing.
+            c.execute(
+                "INSERT INTO site_inventory (site, seen_at, body) SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM sites WHERE name = ?1)
+                 ON CONFLICT (site) DO UPDATE SET seen_at = excluded.seen_at, body = coalesce(excluded.body, site_inventory.body)",
+                params![site, seen_at, inventory],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn add_event(&self, site: &str, event_type: &str, message: &str) -> Result<(), StoreError> {
+        let (site, t, m) = (site.to_string(), event_type.to_string(), message.to_string());
+        self.with(move |c| {
+            c.execute("INSERT INTO portal_events (time, site, type, message) VALUES (?1, ?2, ?3, ?4)", params![chrono::Utc::now().to_rfc3339(), site, t, m])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn events(&self, after: i64, limit: usize) -> Result<Vec<PortalEvent>, StoreError> {
+        self.with(move |c| {
+            let mut st = c.prepare_cached("SELECT cursor, time, site, type, message FROM portal_events WHERE cursor > ?1 ORDER BY cursor LIMIT ?2")?;
+            let rows = st
+                .query_map(params![after, limit as i64], |r| {
+                    Ok(PortalEvent { cursor: r.get(0)?, time: r.get(1)?, site: r.get(2)?, event_type: r.get(3)?, message: r.get(4)? })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn inventories(&self) -> Result<Vec<(String, i64, Option<String>)>, StoreError> {
+        self.with(|c| {
+            let mut st = c.prepare_cached("SELECT site, seen_at, body FROM site_inventory ORDER BY site")?;
+            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
         })
         .await
@@ -519,6 +594,9 @@ mod tests {
     async fn a_repeated_pull_never_duplicates_and_a_gap_is_recorded_never_silent() {
         let dir = tempfile::tempdir().unwrap();
         let s = SqliteStore::open(&dir.path().join("portal.db")).unwrap();
+        assert!(s.ingest("plant", vec![batch("events", 1..=2, 0)]).await.unwrap().is_empty(), "nothing is kept for a site not joined");
+        s.add_token(token("t1", "plant")).await.unwrap();
+        s.register("t1", 7, site("plant", "a")).await.unwrap();
         // The first pull starts at what the site holds (4..): older history is no gap.
         let st = s.ingest("plant", vec![batch("events", 4..=6, 3), batch("audit", 1..=2, 0)]).await.unwrap();
         assert_eq!(st.iter().map(|x| (x.stream.as_str(), x.cursor, x.missing)).collect::<Vec<_>>(), vec![("audit", 2, 0), ("events", 6, 0)]);
