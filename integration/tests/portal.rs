@@ -293,6 +293,19 @@ fn a_joined_site_dials_out_and_the_portal_reaches_its_api_and_event_stream_throu
     assert_eq!(portal.call_as("wrong", "GET", "/v1/sites/plant-c/api/site", None).0, 401);
     assert_eq!(portal.call("GET", "/v1/sites/nowhere/api/site", None).0, 404);
 
+    // The CLI reaches the site the same way: `cloudlet --portal URL --site NAME <noun> <verb>`.
+    let via = format!("http://{}", portal.http);
+    let (code, out, err) = cli(&["--portal", &via, "--site", "plant-c", "--token", &portal.token, "-o", "json", "project", "ls"], None);
+    assert_eq!(code, 0, "{out} {err}");
+    assert!(out.contains("via-portal"), "the site's projects, through the portal: {out}");
+    let (code, out, err) = cli(&["--portal", &via, "--site", "plant-c", "--token", &portal.token, "project", "create", "cli-via-portal"], None);
+    assert_eq!(code, 0, "{out} {err}");
+    assert_eq!(site.call("GET", "/v1/projects/cli-via-portal", None).status, 200, "the CLI's change reached the site");
+    let (code, _, err) = cli(&["--portal", &via, "--site", "nowhere", "--token", &portal.token, "project", "ls"], None);
+    assert!(code != 0 && err.contains("not found"), "an unknown site is named: {err}");
+    let (code, _, err) = cli(&["--portal", &via, "--token", &portal.token, "project", "ls"], None);
+    assert!(code != 0 && err.contains("--site"), "--portal needs --site: {err}");
+
     // The inventory the portal keeps: what the site reports of itself, read over the link.
     let inv = site.wait_for(20, "the portal to read the site's inventory", || {
         let (_, b) = portal.call("GET", "/v1/sites/plant-c", None);

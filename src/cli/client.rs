@@ -48,6 +48,9 @@ pub struct Client {
     target: Target,
     token: Option<String>,
     project: Option<String>,
+    /// `/v1/sites/{site}/api` when the target is a portal: the site's `/v1/...` is reached
+    /// there, over the site's link.
+    via: Option<String>,
 }
 
 /// A raw answer.
@@ -119,7 +122,19 @@ impl Client {
                 Target::Tcp { host, port, tls }
             }
         };
-        Ok(Client { target, token, project })
+        Ok(Client { target, token, project, via: None })
+    }
+
+    /// Reach site `site` through the portal this client talks to: every `/v1/REST` call goes to
+    /// the portal's `/v1/sites/{site}/api/REST`. Errors: a site name that is not an RFC 1123
+    /// label.
+    pub fn through_portal(mut self, site: &str) -> Result<Client, CliError> {
+        let ok = !site.is_empty() && site.len() <= 63 && site.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !ok || matches!(self.target, Target::Unix(_)) {
+            return Err(CliError::Usage(format!("--site {site:?} must be a site name (lowercase letters, digits, '-'), with --portal URL")));
+        }
+        self.via = Some(format!("/v1/sites/{site}/api"));
+        Ok(self)
     }
 
     fn describe(&self) -> String {
@@ -159,11 +174,15 @@ impl Client {
     }
 
     fn with_project(&self, path: &str) -> String {
-        match &self.project {
+        let path = match &self.project {
             Some(p) if path.starts_with("/v1/") && !path.contains("project=") => {
                 format!("{path}{}project={p}", if path.contains('?') { '&' } else { '?' })
             }
             _ => path.to_string(),
+        };
+        match (&self.via, path.strip_prefix("/v1/")) {
+            (Some(via), Some(rest)) => format!("{via}/{rest}"),
+            _ => path,
         }
     }
 

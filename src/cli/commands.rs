@@ -14,7 +14,12 @@ use super::{AuditCmd, CliError, Client, EventCmd, Global, NodeCmd, OperationCmd,
 
 /// Build the client from global options.
 pub fn client(g: &Global) -> Result<Client, CliError> {
-    Client::new(g.remote.as_deref(), g.socket.as_deref().map(std::path::Path::new), g.token.clone(), g.project.clone(), g.ca_cert.as_deref())
+    let remote = g.portal.as_deref().or(g.remote.as_deref());
+    let c = Client::new(remote, g.socket.as_deref().map(std::path::Path::new), g.token.clone(), g.project.clone(), g.ca_cert.as_deref())?;
+    match &g.site {
+        Some(site) => c.through_portal(site),
+        None => Ok(c),
+    }
 }
 
 fn items(v: &Value) -> Vec<Value> {

@@ -34,9 +34,17 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct Global {
     /// Talk to a daemon at this URL (http:// or https://) instead of the local socket.
-    #[arg(long, global = true, env = "CLOUDLET_REMOTE")]
+    #[arg(long, global = true, env = "CLOUDLET_REMOTE", conflicts_with = "portal")]
     pub remote: Option<String>,
-    /// API token for --remote.
+    /// Talk to a site through the portal at this URL (its admin API, http:// or https://), over
+    /// the site's link; --token is then the portal's admin token. Needs --site.
+    /// Given before the command: `cloudlet --portal URL --site NAME project ls`.
+    #[arg(long, env = "CLOUDLET_PORTAL", requires = "site")]
+    pub portal: Option<String>,
+    /// The site to reach through --portal.
+    #[arg(long, env = "CLOUDLET_SITE", requires = "portal")]
+    pub site: Option<String>,
+    /// API token for --remote (or the portal admin token for --portal).
     #[arg(long, global = true, env = "CLOUDLET_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// The daemon's Unix socket [default: /run/cloudlet/cloudlet.sock]; for `serve`, where to listen.
@@ -268,7 +276,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "URL")]
     pub portal: Option<String>,
     /// The join token for --portal (`[portal] join_token`).
-    #[arg(long, value_name = "TOKEN", env = "CLOUDLET_PORTAL_JOIN_TOKEN", hide_env_values = true)]
+    /// Env: CLOUDLET_PORTAL_JOIN_TOKEN (read with the configuration).
+    #[arg(long, value_name = "TOKEN")]
     pub join_token: Option<String>,
     /// Permit outbound connections for tenants to RULE despite the egress policy (added to
     /// `[egress] allow_cidrs`): CIDR, ADDR, ADDR:PORT or [IPV6]:PORT. Repeatable.
