@@ -11,7 +11,7 @@ use crate::common;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use common::{ContainerGuard, Daemon, NetnsGuard, Registry, create, http_get_in, ready_netns};
+use common::{ContainerGuard, Daemon, NetnsGuard, Registry, create, http_get_in, ready_netns, shims_of};
 use serde_json::{Value, json};
 
 const PAGE: &str = "hello from cloudlet busybox-httpd\n";
@@ -25,20 +25,6 @@ fn wait_phase(d: &Daemon, name: &str, phase: &str) -> Value {
         let s = status(d, name);
         (s["phase"] == phase).then_some(s)
     })
-}
-
-/// Processes whose command line is a shim of container `id`.
-fn shims_of(id: &str) -> usize {
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| {
-            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-            let cmd = String::from_utf8_lossy(&cmd);
-            cmd.contains("container-shim") && cmd.contains(id)
-        })
-        .count()
 }
 
 /// Mounts under the data dir, but for the projects' pinned user namespaces (kept while their
@@ -192,22 +178,7 @@ fn pull_run_in_a_vpc_fetch_through_an_eip_logs_exec_stop_delete_and_recover() {
     let pid_before = status(&d, "web")["pid"].clone();
 
     // A simulated reboot: every process, namespace, cgroup and overlay mount is gone.
-    d.kill9();
-    for e in std::fs::read_dir(d.dir.join("containers")).expect("containers").flatten() {
-        let rec: Value = serde_json::from_slice(&std::fs::read(e.path().join("shim.json")).unwrap_or_default()).unwrap_or(Value::Null);
-        for k in ["init_pid", "shim_pid"] {
-            if let Some(p) = rec[k].as_i64() {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p as i32), nix::sys::signal::Signal::SIGKILL);
-            }
-        }
-    }
-    d.wait_for(10, "the shims to die", || (shims_of(&id) == 0).then_some(()));
-    for ns in common::owned_netns(&d.dir) {
-        let _ = cloudlet::net::host::delete_netns(&ns);
-    }
-    let _ = cloudlet::container::cgroup::remove(&format!("/cloudlet/{id}"));
-    // A reboot clears every mount: the overlays, their binds and the pinned user namespaces.
-    cloudlet::container::runtime::unmount_under(&d.dir).expect("unmount");
+    common::simulate_reboot(&mut d);
     assert_eq!(mounts_under(&d.dir), 0);
     d.launch();
     let st = wait_phase(&d, "web", "Running");

@@ -17,6 +17,7 @@ mod image_pull;
 mod instances;
 mod net_render;
 mod portal;
+mod portal_offline;
 mod portal_outbox;
 mod quotas;
 mod s3;

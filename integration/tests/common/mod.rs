@@ -439,6 +439,47 @@ pub fn busybox_image() -> PathBuf {
 /// On drop (even when a test fails): stops every container a daemon's data dir holds (their
 /// shims outlive the daemon by design) and removes their mounts and cgroups. Declare it after the
 /// `Daemon`, so it runs before the data dir is removed.
+/// Processes whose command line is a shim of container `id`.
+pub fn shims_of(id: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd);
+            cmd.contains("container-shim") && cmd.contains(id)
+        })
+        .count()
+}
+
+/// A simulated host reboot of daemon `d`: it is killed with SIGKILL, and so is every shim and
+/// container init it ran; its namespaces, the containers' cgroups and every mount under its
+/// data dir go, as they do when a host restarts. `d` is left stopped.
+pub fn simulate_reboot(d: &mut Daemon) {
+    d.kill9();
+    let mut ids = Vec::new();
+    for e in std::fs::read_dir(d.dir.join("containers")).into_iter().flatten().flatten() {
+        ids.push(e.file_name().to_string_lossy().into_owned());
+        let rec: Value = serde_json::from_slice(&std::fs::read(e.path().join("shim.json")).unwrap_or_default()).unwrap_or(Value::Null);
+        for k in ["init_pid", "shim_pid"] {
+            if let Some(p) = rec[k].as_i64() {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p as i32), nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+    }
+    for id in &ids {
+        d.wait_for(10, "the shims to die", || (shims_of(id) == 0).then_some(()));
+    }
+    for ns in owned_netns(&d.dir) {
+        let _ = cloudlet::net::host::delete_netns(&ns);
+    }
+    for id in &ids {
+        let _ = cloudlet::container::cgroup::remove(&format!("/cloudlet/{id}"));
+    }
+    cloudlet::container::runtime::unmount_under(&d.dir).expect("unmount");
+}
+
 pub struct ContainerGuard(pub PathBuf);
 
 impl Drop for ContainerGuard {
