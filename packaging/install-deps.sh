@@ -15,9 +15,10 @@ cd "$(dirname "$0")/.."
 # the container benchmark). Volumes: e2fsprogs (mkfs.ext4, e2fsck, resize2fs; in every Debian).
 # Object storage: awscli and rclone, real S3 clients of the tests (boto3 comes from PyPI below).
 # The nested KVM lane: qemu-system-x86 (the L1 guest, and the QEMU peer of the VMM), kmod
-# (depmod for the unpacked kernel packages) and cpio (initramfs images).
+# (depmod for the unpacked kernel packages) and cpio (initramfs images). The portal: postgresql
+# (its store for fleets; the tests run throwaway clusters of it with initdb).
 DEBS=(nftables iproute2 ca-certificates pkg-config gcc curl chromium fonts-wqy-microhei python3-pip wrk etcd-server iperf3 busybox
-      docker-registry apache2-utils libseccomp-dev runc e2fsprogs awscli rclone qemu-system-x86 kmod cpio)
+      docker-registry apache2-utils libseccomp-dev runc e2fsprogs awscli rclone qemu-system-x86 kmod cpio postgresql)
 missing=()
 for p in "${DEBS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -130,6 +130,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 link: a.link,
                 names: a.names,
                 cert_lifetime: std::time::Duration::from_secs(a.site_cert_lifetime),
+                database: a.database,
             })
             .await?;
         }

@@ -19,6 +19,7 @@ mod net_render;
 mod portal;
 mod portal_offline;
 mod portal_outbox;
+mod postgres;
 mod quotas;
 mod s3;
 mod tenant_attacks;

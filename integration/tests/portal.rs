@@ -14,7 +14,7 @@ use crate::common::{Daemon, bin, cli};
 
 /// A running portal on a temporary data dir.
 pub(crate) struct Portal {
-    dir: PathBuf,
+    pub(crate) dir: PathBuf,
     _tmp: tempfile::TempDir,
     child: Option<Child>,
     args: Vec<String>,
@@ -149,7 +149,23 @@ fn mode(p: &Path) -> u32 {
 
 #[test]
 fn a_site_joins_with_a_good_token_and_every_bad_one_is_refused_leaving_nothing_half_registered() {
-    let portal = Portal::start();
+    let portal = joins_and_refusals(&[]);
+    assert!(portal.dir.join("portal.db").exists());
+}
+
+#[test]
+fn joins_and_refusals_on_postgresql() {
+    if !crate::common::privileged(crate::common::is_root(), "root (PostgreSQL run as its own user)") {
+        return;
+    }
+    let pg = crate::postgres::Postgres::start();
+    let portal = joins_and_refusals(&["--database", &pg.url()]);
+    assert!(!portal.dir.join("portal.db").exists(), "the state went to PostgreSQL, not to SQLite");
+}
+
+/// The join scenario on a portal started with `args` (its store); returns the portal.
+fn joins_and_refusals(args: &[&str]) -> Portal {
+    let portal = Portal::start_with(args);
     let other = Portal::start();
     let site = Daemon::start();
     let url = portal.link_url();
@@ -235,6 +251,7 @@ fn a_site_joins_with_a_good_token_and_every_bad_one_is_refused_leaving_nothing_h
     assert_eq!(c["ok"], false, "{c}");
     assert!(c["error"].as_str().unwrap_or("").contains("certificate_revoked"), "{c}");
     assert_eq!(portal.phase("plant-a"), None);
+    portal
 }
 
 /// Read `url`'s streamed body (with the portal admin token) on a thread until a line holds

@@ -1,6 +1,7 @@
 //! The site's outbox to the portal, with real processes: events and audit records written while
 //! the link is cut reach the portal once it heals, each exactly once and in order, although
-//! the portal and then the site are killed with SIGKILL on the way.
+//! the portal and then the site are killed with SIGKILL on the way; on PostgreSQL, the database
+//! crashes and restarts on the way too.
 
 use std::time::Instant;
 
@@ -8,6 +9,7 @@ use serde_json::{Value, json};
 
 use crate::common::Daemon;
 use crate::portal::{Blackhole, Portal, join};
+use crate::postgres::Postgres;
 
 /// Every record the portal holds of `site`'s `stream`: (seq, record), in the portal's order.
 fn portal_records(portal: &Portal, site: &str, stream: &str) -> Vec<(i64, Value)> {
@@ -75,7 +77,23 @@ fn records_written_while_cut_off_reach_the_portal_exactly_once_in_order_across_k
     if !crate::common::privileged(crate::common::is_root(), "root (nftables rules that cut the link's port)") {
         return;
     }
-    let mut portal = Portal::start();
+    exactly_once(None);
+}
+
+#[test]
+fn the_same_on_postgresql_with_postgresql_crashed_and_restarted_during_the_drain() {
+    if !crate::common::privileged(crate::common::is_root(), "root (nftables rules that cut the link's port; PostgreSQL run as its user)") {
+        return;
+    }
+    exactly_once(Some(Postgres::start()));
+}
+
+/// The scenario, on the portal's SQLite store or on PostgreSQL (`pg`), which then also crashes
+/// and restarts while the backlog drains.
+fn exactly_once(mut pg: Option<Postgres>) {
+    let url = pg.as_ref().map(Postgres::url);
+    let args: Vec<&str> = url.as_deref().map(|u| vec!["--database", u]).unwrap_or_default();
+    let mut portal = Portal::start_with(&args);
     let mut site = Daemon::start();
     assert_eq!(join(&site, &portal.link_url(), &portal.token_for("plant-o", 3600)).0, 200);
     site.wait_for(30, "the link to come up", || (portal.phase("plant-o").as_deref() == Some("Connected")).then_some(()));
@@ -117,7 +135,15 @@ fn records_written_while_cut_off_reach_the_portal_exactly_once_in_order_across_k
     site.kill9();
     let (at_kill, latest) = position(&portal, "plant-o", "events");
     println!("site killed {:.1} s after the portal's restart, the portal at event {at_kill} of {latest}", t0.elapsed().as_secs_f64());
-    site.launch();
+    if let Some(pg) = pg.as_mut() {
+        pg.crash();
+        site.launch();
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        pg.launch();
+        println!("PostgreSQL crashed and restarted");
+    } else {
+        site.launch();
+    }
 
     // Everything arrives: the portal's streams end where the site's do.
     let want_events = site_events(&site);
@@ -142,6 +168,7 @@ fn records_written_while_cut_off_reach_the_portal_exactly_once_in_order_across_k
     assert_eq!(tokens, 2000, "each of the 2,000 changes made while cut off is there once");
     let audit: Vec<i64> = portal_records(&portal, "plant-o", "audit").into_iter().map(|(s, _)| s).filter(|s| *s <= last_audit).collect();
     assert_eq!(audit, want_audit.iter().filter_map(|a| a["id"].as_i64()).collect::<Vec<_>>(), "every audit record once, in order");
+    assert_eq!(portal.dir.join("portal.db").exists(), pg.is_none(), "the state is in the store asked for");
     let (_, b) = portal.call("GET", "/v1/sites/plant-o", None);
     assert_eq!((&b["status"]["streams"]["events"]["missing"], &b["status"]["streams"]["events"]["lost"]), (&json!(0), &json!(0)), "{b}");
 }

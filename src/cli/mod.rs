@@ -320,6 +320,10 @@ pub struct PortalArgs {
     /// renew at 2/3 of it. Lifetimes under an hour are for tests.
     #[arg(long, default_value_t = 30 * 86_400, value_parser = clap::value_parser!(u64).range(10..=366 * 86_400))]
     pub site_cert_lifetime: u64,
+    /// Keep the portal's state in PostgreSQL: a connection string such as
+    /// postgres://USER:PASSWORD@HOST:PORT/DB (a secret). Without it: SQLite in DATA/portal.db.
+    #[arg(long, value_name = "URL", env = "CLOUDLET_PORTAL_DATABASE", hide_env_values = true)]
+    pub database: Option<String>,
     /// Log filter, e.g. info or cloudlet=debug.
     #[arg(long, default_value = "info")]
     pub log_level: String,

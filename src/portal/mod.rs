@@ -1,7 +1,8 @@
 //! `cloudlet portal`: the central portal that sites join and (next) dial out to.
 //!
-//! One role of the same binary. State is behind [`store::PortalStore`] (embedded SQLite in
-//! `DATA/portal.db` by default); the CA is [`ca::PortalCa`]. Two listeners: the admin API
+//! One role of the same binary. State is behind [`store::PortalStore`]: embedded SQLite in
+//! `DATA/portal.db` by default, PostgreSQL with `--database URL` ([`pg::PgStore`]); the CA is
+//! [`ca::PortalCa`]. Two listeners: the admin API
 //! (`--http`, plain HTTP for loopback and tests; address in `DATA/http.addr`) and the link
 //! listener (`--link`, TLS with this CA's server certificate; address in `DATA/link.addr`),
 //! where sites join and, with their client certificates, connect. The admin token is in
@@ -13,6 +14,7 @@ pub mod csr;
 pub mod ingest;
 pub mod inventory;
 pub mod links;
+pub mod pg;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -50,7 +52,7 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> PortalError {
 }
 
 /// How to run the portal.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PortalOptions {
     /// The data directory.
     pub data_dir: PathBuf,
@@ -63,6 +65,22 @@ pub struct PortalOptions {
     pub names: Vec<String>,
     /// Lifetime of the client certificates it signs.
     pub cert_lifetime: Duration,
+    /// A PostgreSQL connection string for the store (`postgres://USER:PASSWORD@HOST:PORT/DB`;
+    /// a secret: never logged); `None`: the embedded SQLite store in `DATA/portal.db`.
+    pub database: Option<String>,
+}
+
+impl std::fmt::Debug for PortalOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PortalOptions")
+            .field("data_dir", &self.data_dir)
+            .field("http", &self.http)
+            .field("link", &self.link)
+            .field("names", &self.names)
+            .field("cert_lifetime", &self.cert_lifetime)
+            .field("database", &self.database.as_ref().map(|_| "(set)"))
+            .finish()
+    }
 }
 
 /// Run the portal until SIGTERM/SIGINT.
@@ -74,15 +92,17 @@ pub async fn serve(opts: PortalOptions) -> Result<(), PortalError> {
     let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|_| PortalError::AlreadyRunning(data.clone()))?;
     let hostname = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
     let admin = admin_token(data)?;
-    let store = store::SqliteStore::open(&data.join("portal.db"))?;
-    let ca = ca::PortalCa::load_or_create(&data.join("ca"))?;
-    let portal = api::Portal {
-        store: Arc::new(store),
-        ca: Arc::new(ca),
-        admin_sha256: sha256_hex(admin.as_bytes()),
-        cert_lifetime: opts.cert_lifetime,
-        links: links::Links::default(),
+    let store: Arc<dyn store::PortalStore> = match &opts.database {
+        Some(url) => {
+            let s = pg::PgStore::connect(url).await?;
+            tracing::info!("portal store: PostgreSQL");
+            Arc::new(s)
+        }
+        None => Arc::new(store::SqliteStore::open(&data.join("portal.db"))?),
     };
+    let ca = ca::PortalCa::load_or_create(&data.join("ca"))?;
+    let portal =
+        api::Portal { store, ca: Arc::new(ca), admin_sha256: sha256_hex(admin.as_bytes()), cert_lifetime: opts.cert_lifetime, links: links::Links::default() };
     tracing::info!(ca_fingerprint = %portal.ca.fingerprint(), "portal CA loaded");
 
     let (stop_tx, stop) = watch::channel(false);

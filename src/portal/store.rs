@@ -406,7 +406,7 @@ impl PortalStore for SqliteStore {
                 }
                 tx.execute(
                     "INSERT INTO site_streams (site, stream, cursor, latest, lost) VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT (site, stream) DO UPDATE SET cursor = excluded.cursor, latest = excluded.latest, lost = excluded.lost",
+                     ON CONFLICT (site, stream) DO UPDATE SET cursor = max(cursor, excluded.cursor), latest = excluded.latest, lost = excluded.lost",
                     params![site, b.stream, plan.cursor, b.latest, b.lost],
                 )?;
             }
