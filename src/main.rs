@@ -127,6 +127,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             cloudlet::portal::serve(cloudlet::portal::PortalOptions {
                 data_dir: a.data_dir,
                 http: if a.http == "off" { String::new() } else { a.http },
+                https: a.https.unwrap_or_default(),
                 link: a.link,
                 names: a.names,
                 cert_lifetime: std::time::Duration::from_secs(a.site_cert_lifetime),

@@ -91,11 +91,23 @@ impl Portal {
     }
 
     pub(crate) fn call_as(&self, token: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.call_full(token, method, path, body, &[])
+    }
+
+    /// An admin call with extra headers: (status, JSON body or null).
+    pub(crate) fn call_as_with(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+        self.call_full(&self.token, method, path, None, headers)
+    }
+
+    fn call_full(&self, token: &str, method: &str, path: &str, body: Option<Value>, headers: &[(&str, &str)]) -> (u16, Value) {
         let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(30))).build().into();
         let mut b =
             ureq::http::Request::builder().method(method).uri(format!("http://{}{}", self.http, path)).header("authorization", format!("Bearer {token}"));
         if body.is_some() {
             b = b.header("content-type", "application/json");
+        }
+        for (k, v) in headers {
+            b = b.header(*k, *v);
         }
         let req = b.body(body.map(|v| serde_json::to_vec(&v).expect("json")).unwrap_or_default()).expect("request");
         let resp = agent.run(req).unwrap_or_else(|e| panic!("{method} {path}: {e}"));
@@ -462,4 +474,56 @@ fn a_short_lived_certificate_is_renewed_by_the_site_and_the_renewed_one_opens_th
     site.wait_for(30, "the link to come back with the renewed certificate", || (portal.phase("plant-r").as_deref() == Some("Connected")).then_some(()));
     let check = site.call("GET", "/v1/site/portal?check=true", None).json();
     assert_eq!(check["check"], json!({"ok": true, "site": "plant-r"}), "{check}");
+}
+
+#[test]
+fn a_join_whose_answer_was_lost_is_answered_again_for_the_same_key_and_for_no_other() {
+    let portal = Portal::start();
+    let mut site = Daemon::start();
+    let token = portal.token_for("plant-l", 3600);
+    assert_eq!(join(&site, &portal.link_url(), &token).0, 200);
+    let dir = site.dir.join("portal");
+    let first = std::fs::read_to_string(dir.join("site.pem")).expect("site.pem");
+
+    // The answer never reached the site's disk: only its key (written before the request) is left.
+    site.kill9();
+    for f in ["identity.json", "site.pem", "ca.pem"] {
+        std::fs::remove_file(dir.join(f)).expect("remove");
+    }
+    site.launch();
+    no_identity(&site);
+    let (st, b) = join(&site, &portal.link_url(), &token);
+    assert_eq!((st, b["site"].as_str()), (200, Some("plant-l")), "the same key gets its answer again: {b}");
+    assert_eq!(std::fs::read_to_string(dir.join("site.pem")).expect("site.pem"), first, "the same certificate, not a second one");
+    site.wait_for(30, "the link to come up", || (portal.phase("plant-l").as_deref() == Some("Connected")).then_some(()));
+
+    // Any other key with that token is still refused.
+    let other = Daemon::start();
+    let (st, b) = join(&other, &portal.link_url(), &token);
+    assert_eq!(st, 422, "{b}");
+    assert!(b["error"]["message"].as_str().unwrap_or("").contains("token_used"), "{b}");
+    no_identity(&other);
+}
+
+#[test]
+fn the_admin_api_answers_over_https_with_a_certificate_of_the_portal_ca() {
+    let portal = Portal::start_with(&["--https", "127.0.0.1:0"]);
+    let addr = crate::common::wait_secs(30, "https.addr", || std::fs::read_to_string(portal.dir.join("https.addr")).ok().filter(|s| !s.trim().is_empty()));
+    let url = format!("https://{}", addr.trim());
+    let ca = portal.dir.join("ca/ca.pem");
+    let curl = |extra: &[&str]| {
+        let out = Command::new("curl")
+            .args(["-sS", "-H", &format!("authorization: Bearer {}", portal.token)])
+            .args(extra)
+            .arg(format!("{url}/v1/sites"))
+            .output()
+            .expect("curl (Debian curl)");
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (ok, body) = curl(&["--cacert", ca.to_str().expect("utf-8")]);
+    assert!(ok && body.contains("\"items\""), "the sites, over TLS: {body}");
+    assert!(!curl(&[]).0, "a client that does not trust the portal CA refuses the certificate");
+    // The CLI reaches it the same way (the portal answers for the unknown site).
+    let (code, _, err) = cli(&["--portal", &url, "--ca-cert", ca.to_str().expect("utf-8"), "--site", "nowhere", "--token", &portal.token, "project", "ls"], None);
+    assert!(code != 0 && err.contains("not found"), "{err}");
 }

@@ -98,11 +98,14 @@ fn exactly_once(mut pg: Option<Postgres>) {
     assert_eq!(join(&site, &portal.link_url(), &portal.token_for("plant-o", 3600)).0, 200);
     site.wait_for(30, "the link to come up", || (portal.phase("plant-o").as_deref() == Some("Connected")).then_some(()));
 
-    // Only the portal pulls the outbox, over the link; its parameters are checked there too.
+    // Only the portal's own puller pulls (and so acknowledges) the outbox: not a caller of the
+    // site, and not a portal user's call forwarded over the link.
     let a = site.call("GET", "/v1/site/outbox", None);
     assert_eq!((a.status, a.json()["error"]["code"].as_str().map(str::to_string)), (403, Some("permission_denied".into())), "{}", a.body);
-    let (st, b) = portal.call("GET", "/v1/sites/plant-o/api/site/outbox?limit=0", None);
-    assert_eq!((st, b["error"]["field"].as_str()), (400, Some("limit")), "{b}");
+    let (st, b) = portal.call("GET", "/v1/sites/plant-o/api/site/outbox?events=999999", None);
+    assert_eq!((st, b["error"]["code"].as_str()), (403, Some("permission_denied")), "{b}");
+    let (st, b) = portal.call_as_with("GET", "/v1/sites/plant-o/api/site/outbox?events=999999", &[("x-cloudlet-outbox-puller", "1")]);
+    assert_eq!(st, 403, "the puller's header from a user is stripped: {b}");
 
     // While linked, a change reaches the portal at once (the pull is a long poll).
     assert_eq!(site.call("POST", "/v1/projects", Some(json!({"name": "before-cut"}))).status, 201);

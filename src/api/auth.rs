@@ -31,6 +31,10 @@ pub enum Transport {
 /// The header the portal names its authenticated user in, on requests it sends over the link.
 pub const PORTAL_USER_HEADER: &str = "x-cloudlet-portal-user";
 
+/// The header the portal's own outbox puller sets on its pulls over the link (value `1`); the
+/// portal strips it from every request it forwards for a user, so only the puller acknowledges.
+pub const OUTBOX_PULLER_HEADER: &str = "x-cloudlet-outbox-puller";
+
 /// The name of the console session cookie.
 pub const SESSION_COOKIE: &str = "cloudlet_session";
 

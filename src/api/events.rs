@@ -208,18 +208,21 @@ pub struct OutboxQuery {
     pub wait_seconds: Option<u64>,
 }
 
-/// The outbox pull of the portal, over the site's link only: records of every stream after
-/// the portal's cursors, which acknowledge what it committed (retention may then drop them).
-/// 403 on any other transport; 400 naming a bad parameter.
+/// The outbox pull of the portal, over the site's link only and from the portal's own puller
+/// (not a user's call the portal forwards): records of every stream after the portal's
+/// cursors, which acknowledge what it committed (retention may then drop them). 403 otherwise;
+/// 400 naming a bad parameter.
 #[utoipa::path(get, path = "/v1/site/outbox", tag = "events", params(OutboxQuery),
     responses((status = 200, body = crate::site::outbox::OutboxPage), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn outbox(
     State(app): State<AppState>,
     transport: Option<axum::Extension<super::auth::Transport>>,
+    headers: HeaderMap,
     Auth(p): Auth,
     ApiQuery(q): ApiQuery<OutboxQuery>,
 ) -> Result<Response, ApiError> {
-    if transport.map(|t| t.0) != Some(super::auth::Transport::PortalLink) {
+    let puller = headers.get(super::auth::OUTBOX_PULLER_HEADER).is_some_and(|v| v == "1");
+    if transport.map(|t| t.0) != Some(super::auth::Transport::PortalLink) || !puller {
         return Err(ApiError::new(axum::http::StatusCode::FORBIDDEN, "permission_denied", "only the portal pulls the outbox, over the site's link"));
     }
     p.require_site_admin()?;

@@ -265,6 +265,9 @@ impl Client {
     /// GET `path` as an HTTP/1.1 upgrade (`extra` carries the `Upgrade` headers); the upgraded
     /// connection after a `101 Switching Protocols`, or the API's error.
     pub async fn upgrade(&self, path: &str, extra: &[(&str, String)]) -> Result<hyper::upgrade::Upgraded, CliError> {
+        if self.via.is_some() {
+            return Err(CliError::Usage("attaching to a console or an exec session through --portal is not supported yet; use --remote to the site".into()));
+        }
         let req = self.request(Method::GET, path, None, extra)?;
         let mut s = self.connect().await?;
         let resp = s.send_request(req).await.map_err(|e| CliError::Http(e.to_string()))?;

@@ -34,15 +34,16 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct Global {
     /// Talk to a daemon at this URL (http:// or https://) instead of the local socket.
-    #[arg(long, global = true, env = "CLOUDLET_REMOTE", conflicts_with = "portal")]
+    #[arg(long, global = true, env = "CLOUDLET_REMOTE")]
     pub remote: Option<String>,
     /// Talk to a site through the portal at this URL (its admin API, http:// or https://), over
     /// the site's link; --token is then the portal's admin token. Needs --site.
-    /// Given before the command: `cloudlet --portal URL --site NAME project ls`.
-    #[arg(long, env = "CLOUDLET_PORTAL", requires = "site")]
+    /// Given before the command: `cloudlet --portal URL --site NAME project ls`; it wins over
+    /// --remote.
+    #[arg(long, requires = "site")]
     pub portal: Option<String>,
     /// The site to reach through --portal.
-    #[arg(long, env = "CLOUDLET_SITE", requires = "portal")]
+    #[arg(long, requires = "portal")]
     pub site: Option<String>,
     /// API token for --remote (or the portal admin token for --portal).
     #[arg(long, global = true, env = "CLOUDLET_TOKEN", hide_env_values = true)]
@@ -310,6 +311,10 @@ pub struct PortalArgs {
     /// Serve the admin API as plain HTTP on ADDR (loopback, tests); "off" disables.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8440")]
     pub http: String,
+    /// Serve the admin API over HTTPS on ADDR too (for example 0.0.0.0:8441), with a
+    /// certificate of the portal CA: clients trust DATA/ca/ca.pem (`--ca-cert`).
+    #[arg(long, value_name = "ADDR")]
+    pub https: Option<String>,
     /// Listen for site links (TLS) on ADDR.
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8444")]
     pub link: String,

@@ -141,13 +141,12 @@ impl PortalCa {
         })
     }
 
-    /// The link listener's TLS configuration: a server certificate for `names` (DNS names or IP
-    /// addresses) signed by this CA, made anew at each start, and client certificates verified
-    /// against this CA when a client offers one (joining needs none; the link needs one).
-    pub fn link_server_config(&self, names: &[String]) -> Result<rustls::ServerConfig, CaError> {
+    /// A server certificate for `names` (DNS names or IP addresses) signed by this CA, valid a
+    /// year, with its key: (chain of the certificate and the CA, key).
+    fn server_cert(&self, names: &[String], cn: &str) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), CaError> {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(names.to_vec())?;
-        params.distinguished_name.push(DnType::CommonName, "cloudlet portal link");
+        params.distinguished_name.push(DnType::CommonName, cn);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let now = SystemTime::now();
         params.not_before = (now - Duration::from_secs(300)).into();
@@ -155,6 +154,15 @@ impl PortalCa {
         params.serial_number = Some(random_serial());
         params.use_authority_key_identifier_extension = true;
         let cert = params.signed_by(&key, &self.issuer)?;
+        let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+        Ok((vec![cert.der().clone(), self.der.clone()], key_der))
+    }
+
+    /// The link listener's TLS configuration: a server certificate for `names` signed by this
+    /// CA, made anew at each start, and client certificates verified against this CA when a
+    /// client offers one (joining needs none; the link needs one).
+    pub fn link_server_config(&self, names: &[String]) -> Result<rustls::ServerConfig, CaError> {
+        let (chain, key) = self.server_cert(names, "cloudlet portal link")?;
         let mut roots = rustls::RootCertStore::empty();
         roots.add(self.der.clone()).map_err(|e| CaError::Tls(e.to_string()))?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -162,14 +170,28 @@ impl PortalCa {
             .allow_unauthenticated()
             .build()
             .map_err(|e| CaError::Tls(e.to_string()))?;
-        let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
         let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| CaError::Tls(e.to_string()))?
             .with_client_cert_verifier(verifier)
-            .with_single_cert(vec![cert.der().clone(), self.der.clone()], key_der)
+            .with_single_cert(chain, key)
             .map_err(|e| CaError::Tls(e.to_string()))?;
         cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec(), crate::link::session::LINK_ALPN.to_vec()];
+        Ok(cfg)
+    }
+
+    /// The admin API's TLS configuration (`--https`): a server certificate for `names` signed
+    /// by this CA (clients trust `DATA/ca/ca.pem`), no client certificates.
+    pub fn admin_server_config(&self, names: &[String]) -> Result<rustls::ServerConfig, CaError> {
+        let (chain, key) = self.server_cert(names, "cloudlet portal")?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| CaError::Tls(e.to_string()))?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(|e| CaError::Tls(e.to_string()))?;
+        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(cfg)
     }
 }

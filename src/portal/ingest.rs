@@ -63,6 +63,7 @@ pub async fn pull_once(site: &str, sender: &mut SendRequest<Body>, store: &dyn P
     let uri = format!("http://{site}/v1/site/outbox?events={}&audit={}&limit={PULL_PAGE}&wait_seconds={PULL_WAIT_SECONDS}", cursor("events"), cursor("audit"));
     let req = Request::get(uri)
         .header(crate::api::auth::PORTAL_USER_HEADER, "portal")
+        .header(crate::api::auth::OUTBOX_PULLER_HEADER, "1")
         .body(Body::empty())
         .map_err(|e| PullError::Link(format!("building the pull: {e}")))?;
     let within = Duration::from_secs(PULL_WAIT_SECONDS + 20);

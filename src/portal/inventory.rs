@@ -86,7 +86,7 @@ pub async fn run(site: String, mut sender: SendRequest<Body>, store: Arc<dyn Por
             Ok(inv) => store.put_inventory(&site, now, Some(inv.to_string())).await,
             Err(e) => {
                 tracing::warn!(%site, error = %e, "reading the site's inventory failed");
-                store.put_inventory(&site, now, None).await
+                Ok(())
             }
         };
         if let Err(e) = put {

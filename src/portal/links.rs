@@ -59,6 +59,12 @@ impl Links {
         if let Ok(mut m) = self.0.lock() {
             m.insert(site.clone(), Link { id, sender: sender.clone(), since: SystemTime::now(), _held: Arc::new(held) });
         }
+        // A removal that committed between the certificate check and the insert above: its
+        // drop_site ran before the insert, so the link goes now.
+        if !matches!(store.site(&site).await, Ok(Some(_))) {
+            self.drop_site(&site);
+            return tracing::warn!(%site, "refused the link of a site removed meanwhile");
+        }
         tracing::info!(%site, "site connected");
         event(store.as_ref(), &site, "connected", "the site's link is up").await;
         tokio::spawn(super::inventory::run(site.clone(), sender.clone(), store.clone(), watched.clone()));
@@ -89,6 +95,8 @@ impl Links {
         }
         h.remove(HeaderName::from_static("keep-alive"));
         h.remove(HeaderName::from_static("proxy-connection"));
+        // Only the portal's own puller acknowledges the site's outbox.
+        h.remove(HeaderName::from_static(crate::api::auth::OUTBOX_PULLER_HEADER));
         if let Ok(v) = user.parse() {
             h.insert(HeaderName::from_static(crate::api::auth::PORTAL_USER_HEADER), v);
         }

@@ -1,9 +1,10 @@
-//! `cloudlet portal`: the central portal that sites join and (next) dial out to.
+//! `cloudlet portal`: the central portal that sites join and dial out to.
 //!
 //! One role of the same binary. State is behind [`store::PortalStore`]: embedded SQLite in
 //! `DATA/portal.db` by default, PostgreSQL with `--database URL` ([`pg::PgStore`]); the CA is
-//! [`ca::PortalCa`]. Two listeners: the admin API
-//! (`--http`, plain HTTP for loopback and tests; address in `DATA/http.addr`) and the link
+//! [`ca::PortalCa`]. The listeners: the admin API (`--http`, plain HTTP for loopback and tests,
+//! address in `DATA/http.addr`; `--https`, TLS with a certificate of the portal CA, address in
+//! `DATA/https.addr`) and the link
 //! listener (`--link`, TLS with this CA's server certificate; address in `DATA/link.addr`),
 //! where sites join and, with their client certificates, connect. The admin token is in
 //! `DATA/admin.token` (mode 0600), made at first start.
@@ -58,6 +59,8 @@ pub struct PortalOptions {
     pub data_dir: PathBuf,
     /// The admin API's `host:port` (plain HTTP; empty: off).
     pub http: String,
+    /// The admin API's `host:port` over HTTPS, with a certificate of the portal CA (empty: off).
+    pub https: String,
     /// The link listener's `host:port`.
     pub link: String,
     /// Extra names (DNS names or IP addresses) for the link certificate, besides the link
@@ -75,6 +78,7 @@ impl std::fmt::Debug for PortalOptions {
         f.debug_struct("PortalOptions")
             .field("data_dir", &self.data_dir)
             .field("http", &self.http)
+            .field("https", &self.https)
             .field("link", &self.link)
             .field("names", &self.names)
             .field("cert_lifetime", &self.cert_lifetime)
@@ -131,6 +135,18 @@ pub async fn serve(opts: PortalOptions) -> Result<(), PortalError> {
     let tls = Arc::new(portal.ca.link_server_config(&names)?);
     println!("cloudlet portal: site link on https://{bound}/ (CA sha256:{})", portal.ca.fingerprint());
     tasks.push(tokio::spawn(serve_link(l, tls, portal.clone(), stop.clone())));
+    if !opts.https.is_empty() {
+        let l = bind(&opts.https, data, "https.addr").await?;
+        let at = l.local_addr().map_err(io("reading the address"))?;
+        let mut names = names.clone();
+        names.extend(hostname_names(&hostname, at, &opts.https));
+        names.sort();
+        names.dedup();
+        let tls = Arc::new(portal.ca.admin_server_config(&names)?);
+        println!("cloudlet portal: admin API on https://{at}/ (trust {})", data.join("ca/ca.pem").display());
+        let app = api::admin_router(portal.clone()).layer(axum::middleware::map_response(crate::api::error::jsonify_errors));
+        tasks.push(tokio::spawn(accept_tls(l, tls, stop.clone(), move |tls, peer| serve_http(tls, peer, app.clone()))));
+    }
 
     crate::daemon::wait_for_signal().await;
     let _ = stop_tx.send(true);
@@ -182,11 +198,13 @@ fn admin_token(data: &Path) -> Result<String, PortalError> {
     Ok(token)
 }
 
-/// Accept TLS connections on `l` and serve `app` on each (HTTP/1.1 or HTTP/2 by ALPN), with the
-/// SHA-256 of the client's verified certificate, if it sent one, on every request
-/// ([`api::PeerCert`]). A handshake must finish within 10 s.
-async fn serve_link(l: tokio::net::TcpListener, tls: Arc<rustls::ServerConfig>, portal: api::Portal, mut stop: watch::Receiver<bool>) {
-    let app = api::link_router(portal.clone());
+/// Accept TLS connections on `l` until `stop` changes, and hand each whose handshake finished
+/// within 10 s to `conn` on its own task.
+async fn accept_tls<F, Fut>(l: tokio::net::TcpListener, tls: Arc<rustls::ServerConfig>, mut stop: watch::Receiver<bool>, conn: F)
+where
+    F: Fn(tokio_rustls::server::TlsStream<tokio::net::TcpStream>, SocketAddr) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -194,21 +212,48 @@ async fn serve_link(l: tokio::net::TcpListener, tls: Arc<rustls::ServerConfig>, 
             r = l.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
-                    tracing::warn!(error = %e, "link accept failed");
+                    tracing::warn!(error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
         };
-        let (acceptor, app, portal) = (acceptor.clone(), app.clone(), portal.clone());
+        let (acceptor, conn) = (acceptor.clone(), conn.clone());
         let _ = tcp.set_nodelay(true);
         let _ = socket2::SockRef::from(&tcp).set_tcp_user_timeout(Some(crate::link::session::TCP_USER_TIMEOUT));
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "link TLS handshake failed"),
-                Err(_) => return tracing::debug!(%peer, "link TLS handshake timed out"),
-            };
+            match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => conn(s, peer).await,
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            }
+        });
+    }
+}
+
+/// Serve `svc` (HTTP/1.1 or HTTP/2 by ALPN) on one TLS connection.
+async fn serve_http<S>(tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>, peer: SocketAddr, svc: S)
+where
+    S: tower::Service<axum::http::Request<hyper::body::Incoming>, Response = axum::response::Response, Error = std::convert::Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    let svc = hyper_util::service::TowerToHyperService::new(svc);
+    let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    if let Err(e) = builder.serve_connection(hyper_util::rt::TokioIo::new(tls), svc).await {
+        tracing::debug!(%peer, error = %e, "connection ended");
+    }
+}
+
+/// The link listener: TLS with this CA's server certificate. A connection with the link's ALPN
+/// protocol and the current certificate of a joined site becomes that site's link
+/// ([`links::Links::hold`]); any other is served the link routes (join, whoami, renew) with the
+/// SHA-256 of the client's verified certificate, if it sent one, on every request
+/// ([`api::PeerCert`]).
+async fn serve_link(l: tokio::net::TcpListener, tls: Arc<rustls::ServerConfig>, portal: api::Portal, stop: watch::Receiver<bool>) {
+    let app = api::link_router(portal.clone());
+    accept_tls(l, tls, stop, move |tls, peer| {
+        let (app, portal) = (app.clone(), portal.clone());
+        async move {
             let cert = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| sha256_hex(c));
             if tls.get_ref().1.alpn_protocol() == Some(crate::link::session::LINK_ALPN) {
                 // A site's link: only with the current certificate of a joined site.
@@ -222,13 +267,8 @@ async fn serve_link(l: tokio::net::TcpListener, tls: Arc<rustls::ServerConfig>, 
                 }
                 return;
             }
-            let svc = app.layer(axum::Extension(api::PeerCert(cert)));
-            let svc = hyper_util::service::TowerToHyperService::new(svc);
-            let io = hyper_util::rt::TokioIo::new(tls);
-            let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-            if let Err(e) = builder.serve_connection(io, svc).await {
-                tracing::debug!(%peer, error = %e, "link connection ended");
-            }
-        });
-    }
+            serve_http(tls, peer, app.layer(axum::Extension(api::PeerCert(cert)))).await;
+        }
+    })
+    .await
 }

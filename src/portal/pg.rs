@@ -5,7 +5,10 @@
 //! itself), made again on the next operation after it broke: a restart of PostgreSQL costs the
 //! operations that were in flight (answered 503 `store_unavailable`, or retried by the outbox
 //! puller), never the portal. Records of a site's streams go in with one multi-row statement
-//! per pull (`unnest`), so ingest costs a round trip per page, not per record.
+//! per pull (`unnest`), so ingest costs a round trip per page, not per record. A server that
+//! stops answering fails the operation in flight within 20 s (`TCP_USER_TIMEOUT`, keepalives)
+//! and connecting gives up after 10 s. The connection is not encrypted (`NoTls`): run the
+//! database on the portal's host or a trusted network until TLS to it is added.
 
 use tokio::sync::{Mutex, MutexGuard};
 use tokio_postgres::{Client, NoTls, Row};
@@ -100,7 +103,14 @@ impl PgStore {
         let mut g = self.client.lock().await;
         if g.as_ref().is_none_or(|c| c.is_closed()) {
             *g = None;
-            let (client, connection) = tokio_postgres::connect(&self.url, NoTls).await?;
+            let mut cfg: tokio_postgres::Config = self.url.parse()?;
+            // A server that stops answering fails its operations within half a minute (the
+            // next one connects again) instead of holding the store's lock.
+            cfg.connect_timeout(std::time::Duration::from_secs(10))
+                .keepalives(true)
+                .keepalives_idle(std::time::Duration::from_secs(10))
+                .tcp_user_timeout(std::time::Duration::from_secs(20));
+            let (client, connection) = cfg.connect(NoTls).await?;
             tokio::spawn(async move {
                 if let Err(e) = connection.await {
                     tracing::warn!(error = %e, "the portal's PostgreSQL connection ended");

@@ -88,7 +88,8 @@ impl Site {
         let audit_min = audit_min.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         // While the site belongs to a portal, what the portal has not acknowledged stays, up to
         // the outbox's bound.
-        let hold = matches!(self.portal_identity(), Ok(Some(_))).then_some(self.config().portal.outbox_max_records.min(i64::MAX as u64) as i64);
+        // An identity that cannot be read counts as joined: hold rather than drop.
+        let hold = (!matches!(self.portal_identity(), Ok(None))).then_some(self.config().portal.outbox_max_records.min(i64::MAX as u64) as i64);
         self.write(|tx, _| {
             outbox::prune(tx, Stream::Events, repo::events_retention_cut(tx, min_ms, cfg.max_events as i64)?, hold)?;
             outbox::prune(tx, Stream::Audit, repo::audit_retention_cut(tx, &audit_min, cfg.max_audit_records as i64)?, hold)?;

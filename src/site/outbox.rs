@@ -102,9 +102,12 @@ impl Site {
             })?;
         }
         self.read(|c| {
+            // One snapshot, so a prune between the statements cannot count this page's records
+            // as lost.
+            let tx = c.unchecked_transaction()?;
             let mut streams = BTreeMap::new();
             for &(s, seq) in after {
-                streams.insert(s.name().to_string(), page(c, s, seq, limit)?);
+                streams.insert(s.name().to_string(), page(&tx, s, seq, limit)?);
             }
             Ok(OutboxPage { streams })
         })

@@ -13,6 +13,11 @@ impl Site {
     /// Join the portal at `url` (`https://HOST[:PORT]`, its link listener) with `token`.
     /// Errors: [`SiteError::Join`].
     pub async fn join_portal(&self, url: &str, token: &str) -> Result<Identity, SiteError> {
+        // A new portal has received nothing: what an earlier one acknowledged is its own. Reset
+        // first, so no retention pass runs between the join and the reset with the old marks.
+        if matches!(self.portal_identity(), Ok(None)) {
+            self.write(|tx, _| Ok(crate::state::outbox::reset(tx)?))?;
+        }
         let id = crate::link::join::join(&self.portal_dir(), url, token).await?;
         tracing::info!(portal = %id.portal, site = %id.site, "joined the portal");
         Ok(id)

@@ -94,10 +94,19 @@ pub fn pruned_through(c: &Connection, s: Stream) -> Result<i64, StateError> {
     meta_i64(c, &s.meta("pruned_through"))
 }
 
-/// The newest sequence number of `s` (0: none yet).
+/// The newest sequence number of `s` (0: none yet), also when retention emptied the table.
 pub fn latest(c: &Connection, s: Stream) -> Result<i64, StateError> {
     let (table, key) = s.table_and_key();
-    Ok(c.query_row(&format!("SELECT ifnull(max({key}), 0) FROM {table}"), [], |r| r.get(0))?)
+    let max: i64 = c.query_row(&format!("SELECT ifnull(max({key}), 0) FROM {table}"), [], |r| r.get(0))?;
+    Ok(max.max(pruned_through(c, s)?))
+}
+
+/// Forget the acknowledgements and the lost counts: a newly joined portal has received nothing.
+pub fn reset(c: &Connection) -> Result<(), StateError> {
+    for s in Stream::ALL {
+        c.execute("DELETE FROM meta WHERE key IN (?1, ?2)", params![s.meta("acked"), s.meta("lost")])?;
+    }
+    Ok(())
 }
 
 /// Delete the records of `s` through `retention_cut` (the highest sequence number retention
@@ -110,7 +119,12 @@ pub fn prune(c: &Connection, s: Stream, retention_cut: i64, hold: Option<i64>) -
     let mut cut = retention_cut;
     if let Some(bound) = hold {
         let acked = acked(c, s)?;
-        cut = cut.min(acked).max(latest(c, s)? - bound.max(0));
+        // What the portal has is retention's; the bound only ever cuts into what it has not.
+        let forced = latest(c, s)? - bound.max(0);
+        cut = cut.min(acked);
+        if forced > acked {
+            cut = cut.max(forced);
+        }
         if cut > acked {
             let dropped: i64 = c.query_row(&format!("SELECT count(*) FROM {table} WHERE {key} > ?1 AND {key} <= ?2"), params![acked, cut], |r| r.get(0))?;
             if dropped > 0 {
