@@ -524,6 +524,7 @@ fn the_admin_api_answers_over_https_with_a_certificate_of_the_portal_ca() {
     assert!(ok && body.contains("\"items\""), "the sites, over TLS: {body}");
     assert!(!curl(&[]).0, "a client that does not trust the portal CA refuses the certificate");
     // The CLI reaches it the same way (the portal answers for the unknown site).
-    let (code, _, err) = cli(&["--portal", &url, "--ca-cert", ca.to_str().expect("utf-8"), "--site", "nowhere", "--token", &portal.token, "project", "ls"], None);
+    let (code, _, err) =
+        cli(&["--portal", &url, "--ca-cert", ca.to_str().expect("utf-8"), "--site", "nowhere", "--token", &portal.token, "project", "ls"], None);
     assert!(code != 0 && err.contains("not found"), "{err}");
 }

@@ -234,7 +234,10 @@ where
 /// Serve `svc` (HTTP/1.1 or HTTP/2 by ALPN) on one TLS connection.
 async fn serve_http<S>(tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>, peer: SocketAddr, svc: S)
 where
-    S: tower::Service<axum::http::Request<hyper::body::Incoming>, Response = axum::response::Response, Error = std::convert::Infallible> + Clone + Send + 'static,
+    S: tower::Service<axum::http::Request<hyper::body::Incoming>, Response = axum::response::Response, Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send + 'static,
 {
     let svc = hyper_util::service::TowerToHyperService::new(svc);

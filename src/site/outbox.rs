@@ -104,7 +104,7 @@ impl Site {
         self.read(|c| {
             // One snapshot, so a prune between the statements cannot count this page's records
             // as lost.
-            let tx = c.unchecked_transaction()?;
+            let tx = c.unchecked_transaction().map_err(crate::state::StateError::from)?;
             let mut streams = BTreeMap::new();
             for &(s, seq) in after {
                 streams.insert(s.name().to_string(), page(&tx, s, seq, limit)?);

@@ -221,4 +221,18 @@ mod tests {
         add(&db, 1);
         assert_eq!(db.read(|c| latest(c, Stream::Events)).unwrap(), 11);
     }
+
+    #[test]
+    fn the_bound_never_cuts_into_acknowledged_history_and_a_new_join_forgets_old_marks() {
+        let (_d, db) = db();
+        add(&db, 10);
+        db.write(|tx| set_acked(tx, Stream::Events, 10), |_| {}).unwrap();
+        // Everything is acknowledged; retention keeps 3..: a bound of 2 takes nothing more.
+        assert_eq!(db.write(|tx| prune(tx, Stream::Events, 2, Some(2)), |_| {}).unwrap(), 2);
+        assert_eq!(seqs(&db), (3..=10).collect::<Vec<_>>());
+        db.write(|tx| prune(tx, Stream::Events, 10, None), |_| {}).unwrap();
+        assert_eq!(db.read(|c| latest(c, Stream::Events)).unwrap(), 10, "the newest number outlives an emptied table");
+        db.write(|tx| reset(tx), |_| {}).unwrap();
+        assert_eq!(db.read(|c| acked(c, Stream::Events)).unwrap(), 0);
+    }
 }
