@@ -115,22 +115,9 @@ pub async fn join(dir: &Path, url: &str, token: &str) -> Result<Identity, JoinEr
     }
     std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
     let _ = std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700));
-    let key = site_key(&dir.join("site.key"))?;
-    let csr = rcgen::CertificateParams::new(Vec::<String>::new())
-        .and_then(|p| p.serialize_request(&key))
-        .and_then(|r| r.pem())
-        .map_err(|e| JoinError::Cert(e.to_string()))?;
-
+    let csr = site_csr(dir)?;
     let pin = Arc::new(PinnedCa::new(&token.ca_sha256));
-    let client = http_client(pin.clone(), None)?;
-    let sent = client.post(format!("{url}/v1/link/join")).json(&JoinRequest { token: token.to_text(), csr }).send().await;
-    let resp = sent.map_err(|e| if pin.mismatched() { JoinError::WrongPortal } else { JoinError::Unreachable(error_chain(&e)) })?;
-    let status = resp.status().as_u16();
-    let body = resp.bytes().await.map_err(|e| JoinError::Unreachable(error_chain(&e)))?;
-    if !(200..300).contains(&status) {
-        return Err(refusal(status, &body));
-    }
-    let answer: JoinResponse = serde_json::from_slice(&body).map_err(|e| JoinError::BadAnswer(e.to_string()))?;
+    let answer: JoinResponse = post(pin, None, &format!("{url}/v1/link/join"), &JoinRequest { token: token.to_text(), csr }).await?;
     let write = |name: &str, text: &str| crate::state::files::write_secret_file(&dir.join(name), text).map_err(io(format!("writing {name}")));
     write("site.pem", &answer.certificate)?;
     write("ca.pem", &answer.ca)?;
@@ -173,8 +160,37 @@ async fn whoami_at(url: &str, dir: &Path) -> Result<WhoAmI, JoinError> {
     serde_json::from_slice(&body).map_err(|e| JoinError::BadAnswer(e.to_string()))
 }
 
+/// A certificate signing request (PEM) for the site key in `dir`, made when missing.
+pub(super) fn site_csr(dir: &Path) -> Result<String, JoinError> {
+    let key = site_key(&dir.join("site.key"))?;
+    rcgen::CertificateParams::new(Vec::<String>::new())
+        .and_then(|p| p.serialize_request(&key))
+        .and_then(|r| r.pem())
+        .map_err(|e| JoinError::Cert(e.to_string()))
+}
+
+/// POST `body` as JSON to `url`, trusting only `pin` and offering `identity` (certificate and
+/// key PEM) when given, and read a 2xx answer as `T`. Errors: `WrongPortal` when the pin did not
+/// match, `Unreachable`, the portal's refusal, or `BadAnswer`.
+pub(super) async fn post<T: serde::de::DeserializeOwned>(
+    pin: Arc<PinnedCa>,
+    identity: Option<(String, String)>,
+    url: &str,
+    body: &impl Serialize,
+) -> Result<T, JoinError> {
+    let client = http_client(pin.clone(), identity)?;
+    let sent = client.post(url).json(body).send().await;
+    let resp = sent.map_err(|e| if pin.mismatched() { JoinError::WrongPortal } else { JoinError::Unreachable(error_chain(&e)) })?;
+    let status = resp.status().as_u16();
+    let bytes = resp.bytes().await.map_err(|e| JoinError::Unreachable(error_chain(&e)))?;
+    if !(200..300).contains(&status) {
+        return Err(refusal(status, &bytes));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| JoinError::BadAnswer(e.to_string()))
+}
+
 /// The site key in `path`, made (and written, mode 0600) when missing.
-pub(super) fn site_key(path: &PathBuf) -> Result<rcgen::KeyPair, JoinError> {
+fn site_key(path: &PathBuf) -> Result<rcgen::KeyPair, JoinError> {
     if let Ok(pem) = std::fs::read_to_string(path) {
         return rcgen::KeyPair::from_pem(&pem).map_err(|e| JoinError::Cert(format!("{}: {e}", path.display())));
     }
@@ -188,7 +204,7 @@ pub(super) fn pem_der(pem: &str) -> Result<Vec<u8>, JoinError> {
     CertificateDer::from_pem_slice(pem.as_bytes()).map(|c| c.to_vec()).map_err(|e| JoinError::Cert(format!("ca.pem: {e}")))
 }
 
-pub(super) fn refusal(status: u16, body: &[u8]) -> JoinError {
+fn refusal(status: u16, body: &[u8]) -> JoinError {
     #[derive(Deserialize)]
     struct Body {
         error: Detail,
@@ -204,7 +220,7 @@ pub(super) fn refusal(status: u16, body: &[u8]) -> JoinError {
     }
 }
 
-pub(super) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
@@ -217,7 +233,7 @@ pub(super) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 
 /// An HTTPS client that trusts only the pinned CA, offering `identity` (certificate and key PEM)
 /// when given. Connects within 10 s, answers within 30 s.
-pub(super) fn http_client(pin: Arc<PinnedCa>, identity: Option<(String, String)>) -> Result<reqwest::Client, JoinError> {
+fn http_client(pin: Arc<PinnedCa>, identity: Option<(String, String)>) -> Result<reqwest::Client, JoinError> {
     let cfg = client_config(pin, identity)?;
     reqwest::Client::builder()
         .tls_backend_preconfigured(cfg)

@@ -14,7 +14,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
-use super::join::{PinnedCa, error_chain, http_client, identity, pem_der, refusal, site_key};
+use super::join::{PinnedCa, identity, pem_der, post, site_csr};
 use super::token::sha256_hex;
 use super::{Identity, JoinError, JoinResponse, RenewRequest};
 
@@ -33,21 +33,10 @@ pub fn due(id: &Identity, jitter: f64) -> Option<DateTime<Utc>> {
 pub async fn renew(dir: &Path) -> Result<Identity, JoinError> {
     let id = identity(dir)?.ok_or_else(|| JoinError::Io { what: "reading identity.json".into(), source: std::io::ErrorKind::NotFound.into() })?;
     let read = |name: &str| std::fs::read_to_string(dir.join(name)).map_err(|source| JoinError::Io { what: format!("reading {name}"), source });
-    let key = site_key(&dir.join("site.key"))?;
-    let csr = rcgen::CertificateParams::new(Vec::<String>::new())
-        .and_then(|p| p.serialize_request(&key))
-        .and_then(|r| r.pem())
-        .map_err(|e| JoinError::Cert(e.to_string()))?;
+    let csr = site_csr(dir)?;
     let pin = Arc::new(PinnedCa::new(&sha256_hex(&pem_der(&read("ca.pem")?)?)));
-    let client = http_client(pin.clone(), Some((read("site.pem")?, read("site.key")?)))?;
-    let sent = client.post(format!("{}/v1/link/renew", id.portal)).json(&RenewRequest { csr }).send().await;
-    let resp = sent.map_err(|e| if pin.mismatched() { JoinError::WrongPortal } else { JoinError::Unreachable(error_chain(&e)) })?;
-    let status = resp.status().as_u16();
-    let body = resp.bytes().await.map_err(|e| JoinError::Unreachable(error_chain(&e)))?;
-    if !(200..300).contains(&status) {
-        return Err(refusal(status, &body));
-    }
-    let answer: JoinResponse = serde_json::from_slice(&body).map_err(|e| JoinError::BadAnswer(e.to_string()))?;
+    let identity = Some((read("site.pem")?, read("site.key")?));
+    let answer: JoinResponse = post(pin, identity, &format!("{}/v1/link/renew", id.portal), &RenewRequest { csr }).await?;
     if answer.site != id.site {
         return Err(JoinError::BadAnswer(format!("the renewed certificate names site {:?}, not {:?}", answer.site, id.site)));
     }

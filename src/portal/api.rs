@@ -409,6 +409,17 @@ async fn site_stream(args: StreamArgs, stream: &'static str) -> Result<Json<serd
     Ok(Json(serde_json::json!({ "items": items, "next_cursor": next, "gaps": gaps })))
 }
 
+/// Sign a client certificate for `site` from `csr`: 400 naming `csr` for a bad request.
+fn sign(p: &Portal, csr: &str, site: &str) -> Result<super::ca::Issued, ApiError> {
+    p.ca.issue_site_cert(csr, site, p.cert_lifetime).map_err(|e| match e {
+        CaError::BadCsr(m) => ApiError::bad_request(format!("the certificate signing request is not valid: {m}")).with_field("csr"),
+        other => {
+            tracing::error!(error = %other, "signing a site certificate failed");
+            ApiError::internal("signing the certificate failed")
+        }
+    })
+}
+
 fn refused(code: &'static str, message: &str) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, code, message).with_field("token")
 }
@@ -424,13 +435,7 @@ async fn join(State(p): State<Portal>, ApiJson(b): ApiJson<JoinRequest>) -> Resu
         tracing::warn!(token = %t.id, "join refused: unknown token or wrong secret");
         return Err(refused("token_invalid", "the join token is not valid for this portal"));
     };
-    let issued = p.ca.issue_site_cert(&b.csr, &record.site, p.cert_lifetime).map_err(|e| match e {
-        CaError::BadCsr(m) => ApiError::bad_request(format!("the certificate signing request is not valid: {m}")).with_field("csr"),
-        other => {
-            tracing::error!(error = %other, "signing a site certificate failed");
-            ApiError::internal("signing the certificate failed")
-        }
-    })?;
+    let issued = sign(&p, &b.csr, &record.site)?;
     if let Some(used_by) = &record.used_by_key {
         // The same key again (the site's earlier answer was lost): answer what it was given.
         if let Some(site) = p.store.site(&record.site).await.map_err(store_error)?
@@ -477,13 +482,7 @@ async fn renew(State(p): State<Portal>, Extension(peer): Extension<PeerCert>, Ap
         ca: p.ca.pem().to_string(),
         not_after: rfc3339(s.cert_not_after),
     };
-    let issued = p.ca.issue_site_cert(&b.csr, &site.name, p.cert_lifetime).map_err(|e| match e {
-        CaError::BadCsr(m) => ApiError::bad_request(format!("the certificate signing request is not valid: {m}")).with_field("csr"),
-        other => {
-            tracing::error!(error = %other, "signing a site certificate failed");
-            ApiError::internal("signing the certificate failed")
-        }
-    })?;
+    let issued = sign(&p, &b.csr, &site.name)?;
     if !same_secret(&issued.key_sha256, &site.key_sha256) {
         return Err(
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "key_changed", "a renewal keeps the site's key; join again for a new one").with_field("csr")

@@ -8,8 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
+use axum::http::StatusCode;
 use hyper::client::conn::http2::SendRequest;
 use tokio::sync::watch;
 
@@ -60,23 +59,10 @@ pub async fn run(site: String, mut sender: SendRequest<Body>, store: Arc<dyn Por
 pub async fn pull_once(site: &str, sender: &mut SendRequest<Body>, store: &dyn PortalStore) -> Result<usize, PullError> {
     let states = store.stream_states(Some(site)).await?;
     let cursor = |name: &str| states.iter().find(|s| s.stream == name).map(|s| s.cursor).unwrap_or(0);
-    let uri = format!("http://{site}/v1/site/outbox?events={}&audit={}&limit={PULL_PAGE}&wait_seconds={PULL_WAIT_SECONDS}", cursor("events"), cursor("audit"));
-    let req = Request::get(uri)
-        .header(crate::api::auth::PORTAL_USER_HEADER, "portal")
-        .header(crate::api::auth::OUTBOX_PULLER_HEADER, "1")
-        .body(Body::empty())
-        .map_err(|e| PullError::Link(format!("building the pull: {e}")))?;
+    let path = format!("/v1/site/outbox?events={}&audit={}&limit={PULL_PAGE}&wait_seconds={PULL_WAIT_SECONDS}", cursor("events"), cursor("audit"));
+    let puller = [(crate::api::auth::OUTBOX_PULLER_HEADER, "1")];
     let within = Duration::from_secs(PULL_WAIT_SECONDS + 20);
-    let answer = tokio::time::timeout(within, async {
-        sender.ready().await.map_err(|e| PullError::Link(e.to_string()))?;
-        let resp = sender.send_request(req).await.map_err(|e| PullError::Link(e.to_string()))?;
-        let status = resp.status();
-        let body = http_body_util::Limited::new(resp.into_body(), MAX_ANSWER).collect().await.map_err(|e| PullError::Link(e.to_string()))?.to_bytes();
-        Ok::<_, PullError>((status, body))
-    })
-    .await
-    .map_err(|_| PullError::Link(format!("no answer in {} s", within.as_secs())))??;
-    let (status, body) = answer;
+    let (status, body) = super::over_link::get_over_link(site, sender, &path, &puller, within, MAX_ANSWER).await.map_err(PullError::Link)?;
     if status != StatusCode::OK {
         return Err(PullError::Answer(format!("{status}: {}", String::from_utf8_lossy(&body).chars().take(300).collect::<String>())));
     }

@@ -7,8 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
+use axum::http::StatusCode;
 use hyper::client::conn::http2::SendRequest;
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -22,20 +21,10 @@ const MAX_ANSWER: usize = 8 << 20;
 
 /// GET `path` on the site over the link: (status, JSON body, round-trip time).
 async fn get(site: &str, sender: &mut SendRequest<Body>, path: &str) -> Result<(StatusCode, Value, Duration), String> {
-    let req =
-        Request::get(format!("http://{site}{path}")).header(crate::api::auth::PORTAL_USER_HEADER, "portal").body(Body::empty()).map_err(|e| e.to_string())?;
     let t0 = Instant::now();
-    let r = tokio::time::timeout(Duration::from_secs(20), async {
-        sender.ready().await.map_err(|e| e.to_string())?;
-        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-        let status = resp.status();
-        let body = http_body_util::Limited::new(resp.into_body(), MAX_ANSWER).collect().await.map_err(|e| e.to_string())?.to_bytes();
-        Ok::<_, String>((status, body))
-    })
-    .await
-    .map_err(|_| "no answer in 20 s".to_string())??;
+    let (status, body) = super::over_link::get_over_link(site, sender, path, &[], Duration::from_secs(20), MAX_ANSWER).await?;
     let rtt = t0.elapsed();
-    Ok((r.0, serde_json::from_slice(&r.1).unwrap_or(Value::Null), rtt))
+    Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null), rtt))
 }
 
 /// Read the inventory of `site` once: its summary (`/v1/site`), its nodes (`/v1/nodes`) reduced

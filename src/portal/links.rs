@@ -61,9 +61,16 @@ impl Links {
         }
         // A removal that committed between the certificate check and the insert above: its
         // drop_site ran before the insert, so the link goes now.
-        if !matches!(store.site(&site).await, Ok(Some(_))) {
-            self.drop_site(&site);
-            return tracing::warn!(%site, "refused the link of a site removed meanwhile");
+        match store.site(&site).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                self.drop_site(&site);
+                return tracing::warn!(%site, "refused the link of a site removed meanwhile");
+            }
+            Err(e) => {
+                self.drop_site(&site);
+                return tracing::warn!(%site, error = %e, "refused a link: the store cannot confirm its site");
+            }
         }
         tracing::info!(%site, "site connected");
         event(store.as_ref(), &site, "connected", "the site's link is up").await;

@@ -15,6 +15,7 @@ pub mod csr;
 pub mod ingest;
 pub mod inventory;
 pub mod links;
+pub mod over_link;
 pub mod pg;
 pub mod store;
 
